@@ -118,13 +118,13 @@ def write_csv(records: Iterable[TrialRecord], path: str | os.PathLike) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
     """Write JSON atomically (temp file + rename) so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=_json_default)
+        json.dump(data, fh, indent=indent, default=_json_default)
         fh.write("\n")
     os.replace(tmp, path)
 

@@ -1,0 +1,140 @@
+"""Decoded, resized uint8 images cached on disk per resolution, and the tf.data input pipeline.
+
+A trial never decodes a JPEG: the first request for a (split, size) decodes the split once
+and stores ``x.npy`` / ``y.npy``; later requests memory-map them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.data._decode import open_rgb
+from search.data._split import SplitManifest
+from search.results import results_root
+
+CACHE_ENV = "ART_CACHE"
+
+
+def default_cache_dir(results_dir: str | os.PathLike | None = None) -> Path:
+    """``$ART_CACHE``, else ``<results>/cache`` (git-ignored)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return results_root(results_dir) / "cache"
+
+
+def load_images(
+    manifest: SplitManifest,
+    split: str,
+    image_size: int,
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images of one split as ``uint8 (N, S, S, 3)`` and labels ``int32 (N,)``.
+
+    Images are resized to ``S x S`` ignoring aspect ratio, as Keras'
+    ``image_dataset_from_directory`` does for the reference models.
+    """
+    if image_size < 8:
+        raise ValueError(f"image size {image_size} is too small; use at least 8 pixels")
+    if split == "test":
+        manifest.check_disjoint()  # never score a test split that overlaps training
+    entries = manifest.subset(split)
+    folder = Path(cache_dir or default_cache_dir()) / "images" / manifest.digest / str(image_size)
+    x_path, y_path = folder / f"{split}_x.npy", folder / f"{split}_y.npy"
+    if x_path.exists() and y_path.exists():
+        x = np.load(x_path, mmap_mode="r")
+        y = np.load(y_path)
+        if len(x) == len(entries) == len(y):
+            return x, y
+    root = Path(data_dir or manifest.data_root)
+    paths = [str(root / e["path"]) for e in entries]
+    y = np.array([manifest.class_names.index(e["label"]) for e in entries], dtype=np.int32)
+    x = decode_resized(paths, image_size, desc=f"decode {split}@{image_size}px", verbose=verbose)
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_atomic(x_path, x)
+    _save_atomic(y_path, y)
+    return np.load(x_path, mmap_mode="r"), y
+
+
+def decode_resized(paths: list[str], image_size: int, desc: str = "decode",
+                   verbose: bool = True) -> np.ndarray:
+    """Decode and resize many files into one uint8 array, in parallel processes."""
+    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    jobs = [(p, image_size) for p in paths]
+    progress = _progress(len(paths), desc, verbose)
+    if len(paths) < 64 or (os.cpu_count() or 1) < 2:
+        for i, arr in enumerate(progress(map(_decode_one, jobs))):
+            out[i] = arr
+        return out
+    # Threads: Pillow releases the GIL while decoding and resizing (see _decode.scan_files).
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        for i, arr in enumerate(progress(pool.map(_decode_one, jobs))):
+            out[i] = arr
+    return out
+
+
+def _decode_one(job: tuple[str, int]) -> np.ndarray:
+    from PIL import Image
+
+    path, size = job
+    img = open_rgb(path, max_side=size)
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> Any:
+    """A prefetching ``tf.data.Dataset`` of ``(x, int32 labels)`` batches (x: uint8 images or features).
+
+    Batches are gathered from the (memory-mapped) arrays by index instead of embedding the
+    arrays in the graph, so a gigabyte-sized cache costs no copy and no 2 GB graph limit.
+    Shuffling is reshuffled every epoch from ``seed``, so runs are reproducible.
+    """
+    import tensorflow as tf
+
+    n = len(x)
+    if n == 0:
+        raise ValueError("cannot make a dataset from zero images")
+    if len(y) != n:
+        raise ValueError(f"{n} images but {len(y)} labels")
+    shape = tuple(x.shape[1:])
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(x[idx]), np.asarray(y[idx], dtype=np.int32)
+
+    def load(idx):
+        images, labels = tf.numpy_function(gather, [idx], (tf.as_dtype(x.dtype), tf.int32))
+        images.set_shape((None, *shape))
+        labels.set_shape((None,))
+        return images, labels
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _progress(total: int, desc: str, verbose: bool):
+    if not verbose:
+        return lambda it: it
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, total=total, desc=desc, unit="img", file=sys.stderr)

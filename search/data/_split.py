@@ -1,0 +1,290 @@
+"""Leak-free train/val/test split: built once, written as a manifest, reused by every run."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from search.data._decode import ScannedFile, scan_files
+from search.data._dedup import NEAR_DUPLICATE_THRESHOLD, group_duplicates
+from search.data._locate import list_labelled_files
+from search.results import results_root, write_json
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+# The split is made of this many stratified group folds; fractions are multiples of 1/20.
+_FOLDS = 20
+MANIFEST_VERSION = 1
+
+
+class SplitError(ValueError):
+    """The split cannot be built or used as asked; the message says why and what to do."""
+
+
+class LeakError(SplitError):
+    """A test set shares images (exact or near copies) with the images a model trained on."""
+
+
+@dataclasses.dataclass
+class SplitManifest:
+    """Which file goes to which split. ``entries`` rows: path, label, split, group, sha256, phash."""
+
+    data_root: str
+    seed: int
+    fractions: tuple[float, float, float]
+    near_threshold: int
+    class_names: list[str]
+    entries: list[dict[str, Any]]
+    path: Path | None = None  # where the manifest was read from / written to
+
+    @property
+    def digest(self) -> str:
+        """Identifies the exact split (files, labels and assignment), not where data lives."""
+        h = hashlib.sha256()
+        for e in sorted(self.entries, key=lambda e: e["path"]):
+            h.update(f"{e['path']}\t{e['label']}\t{e['split']}\t{e['sha256']}\n".encode())
+        return h.hexdigest()[:16]
+
+    def subset(self, split: str) -> list[dict[str, Any]]:
+        if split not in SPLITS:
+            raise SplitError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        return [e for e in self.entries if e["split"] == split]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {s: {c: 0 for c in self.class_names} for s in SPLITS}
+        for e in self.entries:
+            out[e["split"]][e["label"]] += 1
+        return out
+
+    def check_disjoint(self) -> None:
+        """Refuse a manifest in which one duplicate group appears in two splits."""
+        splits_of_group: dict[int, set[str]] = collections.defaultdict(set)
+        for e in self.entries:
+            splits_of_group[e["group"]].add(e["split"])
+        shared = {g: s for g, s in splits_of_group.items() if len(s) > 1}
+        if shared:
+            example = next(iter(shared.items()))
+            raise LeakError(
+                f"split manifest {self.path or ''} puts {len(shared)} duplicate group(s) in more "
+                f"than one split (e.g. group {example[0]} in {sorted(example[1])}); evaluating on "
+                "it would score images the model trained on. Delete the manifest and rebuild it."
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "data_root": self.data_root,
+            "seed": self.seed,
+            "fractions": list(self.fractions),
+            "near_threshold": self.near_threshold,
+            "class_names": self.class_names,
+            "digest": self.digest,
+            "entries": self.entries,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> "SplitManifest":
+        if data.get("version") != MANIFEST_VERSION:
+            raise SplitError(f"{path}: manifest version {data.get('version')} is not "
+                             f"{MANIFEST_VERSION}; delete it to rebuild the split")
+        return cls(data["data_root"], data["seed"], tuple(data["fractions"]),
+                   data["near_threshold"], data["class_names"], data["entries"], path)
+
+
+def default_split_dir(results_dir: str | os.PathLike | None = None) -> Path:
+    return results_root(results_dir) / "data"
+
+
+def prepare_split(
+    data_dir: str | os.PathLike,
+    results_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    near_threshold: int = NEAR_DUPLICATE_THRESHOLD,
+    rebuild: bool = False,
+    verbose: bool = True,
+) -> SplitManifest:
+    """Return the split manifest in ``<results>/data/``, building it on first use.
+
+    The manifest is reused as long as it exists, so every run is scored on the same test
+    images; a manifest built with another seed or other fractions is refused rather than
+    silently replaced (``rebuild=True`` replaces it).
+    """
+    out_dir = default_split_dir(results_dir)
+    manifest_path = out_dir / "split.json"
+    fractions = _check_fractions(fractions)
+    data_dir = Path(data_dir)
+    if manifest_path.exists() and not rebuild:
+        manifest = load_manifest(manifest_path)
+        manifest.data_root = str(data_dir.resolve())  # the same files may have moved
+        if manifest.seed != seed or tuple(manifest.fractions) != fractions:
+            raise SplitError(
+                f"{manifest_path} was built with seed {manifest.seed} and fractions "
+                f"{list(manifest.fractions)}, not seed {seed} and {list(fractions)}. Every run "
+                "must share one test split: drop the new settings, or rebuild the split on purpose "
+                "(--rebuild-split), which makes earlier results incomparable."
+            )
+        _check_files_present(manifest, data_dir)
+        if verbose:
+            print(f"Using split {manifest_path} ({manifest.digest}): "
+                  + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
+        return manifest
+
+    files = list_labelled_files(data_dir)
+    if not files:
+        raise SplitError(f"no image files under {data_dir}")
+    if verbose:
+        print(f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
+              file=sys.stderr)
+    scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose))
+    manifest, report = build_split(scanned, str(data_dir.resolve()), seed, fractions, near_threshold)
+    manifest.path = manifest_path
+    write_json(out_dir / "data_report.json", report)
+    write_json(manifest_path, manifest.to_json(), indent=None)
+    if verbose:
+        print(f"Wrote {manifest_path} and {out_dir / 'data_report.json'}", file=sys.stderr)
+    return manifest
+
+
+def load_manifest(path: str | os.PathLike) -> SplitManifest:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SplitError(f"cannot read split manifest {path}: {exc}") from exc
+    manifest = SplitManifest.from_json(data, path)
+    manifest.check_disjoint()
+    return manifest
+
+
+def build_split(
+    scanned: Sequence[ScannedFile],
+    data_root: str,
+    seed: int,
+    fractions: tuple[float, float, float],
+    near_threshold: int,
+) -> tuple[SplitManifest, dict[str, Any]]:
+    """Group duplicates, drop corrupt files and label conflicts, then split groups stratified."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    readable = [s for s in scanned if s.ok]
+    corrupt = [s for s in scanned if not s.ok]
+    if not readable:
+        raise SplitError(f"none of the {len(scanned)} files under {data_root} could be decoded")
+    group_of, dup_stats = group_duplicates([s.sha256 for s in readable],
+                                           [s.phash for s in readable], near_threshold)
+
+    labels_of_group: dict[int, set[str]] = collections.defaultdict(set)
+    for s, g in zip(readable, group_of):
+        labels_of_group[int(g)].add(s.label)
+    conflicting = {g for g, labels in labels_of_group.items() if len(labels) > 1}
+    kept = [(s, int(g)) for s, g in zip(readable, group_of) if int(g) not in conflicting]
+    class_names = sorted({s.label for s, _ in kept})
+
+    labels = np.array([class_names.index(s.label) for s, _ in kept])
+    groups = np.array([g for _, g in kept])
+    n_groups_per_class = [len({g for g, l in zip(groups, labels) if l == c}) for c in range(len(class_names))]
+    if min(n_groups_per_class) < _FOLDS:
+        raise SplitError(
+            f"class {class_names[int(np.argmin(n_groups_per_class))]!r} has only "
+            f"{min(n_groups_per_class)} distinct images; a stratified {_FOLDS}-fold group split "
+            f"needs at least {_FOLDS} per class"
+        )
+    folds = np.empty(len(kept), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=_FOLDS, shuffle=True, random_state=seed)
+    for fold, (_, fold_idx) in enumerate(splitter.split(np.zeros(len(kept)), labels, groups)):
+        folds[fold_idx] = fold
+    # Folds are assigned to splits in a seeded random order, test first, then val, then train.
+    fold_order = np.random.default_rng(seed).permutation(_FOLDS)
+    n_test = round(fractions[2] * _FOLDS)
+    n_val = round(fractions[1] * _FOLDS)
+    split_of_fold = {}
+    for rank, fold in enumerate(fold_order):
+        split_of_fold[int(fold)] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+
+    entries = [
+        {"path": s.path, "label": s.label, "split": split_of_fold[int(f)], "group": g,
+         "sha256": s.sha256, "phash": s.phash}
+        for (s, g), f in zip(kept, folds)
+    ]
+    manifest = SplitManifest(data_root, seed, fractions, near_threshold, class_names, entries)
+    manifest.check_disjoint()
+
+    conflict_files = collections.defaultdict(list)
+    for s, g in zip(readable, group_of):
+        if int(g) in conflicting:
+            conflict_files[int(g)].append({"path": s.path, "label": s.label})
+    report = {
+        "data_root": data_root,
+        "files": len(scanned),
+        "decoded": len(readable),
+        "corrupt": {"count": len(corrupt),
+                    "files": [{"path": s.path, "reason": s.reason} for s in corrupt]},
+        "modes_converted_to_rgb": dict(collections.Counter(s.mode for s in readable if s.mode != "RGB")),
+        "duplicates": {"near_threshold_bits": near_threshold, **dup_stats},
+        "label_conflicts": {"groups": len(conflicting),
+                            "files": sum(len(v) for v in conflict_files.values()),
+                            "detail": list(conflict_files.values())},
+        "kept_files": len(kept),
+        "kept_groups": len(set(groups.tolist())),
+        "split": {"seed": seed, "fractions": list(fractions), "digest": manifest.digest,
+                  "counts": manifest.counts()},
+    }
+    return manifest, report
+
+
+def format_data_report(report: dict[str, Any]) -> str:
+    d = report["duplicates"]
+    lines = [
+        f"files: {report['files']}  decoded: {report['decoded']}  corrupt (skipped): {report['corrupt']['count']}",
+        f"exact-duplicate groups: {d['exact_groups']} ({d['exact_files']} files)   "
+        f"near-duplicate groups (phash <= {d['near_threshold_bits']} bits): {d['near_groups']} ({d['near_files']} files)",
+        f"label conflicts left out: {report['label_conflicts']['groups']} groups "
+        f"({report['label_conflicts']['files']} files)",
+        f"kept: {report['kept_files']} files in {report['kept_groups']} distinct-image groups",
+    ]
+    counts = report["split"]["counts"]
+    classes = list(next(iter(counts.values())))
+    lines.append(f"{'split':<7}" + "".join(f"{c[:11]:>12}" for c in classes) + f"{'total':>8}")
+    for split, per_class in counts.items():
+        lines.append(f"{split:<7}" + "".join(f"{per_class[c]:>12}" for c in classes)
+                     + f"{sum(per_class.values()):>8}")
+    return "\n".join(lines)
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    fr = tuple(float(f) for f in fractions)
+    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise SplitError(f"split fractions {list(fractions)} must be three numbers (train, val, "
+                         "test) that add up to 1")
+    if any(abs(f * _FOLDS - round(f * _FOLDS)) > 1e-6 for f in fr) or fr[0] == 0:
+        raise SplitError(f"split fractions {list(fractions)} must be multiples of {1 / _FOLDS} "
+                         f"(the split is built from {_FOLDS} stratified folds), e.g. 0.7 0.15 0.15")
+    return fr
+
+
+def _check_files_present(manifest: SplitManifest, data_dir: Path) -> None:
+    missing = [e["path"] for e in manifest.entries if not (data_dir / e["path"]).is_file()]
+    if missing:
+        raise SplitError(
+            f"{len(missing)} file(s) of split manifest {manifest.path} are not under {data_dir} "
+            f"(e.g. {missing[0]}). Point --data at the dataset the split was built from "
+            f"({manifest.data_root}), or rebuild the split (--rebuild-split)."
+        )
+
+
+def _progress_bar(total: int, verbose: bool):
+    if not verbose:
+        return None
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, total=total, desc="scan", unit="img", file=sys.stderr)

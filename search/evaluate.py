@@ -1,0 +1,143 @@
+"""Evaluate a saved model on any folder of class sub-folders, or on the split's test set.
+
+    python -m search.evaluate results/baselines/mobilenet/model.keras --data DIR [--json]
+
+One evaluation function (:func:`evaluate_model`) serves baselines, searches and this command.
+A folder that shares images (exact or near copies) with the model's training or validation
+data is refused: its score would not measure generalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from search._metrics import classification_metrics, format_report
+from search.data import (
+    NEAR_DUPLICATE_THRESHOLD,
+    DataNotFoundError,
+    LeakError,
+    SplitError,
+    decode_resized,
+    load_images,
+    load_manifest,
+    make_dataset,
+)
+from search.data._decode import ScannedFile, scan_files
+from search.data._dedup import phash_to_uint64
+from search.data._locate import list_labelled_files, resolve_layout
+
+
+def predict_classes(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    ds = make_dataset(x, np.zeros(len(x), dtype=np.int32), batch_size=batch_size).map(lambda a, b: a)
+    return np.argmax(model.predict(ds, verbose=0), axis=-1)
+
+
+def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+                   batch_size: int = 64) -> dict[str, Any]:
+    """The project's evaluation report (see :func:`search._metrics.classification_metrics`)."""
+    return classification_metrics(y, predict_classes(model, x, batch_size), class_names)
+
+
+def find_overlap(scanned: Sequence[ScannedFile], training_entries: Sequence[dict[str, Any]],
+                 threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[str, str]]:
+    """Pairs ``(evaluated file, training file)`` that are exact or near copies."""
+    if not scanned or not training_entries:
+        return []
+    by_digest = {e["sha256"]: e["path"] for e in training_entries}
+    train_hashes = phash_to_uint64([e["phash"] for e in training_entries])
+    pairs = []
+    for s in scanned:
+        if s.sha256 in by_digest:
+            pairs.append((s.path, by_digest[s.sha256]))
+            continue
+        distances = np.bitwise_count(train_hashes ^ np.uint64(int(s.phash, 16)))
+        j = int(np.argmin(distances))
+        if distances[j] <= threshold:
+            pairs.append((s.path, training_entries[j]["path"]))
+    return pairs
+
+
+def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overlap: bool = False,
+                    batch_size: int = 64) -> dict[str, Any]:
+    """Score ``model`` on a folder of ``<class>/`` images (or the Kaggle layout)."""
+    folder = Path(folder)
+    root = resolve_layout(folder) if folder.is_dir() else None
+    if root is None:
+        raise DataNotFoundError(f"{folder} holds no <class>/ folders of images to evaluate on")
+    files = list_labelled_files(root)
+    class_names = list(meta.get("class_names") or sorted({label for _, label in files}))
+    unknown = sorted({label for _, label in files} - set(class_names))
+    if unknown:
+        raise SplitError(f"{folder} has class folder(s) {unknown} that the model does not know; "
+                         f"its classes are {class_names}")
+    scanned = scan_files(root, files)
+    readable = [s for s in scanned if s.ok]
+    skipped = [s for s in scanned if not s.ok]
+    if not readable:
+        raise SplitError(f"none of the {len(scanned)} images under {folder} could be decoded")
+    if meta.get("manifest") and not allow_overlap:
+        manifest_path = Path(meta["manifest"])
+        if manifest_path.exists():
+            manifest = load_manifest(manifest_path)
+            seen = manifest.subset("train") + manifest.subset("val")
+            overlap = find_overlap(readable, seen, manifest.near_threshold)
+            if overlap:
+                listed = "\n".join(f"  {a}  ~  {b}" for a, b in overlap[:10])
+                raise LeakError(
+                    f"{len(overlap)} of {len(readable)} images under {folder} are copies of images "
+                    f"the model trained or was selected on (split {manifest_path}):\n{listed}\n"
+                    "Remove them from the test folder, or pass --allow-overlap to score anyway."
+                )
+        else:
+            print(f"warning: the model's split manifest {manifest_path} is missing; "
+                  "cannot check the folder for overlap with training data", file=sys.stderr)
+    size = int(meta.get("image_size") or model.input_shape[1])
+    x = decode_resized([str(root / s.path) for s in readable], size, desc="decode")
+    y = np.array([class_names.index(s.label) for s in readable], dtype=np.int32)
+    report = evaluate_model(model, x, y, class_names, batch_size)
+    report["data"] = str(folder)
+    report["skipped"] = [{"path": s.path, "reason": s.reason} for s in skipped]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m search.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a saved .keras model (with its .json sidecar when ours)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--data", help="folder of <class>/ sub-folders (or the Kaggle layout)")
+    target.add_argument("--split", choices=["val", "test"],
+                        help="score the model's own split manifest's validation or test set")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--allow-overlap", action="store_true",
+                        help="score a folder even if it shares images with the training data")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    from search.model_io import load_model
+
+    try:
+        model, meta = load_model(args.model)
+        if args.data:
+            report = evaluate_folder(model, meta, args.data, args.allow_overlap, args.batch_size)
+        else:
+            if not meta.get("manifest"):
+                raise SplitError(f"{args.model} records no split manifest; use --data DIR")
+            manifest = load_manifest(meta["manifest"])
+            x, y = load_images(manifest, args.split, int(meta["image_size"]))
+            report = evaluate_model(model, x, y, manifest.class_names, args.batch_size)
+    except (FileNotFoundError, ValueError) as exc:  # DataNotFound, Split, Leak errors included
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

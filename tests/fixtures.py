@@ -1,0 +1,117 @@
+"""Small synthetic datasets in the Kaggle layout, made with Pillow, with the real data's traps.
+
+Each class has its own colour tint over a random 6x6 block pattern, so a tiny model can learn
+the classes in an epoch or two, and every image is perceptually distinct (random patterns
+give unrelated perceptual hashes). The traps, each at a known path:
+
+- ``corrupt``:    a file of random bytes and a truncated JPEG (both must be skipped);
+- ``exact``:      a byte-identical copy of a training image, in validation_set;
+- ``near``:       the same picture re-encoded smaller at another quality, in validation_set;
+- ``conflict``:   a copy of a drawing filed under engraving (conflicting labels: left out);
+- ``converted``:  RGBA PNG, palette PNG with transparency, grayscale, 16-bit grayscale and
+  CMYK JPEG files (converted to RGB, kept);
+- ``large``:      a JPEG over Pillow's decompression-bomb warning size (kept).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ("drawings", "engraving", "iconography", "painting", "sculpture")
+_TINTS = {
+    "drawings": (230, 230, 230), "engraving": (60, 60, 60), "iconography": (220, 170, 40),
+    "painting": (40, 120, 200), "sculpture": (170, 60, 60),
+}
+
+
+def pattern_image(label: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
+    blocks = rng.integers(0, 256, (6, 6), dtype=np.uint8)
+    gray = np.asarray(Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST),
+                      dtype=np.float32) / 255.0
+    tint = np.array(_TINTS[label], dtype=np.float32)
+    rgb = 0.55 * tint[None, None, :] + 0.45 * 255 * gray[..., None]
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int = 48,
+                     with_traps: bool = True, large_side: int = 9600) -> dict[str, list[str]]:
+    """Write a Kaggle-layout dataset under ``root``; return the trap files' relative paths."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    traps: dict[str, list[str]] = {k: [] for k in ("corrupt", "exact", "near", "conflict", "converted", "large")}
+    for label in CLASSES:
+        for i in range(per_class):
+            split = "validation_set" if i % 6 == 0 else "training_set"
+            path = root / split / label / f"{i:04d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pattern_image(label, rng, size).save(path, quality=95)
+    if not with_traps:
+        return traps
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix()
+
+    train_dir = root / "training_set"
+    val_dir = root / "validation_set"
+    # Corrupt: random bytes with an image name, and a JPEG cut in half.
+    bad = train_dir / "drawings" / "random_bytes.jpg"
+    bad.write_bytes(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    buf = io.BytesIO()
+    pattern_image("drawings", rng, 96).save(buf, "JPEG", quality=95)
+    truncated = train_dir / "painting" / "truncated.jpg"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    traps["corrupt"] += [rel(bad), rel(truncated)]
+
+    # Exact duplicate across the Kaggle split folders.
+    source = train_dir / "painting" / "0001.jpg"
+    exact = val_dir / "painting" / "copy_of_0001.jpg"
+    shutil.copyfile(source, exact)
+    traps["exact"] += [rel(source), rel(exact)]
+
+    # Near duplicate: same picture, smaller, another format and quality.
+    source = train_dir / "sculpture" / "0002.jpg"
+    near = val_dir / "sculpture" / "near_0002.png"
+    Image.open(source).resize((40, 40), Image.Resampling.BILINEAR).save(near)
+    traps["near"] += [rel(source), rel(near)]
+
+    # Conflicting labels: a drawing also filed under engraving.
+    source = train_dir / "drawings" / "0003.jpg"
+    conflict = train_dir / "engraving" / "drawing_0003.jpg"
+    shutil.copyfile(source, conflict)
+    traps["conflict"] += [rel(source), rel(conflict)]
+
+    # Modes that must be converted, not dropped.
+    rgba = pattern_image("iconography", rng, size).convert("RGBA")
+    alpha = np.full((size, size), 255, dtype=np.uint8)
+    alpha[: size // 2] = 0  # top half fully transparent -> must become white
+    rgba.putalpha(Image.fromarray(alpha))
+    p = train_dir / "iconography" / "alpha.png"
+    rgba.save(p)
+    traps["converted"].append(rel(p))
+    p = train_dir / "engraving" / "palette.png"
+    pal = pattern_image("engraving", rng, size).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(p, transparency=0)
+    traps["converted"].append(rel(p))
+    p = train_dir / "drawings" / "gray.jpg"
+    pattern_image("drawings", rng, size).convert("L").save(p)
+    traps["converted"].append(rel(p))
+    p = train_dir / "engraving" / "gray16.png"
+    g16 = (np.asarray(pattern_image("engraving", rng, size).convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(g16).save(p)
+    traps["converted"].append(rel(p))
+    p = train_dir / "painting" / "cmyk.jpg"
+    pattern_image("painting", rng, size).convert("CMYK").save(p)
+    traps["converted"].append(rel(p))
+
+    # Very large: above Pillow's 89.5 MP decompression-bomb warning.
+    if large_side:
+        p = train_dir / "sculpture" / "large.jpg"
+        pattern_image("sculpture", rng, 64).resize((large_side, large_side), Image.Resampling.NEAREST).save(p, quality=50)
+        traps["large"].append(rel(p))
+    return traps

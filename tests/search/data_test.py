@@ -1,0 +1,263 @@
+"""The data pipeline: locate, decode, deduplicate, split leak-free, cache, feed."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from search import data as data_mod
+from search.data import (
+    DataNotFoundError,
+    LeakError,
+    SplitError,
+    load_images,
+    load_manifest,
+    locate_data,
+    make_dataset,
+    prepare_split,
+)
+from search.data import _cache, _split
+from tests.conftest import SHARED_DATA
+
+
+def _entry(manifest, path):
+    matches = [e for e in manifest.entries if e["path"] == path]
+    return matches[0] if matches else None
+
+
+# --- locating the data -------------------------------------------------------------------
+
+def test_locate_prefers_flag_then_env_then_default(art_dataset, tmp_path, monkeypatch):
+    root, _ = art_dataset
+    other = tmp_path / "other" / "dataset_updated"
+    shutil.copytree(root / "validation_set", other / "validation_set")
+    monkeypatch.setenv("ART_DATA", str(other))
+    assert locate_data(root) == root
+    assert locate_data() == other
+    monkeypatch.delenv("ART_DATA")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copytree(root / "validation_set", tmp_path / "data" / "art-images" / "validation_set")
+    assert locate_data().resolve() == (tmp_path / "data" / "art-images").resolve()
+
+
+def test_locate_finds_kaggle_root_below_the_given_folder(art_dataset):
+    root, _ = art_dataset
+    assert locate_data(root.parent) == root  # the folder holding dataset_updated/
+
+
+def test_locate_accepts_plain_class_folders(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / label / "x.png")
+    assert locate_data(tmp_path) == tmp_path
+    files = data_mod._locate.list_labelled_files(tmp_path)
+    assert sorted({label for _, label in files}) == ["a", "b"]
+
+
+def test_missing_data_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError) as info:
+        locate_data()
+    message = str(info.value)
+    assert "data/art-images" in message and "--data" in message and "ART_DATA" in message
+    assert "kaggle" in message.lower()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match="empty"):
+        locate_data(tmp_path / "empty")
+
+
+# --- decoding and the data report ----------------------------------------------------------
+
+def test_corrupt_files_are_reported_and_skipped(art_dataset, split_results):
+    _, traps = art_dataset
+    manifest, results = split_results
+    report = json.loads((results / "data" / "data_report.json").read_text())
+    reported = {f["path"]: f["reason"] for f in report["corrupt"]["files"]}
+    assert set(reported) == set(traps["corrupt"])
+    assert report["corrupt"]["count"] == len(traps["corrupt"])
+    assert all(reason for reason in reported.values())
+    assert not any(_entry(manifest, p) for p in traps["corrupt"])
+
+
+def test_odd_modes_and_large_images_are_converted_not_dropped(art_dataset, split_results):
+    _, traps = art_dataset
+    manifest, results = split_results
+    for path in traps["converted"] + traps["large"]:
+        assert _entry(manifest, path) is not None, path
+    report = json.loads((results / "data" / "data_report.json").read_text())
+    assert {"RGBA", "P", "L", "CMYK"} <= set(report["modes_converted_to_rgb"])
+
+
+def test_transparent_pixels_become_white(art_dataset):
+    root, traps = art_dataset
+    alpha_png = next(p for p in traps["converted"] if p.endswith("alpha.png"))
+    rgb = np.asarray(data_mod.open_rgb(root / alpha_png))
+    assert rgb.shape[2] == 3
+    assert (rgb[: rgb.shape[0] // 2] == 255).all()  # fully transparent half
+    assert (rgb[rgb.shape[0] // 2:] < 255).any()
+
+
+def test_sixteen_bit_grayscale_keeps_its_contrast(art_dataset):
+    root, traps = art_dataset
+    gray16 = next(p for p in traps["converted"] if p.endswith("gray16.png"))
+    rgb = np.asarray(data_mod.open_rgb(root / gray16))
+    assert rgb.min() < 100 and rgb.max() > 150  # not clipped to white
+
+
+# --- duplicates and the split --------------------------------------------------------------
+
+def test_exact_and_near_duplicates_share_a_group_and_a_split(art_dataset, split_results):
+    _, traps = art_dataset
+    manifest, _ = split_results
+    for kind in ("exact", "near"):
+        a, b = (_entry(manifest, p) for p in traps[kind])
+        assert a["group"] == b["group"], kind
+        assert a["split"] == b["split"], kind
+
+
+def test_no_group_spans_two_splits(split_results):
+    manifest, _ = split_results
+    splits_of_group = collections.defaultdict(set)
+    for e in manifest.entries:
+        splits_of_group[e["group"]].add(e["split"])
+    assert all(len(s) == 1 for s in splits_of_group.values())
+
+
+def test_conflicting_labels_are_reported_and_left_out(art_dataset, split_results):
+    _, traps = art_dataset
+    manifest, results = split_results
+    report = json.loads((results / "data" / "data_report.json").read_text())
+    assert report["label_conflicts"]["groups"] == 1
+    reported = {f["path"] for group in report["label_conflicts"]["detail"] for f in group}
+    assert reported == set(traps["conflict"])
+    assert not any(_entry(manifest, p) for p in traps["conflict"])
+
+
+def test_split_is_stratified(split_results):
+    manifest, _ = split_results
+    counts = manifest.counts()
+    for label in manifest.class_names:
+        total = sum(counts[s][label] for s in counts)
+        # 20 stratified folds of ~25 images: each class lands within a few images of 70/15/15.
+        assert abs(counts["test"][label] - 0.15 * total) <= 2, (label, counts)
+        assert abs(counts["val"][label] - 0.15 * total) <= 2, (label, counts)
+
+
+def test_split_is_deterministic_for_a_seed_and_differs_across_seeds(art_dataset, tmp_path):
+    root, _ = art_dataset
+    a = prepare_split(root, tmp_path / "a", seed=3, verbose=False)
+    b = prepare_split(root, tmp_path / "b", seed=3, verbose=False)
+    c = prepare_split(root, tmp_path / "c", seed=4, verbose=False)
+    assert a.digest == b.digest
+    assert a.digest != c.digest
+
+
+def test_manifest_is_reused_without_rescanning(art_dataset, split_results, monkeypatch):
+    root, _ = art_dataset
+    manifest, results = split_results
+    monkeypatch.setattr(_split, "scan_files", lambda *a, **k: pytest.fail("rescanned the data"))
+    again = prepare_split(root, results, verbose=False)
+    assert again.digest == manifest.digest
+    with pytest.raises(SplitError, match="seed"):
+        prepare_split(root, results, seed=manifest.seed + 1, verbose=False)
+
+
+def test_bad_fractions_are_refused(art_dataset, tmp_path):
+    with pytest.raises(SplitError, match="add up to 1"):
+        prepare_split(art_dataset[0], tmp_path, fractions=(0.5, 0.2, 0.2), verbose=False)
+    with pytest.raises(SplitError, match="multiples"):
+        prepare_split(art_dataset[0], tmp_path, fractions=(0.72, 0.14, 0.14), verbose=False)
+
+
+def test_overlapping_test_split_is_refused(split_results, tmp_path):
+    manifest, results = split_results
+    data = json.loads((results / "data" / "split.json").read_text())
+    # Move one member of a duplicate group into the test split: the test set now holds an
+    # image whose copy is in training.
+    groups = collections.Counter(e["group"] for e in data["entries"])
+    group = next(g for g, n in groups.items() if n > 1)
+    first, second = [e for e in data["entries"] if e["group"] == group][:2]
+    first["split"], second["split"] = "test", "train"
+    tampered = tmp_path / "split.json"
+    tampered.write_text(json.dumps(data))
+    with pytest.raises(LeakError, match="more than one split"):
+        load_manifest(tampered)
+    bad = _split.SplitManifest.from_json(data, tampered)
+    with pytest.raises(LeakError):
+        load_images(bad, "test", 16, cache_dir=tmp_path / "cache")
+
+
+def test_missing_files_are_named(art_dataset, split_results, tmp_path):
+    root, _ = art_dataset
+    manifest, results = split_results
+    moved = tmp_path / "copy"
+    shutil.copytree(root, moved)
+    victim = manifest.subset("train")[0]["path"]
+    (moved / victim).unlink()
+    with pytest.raises(SplitError, match="not under"):
+        prepare_split(moved, results, verbose=False)
+
+
+# --- cache and tf.data ---------------------------------------------------------------------
+
+def test_images_are_decoded_once_per_size(split_results, tmp_path, monkeypatch):
+    manifest, _ = split_results
+    x, y = load_images(manifest, "val", 24, cache_dir=tmp_path, verbose=False)
+    assert x.dtype == np.uint8 and x.shape == (len(manifest.subset("val")), 24, 24, 3)
+    assert y.dtype == np.int32 and set(y.tolist()) <= set(range(len(manifest.class_names)))
+    monkeypatch.setattr(_cache, "decode_resized", lambda *a, **k: pytest.fail("decoded again"))
+    x2, y2 = load_images(manifest, "val", 24, cache_dir=tmp_path, verbose=False)
+    np.testing.assert_array_equal(np.asarray(x2), np.asarray(x))
+    np.testing.assert_array_equal(y2, y)
+
+
+def test_labels_follow_the_manifest(split_results, tmp_path):
+    manifest, _ = split_results
+    _, y = load_images(manifest, "train", 16, cache_dir=tmp_path, verbose=False)
+    expected = [manifest.class_names.index(e["label"]) for e in manifest.subset("train")]
+    assert y.tolist() == expected
+
+
+def test_dataset_batches_and_reproducible_shuffle():
+    x = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    y = np.arange(10, dtype=np.int32)
+
+    def order(seed):
+        return np.concatenate([b.numpy() for _, b in make_dataset(x, y, 3, shuffle=True, seed=seed)])
+
+    batches = list(make_dataset(x, y, batch_size=4))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    assert batches[0][0].dtype.name == "uint8"
+    np.testing.assert_array_equal(batches[1][0].numpy(), x[4:8])
+    assert sorted(order(1).tolist()) == list(range(10))
+    np.testing.assert_array_equal(order(1), order(1))
+    assert not np.array_equal(order(1), np.arange(10))
+
+
+# --- the real data ---------------------------------------------------------------------------
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/art-images is not here")
+def test_pipeline_on_the_shared_dataset(tmp_path):
+    root = locate_data(SHARED_DATA)
+    manifest = prepare_split(root, tmp_path, verbose=False)
+    report = json.loads((tmp_path / "data" / "data_report.json").read_text())
+    assert report["files"] > 7000
+    assert report["corrupt"]["count"] > 0  # the download's broken files are in the copy
+    assert report["duplicates"]["exact_groups"] > 0 and report["duplicates"]["near_groups"] > 0
+    assert manifest.class_names == ["drawings", "engraving", "iconography", "painting", "sculpture"]
+    manifest.check_disjoint()
+    sizes = {s: len(manifest.subset(s)) for s in ("train", "val", "test")}
+    total = sum(sizes.values())
+    assert abs(sizes["test"] / total - 0.15) < 0.02 and abs(sizes["train"] / total - 0.70) < 0.02
+    # Exact copies never straddle splits, checked directly on the file hashes.
+    split_of_digest = collections.defaultdict(set)
+    for e in manifest.entries:
+        split_of_digest[e["sha256"]].add(e["split"])
+    assert all(len(s) == 1 for s in split_of_digest.values())
