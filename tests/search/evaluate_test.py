@@ -1,0 +1,102 @@
+"""One evaluation for baselines, searches and ``python -m search.evaluate``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from search._metrics import classification_metrics, format_report
+from search.evaluate import main
+from tests.fixtures import CLASSES, make_art_dataset
+
+
+def test_metrics_on_a_known_confusion():
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 0, 1, 1, 1, 0]
+    report = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    # recalls: a 2/3, b 2/2, c 0/1 -> balanced (2/3 + 1 + 0) / 3
+    assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert report["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    text = format_report(report)
+    assert "balanced accuracy: 0.5556" in text
+
+
+def test_metrics_refuse_mismatched_input():
+    with pytest.raises(ValueError, match="labels but"):
+        classification_metrics([0, 1], [0], ["a", "b"])
+    with pytest.raises(ValueError, match="zero images"):
+        classification_metrics([], [], ["a"])
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(art_dataset, tmp_path_factory):
+    from baselines.run import run_baseline
+
+    results = tmp_path_factory.mktemp("eval_results")
+    metrics = run_baseline("cnn", str(art_dataset[0]), str(results), image_size=32, epochs=1, verbose=0)
+    return metrics
+
+
+@pytest.mark.slow
+def test_cli_scores_the_split_like_the_baseline_did(trained_cnn, capsys):
+    assert main([trained_cnn["model"], "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == pytest.approx(trained_cnn["test"]["accuracy"])
+    assert report["confusion_matrix"] == trained_cnn["test"]["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_cli_scores_an_independent_folder(trained_cnn, tmp_path, capsys):
+    fresh = tmp_path / "independent"
+    make_art_dataset(fresh, per_class=4, seed=99, with_traps=False)
+    # A plain <class>/ layout, as an owner's held-out test set would be.
+    plain = tmp_path / "plain"
+    for split_dir in fresh.iterdir():
+        shutil.copytree(split_dir, plain, dirs_exist_ok=True)
+    (plain / "painting" / "junk.jpg").write_bytes(b"not an image")
+    assert main([trained_cnn["model"], "--data", str(plain), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 4 * len(CLASSES)
+    assert report["classes"] == list(CLASSES)
+    assert [s["path"] for s in report["skipped"]] == ["painting/junk.jpg"]
+    assert main([trained_cnn["model"], "--data", str(plain)]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_folder_holding_training_images(trained_cnn, art_dataset, tmp_path, capsys):
+    from search.data import load_manifest
+
+    root, _ = art_dataset
+    manifest = load_manifest(trained_cnn["split"]["manifest"])
+    leaked = tmp_path / "leaky"
+    fresh = manifest.subset("train")[0]
+    target = leaked / fresh["label"] / "looks_new.jpg"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(root / fresh["path"], target)
+    held_out = manifest.subset("test")[0]
+    shutil.copyfile(root / held_out["path"], leaked / fresh["label"] / "fine.jpg")
+    assert main([trained_cnn["model"], "--data", str(leaked)]) == 2
+    err = capsys.readouterr().err
+    assert "looks_new.jpg" in err and fresh["path"] in err and "--allow-overlap" in err
+    assert main([trained_cnn["model"], "--data", str(leaked), "--allow-overlap", "--json"]) == 0
+
+
+@pytest.mark.slow
+def test_cli_rejects_unknown_classes_and_missing_models(trained_cnn, tmp_path, capsys):
+    odd = tmp_path / "odd" / "photographs"
+    odd.mkdir(parents=True)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(odd / "a.png")
+    assert main([trained_cnn["model"], "--data", str(odd.parent)]) == 2
+    assert "photographs" in capsys.readouterr().err
+    assert main([str(tmp_path / "none.keras"), "--split", "test"]) == 2
+    assert "no model" in capsys.readouterr().err
+
