@@ -1,0 +1,119 @@
+"""``cnn``: a plain convolutional network trained from scratch.
+
+The published scratch CNN (3 x [Conv2D 64 3x3 valid, MaxPool 2x2, Dropout 0.4], Flatten,
+Dense 128, Dropout 0.4, softmax; 256 px, Adam 1e-3, ReduceLROnPlateau(0.25, 5)) is the
+reference point of this space: 7,449,221 parameters at 256 px and 5 classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spaces.augment import REFERENCE as AUGMENT_REFERENCE
+from spaces.augment import build_augmentation
+from spaces.registry import BuildContext, Space, register_space
+
+MAX_BLOCKS = 5
+FILTERS = (16, 32, 64, 128)
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+
+def make_optimizer(name: str, learning_rate: float):
+    import keras
+
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; choices: {', '.join(OPTIMIZERS)}")
+
+
+@register_space("cnn")
+class CNNSpace(Space):
+    description = ("scratch CNN: conv blocks, filters, kernel, batch norm, dropout, dense head, "
+                   "flatten/GAP, input size, optimizer, learning rate, augmentation")
+
+    def build(self, hp: Any, ctx: BuildContext):
+        import keras
+
+        image_size = ctx.image_size(hp.Int("image_size", 128, 256, step=32, default=256))
+        blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
+        filters = [hp.Choice("filters_0", list(FILTERS), default=64)]
+        for i in range(1, MAX_BLOCKS):
+            # Declared under a scope so keras-tuner knows filters_i only matters when there are
+            # more than i blocks; inactive declarations return None.
+            with hp.conditional_scope("conv_blocks", list(range(i + 1, MAX_BLOCKS + 1))):
+                filters.append(hp.Choice(f"filters_{i}", list(FILTERS), default=64))
+        kernel = hp.Choice("kernel_size", [3, 5], default=3)
+        batch_norm = hp.Boolean("batch_norm", default=False)
+        block_dropout = hp.Float("block_dropout", 0.0, 0.5, step=0.1, default=0.4)
+        pooling = hp.Choice("pooling", ["flatten", "gap"], default="flatten")
+        dense_units = hp.Int("dense_units", 64, 512, step=64, default=128)
+        dense_dropout = hp.Float("dense_dropout", 0.0, 0.5, step=0.1, default=0.4)
+        optimizer = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+        learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+        augmentation = build_augmentation(hp)
+
+        # Valid padding shrinks every block by kernel-1 before pooling halves it: say which
+        # block runs out of pixels instead of letting Keras fail with a negative shape.
+        side = image_size
+        for i in range(blocks):
+            side = (side - (kernel - 1)) // 2
+            if side < 1:
+                raise ValueError(
+                    f"{blocks} conv blocks of kernel {kernel} do not fit a {image_size} px "
+                    f"input: block {i + 1} leaves no pixels"
+                )
+
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = augmentation(inputs) if augmentation is not None else inputs
+        x = keras.layers.Rescaling(1.0 / 255)(x)
+        for i in range(blocks):
+            x = keras.layers.Conv2D(filters[i], kernel, padding="valid",
+                                    activation=None if batch_norm else "relu")(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.Activation("relu")(x)
+            x = keras.layers.MaxPooling2D(2)(x)
+            if block_dropout > 0:
+                x = keras.layers.Dropout(block_dropout)(x)
+        x = keras.layers.Flatten()(x) if pooling == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(dense_units, activation="relu")(x)
+        if dense_dropout > 0:
+            x = keras.layers.Dropout(dense_dropout)(x)
+        outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(x)
+        model = keras.Model(inputs, outputs, name="cnn")
+        model.compile(
+            optimizer=make_optimizer(optimizer, learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    def training_callbacks(self, hp: Any) -> list:
+        import keras
+
+        # The reference recipe's schedule, kept for every trial so trials differ only in hps.
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.25, patience=5)]
+
+    def reference_configs(self) -> list[dict[str, Any]]:
+        return [{
+            "image_size": 256,
+            "conv_blocks": 3,
+            "filters_0": 64,
+            "filters_1": 64,
+            "filters_2": 64,
+            "kernel_size": 3,
+            "batch_norm": False,
+            "block_dropout": 0.4,
+            "pooling": "flatten",
+            "dense_units": 128,
+            "dense_dropout": 0.4,
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            **AUGMENT_REFERENCE,
+        }]

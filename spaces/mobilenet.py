@@ -1,0 +1,187 @@
+"""``mobilenet``: transfer learning from an ImageNet backbone (MobileNetV2).
+
+The published recipe is the reference point: 224 px, frozen MobileNetV2 on [-1, 1] inputs,
+GlobalAveragePooling, Dense 128 relu, Dropout 0.2, softmax; Adam 0.01 with
+ReduceLROnPlateau(0.5, 2) and early stopping on val_accuracy (patience 5, best weights kept);
+then the backbone from layer index 100 on (its top 54 of 154 layers) unfrozen at a tenth of
+the learning rate for 10 more epochs.
+
+Training is CPU-aware: with no augmentation the frozen backbone is a fixed function of the
+image, so the head trains on backbone features cached once per input size (seconds per epoch
+instead of minutes) and the same head layers, shared with the image model, end up in it. Only
+augmentation or fine-tuning needs passes through the backbone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from spaces.augment import REFERENCE as AUGMENT_REFERENCE
+from spaces.augment import build_augmentation
+from spaces.registry import BuildContext, Space, register_space
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A keras.applications backbone whose weights can be loaded here."""
+
+    constructor: Callable[..., Any]  # keras.applications constructor, called lazily
+    # The backbone's own input scaling, applied to 0..255 pixels: x * scale + offset.
+    scale: float
+    offset: float
+    num_layers: int
+
+
+def _mobilenet_v2(**kwargs):
+    import keras
+
+    return keras.applications.MobileNetV2(**kwargs)
+
+
+# Only MobileNetV2's ImageNet weights exist offline here (search.weights finds them). Another
+# keras.applications model joins by adding an entry; the space then declares a "backbone" hp.
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone(_mobilenet_v2, scale=1.0 / 127.5, offset=-1.0, num_layers=154),
+}
+
+BACKBONE_LAYER = "backbone"
+FEATURES_LAYER = "features"  # pooled backbone output, the head's input
+HEAD_LAYER = "head"
+
+
+@register_space("mobilenet")
+class MobileNetSpace(Space):
+    description = ("transfer learning: MobileNetV2 (ImageNet) + dense head; input size, head, "
+                   "learning rate, fine-tune depth/lr factor/epochs, augmentation")
+    uses_pretrained_weights = True
+
+    def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",)):
+        unknown = [b for b in backbones if b not in BACKBONES]
+        if unknown:
+            raise ValueError(f"unknown backbone(s) {unknown}; choices: {', '.join(BACKBONES)}")
+        self.backbones = tuple(backbones)
+
+    def build(self, hp: Any, ctx: BuildContext):
+        import keras
+
+        if len(self.backbones) > 1:
+            backbone_name = hp.Choice("backbone", list(self.backbones), default=self.backbones[0])
+        else:
+            backbone_name = self.backbones[0]
+        spec = BACKBONES[backbone_name]
+        image_size = ctx.image_size(hp.Int("image_size", 128, 224, step=32, default=224))
+        head_units = hp.Int("head_units", 64, 512, step=64, default=128)
+        head_dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
+        learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
+        # How many of the backbone's top layers are unfrozen after the head has trained;
+        # 0 = never fine-tune. The reference unfreezes from index 100 of 154: 54 layers.
+        fine_tune_layers = hp.Int("fine_tune_layers", 0, 90, step=18, default=54)
+        with hp.conditional_scope("fine_tune_layers", list(range(18, 91, 18))):
+            hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
+            hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
+        augmentation = build_augmentation(hp)
+        if fine_tune_layers > spec.num_layers:
+            raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
+                             f"{spec.num_layers} layers of {backbone_name}")
+
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = augmentation(inputs) if augmentation is not None else inputs
+        x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
+        base = spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
+                                weights=ctx.weights)
+        base.name = BACKBONE_LAYER
+        base.trainable = False
+        # training=False keeps the backbone's BatchNorm in inference mode even when its top
+        # layers are unfrozen for fine-tuning (the usual Keras transfer-learning advice).
+        x = base(x, training=False)
+        features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+        head = keras.Sequential(
+            [
+                keras.Input((features.shape[-1],)),
+                keras.layers.Dense(head_units, activation="relu"),
+                keras.layers.Dropout(head_dropout),
+                keras.layers.Dense(ctx.num_classes, activation="softmax"),
+            ],
+            name=HEAD_LAYER,
+        )
+        model = keras.Model(inputs, head(features), name=f"{backbone_name}_transfer")
+        _compile(model, learning_rate)
+        return model
+
+    def training_callbacks(self, hp: Any) -> list:
+        import keras
+
+        return [
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5,
+                                          restore_best_weights=True),
+        ]
+
+    def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
+            batch_size: int = 32, verbose: int = 0) -> None:
+        """Head first (on cached features when possible), then optional fine-tuning.
+
+        ``epochs`` is the trial's whole budget: fine-tuning takes ``fine_tune_epochs`` of it,
+        at most half, so a low-fidelity trial (few epochs) mostly trains the head.
+        """
+        import keras
+
+        values = hp.values
+        size = int(model.input_shape[1])
+        learning_rate = float(values["learning_rate"])
+        fine_tune_layers = int(values.get("fine_tune_layers") or 0)
+        fine_tune_epochs = 0
+        if fine_tune_layers > 0:
+            fine_tune_epochs = min(int(values["fine_tune_epochs"]), epochs // 2)
+        head_epochs = epochs - fine_tune_epochs
+        has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
+
+        if has_augmentation:
+            super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=callbacks,
+                        batch_size=batch_size, verbose=verbose)
+        else:
+            extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
+            f_train, y_train = data.features("train", size, ctx.weights, extractor)
+            f_val, y_val = data.features("val", size, ctx.weights, extractor)
+            del extractor
+            head = model.get_layer(HEAD_LAYER)
+            _compile(head, learning_rate)
+            head.fit(f_train, y_train, validation_data=(f_val, y_val), batch_size=batch_size,
+                     shuffle=True, epochs=head_epochs,
+                     callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose)
+
+        if fine_tune_epochs <= 0:
+            return
+        base = model.get_layer(BACKBONE_LAYER)
+        base.trainable = True
+        for layer in base.layers[: len(base.layers) - fine_tune_layers]:
+            layer.trainable = False
+        _compile(model, learning_rate * float(values["fine_tune_lr_factor"]))
+        model.fit(
+            data.dataset("train", size, batch_size, shuffle=True),
+            validation_data=data.dataset("val", size, batch_size, shuffle=False),
+            initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
+            callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose,
+            shuffle=False,  # the dataset shuffles itself
+        )
+
+    def reference_configs(self) -> list[dict[str, Any]]:
+        return [{
+            "image_size": 224,
+            "head_units": 128,
+            "head_dropout": 0.2,
+            "learning_rate": 1e-2,
+            "fine_tune_layers": 54,
+            "fine_tune_lr_factor": 0.1,
+            "fine_tune_epochs": 10,
+            **AUGMENT_REFERENCE,
+        }]
+
+
+def _compile(model, learning_rate: float) -> None:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+

@@ -1,0 +1,115 @@
+"""Registry of search spaces, timm style: one file per space, ``@register_space("name")``.
+
+A space is written once, against keras_tuner's ``HyperParameters`` API (``hp.Int``,
+``hp.Float``, ``hp.Choice``, ``hp.Boolean``, ``hp.conditional_scope``). Keras Tuner passes
+its own ``HyperParameters``; the Optuna engine passes ``search._optuna_hp.OptunaHyperParameters``,
+which answers the same calls with ``trial.suggest_*``. Hyperparameters are declared where
+the model is built (keras-tuner's HyperModel idiom), so a space is two methods:
+
+- ``build(hp, ctx)`` declares every hyperparameter and returns a *compiled* model;
+- ``fit(hp, model, data, ctx, ...)`` trains it (the default fits on images; a transfer space may
+  train its head on cached backbone features, then fine-tune).
+
+``data`` is the trial's data source (``search.trial.ArrayData`` or ``ManifestData``): it hands
+out ``dataset(split, image_size, batch_size, shuffle)``, ``arrays(split, image_size)`` and
+``features(split, image_size, weights, extractor)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, TypeVar
+
+_SPACES: dict[str, type["Space"]] = {}
+
+S = TypeVar("S", bound=type["Space"])
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What a space needs to know about the run, beyond its hyperparameters."""
+
+    num_classes: int
+    # Low-fidelity cap: a trial that picks a larger input size is built and trained at this
+    # size instead (its config still records the size it picked).
+    max_image_size: int | None = None
+    # Backbone weights for transfer spaces: "imagenet", a local .h5 path, or None (random init,
+    # used by tests and dry builds so nothing is downloaded).
+    weights: str | None = None
+
+    def image_size(self, requested: int) -> int:
+        if self.max_image_size is None:
+            return int(requested)
+        return int(min(requested, self.max_image_size))
+
+
+class Space:
+    """Base class of a search space; subclasses override ``build`` and ``reference_configs``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    # True for spaces with a pretrained backbone: the run resolves BuildContext.weights.
+    uses_pretrained_weights: ClassVar[bool] = False
+
+    def build(self, hp: Any, ctx: BuildContext):
+        """Declare the hyperparameters on ``hp`` and return a compiled keras model.
+
+        Declare every hyperparameter before raising for a bad combination: keras-tuner learns
+        the space by building it, and a build that raises early would hide the rest.
+        """
+        raise NotImplementedError
+
+    def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
+            batch_size: int = 32, verbose: int = 0) -> None:
+        """Train ``model`` on the training images, validating every epoch."""
+        size = int(model.input_shape[1])
+        model.fit(
+            data.dataset("train", size, batch_size, shuffle=True),
+            validation_data=data.dataset("val", size, batch_size, shuffle=False),
+            epochs=epochs,
+            callbacks=[*self.training_callbacks(hp), *callbacks],
+            verbose=verbose,
+            shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
+        )
+
+    def training_callbacks(self, hp: Any) -> list:
+        """Callbacks that belong to the recipe (e.g. a learning-rate schedule)."""
+        return []
+
+    def reference_configs(self) -> list[dict[str, Any]]:
+        """Published recipes as points of this space; every new search runs them first."""
+        return []
+
+
+def register_space(name: str) -> Callable[[S], S]:
+    """Class decorator: ``@register_space("cnn") class CNNSpace(Space): ...``."""
+
+    def decorator(cls: S) -> S:
+        if not (isinstance(cls, type) and issubclass(cls, Space)):
+            raise TypeError(f"@register_space({name!r}) expects a Space subclass, got {cls!r}")
+        existing = _SPACES.get(name)
+        # Re-registering the same class (a module imported twice) is harmless; two different
+        # classes under one name would make `--space` ambiguous.
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"space {name!r} is already registered by {existing.__qualname__}")
+        cls.name = name
+        _SPACES[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_space(name: "str | Space") -> Space:
+    """A new instance of the registered space ``name`` (a Space instance passes through)."""
+    if isinstance(name, Space):
+        return name
+    try:
+        return _SPACES[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown space {name!r}; registered spaces: {', '.join(list_spaces()) or '(none)'}"
+        ) from None
+
+
+def list_spaces() -> list[str]:
+    return sorted(_SPACES)

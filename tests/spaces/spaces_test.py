@@ -1,0 +1,187 @@
+"""Spaces: registry, reference configs as points of their spaces, one definition for both engines."""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+import optuna
+import pytest
+
+import spaces
+from search._optuna_hp import OptunaHyperParameters, fixed_hyperparameters
+from spaces import BuildContext, Space, get_space, list_spaces, register_space
+from spaces.augment import build_augmentation
+
+CTX_32 = BuildContext(num_classes=5, max_image_size=32, weights=None)
+
+
+def layer_signature(model) -> list[tuple[str, str, int]]:
+    """Layer types, output shapes and parameter counts, nested models included."""
+    out = []
+    for layer in model.layers:
+        out.append((type(layer).__name__, str(getattr(layer, "output", None) is not None
+                                               and tuple(layer.output.shape)), layer.count_params()))
+        if isinstance(layer, keras.Model):
+            out.extend(layer_signature(layer))
+    return out
+
+
+def kt_build(space: Space, config: dict, ctx: BuildContext):
+    """Build through keras-tuner's HyperParameters the way a Tuner does: space first, values next."""
+    hp = kt.HyperParameters()
+    try:
+        space.build(hp, BuildContext(ctx.num_classes, ctx.max_image_size, None))
+    except ValueError:
+        pass  # declarations happen before a space rejects a combination
+    hp.values = dict(config)
+    return space.build(hp, ctx), hp
+
+
+def optuna_build(space: Space, config: dict, ctx: BuildContext):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(config)
+    trial = study.ask()
+    hp = OptunaHyperParameters(trial)
+    return space.build(hp, ctx), hp
+
+
+def test_registry_lists_builtin_spaces():
+    assert {"cnn", "mobilenet"} <= set(list_spaces())
+    assert spaces.__all__ == ["BuildContext", "Space", "get_space", "list_spaces", "register_space"]
+    with pytest.raises(ValueError, match=r"unknown space 'nope'.*cnn.*mobilenet"):
+        get_space("nope")
+
+
+def test_register_space_rejects_a_second_class_under_the_same_name():
+    with pytest.raises(ValueError, match="already registered"):
+        @register_space("cnn")
+        class Other(Space):
+            pass
+
+
+@pytest.mark.parametrize("name", ["cnn", "mobilenet"])
+def test_reference_config_is_exactly_a_point_of_its_space(name):
+    space = get_space(name)
+    refs = space.reference_configs()
+    assert refs, f"{name} has no reference config"
+    for config in refs:
+        # Optuna's FixedTrial raises for a missing hp; the adapter records what was declared.
+        hp = fixed_hyperparameters(config)
+        space.build(hp, CTX_32)
+        assert hp.values == config  # every key is used, nothing is missing
+        # Every value lies inside its distribution (a sampler could have proposed it).
+        study = optuna.create_study()
+        study.enqueue_trial(config)
+        trial = study.ask()
+        space.build(OptunaHyperParameters(trial), CTX_32)
+        for key, dist in trial.distributions.items():
+            assert dist._contains(dist.to_internal_repr(config[key])), (key, config[key], dist)
+        keras.backend.clear_session()
+
+
+def test_cnn_reference_is_the_published_scratch_cnn():
+    model, _ = kt_build(get_space("cnn"), get_space("cnn").reference_configs()[0],
+                        BuildContext(num_classes=5))
+    assert model.input_shape == (None, 256, 256, 3)
+    assert model.count_params() == 7_449_221
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 3 and kinds.count("MaxPooling2D") == 3
+    assert kinds.count("Dropout") == 4 and "Flatten" in kinds
+    assert model.optimizer.__class__.__name__ == "Adam"
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    keras.backend.clear_session()
+
+
+def test_mobilenet_reference_is_the_published_transfer_recipe():
+    space = get_space("mobilenet")
+    config = space.reference_configs()[0]
+    model, _ = kt_build(space, config, BuildContext(num_classes=5))
+    assert model.input_shape == (None, 224, 224, 3)
+    base = model.get_layer("backbone")
+    assert len(base.layers) == 154 and not base.trainable
+    # 2,257,984 backbone + Dense 1280->128 + Dense 128->5
+    assert model.count_params() == 2_257_984 + 1280 * 128 + 128 + 128 * 5 + 5
+    # "unfreeze from layer index 100 on" == the top 54 layers
+    assert len(base.layers) - config["fine_tune_layers"] == 100
+    head = model.get_layer("head")
+    assert [type(l).__name__ for l in head.layers] == ["Dense", "Dropout", "Dense"]
+    assert head.layers[1].rate == pytest.approx(0.2)
+    keras.backend.clear_session()
+
+
+def _random_configs(space: Space, n: int, seed: int) -> list[dict]:
+    sampler = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(sampler=sampler)
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        hp = OptunaHyperParameters(trial)
+        try:
+            space.build(hp, CTX_32)
+        except ValueError:
+            pass
+        configs.append(dict(hp.values))
+        study.tell(trial, 0.0)
+        keras.backend.clear_session()
+    return configs
+
+
+@pytest.mark.parametrize("name", ["cnn", "mobilenet"])
+def test_same_config_builds_the_same_model_through_both_engines(name):
+    space = get_space(name)
+    configs = space.reference_configs() + _random_configs(space, 4 if name == "cnn" else 2, seed=3)
+    built = 0
+    for config in configs:
+        try:
+            kt_model, kt_hp = kt_build(space, config, CTX_32)
+        except ValueError:
+            # A combination the space rejects must be rejected through Optuna too.
+            with pytest.raises(ValueError):
+                optuna_build(space, config, CTX_32)
+            continue
+        op_model, op_hp = optuna_build(space, config, CTX_32)
+        assert op_hp.values == config
+        assert {k: v for k, v in kt_hp.values.items() if kt_hp.is_active(k)} == config
+        assert layer_signature(kt_model) == layer_signature(op_model)
+        assert kt_model.count_params() == op_model.count_params()
+        assert type(kt_model.optimizer) is type(op_model.optimizer)
+        built += 1
+        keras.backend.clear_session()
+    assert built >= 2
+
+
+def test_augmentation_subspace_off_by_default_and_builds_layers_when_on():
+    hp = kt.HyperParameters()
+    assert build_augmentation(hp) is None
+    assert all(name.startswith("aug_") for name in hp.values)
+    on = fixed_hyperparameters({"aug_enabled": True, "aug_flip": "horizontal", "aug_rotation": 0.1,
+                                "aug_zoom": 0.0, "aug_translation": 0.1, "aug_contrast": 0.2,
+                                "aug_brightness": 0.0})
+    seq = build_augmentation(on)
+    assert [type(l).__name__ for l in seq.layers] == [
+        "RandomFlip", "RandomRotation", "RandomTranslation", "RandomContrast"]
+    # Inactive knobs are not declared when the switch is off.
+    off = fixed_hyperparameters({"aug_enabled": False})
+    assert build_augmentation(off) is None and off.values == {"aug_enabled": False}
+
+
+def test_adapter_conditional_scope_and_errors():
+    study = optuna.create_study()
+    trial = study.ask()
+    hp = OptunaHyperParameters(trial)
+    n = hp.Int("n", 1, 1)
+    with hp.conditional_scope("n", [2, 3]):
+        assert hp.Choice("inactive", ["a", "b"]) is None
+    with hp.conditional_scope("n", [1]):
+        assert hp.Choice("active", ["a"]) == "a"
+    assert n == 1 and hp.values == {"n": 1, "active": "a"}
+    assert set(trial.params) == {"n", "active"}  # the inactive one never reached Optuna
+    with pytest.raises(ValueError, match="not been declared"):
+        with hp.conditional_scope("missing", [1]):
+            pass
+    with pytest.raises(ValueError, match="no Optuna equivalent"):
+        hp.Int("bad", 1, 64, step=2, sampling="log")
+    with pytest.raises(ValueError, match="sampling 'reverse_log'"):
+        hp.Float("bad2", 0.1, 1.0, sampling="reverse_log")
+    lr = hp.Float("lr", 1e-4, 1e-2, sampling="log")
+    assert trial.distributions["lr"].log and 1e-4 <= lr <= 1e-2
