@@ -512,9 +512,12 @@ def _load_optuna_study(study: StudyResults) -> tuple["optuna.Study | None", str 
 def _infer_distributions(configs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Search-space distributions that cover every value seen, one per hyperparameter.
 
-    Strings, booleans and mixed types become categorical; ints and floats numeric ranges, on a
-    log scale when they are positive and span a decade or more for floats (learning rates) or
-    a factor 16 for ints (widths such as 32..512, but not block counts such as 1..10).
+    Strings, booleans and mixed types become categorical; ints and floats numeric ranges. A
+    range is put on a log scale when it is positive, spans a decade or more for floats (a factor
+    16 for ints, so block counts such as 1..10 stay linear) and the values look log-spread: their
+    median sits nearer the middle of the range in log space than in linear space. That tells a
+    learning rate drawn log-uniformly from 1e-4..1e-2 (median near 1e-3) from a dropout drawn
+    uniformly from 0..0.5 whose smallest draw happened to be 0.001 (median near 0.25).
     """
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -529,7 +532,7 @@ def _infer_distributions(configs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if numeric and all(math.isfinite(v) for v in values):
             low, high = min(values), max(values)
             integer = all(isinstance(v, int) for v in values)
-            log = low > 0 and high / low >= (16 if integer else 10)
+            log = low > 0 and high / low >= (16 if integer else 10) and _looks_log_spread(values)
             if integer:
                 distributions[name] = IntDistribution(int(low), int(high), log=log)
             else:
@@ -538,6 +541,15 @@ def _infer_distributions(configs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             choices = list(dict.fromkeys(_categorical_value(v) for v in values))
             distributions[name] = CategoricalDistribution(choices)
     return distributions
+
+
+def _looks_log_spread(values: Sequence[float]) -> bool:
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2] if len(ordered) % 2 else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    low, high = ordered[0], ordered[-1]
+    linear_position = (median - low) / (high - low)
+    log_position = (math.log(median) - math.log(low)) / (math.log(high) - math.log(low))
+    return abs(log_position - 0.5) < abs(linear_position - 0.5)
 
 
 def _categorical_value(value: Any) -> Any:

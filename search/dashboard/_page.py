@@ -76,7 +76,6 @@ def render_dashboard(inputs: DashboardInputs) -> Dashboard:
     leaderboard = _info._get_leaderboard_info(inputs)
     summary = _info._get_summary_info(leaderboard)
     notes = list(inputs.notes)
-    lap("load")
 
     page.add(_summary_html(summary, inputs))
     page.add("<h2>Leaderboard</h2>")

@@ -132,6 +132,7 @@ def make_tradeoff_figure(info: _info.TradeoffInfo, colors: Colors) -> go.Figure:
             text=[p.name for p in points],
             mode="markers+text" if baseline else "markers",
             textposition="top left",
+            cliponaxis=False,  # a baseline at the edge keeps its whole label
             name=label,
             marker=dict(
                 color=colors(label),
@@ -204,7 +205,7 @@ def make_confusion_figure(panels: list[_info.ConfusionPanel]) -> go.Figure:
             go.Heatmap(
                 z=p.row_fraction, x=p.classes, y=p.classes, text=p.counts, texttemplate="%{text}",
                 colorscale="Blues", zmin=0, zmax=1, showscale=i == len(panels),
-                colorbar=dict(title="share of<br>true class", tickformat=".0%"),
+                colorbar=dict(title=dict(text="share of the true class", side="right"), tickformat=".0%"),
                 hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{z:.1%} of the class)<extra></extra>",
             ),
             row=1, col=i,

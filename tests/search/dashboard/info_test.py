@@ -184,12 +184,16 @@ def test_learning_curves_use_the_best_trial_and_mark_the_fine_tuning_phase():
 def test_distributions_inferred_from_a_keras_tuner_table():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    configs = [{"lr": 1e-4, "units": 32, "act": "relu", "blocks": 2, "tuner/epochs": 2, "skip": None},
-               {"lr": 3e-3, "units": 512, "act": "gelu", "blocks": 5, "tuner/epochs": 4, "skip": True}]
+    lrs, units, dropouts = [1e-4, 3e-4, 1e-3, 2e-3, 1e-2], [32, 64, 128, 256, 512], [0.001, 0.1, 0.25, 0.3, 0.5]
+    configs = [{"lr": lr, "units": u, "dropout": d, "act": "relu", "blocks": 2 + i % 4, "tuner/epochs": 2, "skip": None}
+               for i, (lr, u, d) in enumerate(zip(lrs, units, dropouts))]
+    configs[-1].update(act="gelu", skip=True)
     d = _info._infer_distributions(configs)
-    assert set(d) == {"lr", "units", "act", "blocks", "skip"}  # Keras Tuner bookkeeping left out
-    assert d["lr"] == FloatDistribution(1e-4, 3e-3, log=True)
+    assert set(d) == {"lr", "units", "dropout", "act", "blocks", "skip"}  # Keras Tuner bookkeeping left out
+    assert d["lr"] == FloatDistribution(1e-4, 1e-2, log=True)
     assert d["units"] == IntDistribution(32, 512, log=True)
+    # Spans more than a decade, but is spread linearly: a log axis would squash it.
+    assert d["dropout"] == FloatDistribution(0.001, 0.5, log=False)
     assert d["blocks"] == IntDistribution(2, 5, log=False)
     assert d["act"] == CategoricalDistribution(["relu", "gelu"])
     assert d["skip"] == CategoricalDistribution([True])
