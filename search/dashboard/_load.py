@@ -81,7 +81,7 @@ def load_results(
     if missing:
         notes.append(
             f"No reproduced baseline for {', '.join(missing)} (expected "
-            f"{root / 'baselines' / '<name>' / 'metrics.json'}); only the published figures are shown."
+            f"{root / 'baselines' / '<name>' / 'metrics.json'}); the leaderboard shows only their published accuracies."
         )
 
     searches = root / "searches"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
