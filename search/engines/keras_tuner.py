@@ -1,0 +1,197 @@
+"""Keras Tuner engine: keras-tuner's oracles decide, the shared TrialRunner trains.
+
+- ``SpaceTuner`` subclasses ``keras_tuner.Tuner`` and overrides ``run_trial`` to hand the
+  trial's ``HyperParameters`` to the TrialRunner; a failed trial is reported with
+  ``FailedTrialError`` (no retries) and the search goes on.
+- The oracles (random, bayesian, hyperband) are keras-tuner's own, with one mixin: their
+  source of fresh candidates (``_random_values``, used by all three for new trials) returns the
+  space's reference configs first, so trial 0 of every new search is the published recipe,
+  and ``populate_space`` stops once ``--max-time`` has passed.
+- The project folder is ``results/searches/<study>/tuner/``; ``overwrite=False`` reloads the
+  oracle, so the same command resumes: finished trials stay, and a trial that was running
+  when the process died is retried under its own id (keras-tuner's retry queue).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from search.engines.base import Engine, Progress, SearchError, Study, deadline_from
+from spaces.registry import BuildContext, Space
+
+OBJECTIVE = "val_accuracy"
+
+
+def _kt():
+    import keras_tuner
+
+    return keras_tuner
+
+
+class _ReferenceFirst:
+    """Oracle mixin: reference configs before the algorithm's own candidates; a deadline."""
+
+    reference_configs: list[dict[str, Any]] = []
+    deadline: float | None = None
+
+    def _random_values(self):
+        for config in self.reference_configs:
+            values = self._values_from(config)
+            if not self._duplicate(values):
+                return values
+        return super()._random_values()
+
+    def _values_from(self, config: dict[str, Any]) -> dict[str, Any]:
+        # Same shape as keras-tuner's own _random_values: active hps only, so the hash that
+        # marks a config as tried matches when the trial is recorded.
+        kt = _kt()
+        hps = kt.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = config.get(hp.name, hp.default)
+        return hps.values
+
+    def populate_space(self, trial_id):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return {"status": "STOPPED", "values": None}
+        return super().populate_space(trial_id)
+
+
+def _oracle_classes():
+    kt = _kt()
+
+    class RandomOracle(_ReferenceFirst, kt.oracles.RandomSearchOracle):
+        pass
+
+    class BayesianOracle(_ReferenceFirst, kt.oracles.BayesianOptimizationOracle):
+        pass
+
+    class HyperbandOracle(_ReferenceFirst, kt.oracles.HyperbandOracle):
+        pass
+
+    return {"random": RandomOracle, "bayesian": BayesianOracle, "hyperband": HyperbandOracle}
+
+
+def make_oracle(algorithm: str, space: Space, *, trials: int, epochs: int, seed: int,
+                deadline: float | None = None):
+    """A keras-tuner oracle for ``algorithm`` that runs ``space``'s reference configs first."""
+    kt = _kt()
+    classes = _oracle_classes()
+    if algorithm not in classes:
+        raise SearchError(f"unknown algorithm {algorithm!r} for engine 'keras-tuner'; "
+                          f"choices: {', '.join(classes)}")
+    # A failing trial must not end the search: keras-tuner stops after 3 consecutive failures
+    # by default.
+    common = dict(objective=kt.Objective(OBJECTIVE, "max"), seed=seed,
+                  max_consecutive_failed_trials=10**9)
+    if algorithm == "hyperband":
+        # Brackets repeat until --trials is reached (hyperband_iterations would otherwise stop
+        # a small-epoch search after one bracket of a couple of trials).
+        oracle = classes[algorithm](max_epochs=max(epochs, 1), factor=3,
+                                    hyperband_iterations=10**9, **common)
+        oracle.max_trials = trials  # Hyperband has no max_trials argument; create_trial honours it
+    else:
+        oracle = classes[algorithm](max_trials=trials, **common)
+    oracle.reference_configs = list(space.reference_configs())
+    oracle.deadline = deadline
+    return oracle
+
+
+def _space_hypermodel(space: Space, ctx: BuildContext):
+    kt = _kt()
+
+    class SpaceHyperModel(kt.HyperModel):
+        """Lets keras-tuner discover the space (conditional hps included) by building it; the
+        backbone weights are never loaded for this."""
+
+        def build(self, hp):
+            try:
+                return space.build(hp, BuildContext(num_classes=ctx.num_classes,
+                                                    max_image_size=ctx.max_image_size, weights=None))
+            except Exception:  # noqa: BLE001
+                # Discovery only needs the declarations, which spaces make before rejecting a
+                # combination (e.g. too many blocks for the input size); that trial, if ever
+                # sampled, fails in the runner and is recorded as FAIL.
+                return None
+
+    return SpaceHyperModel(name=space.name)
+
+
+def _tuner_class():
+    kt = _kt()
+
+    class SpaceTuner(kt.Tuner):
+        """keras-tuner Tuner whose trials run through the shared TrialRunner."""
+
+        def __init__(self, oracle, *, runner, study: Study, epochs: int, progress: Progress | None):
+            self.runner = runner
+            self.study = study
+            self.epochs = epochs
+            self.progress = progress
+            super().__init__(oracle=oracle, hypermodel=_space_hypermodel(runner.space, runner.ctx),
+                             directory=str(study.dir), project_name="tuner", overwrite=False)
+
+        def run_trial(self, trial, *args, **kwargs):
+            hp = trial.hyperparameters
+            # Hyperband's rungs give each trial its epoch budget; later rungs train from
+            # scratch for the larger budget (no per-trial checkpoints are kept).
+            epochs = int(hp.values.get("tuner/epochs", self.epochs))
+            record = self._already_finished(trial)
+            if record is None:
+                record = self.runner.run(hp, trial_id=trial.trial_id, number=int(trial.trial_id),
+                                         epochs=epochs)
+            if self.progress is not None:
+                self.progress.update(record)
+            if record.state != "COMPLETE":
+                raise _kt().errors.FailedTrialError(record.error or record.state)
+            return {OBJECTIVE: record.val_accuracy}
+
+        def _already_finished(self, trial):
+            # A process killed after the row was written but before the oracle saved the
+            # trial's end would otherwise train it again.
+            from search.trial import hp_config
+
+            record = self.study.finished(trial.trial_id)
+            if record is not None and record.config == hp_config(trial.hyperparameters):
+                return record
+            return None
+
+        def save_model(self, trial_id, model, step=0):
+            # The study keeps the best model itself (Study.save_if_best); no per-trial files.
+            return None
+
+        def load_model(self, trial):
+            raise NotImplementedError(
+                f"per-trial models are not kept; the best model is {self.study.best_model_path}")
+
+    return SpaceTuner
+
+
+class KerasTunerEngine(Engine):
+    name = "keras-tuner"
+    algorithms = ("random", "bayesian", "hyperband")
+
+    def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
+                 storage: str | None = None):
+        if pruner not in (None, "none"):
+            raise SearchError(f"--pruner {pruner!r} applies to --engine optuna only; keras-tuner "
+                              "prunes through --algorithm hyperband")
+        if storage is not None:
+            raise SearchError("--storage is an Optuna database URL; keras-tuner keeps its state "
+                              "in results/searches/<study>/tuner/")
+        super().__init__(algorithm, seed=seed)
+
+    def run(self, runner, study: Study, *, trials: int, epochs: int,
+            max_time: float | None = None, progress: bool = True) -> None:
+        oracle = make_oracle(self.algorithm, runner.space, trials=trials, epochs=epochs,
+                             seed=self.seed, deadline=deadline_from(max_time))
+        done = len(study.records())
+        bar = Progress(trials, done, study, enabled=progress) if progress is not None else None
+        try:
+            tuner = _tuner_class()(oracle, runner=runner, study=study, epochs=epochs, progress=bar)
+            tuner.search(verbose=0)
+        finally:
+            if bar is not None:
+                bar.close()

@@ -1,0 +1,102 @@
+"""Fixtures for engine tests: tiny colour-coded data and a space that fails on purpose."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from search.results import read_json, read_trials
+from search.trial import synthetic_data
+from spaces import BuildContext, Space, get_space
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    # 40 train / 20 val / 20 test images of 32 px, 5 classes that differ by colour.
+    return synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+
+
+class FlakySpace(Space):
+    """Three modes: trains fine, raises in build, or produces a NaN loss."""
+
+    name = "flaky"  # not registered: engines accept Space instances too
+
+    def build(self, hp, ctx: BuildContext):
+        mode = hp.Choice("mode", ["ok", "raise", "nan"], default="ok")
+        units = hp.Int("units", 4, 16, step=4, default=8)
+        if mode == "raise":
+            raise ValueError("flaky space: this configuration cannot be built")
+        size = ctx.image_size(32)
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.Rescaling(1 / 255)(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
+        if mode == "nan":
+            x = keras.layers.Lambda(lambda t: t * float("nan"))(x)
+        outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(x)
+        model = keras.Model(inputs, outputs)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def reference_configs(self):
+        return [{"mode": "raise", "units": 8}, {"mode": "nan", "units": 8}, {"mode": "ok", "units": 8}]
+
+
+@pytest.fixture
+def flaky_space():
+    return FlakySpace()
+
+
+class InterruptSecondTraining(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the first epoch end of the second fit (trial 1): what a
+    Ctrl-C in the middle of a trial looks like to the search."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fits == 2:
+            raise KeyboardInterrupt
+
+
+def check_table(study_dir, space_name: str, n: int):
+    """The common table: n rows with valid states, configs inside the space, study/best files."""
+    records = read_trials(study_dir / "trials.jsonl")
+    assert [r.number for r in records] == sorted(r.number for r in records)
+    assert len(records) == n
+    space = get_space(space_name) if isinstance(space_name, str) else space_name
+    from search._optuna_hp import fixed_hyperparameters
+
+    for r in records:
+        assert r.state in ("COMPLETE", "PRUNED", "FAIL")
+        if r.state == "COMPLETE":
+            assert 0.0 <= r.val_accuracy <= 1.0 and r.params > 0 and r.epochs_run >= 1
+            assert len(r.history["val_accuracy"]) == r.epochs_run
+            # The recorded config is a complete point of the space: it rebuilds as is.
+            hp = fixed_hyperparameters(r.config)
+            space.build(hp, BuildContext(num_classes=5, max_image_size=32))
+            assert hp.values == r.config
+            keras.backend.clear_session()
+        else:
+            assert r.error
+    info = read_json(study_dir / "study.json")
+    assert {"seed", "config", "versions", "engine", "algorithm", "space", "data"} <= set(info)
+    assert info["versions"]["keras-tuner"] and info["versions"]["optuna"]
+    assert (study_dir / "trials.csv").exists()
+    return records
+
+
+def check_best(study_dir, records):
+    best = read_json(study_dir / "best.json")
+    assert set(best) >= {"trial_id", "config", "val_accuracy", "test", "params", "wall_time_s"}
+    complete = [r for r in records if r.state == "COMPLETE"]
+    top = max(complete, key=lambda r: (r.val_accuracy, -r.number))
+    assert best["trial_id"] == top.trial_id and best["val_accuracy"] == top.val_accuracy
+    assert best["test"]["n"] == 20 and 0.0 <= best["test"]["accuracy"] <= 1.0
+    assert len(best["test"]["confusion_matrix"]) == 5
+    assert (study_dir / "best_model.keras").exists()
+    return best

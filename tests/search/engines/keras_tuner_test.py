@@ -1,0 +1,128 @@
+"""Keras Tuner engine: end to end, reference first, resume, interrupt, failures."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from search.engines import SearchError, get_engine
+from search.engines.keras_tuner import make_oracle
+from search.results import read_trials
+from search.run import run_search
+from spaces import BuildContext, get_space
+
+from .conftest import InterruptSecondTraining, check_best, check_table
+
+
+def search(data, tmp_path, **kw):
+    kw.setdefault("engine", "keras-tuner")
+    kw.setdefault("epochs", 1)
+    kw.setdefault("max_image_size", 32)
+    kw.setdefault("progress", False)
+    return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
+
+
+def test_random_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, algorithm="random", trials=3, epochs=2, seed=1)
+    study_dir = out["study_dir"]
+    assert study_dir == tmp_path / "searches" / "cnn-keras-tuner-random"
+    records = check_table(study_dir, "cnn", 3)
+    assert records[0].config == get_space("cnn").reference_configs()[0]  # reference first
+    assert len({json.dumps(r.config, sort_keys=True) for r in records}) == 3
+    assert {r.engine for r in records} == {"keras-tuner"}
+    check_best(study_dir, records)
+    assert (study_dir / "tuner" / "oracle.json").exists()  # keras-tuner's own project folder
+    rss = [json.loads(l)["rss_mb"] for l in open(study_dir / "resources.jsonl")]
+    assert len(rss) == 3 and all(v > 0 for v in rss)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
+def test_every_oracle_proposes_the_reference_config_first(algorithm, tmp_path):
+    space = get_space("mobilenet")
+    oracle = make_oracle(algorithm, space, trials=5, epochs=3, seed=0)
+    oracle._set_project_dir(str(tmp_path), "p")
+    hp = kt.HyperParameters()
+    space.build(hp, BuildContext(num_classes=5, max_image_size=32))
+    oracle.update_space(hp)
+    first = oracle.create_trial("t0")
+    values = {k: v for k, v in first.hyperparameters.values.items() if not k.startswith("tuner/")}
+    assert values == space.reference_configs()[0]
+    oracle.end_trial(first)  # (no metrics: the trial ends as invalid; only order matters here)
+    second = oracle.create_trial("t0")
+    assert {k: v for k, v in second.hyperparameters.values.items()
+            if not k.startswith("tuner/")} != values
+    keras.backend.clear_session()
+
+
+def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
+    search(tiny_data, tmp_path, trials=2, seed=2)
+    study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
+    before = {r.trial_id: r for r in read_trials(study_dir / "trials.jsonl")}
+    assert len(before) == 2
+    lines_before = sum(1 for _ in open(study_dir / "trials.jsonl"))
+    search(tiny_data, tmp_path, trials=4)  # same command with a larger budget; seed from study.json
+    after = read_trials(study_dir / "trials.jsonl")
+    check_table(study_dir, "cnn", 4)
+    for r in after[:2]:
+        assert r.to_dict() == before[r.trial_id].to_dict()  # untouched
+    # Exactly two new lines: the first two trials were not run again.
+    assert sum(1 for _ in open(study_dir / "trials.jsonl")) == lines_before + 2
+
+
+def test_interrupt_mid_trial_then_resume_retries_only_the_interrupted_trial(tiny_data, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        search(tiny_data, tmp_path, trials=3, epochs=2, callbacks=[InterruptSecondTraining()])
+    study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
+    before = read_trials(study_dir / "trials.jsonl")
+    states = {p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")}
+    (running,) = [t for t in states.values() if t["status"] == "RUNNING"]
+    interrupted_id = running["trial_id"]
+    assert [r.trial_id for r in before] == [str(i) for i in range(int(interrupted_id))]
+
+    search(tiny_data, tmp_path, trials=3, epochs=2)
+    rows = check_table(study_dir, "cnn", 3)
+    assert [r.to_dict() for r in rows[:len(before)]] == [r.to_dict() for r in before]
+    # keras-tuner retries the interrupted trial under its own id with its own values.
+    values = running["hyperparameters"]["values"]
+    retried = next(r for r in rows if r.trial_id == interrupted_id)
+    assert set(retried.config) <= set(values)
+    for key, value in retried.config.items():
+        if isinstance(value, float):
+            assert value == pytest.approx(values[key], rel=1e-12), key
+        else:
+            assert value == values[key], key
+    assert sum(1 for _ in open(study_dir / "trials.jsonl")) == 3
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):
+    out = search(tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-kt")
+    rows = check_table(out["study_dir"], flaky_space, 4)
+    assert [r.config["mode"] for r in rows[:3]] == ["raise", "nan", "ok"]
+    assert rows[0].state == "FAIL" and "cannot be built" in rows[0].error
+    assert rows[1].state == "FAIL" and "NaN" in rows[1].error
+    assert rows[2].state == "COMPLETE"
+    assert len(rows) == 4  # the search went on past two failures
+    best = check_best(out["study_dir"], rows)
+    assert best["config"]["mode"] == "ok"
+
+
+def test_hyperband_gives_trials_epoch_budgets(tiny_data, tmp_path, flaky_space):
+    out = search(tiny_data, tmp_path, space=flaky_space, algorithm="hyperband", trials=6, epochs=3)
+    rows = check_table(out["study_dir"], flaky_space, 6)
+    assert [r.config for r in rows[:3]] == flaky_space.reference_configs()
+    assert all(not k.startswith("tuner/") for r in rows for k in r.config)
+    budgets = json.load(open(out["study_dir"] / "tuner" / "trial_3" / "trial.json"))
+    budget = budgets["hyperparameters"]["values"]["tuner/epochs"]
+    assert rows[3].epochs_run == budget and 1 <= budget <= 3
+
+
+def test_bad_engine_arguments_name_the_value_and_choices():
+    with pytest.raises(SearchError, match=r"unknown algorithm 'tpe' for engine 'keras-tuner'; choices: random, bayesian, hyperband"):
+        get_engine("keras-tuner", "tpe")
+    with pytest.raises(SearchError, match="optuna only"):
+        get_engine("keras-tuner", "random", pruner="median")
+    with pytest.raises(SearchError, match=r"unknown engine 'sklearn'; choices: keras-tuner, optuna"):
+        get_engine("sklearn")

@@ -1,0 +1,239 @@
+"""Optuna engine: end to end, reference enqueued first, resume, interrupts, failures, pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.engines import SearchError, get_engine
+from search.engines.optuna import declared_kinds
+from search.results import read_trials
+from search.run import run_search
+from spaces import BuildContext, Space, get_space
+
+from .conftest import InterruptSecondTraining, check_best, check_table
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def search(data, tmp_path, **kw):
+    kw.setdefault("engine", "optuna")
+    kw.setdefault("epochs", 1)
+    kw.setdefault("max_image_size", 32)
+    kw.setdefault("progress", False)
+    return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
+
+
+def load(study_dir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}")
+
+
+def test_tpe_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, trials=3, epochs=2, seed=1)
+    study_dir = out["study_dir"]
+    assert study_dir == tmp_path / "searches" / "cnn-optuna-tpe"
+    records = check_table(study_dir, "cnn", 3)
+    assert records[0].config == get_space("cnn").reference_configs()[0]
+    check_best(study_dir, records)
+    study = load(study_dir, "cnn-optuna-tpe")
+    assert study.trials[0].user_attrs["reference"] is True
+    assert [t.number for t in study.trials] == [r.number for r in records]
+    for t, r in zip(study.trials, records):
+        assert t.state.name == r.state
+        if r.state == "COMPLETE":
+            assert t.value == pytest.approx(r.val_accuracy)
+
+
+def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
+    search(tiny_data, tmp_path, algorithm="random", trials=2, seed=5)
+    study_dir = tmp_path / "searches" / "cnn-optuna-random"
+    before = {r.number: r.to_dict() for r in read_trials(study_dir / "trials.jsonl")}
+    search(tiny_data, tmp_path, algorithm="random", trials=4)
+    rows = check_table(study_dir, "cnn", 4)
+    assert {n: before[n] for n in (0, 1)} == {r.number: r.to_dict() for r in rows[:2]}
+    assert sum(1 for _ in open(study_dir / "trials.jsonl")) == 4
+    study = load(study_dir, "cnn-optuna-random")
+    assert len(study.trials) == 4
+    # A resumed sampler does not replay the first run's draws.
+    assert rows[2].config != rows[1].config and rows[3].config != rows[1].config
+    search(tiny_data, tmp_path, algorithm="random", trials=4)  # nothing left to do
+    assert len(load(study_dir, "cnn-optuna-random").trials) == 4
+
+
+def test_ctrl_c_mid_trial_then_resume_redoes_only_that_trial(tiny_data, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        search(tiny_data, tmp_path, trials=3, epochs=2, callbacks=[InterruptSecondTraining()])
+    study_dir = tmp_path / "searches" / "cnn-optuna-tpe"
+    before = read_trials(study_dir / "trials.jsonl")
+    (interrupted,) = [t for t in load(study_dir, "cnn-optuna-tpe").trials
+                      if t.user_attrs.get("interrupted")]
+    assert interrupted.state.name == "FAIL"
+    assert [r.number for r in before] == list(range(interrupted.number))  # nothing after it ran
+    assert before[0].config == get_space("cnn").reference_configs()[0]
+
+    search(tiny_data, tmp_path, trials=3, epochs=2)
+    rows = check_table(study_dir, "cnn", 3)
+    assert [r.to_dict() for r in rows[:len(before)]] == [r.to_dict() for r in before]
+    assert interrupted.number not in [r.number for r in rows]
+    study = load(study_dir, "cnn-optuna-tpe")
+    (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == interrupted.number]
+    assert retry.params == interrupted.params
+    assert next(r for r in rows if r.number == retry.number).config == interrupted.params
+    assert sum(1 for _ in open(study_dir / "trials.jsonl")) == 3
+
+
+def test_trial_left_running_by_a_killed_process_is_failed_and_redone(tiny_data, tmp_path):
+    search(tiny_data, tmp_path, trials=1)
+    study_dir = tmp_path / "searches" / "cnn-optuna-tpe"
+    study = load(study_dir, "cnn-optuna-tpe")
+    stale = study.ask()  # what a kill -9 leaves behind: RUNNING forever
+    stale.suggest_int("conv_blocks", 1, 5)
+    stale.set_user_attr("pid", 2**22 + 12345)  # no such process
+    stale.set_user_attr("host", os.uname().nodename)
+
+    search(tiny_data, tmp_path, trials=2)
+    study = load(study_dir, "cnn-optuna-tpe")
+    assert study.trials[1].state.name == "FAIL" and study.trials[1].user_attrs["interrupted"]
+    assert study.trials[2].user_attrs["retry_of"] == 1
+    rows = check_table(study_dir, "cnn", 2)
+    assert [r.number for r in rows] == [0, 2]
+
+
+def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
+    from search.results import TrialRecord, append_trial
+
+    search(tiny_data, tmp_path, trials=1)
+    study_dir = tmp_path / "searches" / "cnn-optuna-tpe"
+    study = load(study_dir, "cnn-optuna-tpe")
+    lost = study.ask()  # killed after the runner wrote the row, before Optuna heard back
+    blocks = lost.suggest_int("conv_blocks", 1, 5)
+    row = TrialRecord(study="cnn-optuna-tpe", engine="optuna", algorithm="tpe", space="cnn",
+                      trial_id="1", number=1, state="COMPLETE", config={"conv_blocks": blocks},
+                      val_accuracy=0.01, epochs_run=1)
+    append_trial(study_dir / "trials.jsonl", row)
+
+    search(tiny_data, tmp_path, trials=2)
+    study = load(study_dir, "cnn-optuna-tpe")
+    assert len(study.trials) == 2  # nothing new ran
+    assert study.trials[1].state.name == "COMPLETE" and study.trials[1].value == 0.01
+
+
+@pytest.mark.slow
+def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
+    def command(epochs: int, trials: int = 3) -> list[str]:
+        return [sys.executable, "-m", "search.run", "--space", "cnn", "--engine", "optuna",
+                "--algorithm", "random", "--synthetic", "--trials", str(trials),
+                "--epochs", str(epochs), "--max-image-size", "64", "--results", str(tmp_path),
+                "--no-progress", "--seed", "3"]
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.run(command(1, trials=1), cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    study_dir = tmp_path / "searches" / "cnn-optuna-random"
+    proc = subprocess.Popen(command(500), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    seen: dict[int, float] = {}
+    try:
+        # Kill once a trial after the first has run for a second: it is training, hundreds of
+        # epochs from the end (a configuration that fails in build is over much sooner).
+        while time.monotonic() < deadline and proc.poll() is None:
+            trials = []
+            if (study_dir / "optuna.db").exists():
+                try:
+                    trials = load(study_dir, "cnn-optuna-random").trials
+                except Exception:  # noqa: BLE001 - the database may be mid-creation
+                    pass
+            running = [t.number for t in trials if t.state.name == "RUNNING" and t.number >= 1]
+            if running and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the search ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (killed,) = [t.number for t in load(study_dir, "cnn-optuna-random").trials
+                 if t.state.name == "RUNNING"]
+    before = read_trials(study_dir / "trials.jsonl")
+    assert [r.number for r in before] == list(range(killed))
+
+    done = subprocess.run(command(1), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_trials(study_dir / "trials.jsonl")
+    assert [r.to_dict() for r in rows[:killed]] == [r.to_dict() for r in before]
+    assert len(rows) == 3 and killed not in [r.number for r in rows]
+    study = load(study_dir, "cnn-optuna-random")
+    assert study.trials[killed].state.name == "FAIL" and study.trials[killed].user_attrs["interrupted"]
+    assert [t.user_attrs.get("retry_of") for t in study.trials].count(killed) == 1
+    assert (study_dir / "best.json").exists()
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):
+    out = search(tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-optuna",
+                 pruner="none")
+    rows = check_table(out["study_dir"], flaky_space, 4)
+    assert [r.config["mode"] for r in rows[:3]] == ["raise", "nan", "ok"]
+    assert rows[0].state == "FAIL" and "cannot be built" in rows[0].error
+    assert rows[1].state == "FAIL" and "NaN" in rows[1].error
+    assert rows[2].state == "COMPLETE"
+    study = load(out["study_dir"], "flaky-optuna")
+    assert [t.state.name for t in study.trials[:3]] == ["FAIL", "FAIL", "COMPLETE"]
+    assert check_best(out["study_dir"], rows)["config"]["mode"] == "ok"
+
+
+def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path, flaky_space):
+    # Enqueue a weak config after strong ones: with n_startup_trials=3 and one warm-up epoch,
+    # the median pruner stops it after epoch 2 when it trails the earlier trials.
+    class Pruneable(type(flaky_space)):
+        def reference_configs(self):
+            return [{"mode": "ok", "units": 16}] * 3 + [{"mode": "ok", "units": 4}]
+
+        def build(self, hp, ctx):
+            model = super().build(hp, ctx)
+            # Strong ones learn the colours fast; the weak one cannot learn at all.
+            model.optimizer.learning_rate.assign(1e-7 if hp.values["units"] == 4 else 0.05)
+            return model
+
+    space = Pruneable()
+    out = search(tiny_data, tmp_path, space=space, trials=4, epochs=6, study="prune",
+                 pruner="median")
+    rows = read_trials(out["study_dir"] / "trials.jsonl")
+    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [(r.state, r.history) for r in rows]
+    assert load(out["study_dir"], "prune").trials[3].state.name == "PRUNED"
+
+
+def test_cmaes_runs_on_a_numeric_space_and_refuses_a_categorical_only_one(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, algorithm="cmaes", trials=2)
+    assert len(read_trials(out["study_dir"] / "trials.jsonl")) == 2
+
+    class Categorical(Space):
+        name = "categorical"
+
+        def build(self, hp, ctx):
+            hp.Choice("a", ["x", "y"])
+            hp.Boolean("b")
+            raise ValueError("never trained")
+
+    kinds = declared_kinds(get_space("cnn"), BuildContext(num_classes=5, max_image_size=32))
+    assert kinds["learning_rate"] == "Float" and kinds["pooling"] == "Choice"
+    with pytest.raises(SearchError, match=r"cmaes needs numeric hyperparameters.*'categorical'.*a, b"):
+        get_engine("optuna", "cmaes").check_space(Categorical(), BuildContext(num_classes=5))
+
+
+def test_bad_engine_arguments_name_the_value_and_choices():
+    with pytest.raises(SearchError, match=r"unknown algorithm 'bayesian' for engine 'optuna'; choices: tpe, random, cmaes"):
+        get_engine("optuna", "bayesian")
+    with pytest.raises(SearchError, match=r"unknown pruner 'asha'; choices: median, hyperband, none"):
+        get_engine("optuna", "tpe", pruner="asha")

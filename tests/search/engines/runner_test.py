@@ -1,0 +1,121 @@
+"""The shared TrialRunner: transfer-learning paths, best-epoch weights, NaN and build failures."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from search._optuna_hp import fixed_hyperparameters
+from search.engines.base import Study
+from search.results import read_json, read_trials
+from search.trial import TrialRunner, rss_mb, stratified_subset
+from spaces import BuildContext, get_space
+
+MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,
+                   "learning_rate": 0.01, "fine_tune_layers": 0, "aug_enabled": False}
+
+
+def make_runner(tmp_path, data, space="mobilenet"):
+    study = Study("unit", engine="optuna", algorithm="tpe", space=space, root=tmp_path)
+    ctx = BuildContext(num_classes=5, max_image_size=32, weights=None)
+    return TrialRunner(get_space(space), data, study, ctx=ctx, seed=0), study
+
+
+def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(tiny_data, tmp_path):
+    calls = []
+    original = type(tiny_data).features
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[:2])
+        return original(self, *args, **kwargs)
+
+    runner, study = make_runner(tmp_path, tiny_data)
+    type(tiny_data).features = counting
+    try:
+        record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), trial_id="0", number=0, epochs=3)
+    finally:
+        type(tiny_data).features = original
+    assert record.state == "COMPLETE", record.error
+    assert calls == [("train", 32), ("val", 32)]  # the head trained on features, not images
+    assert record.epochs_run == 3 and record.trainable_params == 1280 * 64 + 64 + 64 * 5 + 5
+    # The checkpointed image model (backbone + the head trained on features, best epoch)
+    # reproduces the validation accuracy the trial reported.
+    model = keras.saving.load_model(study.checkpoint_path, compile=False)
+    x_val, y_val = tiny_data.arrays("val", 32)
+    accuracy = float(np.mean(model.predict(x_val, verbose=0).argmax(1) == y_val))
+    assert accuracy == pytest.approx(record.val_accuracy, abs=1e-6)
+    assert read_json(study.checkpoint_meta)["trial_id"] == "0"
+    keras.backend.clear_session()
+
+
+def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data, tmp_path):
+    config = {**MOBILENET_NO_FT, "fine_tune_layers": 18, "fine_tune_lr_factor": 0.1,
+              "fine_tune_epochs": 2, "aug_enabled": True, "aug_flip": "horizontal",
+              "aug_rotation": 0.0, "aug_zoom": 0.1, "aug_translation": 0.0, "aug_contrast": 0.0,
+              "aug_brightness": 0.1}
+    runner, _ = make_runner(tmp_path, tiny_data)
+    seen = {}
+    original = type(get_space("mobilenet")).fit
+
+    def spy(self, hp, model, *args, **kwargs):
+        out = original(self, hp, model, *args, **kwargs)
+        base = model.get_layer("backbone")
+        seen["trainable"] = [l.trainable for l in base.layers]
+        return out
+
+    type(runner.space).fit = spy
+    try:
+        record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=4)
+    finally:
+        type(runner.space).fit = original
+    assert record.state == "COMPLETE", record.error
+    assert record.epochs_run == 4  # 2 head epochs + 2 fine-tuning epochs
+    assert seen["trainable"] == [False] * (154 - 18) + [True] * 18
+    keras.backend.clear_session()
+
+
+def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
+    config = {**MOBILENET_NO_FT, "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1,
+              "fine_tune_epochs": 10}
+    runner, _ = make_runner(tmp_path, tiny_data)
+    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=1)
+    assert record.state == "COMPLETE" and record.epochs_run == 1
+    keras.backend.clear_session()
+
+
+def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
+    runner, study = make_runner(tmp_path, tiny_data, space="cnn")
+    reference = get_space("cnn").reference_configs()[0]
+    too_deep = {**reference, "conv_blocks": 5, "filters_3": 64, "filters_4": 64, "kernel_size": 5}
+    record = runner.run(fixed_hyperparameters(too_deep), trial_id="0", number=0, epochs=1)
+    assert record.state == "FAIL" and "do not fit a 32 px input" in record.error
+    runner.max_params = 1000
+    record = runner.run(fixed_hyperparameters(reference), trial_id="1", number=1, epochs=1)
+    assert record.state == "FAIL" and "over the limit of 1,000" in record.error
+    assert record.epochs_run == 0 and record.params > 1000
+    assert [r.state for r in read_trials(study.trials_path)] == ["FAIL", "FAIL"]
+    assert not study.checkpoint_path.exists()  # failures never become the best model
+
+
+def test_retrain_rebuilds_the_best_trial_when_its_checkpoint_is_gone(tiny_data, tmp_path):
+    runner, study = make_runner(tmp_path, tiny_data, space="cnn")
+    reference = get_space("cnn").reference_configs()[0]
+    runner.run(fixed_hyperparameters(reference), trial_id="0", number=0, epochs=1)
+    study.checkpoint_path.unlink()
+    best = study.finalize(runner)
+    assert best["retrained"] is True and best["trial_id"] == "0"
+    assert best["test"]["n"] == 20 and study.best_model_path.exists()
+    # A second finalize with the same best trial does not touch the test split again.
+    assert study.finalize(runner)["evaluated_at"] == best["evaluated_at"]
+    keras.backend.clear_session()
+
+
+def test_helpers():
+    assert rss_mb() > 10
+    y = np.repeat(np.arange(5), 10)
+    keep = stratified_subset(y, 0.3, seed=0)
+    assert np.bincount(y[keep]).tolist() == [3] * 5
+    assert np.array_equal(keep, stratified_subset(y, 0.3, seed=0))
+    with pytest.raises(ValueError, match="subset fraction"):
+        stratified_subset(y, 0.0, seed=0)
