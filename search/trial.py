@@ -419,6 +419,7 @@ class TrialRunner:
             del model, best
             keras.backend.clear_session()
             gc.collect()
+            _release_free_heap()
         self.study.log_resources(record, rss_mb())
         return record
 
@@ -439,6 +440,21 @@ class TrialRunner:
                        callbacks=[keras.callbacks.TerminateOnNaN(), best])
         best.restore()
         return model
+
+
+def _release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc only; a no-op elsewhere).
+
+    Without it RSS stays at the largest trial's high-water mark, because glibc keeps freed
+    arenas; with it RSS tracks live memory, so a real leak shows up and memory is shared
+    fairly with the next, possibly bigger, trial.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _utc_now() -> str:

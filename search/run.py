@@ -1,0 +1,202 @@
+"""Run an architecture search: ``python -m search.run --space cnn --engine optuna ...``.
+
+Every engine writes the common results table (search/results.py) under
+``results/searches/<study>/``; the same command resumes an interrupted study. At the end the
+best trial (by validation accuracy) is evaluated once on the test split: ``best.json`` and
+``best_model.keras``.
+
+Examples::
+
+    python -m search.run --list-spaces
+    python -m search.run --space cnn --engine optuna --algorithm tpe --trials 30 --epochs 15 \\
+        --max-image-size 128 --subset 0.5 --max-time 7200
+    python -m search.run --space mobilenet --engine keras-tuner --algorithm hyperband --epochs 9
+    python -m search.run --space cnn --engine optuna --synthetic --trials 3 --epochs 1  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Iterable, Sequence
+
+DEFAULT_ALGORITHMS = {"keras-tuner": "random", "optuna": "tpe"}
+
+
+def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str | None = None,
+               trials: int = 10, epochs: int = 10, max_time: float | None = None,
+               study: str | None = None, results: str | os.PathLike | None = None,
+               seed: int | None = None, storage: str | None = None, pruner: str | None = None,
+               max_image_size: int | None = None, batch_size: int = 32, weights: str | None = None,
+               max_params: int | None = 50_000_000, callbacks: Iterable = (),
+               progress: bool = True, verbose: int = 0,
+               extra_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
+
+    ``space`` is a registered name or a ``spaces.Space``; ``data`` a search.trial data source
+    (``ArrayData`` or ``ManifestData``). Returns ``{"study_dir", "records", "best"}``.
+    """
+    from search.engines import get_engine
+    from search.engines.base import SearchError, Study
+    from search.results import read_json
+    from search.trial import TrialRunner
+    from spaces import BuildContext, get_space
+
+    space = get_space(space)
+    if engine not in DEFAULT_ALGORITHMS:
+        from search.engines.base import ENGINES
+
+        raise SearchError(f"unknown engine {engine!r}; choices: {', '.join(ENGINES)}")
+    algorithm = algorithm or DEFAULT_ALGORITHMS[engine]
+    if trials < 1 or epochs < 1:
+        raise SearchError(f"--trials and --epochs must be at least 1 (got {trials}, {epochs})")
+    name = study or f"{space.name}-{engine}-{algorithm}"
+    the_study = Study(name, engine=engine, algorithm=algorithm, space=space.name, root=results)
+    if seed is None:
+        # Resuming without --seed keeps the study's seed.
+        seed = read_json(the_study.study_json).get("seed", 0) if the_study.study_json.exists() else 0
+    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage)
+
+    ctx = BuildContext(num_classes=len(data.class_names), max_image_size=max_image_size,
+                       weights=weights)
+    settings = {
+        "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
+        "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
+        "weights": weights, "max_params": max_params, **(extra_settings or {}),
+    }
+    the_study.open(seed=seed, settings=settings, data=data.describe(),
+                   reference_configs=space.reference_configs())
+    runner = TrialRunner(space, data, the_study, ctx=ctx, batch_size=batch_size, seed=seed,
+                         max_params=max_params, verbose=verbose, callbacks=callbacks)
+    search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
+                      progress=progress)
+    best = the_study.finalize(runner)
+    return {"study_dir": the_study.dir, "records": the_study.records(), "best": best}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description="Architecture search over a registered space with Keras Tuner or Optuna.",
+    )
+    p.add_argument("--list-spaces", action="store_true", help="list the registered spaces and exit")
+    p.add_argument("--space", help="registered space name (see --list-spaces)")
+    p.add_argument("--engine", default="optuna", help="keras-tuner | optuna (default: optuna)")
+    p.add_argument("--algorithm", help="keras-tuner: random | bayesian | hyperband (default random); "
+                                       "optuna: tpe | random | cmaes (default tpe)")
+    p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
+    p.add_argument("--max-time", type=float, help="seconds; no new trial starts after this")
+    p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
+    p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
+    p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
+    p.add_argument("--seed", type=int, help="search seed (default 0; a resumed study keeps its own)")
+    p.add_argument("--storage", help="optuna RDB URL (default sqlite in the study folder)")
+    p.add_argument("--subset", type=float, help="fraction of the training split to train on (low fidelity)")
+    p.add_argument("--max-image-size", type=int,
+                   help="cap on the input size a trial may pick (low fidelity)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--weights", help="backbone weights: imagenet | none | PATH.h5 "
+                                     "(default: search.weights finds the local ImageNet file)")
+    p.add_argument("--results", help="results root (default $ART_RESULTS, then ./results)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="smoke test on a tiny generated dataset (32 px colour classes)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--verbose", type=int, default=0, help="keras fit verbosity")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search.engines.base import SearchError
+    from spaces import get_space, list_spaces
+
+    if args.list_spaces:
+        for name in list_spaces():
+            print(f"{name:<12} {get_space(name).description}")
+        return 0
+    if not args.space:
+        print("error: --space is required (or --list-spaces); spaces: "
+              + ", ".join(list_spaces()), file=sys.stderr)
+        return 2
+    try:
+        space = get_space(args.space)
+        if args.engine not in DEFAULT_ALGORITHMS:
+            raise SearchError(f"unknown engine {args.engine!r}; choices: {', '.join(DEFAULT_ALGORITHMS)}")
+        if args.subset is not None and not 0 < args.subset <= 1:
+            raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
+        weights = _resolve_weights(args.weights, space)
+        if args.synthetic:
+            from search.trial import synthetic_data
+
+            data = synthetic_data(seed=args.seed or 0)
+            max_image_size = args.max_image_size or 32
+        else:
+            from search.results import results_root
+            from search.trial import load_search_data
+
+            data = load_search_data(args.data, results=str(results_root(args.results)),
+                                    subset=args.subset, seed=args.seed or 0)
+            max_image_size = args.max_image_size
+        outcome = run_search(
+            space, data, engine=args.engine, algorithm=args.algorithm, trials=args.trials,
+            epochs=args.epochs, max_time=args.max_time, study=args.study, results=args.results,
+            seed=args.seed, storage=args.storage, pruner=args.pruner,
+            max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
+            progress=not args.no_progress, verbose=args.verbose,
+            extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
+        )
+    except SearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if "unknown space" in str(exc):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    _print_summary(outcome)
+    return 0
+
+
+def _resolve_weights(flag: str | None, space) -> str | None:
+    if not space.uses_pretrained_weights:
+        return None
+    if flag is None:
+        from search.weights import mobilenet_v2_weights
+
+        return mobilenet_v2_weights()  # "imagenet": Keras' cache (see search.weights)
+    if flag.lower() == "none":
+        return None
+    from search.weights import mobilenet_v2_weights
+
+    if flag.lower() == "imagenet":
+        return mobilenet_v2_weights()
+    try:
+        return mobilenet_v2_weights(flag)  # checks the file exists and is the headless one
+    except (FileNotFoundError, ValueError) as exc:
+        from search.engines.base import SearchError
+
+        raise SearchError(f"--weights {flag!r}: {exc}") from None
+
+
+def _print_summary(outcome: dict[str, Any]) -> None:
+    records = outcome["records"]
+    states = {s: sum(r.state == s for r in records) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    print(f"study: {outcome['study_dir']}")
+    print("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in states.items()))
+    best = outcome["best"]
+    if best is None:
+        print("no trial completed; no best model")
+        return
+    print(f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}, "
+          f"test accuracy {best['test']['accuracy']:.4f} ({best['params']:,} params)")
+    print(f"config: {best['config']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
