@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from search.weights import keras_weights_argument
 from spaces.augment import REFERENCE as AUGMENT_REFERENCE
 from spaces.augment import build_augmentation
 from spaces.registry import BuildContext, Space, register_space
@@ -89,7 +90,7 @@ class MobileNetSpace(Space):
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
         base = spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
-                                weights=backbone_weights(ctx.weights, image_size))
+                                weights=keras_weights_argument(ctx.weights))
         base.name = BACKBONE_LAYER
         base.trainable = False
         # training=False keeps the backbone's BatchNorm in inference mode even when its top
@@ -142,9 +143,9 @@ class MobileNetSpace(Space):
                         batch_size=batch_size, verbose=verbose)
         else:
             extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
-            weights = backbone_weights(ctx.weights, size)
-            f_train, y_train = data.features("train", size, weights, extractor)
-            f_val, y_val = data.features("val", size, weights, extractor)
+            # ctx.weights ("imagenet", a path, or None) names the cached features.
+            f_train, y_train = data.features("train", size, ctx.weights, extractor)
+            f_val, y_val = data.features("val", size, ctx.weights, extractor)
             del extractor
             head = model.get_layer(HEAD_LAYER)
             _compile(head, learning_rate)
@@ -178,25 +179,6 @@ class MobileNetSpace(Space):
             "fine_tune_epochs": 10,
             **AUGMENT_REFERENCE,
         }]
-
-
-MOBILENET_V2_NO_TOP_224 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-
-
-def backbone_weights(weights: str | None, image_size: int) -> str | None:
-    """The ``weights=`` argument for a backbone of ``image_size``.
-
-    ``"imagenet"`` makes Keras fetch a file per input size (``..._1.0_128_no_top.h5``), which
-    fails offline; the 224 px file holds the same convolution weights and loads into any size,
-    so other sizes use it from Keras' cache when it is there.
-    """
-    if weights != "imagenet" or image_size == 224:
-        return weights
-    import os
-    from pathlib import Path
-
-    cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / MOBILENET_V2_NO_TOP_224
-    return str(cached) if cached.is_file() else weights
 
 
 def _compile(model, learning_rate: float) -> None:
