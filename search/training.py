@@ -41,6 +41,7 @@ def train(
         initial_epoch=initial_epoch,
         callbacks=[EpochTimer(), *callbacks],
         verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles, reproducibly, from its own seed
     )
     return {k: [float(v) for v in values] for k, values in result.history.items()}
 
