@@ -25,7 +25,10 @@ def save_model(model, path: str | os.PathLike, class_names: list[str], image_siz
     if path.suffix != ".keras":
         raise ValueError(f"model path {path} must end in .keras")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    # Written beside and renamed, so a kill mid-save never leaves a half model in place.
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
     write_json(sidecar_path(path), {
         "class_names": list(class_names),
         "image_size": int(image_size),

@@ -161,9 +161,13 @@ class Study:
         x_test, y_test = runner.data.arrays("test", size)
         probabilities = model.predict(x_test, batch_size=64, verbose=0)
         report = classification_metrics(y_test, probabilities.argmax(axis=1), runner.data.class_names)
-        tmp = self.best_model_path.with_name("best_model.tmp.keras")
-        model.save(tmp)
-        os.replace(tmp, self.best_model_path)
+        from search.model_io import save_model
+
+        # The sidecar (class names, input size, split manifest) lets search.evaluate,
+        # search.predict and search.export use the model and refuse leaky test folders.
+        manifest = getattr(runner.data, "manifest", None)
+        save_model(model, self.best_model_path, runner.data.class_names, size,
+                   getattr(manifest, "path", None), study=self.name, trial_id=best.trial_id)
         summary = {
             "trial_id": best.trial_id, "config": best.config, "val_accuracy": best.val_accuracy,
             "test": report, "params": best.params, "wall_time_s": best.wall_time_s,
