@@ -474,10 +474,12 @@ def _get_param_study_info(study: StudyResults) -> ParamStudyInfo:
 
 
 def _resolve_storage(study: StudyResults) -> str | None:
-    url = study.meta.get("storage")
-    if not isinstance(url, str) or not url:
-        return None
     prefix = "sqlite:///"
+    # search.run records a --storage URL under config; without one the engine used the
+    # default, optuna.db beside trials.jsonl.
+    url = study.meta.get("storage") or (study.meta.get("config") or {}).get("storage")
+    if not isinstance(url, str) or not url:
+        url = prefix + "optuna.db"
     if not url.startswith(prefix):
         return url  # another RDB (postgres, mysql): use as given
     path = Path(url[len(prefix):])
@@ -497,7 +499,8 @@ def _load_optuna_study(study: StudyResults) -> tuple["optuna.Study | None", str 
     if url is None:
         return None, f"Optuna storage {study.meta.get('storage')!r} not found"
     try:
-        stored = optuna.load_study(study_name=study.meta.get("optuna_study_name"), storage=url)
+        stored = optuna.load_study(study_name=study.meta.get("optuna_study_name") or study.name,
+                                   storage=url)
         trials = stored.get_trials(deepcopy=False)
         directions = stored.directions
     except Exception as exc:  # noqa: BLE001 - any storage problem degrades to the rebuilt study

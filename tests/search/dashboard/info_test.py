@@ -224,6 +224,18 @@ def test_optuna_study_is_read_from_its_own_storage(results_tree):
     assert states.count("PRUNED") == 1 and states.count("FAIL") == 1
 
 
+def test_optuna_study_as_search_run_records_it_uses_the_default_database(results_tree):
+    """search.run keeps --storage (None by default) under config and no optuna_study_name."""
+    opt = next(s for s in load_results(results_tree).studies if s.name == OPTUNA_STUDY)
+    meta = {k: v for k, v in opt.meta.items() if k not in ("storage", "optuna_study_name")}
+    meta["config"] = {"storage": None}
+    as_recorded = study(opt.name, opt.trials, opt.best, meta=meta)
+    as_recorded.directory = opt.directory
+    info = _info._get_param_study_info(as_recorded)
+    assert info.source == "optuna storage" and info.note is None
+    assert info.n_total == 15
+
+
 def test_optuna_study_without_its_database_falls_back_to_the_table(results_tree, tmp_path):
     opt = next(s for s in load_results(results_tree).studies if s.name == OPTUNA_STUDY)
     moved = study(opt.name, opt.trials, opt.best, tmp_path=tmp_path, meta=dict(opt.meta, storage="sqlite:///nowhere/optuna.db"))
