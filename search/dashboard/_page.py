@@ -320,6 +320,13 @@ def _document(body: str, figure_names: list[str], notes: list[str], inputs: Dash
 {notes_html}
 {body}
 </main>
+<script type="text/javascript">
+// A figure is drawn as soon as its div is parsed, before the grid around it has all its
+// cells, so the first figure of a row takes the whole width; fit every figure to its cell.
+window.addEventListener("load", function () {{
+  document.querySelectorAll(".js-plotly-plot").forEach(function (el) {{ Plotly.Plots.resize(el); }});
+}});
+</script>
 </body>
 </html>
 """

@@ -73,6 +73,18 @@ def test_every_declared_figure_renders_without_javascript_errors(results_tree, t
                 page.wait_for_function(f"({rendered_js})() >= {declared}", timeout=20_000)
                 rendered = page.evaluate(rendered_js)
                 containers = page.locator(".figure").count()
+                # Every figure fits its container (side-by-side figures were once drawn at
+                # full page width and clipped).
+                overflowing_js = (
+                    "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                    ".filter(d => d._fullLayout.width > d.getBoundingClientRect().width + 1)"
+                    ".map(d => d.id)"
+                )
+                try:  # plotly resizes asynchronously after the load event
+                    page.wait_for_function(f"({overflowing_js})().length == 0", timeout=5_000)
+                except Exception:  # noqa: BLE001 - the assertion below names the figures
+                    pass
+                overflowing = page.evaluate(overflowing_js)
                 page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             finally:
                 browser.close()
@@ -84,4 +96,5 @@ def test_every_declared_figure_renders_without_javascript_errors(results_tree, t
     assert rendered == declared
     assert errors == []
     assert outside == []
+    assert overflowing == []
     assert (tmp_path / "dashboard.png").stat().st_size > 50_000
