@@ -33,12 +33,17 @@ SPLITS = ("train", "val", "test")
 # ----------------------------------------------------------------------------------------------
 # Memory
 # ----------------------------------------------------------------------------------------------
-def rss_mb() -> float | None:
-    """Resident set size of this process in MiB, from /proc (None where there is no /proc)."""
+def rss_mb(field: str = "VmRSS") -> float | None:
+    """Resident memory of this process in MiB, from /proc (None where there is no /proc).
+
+    ``VmRSS`` counts everything resident, including pages of memory-mapped files such as the
+    image cache (clean file pages the kernel can drop at any time); ``RssAnon`` counts only
+    the process's own allocations, the part that can run a machine out of memory.
+    """
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         return None
@@ -420,7 +425,7 @@ class TrialRunner:
             keras.backend.clear_session()
             gc.collect()
             _release_free_heap()
-        self.study.log_resources(record, rss_mb())
+        self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"))
         return record
 
     def retrain(self, record: TrialRecord):

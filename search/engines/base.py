@@ -101,10 +101,11 @@ class Study:
         results_mod.append_trial(self.trials_path, record)
         results_mod.write_csv(self.records(), self.csv_path)
 
-    def log_resources(self, record: TrialRecord, rss_mb: float | None) -> None:
+    def log_resources(self, record: TrialRecord, rss_mb: float | None,
+                      rss_anon_mb: float | None = None) -> None:
         # TrialRecord has no resource field; keep RSS per trial beside the table.
         line = {"trial_id": record.trial_id, "number": record.number, "state": record.state,
-                "rss_mb": rss_mb, "wall_time_s": record.wall_time_s, "at": _utc_now()}
+                "rss_mb": rss_mb, "rss_anon_mb": rss_anon_mb, "wall_time_s": record.wall_time_s, "at": _utc_now()}
         with open(self.resources_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
 
