@@ -148,7 +148,7 @@ class Study:
                 return previous
 
         import keras
-        from search._metrics import classification_metrics
+        from search.evaluate import evaluate_model
 
         model = None
         if self.checkpoint_meta.exists() and self.checkpoint_path.exists():
@@ -160,8 +160,7 @@ class Study:
             model = runner.retrain(best)
         size = int(model.input_shape[1])
         x_test, y_test = runner.data.arrays("test", size)
-        probabilities = model.predict(x_test, batch_size=64, verbose=0)
-        report = classification_metrics(y_test, probabilities.argmax(axis=1), runner.data.class_names)
+        report = evaluate_model(model, x_test, y_test, runner.data.class_names)
         from search.model_io import save_model
 
         # The sidecar (class names, input size, split manifest) lets search.evaluate,
