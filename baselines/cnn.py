@@ -48,9 +48,9 @@ def build_cnn(image_size: int = 256, num_classes: int = 5, filters: int = 64, bl
 def compile_cnn(model, learning_rate: float = CNN_RECIPE["learning_rate"]):
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    from search.training import compile_classifier
+
+    return compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
 
 def cnn_callbacks(recipe: dict[str, Any] = CNN_RECIPE):

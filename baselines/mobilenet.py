@@ -77,9 +77,9 @@ def unfreeze_from(backbone, fine_tune_at: int) -> None:
 def compile_model(model, learning_rate: float):
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    from search.training import compile_classifier
+
+    return compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
 
 def frozen_callbacks(recipe: dict[str, Any] = MOBILENET_RECIPE):

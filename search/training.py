@@ -60,6 +60,12 @@ def merge_histories(*parts: tuple[str, dict[str, list[float]]]) -> dict[str, lis
     return merged
 
 
+def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
+    """The one compile of every model here: softmax outputs, integer labels, accuracy."""
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def count_params(model: keras.Model) -> dict[str, int]:
     trainable = sum(_size(w) for w in model.trainable_weights)
     total = model.count_params()

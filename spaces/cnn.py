@@ -87,12 +87,9 @@ class CNNSpace(Space):
             x = keras.layers.Dropout(dense_dropout)(x)
         outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(x)
         model = keras.Model(inputs, outputs, name="cnn")
-        model.compile(
-            optimizer=make_optimizer(optimizer, learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        return model
+        from search.training import compile_classifier
+
+        return compile_classifier(model, make_optimizer(optimizer, learning_rate))
 
     def training_callbacks(self, hp: Any) -> list:
         import keras

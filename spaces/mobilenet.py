@@ -184,6 +184,7 @@ class MobileNetSpace(Space):
 def _compile(model, learning_rate: float) -> None:
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    from search.training import compile_classifier
+
+    compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
