@@ -55,6 +55,8 @@ class TrialRecord:
     epochs_run: int = 0
     wall_time_s: float = 0.0
     params: int | None = None  # total parameter count of the built model
+    # Input size the model was trained at: the config's image_size, capped by --max-image-size.
+    input_size: int | None = None
     trainable_params: int | None = None
     error: str | None = None  # message for a failed trial
     # Per-epoch curves: {"accuracy": [...], "val_accuracy": [...], "loss": [...], "val_loss": [...]}

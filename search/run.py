@@ -30,12 +30,14 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                seed: int | None = None, storage: str | None = None, pruner: str | None = None,
                max_image_size: int | None = None, batch_size: int = 32, weights: str | None = None,
                max_params: int | None = 50_000_000, callbacks: Iterable = (),
-               progress: bool = True, verbose: int = 0,
+               progress: bool = True, verbose: int = 0, isolate: bool = True,
                extra_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
     ``space`` is a registered name or a ``spaces.Space``; ``data`` a search.trial data source
-    (``ArrayData`` or ``ManifestData``). Returns ``{"study_dir", "records", "best"}``.
+    (``ArrayData`` or ``ManifestData``). ``isolate`` trains each trial in a child process
+    (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
+    in this process, which is faster for tiny trials. Returns ``{"study_dir", "records", "best"}``.
     """
     from search.engines import get_engine
     from search.engines.base import SearchError, Study
@@ -63,12 +65,14 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     settings = {
         "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
         "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
-        "weights": weights, "max_params": max_params, **(extra_settings or {}),
+        "weights": weights, "max_params": max_params, "isolate": isolate,
+        **(extra_settings or {}),
     }
     the_study.open(seed=seed, settings=settings, data=data.describe(),
                    reference_configs=space.reference_configs())
     runner = TrialRunner(space, data, the_study, ctx=ctx, batch_size=batch_size, seed=seed,
-                         max_params=max_params, verbose=verbose, callbacks=callbacks)
+                         max_params=max_params, verbose=verbose, callbacks=callbacks,
+                         isolate=isolate)
     search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
                       progress=progress)
     best = the_study.finalize(runner)
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke test on a tiny generated dataset (32 px colour classes)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, help="keras fit verbosity")
+    p.add_argument("--in-process", action="store_true",
+                   help="train trials in this process instead of one child process per trial "
+                        "(faster for tiny trials; memory grows with every trial)")
     return p
 
 
@@ -144,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=args.epochs, max_time=args.max_time, study=args.study, results=args.results,
             seed=args.seed, storage=args.storage, pruner=args.pruner,
             max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
-            progress=not args.no_progress, verbose=args.verbose,
+            progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
         )
     except SearchError as exc:

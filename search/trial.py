@@ -2,8 +2,10 @@
 
 Engines decide (keras-tuner's Oracle, Optuna's sampler); ``TrialRunner.run`` does the rest
 the same way for both: seed, build (the space declares its hps), train through the space's
-``fit`` with NaN guard and best-epoch weights, record the row in the study table, keep the
-best model so far, and free the graph so memory stays flat from trial to trial.
+``fit`` with NaN guard and best-epoch weights, keep the best model so far, and record the row
+in the study table. With ``isolate=True`` (what ``search.run`` uses) the training happens in a
+fresh child process per trial (search/isolation.py), because TensorFlow keeps part of every
+trained model alive in the process that trained it.
 
 Data reaches a trial through a small data source with plain arrays behind it:
 
@@ -89,6 +91,16 @@ class _DataSource:
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    # Memory caches are not pickled: a trial's child process (search.isolation) gets the
+    # source without them and fills its own (ManifestData's from the disk caches).
+    _MEMORY_CACHES: tuple[str, ...] = ("_features",)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._MEMORY_CACHES:
+            state[name] = {}
+        return state
+
     @property
     def _feature_cache(self) -> dict:
         if not hasattr(self, "_features"):
@@ -98,6 +110,8 @@ class _DataSource:
 
 class ArrayData(_DataSource):
     """Train/val/test arrays held in memory; uint8 images (N,S,S,3), int labels (N,)."""
+
+    _MEMORY_CACHES = ("_features", "_resized")
 
     def __init__(self, splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
                  name: str = "arrays"):
@@ -141,6 +155,8 @@ class ManifestData(_DataSource):
     ``load_images`` memory-maps its per-size disk cache, so holding a split costs little; only
     the most recently used size is kept per split all the same.
     """
+
+    _MEMORY_CACHES = ("_features", "_current")
 
     def __init__(self, manifest: Any, *, subset: float | None = None, seed: int = 0,
                  cache_dir: str | None = None):
@@ -346,7 +362,7 @@ class TrialRunner:
 
     def __init__(self, space: Space, data: _DataSource, study, *, ctx: BuildContext | None = None,
                  batch_size: int = 32, seed: int = 0, max_params: int | None = 50_000_000,
-                 verbose: int = 0, callbacks: Iterable = ()):
+                 verbose: int = 0, callbacks: Iterable = (), isolate: bool = False):
         self.space = space
         self.data = data
         self.study = study
@@ -357,12 +373,59 @@ class TrialRunner:
         self.verbose = verbose
         # Extra callbacks for every trial (tests use one that interrupts a search).
         self.callbacks = list(callbacks)
+        # Train each trial in a fresh child process (search.isolation): the search's memory
+        # stays flat and a trial killed for memory becomes a FAIL row, not the search's end.
+        self.isolate = isolate
 
     def run(self, hp: Any, *, trial_id: str, number: int, epochs: int,
             callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()
             ) -> TrialRecord:
         """Build, train and record one trial. Exceptions become FAIL rows; an exception in
-        ``prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates."""
+        ``prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates.
+
+        ``callbacks`` (an engine's, such as Optuna's pruning callback) see every epoch's logs,
+        in this process even when the trial trains in a child.
+        """
+        child_peak_mb = None
+        if self.isolate:
+            from search.isolation import train_in_child
+
+            record, child_peak_mb = train_in_child(
+                self, hp, trial_id=trial_id, number=number, epochs=epochs,
+                callbacks=callbacks, prune_exceptions=prune_exceptions)
+        else:
+            record = self.train(hp, trial_id=trial_id, number=number, epochs=epochs,
+                                callbacks=callbacks, prune_exceptions=prune_exceptions)
+        self.study.append(record)
+        self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"), child_peak_mb)
+        return record
+
+    def declare(self, hp: Any) -> dict[str, Any]:
+        """Let the space declare its hyperparameters on ``hp`` and return the trial's config.
+
+        Optuna samples a value when the space asks for it, so a trial's config exists only
+        once the space has been built with it; this builds it without weights and throws the
+        model away. A build that fails still returns what was declared before it failed (the
+        trial then fails the same way where it trains).
+        """
+        import dataclasses
+
+        import keras
+
+        try:
+            self.space.build(hp, dataclasses.replace(self.ctx, weights=None))
+        except Exception:  # noqa: BLE001 - recorded when the trial itself is built
+            pass
+        finally:
+            keras.backend.clear_session()
+        return hp_config(hp)
+
+    def train(self, hp: Any, *, trial_id: str, number: int, epochs: int,
+              callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()
+              ) -> TrialRecord:
+        """Build and train one trial in this process; checkpoint it if it is the best so far.
+
+        Returns the row without writing it to the table (``run`` does that)."""
         import keras
 
         HistoryRecorder, BestWeights = _callbacks()
@@ -370,12 +433,13 @@ class TrialRunner:
         t0 = time.perf_counter()
         recorder = HistoryRecorder()
         state, error, model, best = "FAIL", None, None, None
-        params = trainable = None
+        params = trainable = input_size = None
         keras.utils.set_random_seed(self.seed + number)
         try:
             try:
                 model = self.space.build(hp, self.ctx)
                 params = int(model.count_params())
+                input_size = _input_size(model)
                 trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
                 if self.max_params is not None and params > self.max_params:
                     raise ConfigurationError(
@@ -411,13 +475,13 @@ class TrialRunner:
                           else None),
                 epochs_run=len(history.get("epoch_time_s", [])),
                 wall_time_s=round(time.perf_counter() - t0, 3),
-                params=params, trainable_params=trainable, error=error, history=history,
+                params=params, input_size=input_size, trainable_params=trainable, error=error,
+                history=history,
                 started_at=started_at, finished_at=_utc_now(),
             )
             if state == "COMPLETE":
                 best.restore()
                 self.study.save_if_best(record, model)
-            self.study.append(record)
         finally:
             # Free this trial's graph before the next one: without clear_session Keras keeps
             # every model's layers in its global state and memory grows trial after trial.
@@ -425,7 +489,6 @@ class TrialRunner:
             keras.backend.clear_session()
             gc.collect()
             _release_free_heap()
-        self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"))
         return record
 
     def retrain(self, record: TrialRecord):
@@ -445,6 +508,14 @@ class TrialRunner:
                        callbacks=[keras.callbacks.TerminateOnNaN(), best])
         best.restore()
         return model
+
+
+def _input_size(model) -> int | None:
+    """Side of a square image input (N, S, S, C); None for other inputs."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4 and shape[1] == shape[2]:
+        return int(shape[1]) if shape[1] is not None else None
+    return None
 
 
 def _release_free_heap() -> None:

@@ -102,10 +102,16 @@ class Study:
         results_mod.write_csv(self.records(), self.csv_path)
 
     def log_resources(self, record: TrialRecord, rss_mb: float | None,
-                      rss_anon_mb: float | None = None) -> None:
-        # TrialRecord has no resource field; keep RSS per trial beside the table.
+                      rss_anon_mb: float | None = None,
+                      trial_peak_rss_mb: float | None = None) -> None:
+        """One line per trial in resources.jsonl: the search process's memory after the trial
+        (``rss_mb`` VmRSS, ``rss_anon_mb`` RssAnon) and, for a trial trained in a child
+        process, that child's peak (VmHWM)."""
+        # TrialRecord has no resource field; keep memory per trial beside the table.
         line = {"trial_id": record.trial_id, "number": record.number, "state": record.state,
-                "rss_mb": rss_mb, "rss_anon_mb": rss_anon_mb, "wall_time_s": record.wall_time_s, "at": _utc_now()}
+                "rss_mb": rss_mb, "rss_anon_mb": rss_anon_mb,
+                "trial_peak_rss_mb": trial_peak_rss_mb, "wall_time_s": record.wall_time_s,
+                "at": _utc_now()}
         with open(self.resources_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
 

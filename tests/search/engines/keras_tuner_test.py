@@ -22,6 +22,9 @@ def search(data, tmp_path, **kw):
     kw.setdefault("epochs", 1)
     kw.setdefault("max_image_size", 32)
     kw.setdefault("progress", False)
+    # In this process: these tests are about the engine (their callbacks raise Ctrl-C inside
+    # a trial); isolation_test.py runs searches with a child process per trial.
+    kw.setdefault("isolate", False)
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 

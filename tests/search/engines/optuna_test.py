@@ -29,6 +29,9 @@ def search(data, tmp_path, **kw):
     kw.setdefault("epochs", 1)
     kw.setdefault("max_image_size", 32)
     kw.setdefault("progress", False)
+    # In this process: these tests are about the engine (their callbacks raise Ctrl-C inside
+    # a trial); isolation_test.py runs searches with a child process per trial.
+    kw.setdefault("isolate", False)
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 
@@ -144,8 +147,9 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     deadline = time.monotonic() + 120
     seen: dict[int, float] = {}
     try:
-        # Kill once a trial after the first has run for a second: it is training, hundreds of
-        # epochs from the end (a configuration that fails in build is over much sooner).
+        # Kill once a trial after the first has run for a second and its process has started:
+        # it is training, hundreds of epochs from the end (a configuration that fails in
+        # build is over much sooner).
         while time.monotonic() < deadline and proc.poll() is None:
             trials = []
             if (study_dir / "optuna.db").exists():
@@ -154,12 +158,20 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
                 except Exception:  # noqa: BLE001 - the database may be mid-creation
                     pass
             running = [t.number for t in trials if t.state.name == "RUNNING" and t.number >= 1]
-            if running and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0:
+            if running and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0 \
+                    and children_of(proc.pid):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the search ended before it could be killed"
+        trial_processes = children_of(proc.pid)  # the trial trains in a child process
+        assert trial_processes, "no trial process found"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        # The trial's process dies with the search: no orphan keeps training.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(map(is_running, trial_processes)):
+            time.sleep(0.2)
+        assert not any(map(is_running, trial_processes))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -178,6 +190,26 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     assert study.trials[killed].state.name == "FAIL" and study.trials[killed].user_attrs["interrupted"]
     assert [t.user_attrs.get("retry_of") for t in study.trials].count(killed) == 1
     assert (study_dir / "best.json").exists()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after "pid (comm)": state, ppid, ...
+            found.append(int(stat.parent.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status is left to collect
 
 
 def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):

@@ -38,6 +38,8 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(ti
         type(tiny_data).features = original
     assert record.state == "COMPLETE", record.error
     assert calls == [("train", 32), ("val", 32)]  # the head trained on features, not images
+    # The row keeps the sampled point (224 px) and the size it trained at (capped to 32).
+    assert record.config["image_size"] == 224 and record.input_size == 32
     assert record.epochs_run == 3 and record.trainable_params == 1280 * 64 + 64 + 64 * 5 + 5
     # The checkpointed image model (backbone + the head trained on features, best epoch)
     # reproduces the validation accuracy the trial reported.

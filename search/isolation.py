@@ -1,0 +1,199 @@
+"""Train one trial in a fresh child process, so nothing a trial leaves behind outlives it.
+
+Why: TensorFlow keeps part of every trained model alive after ``keras.backend.clear_session()``
+(its traced training graph and the functions created when optimizer and metric variables are
+built inside it; upstream keras-team/keras#17458, still open). In one process a MobileNetV2
+search grew by about 100 MiB per trial here, so a long search would end out of memory. And a
+trial that does run out of memory is killed by the kernel with the process it runs in. With a
+child per trial the search process stays flat, and a child that dies becomes a FAIL row while
+the search goes on.
+
+The engine, its sampler and the results table stay in the parent. The parent lets the space
+declare the trial's hyperparameters (``TrialRunner.declare``), then the child rebuilds the
+same configuration from those values, trains it with ``TrialRunner.train`` (checkpointing it if
+it is the best so far) and sends the row back. Messages on the pipe, child to parent:
+
+- ``("epoch", epoch, logs)`` after every epoch. The parent runs the engine's callbacks (Optuna's
+  pruning callback) on those logs and answers ``("continue",)`` or ``("prune", message)``.
+- ``("done", record, peak_rss_mb)``: the trial's row and the child's peak memory.
+
+The child is a fresh interpreter, ``python -m search.isolation FD`` (a fork of a process that
+runs TensorFlow's thread pools is not safe, and unlike multiprocessing's ``spawn`` this does
+not re-run the caller's main script), talking over one end of a ``multiprocessing.Pipe``
+passed as FD. It dies with its parent (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of a search
+leaves no orphan training on.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Iterable
+
+from search.results import TrialRecord
+
+
+class PrunedByParent(Exception):
+    """Raised in the child when the parent's engine decided to prune the trial."""
+
+
+def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
+                   callbacks: Iterable = (),
+                   prune_exceptions: tuple[type[BaseException], ...] = ()
+                   ) -> tuple[TrialRecord, float | None]:
+    """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB)."""
+    config = runner.declare(hp)
+    callbacks = list(callbacks)
+    parent_end, child_end = multiprocessing.Pipe()
+    started = time.perf_counter()
+    started_at = _utc_now()
+    seen: dict[str, list[float]] = {}
+    record, peak_mb = None, None
+    child = subprocess.Popen([sys.executable, "-m", "search.isolation", str(child_end.fileno())],
+                             pass_fds=(child_end.fileno(),))
+    child_end.close()  # the child's end lives in the child only: its death means EOF here
+    try:
+        try:
+            parent_end.send(list(sys.path))  # so the child unpickles what this process can
+            parent_end.send((_child_runner(runner), config, str(trial_id), int(number),
+                             int(epochs)))
+            while True:
+                message = parent_end.recv()
+                if message[0] == "epoch":
+                    _, epoch, logs = message
+                    for key, value in logs.items():
+                        seen.setdefault(key, []).append(value)
+                    parent_end.send(_verdict(callbacks, prune_exceptions, epoch, logs))
+                elif message[0] == "done":
+                    _, record, peak_mb = message
+                    break
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass  # the child died; its exit status says how
+        child.wait()
+    finally:
+        if child.poll() is None:  # KeyboardInterrupt or an error here: take the child down too
+            child.kill()
+            child.wait()
+        parent_end.close()
+    if record is None:
+        record = _dead_child_record(runner, config, trial_id, number, child.returncode, seen,
+                                    time.perf_counter() - started, started_at)
+    record.config = config  # the values the engine holds (the child's are equal)
+    return record, peak_mb
+
+
+def _verdict(callbacks: list, prune_exceptions: tuple, epoch: int, logs: dict) -> tuple:
+    try:
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+    except prune_exceptions as exc:
+        return ("prune", str(exc) or "pruned")
+    return ("continue",)
+
+
+def _child_runner(runner):
+    """The runner as the child gets it: same space, data, study and settings, in-process."""
+    import copy
+
+    child = copy.copy(runner)
+    child.isolate = False
+    return child
+
+
+def _child_main(fd: int) -> int:
+    """``python -m search.isolation FD``: receive one trial on connection FD, train, reply."""
+    from multiprocessing.connection import Connection
+
+    _die_with_parent()
+    conn = Connection(fd)
+    try:
+        sys.path[:] = conn.recv()
+        runner, config, trial_id, number, epochs = conn.recv()
+    except EOFError:
+        return 1  # the parent is gone
+    from search._optuna_hp import fixed_hyperparameters
+    from search.trial import rss_mb
+
+    try:
+        record = runner.train(
+            fixed_hyperparameters(config), trial_id=trial_id, number=number, epochs=epochs,
+            callbacks=[_reporter(conn)], prune_exceptions=(PrunedByParent,))
+        conn.send(("done", record, rss_mb("VmHWM")))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C reaches the whole process group; the parent handles it
+    finally:
+        conn.close()
+    return 0
+
+
+def _reporter(conn):
+    """A Keras callback that sends each epoch's logs to the parent and obeys its verdict."""
+    import keras
+
+    class ReportToParent(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            plain = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+            conn.send(("epoch", int(epoch), plain))
+            verdict = conn.recv()
+            if verdict[0] == "prune":
+                raise PrunedByParent(verdict[1])
+
+    return ReportToParent()
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_time_s,
+                       started_at) -> TrialRecord:
+    """The FAIL row of a trial whose process ended without sending its row."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        error = f"the trial's process was killed by {name}"
+        if -exitcode == signal.SIGKILL:
+            error += " (most often the kernel's out-of-memory killer: try a smaller batch or input size)"
+    else:
+        error = f"the trial's process exited with code {exitcode} before reporting a result"
+    val_acc = [v for v in seen.get("val_accuracy", []) if math.isfinite(v)]
+    study = runner.study
+    return TrialRecord(
+        study=study.name, engine=study.engine, algorithm=study.algorithm, space=study.space,
+        trial_id=str(trial_id), number=int(number), state="FAIL", config=config,
+        val_accuracy=max(val_acc) if val_acc else None, val_loss=None,
+        epochs_run=len(seen.get("loss", [])), wall_time_s=round(wall_time_s, 3),
+        params=None, trainable_params=None, error=error, history=seen,
+        started_at=started_at, finished_at=_utc_now(),
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _utc_now() -> str:
+    from search.trial import _utc_now as now
+
+    return now()
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(int(sys.argv[1])))

@@ -1,0 +1,124 @@
+"""One child process per trial (search.isolation): same results, pruning, a killed trial, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+
+import numpy as np
+import pytest
+
+from search.results import read_json, read_trials
+from search.run import run_search
+from search.trial import synthetic_data
+
+from .engines.conftest import FlakySpace, check_best, check_table
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+
+
+def search(data, tmp_path, **kw):
+    kw.setdefault("engine", "optuna")
+    kw.setdefault("algorithm", "random")
+    kw.setdefault("epochs", 2)
+    kw.setdefault("max_image_size", 32)
+    kw.setdefault("progress", False)
+    kw.setdefault("seed", 2)
+    return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
+
+
+def resources(study_dir) -> list[dict]:
+    return [json.loads(line) for line in open(study_dir / "resources.jsonl", encoding="utf-8")]
+
+
+# Module level, so the child process can unpickle them (spaces travel to the child by name).
+class PruneableSpace(FlakySpace):
+    """Strong configs learn the colours at once; the weak one (units=4) cannot learn."""
+
+    def reference_configs(self):
+        return [{"mode": "ok", "units": 16}] * 3 + [{"mode": "ok", "units": 4}]
+
+    def build(self, hp, ctx):
+        model = super().build(hp, ctx)
+        model.optimizer.learning_rate.assign(1e-7 if hp.values["units"] == 4 else 0.05)
+        return model
+
+
+class DyingSpace(FlakySpace):
+    """Mode "die" kills its own process in training: what the out-of-memory killer does."""
+
+    def build(self, hp, ctx):
+        hp.Choice("fate", ["live", "die"], default="live")
+        return super().build(hp, ctx)
+
+    def fit(self, hp, model, data, ctx, **kwargs):
+        if hp.values["fate"] == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(hp, model, data, ctx, **kwargs)
+
+    def reference_configs(self):
+        return [{"fate": "die", "mode": "ok", "units": 8}, {"fate": "live", "mode": "ok", "units": 8}]
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_isolated_trials_give_the_same_rows_as_in_process_ones(engine, tiny_data, tmp_path):
+    isolated = search(tiny_data, tmp_path / "child", engine=engine, trials=3, isolate=True)
+    in_process = search(tiny_data, tmp_path / "here", engine=engine, trials=3, isolate=False)
+    rows = check_table(isolated["study_dir"], "cnn", 3)
+    check_best(isolated["study_dir"], rows)
+    here = read_trials(in_process["study_dir"] / "trials.jsonl")
+    # Same configurations, same seeds: the same training, whichever process ran it.
+    assert [r.config for r in rows] == [r.config for r in here]
+    assert [r.state for r in rows] == [r.state for r in here]
+    for a, b in zip(rows, here):
+        if a.state == "COMPLETE":
+            assert a.val_accuracy == pytest.approx(b.val_accuracy, abs=0.051)  # one image of 20
+            assert a.params == b.params and a.epochs_run == b.epochs_run
+    # Each trial's child reports its own peak memory; in-process trials have none.
+    assert all(line["trial_peak_rss_mb"] > 100 for line in resources(isolated["study_dir"]))
+    assert all(line["trial_peak_rss_mb"] is None for line in resources(in_process["study_dir"]))
+    assert read_json(isolated["study_dir"] / "study.json")["config"]["isolate"] is True
+
+
+def test_the_engine_prunes_a_trial_that_trains_in_a_child(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, space=PruneableSpace(), trials=4, epochs=6,
+                 study="prune", pruner="median", isolate=True)
+    rows = read_trials(out["study_dir"] / "trials.jsonl")
+    assert [r.state for r in rows[:3]] == ["COMPLETE"] * 3
+    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [(r.state, r.history) for r in rows]
+    assert "pruned" in rows[3].error.lower()
+
+
+def test_a_trial_killed_by_the_kernel_is_a_fail_row_and_the_search_goes_on(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, space=DyingSpace(), trials=2, study="dying",
+                 pruner="none", isolate=True)
+    rows = read_trials(out["study_dir"] / "trials.jsonl")
+    assert rows[0].state == "FAIL" and rows[0].config["fate"] == "die"
+    assert "SIGKILL" in rows[0].error and "out-of-memory" in rows[0].error
+    assert rows[1].state == "COMPLETE"
+    assert out["best"]["trial_id"] == rows[1].trial_id
+
+
+def test_the_search_process_memory_stays_flat_across_isolated_trials(tiny_data, tmp_path):
+    out = search(tiny_data, tmp_path, trials=7, epochs=1, isolate=True)
+    anon = [line["rss_anon_mb"] for line in resources(out["study_dir"])]
+    assert len(anon) == 7 and all(a is not None for a in anon)
+    # From trial 2 on (the first ones pay one-off imports and Optuna's set-up): in-process,
+    # these same trials grow the process by about 14 MiB each (bench/search_memory_bench.py).
+    slope = np.polyfit(np.arange(len(anon) - 2), anon[2:], 1)[0]
+    assert slope < 2.0, anon
+
+
+def test_data_sources_travel_to_the_child_without_their_memory_caches(tiny_data):
+    tiny_data.arrays("train", 16)  # fills the resize cache
+    tiny_data._feature_cache[("train", 16, "imagenet")] = (np.zeros((40, 8)), np.zeros(40))
+    copy = pickle.loads(pickle.dumps(tiny_data))
+    assert copy._resized == {} and copy._features == {}
+    assert tiny_data._resized and tiny_data._features  # the parent's caches are untouched
+    x, y = copy.arrays("train", 16)
+    np.testing.assert_array_equal(x, tiny_data.arrays("train", 16)[0])
