@@ -14,7 +14,7 @@ from search.results import read_json, read_trials
 from search.run import run_search
 from search.trial import synthetic_data
 
-from .engines.conftest import FlakySpace, check_best, check_table
+from .engines.conftest import FlakySpace, PruneableSpace, check_best, check_table
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +36,7 @@ def resources(study_dir) -> list[dict]:
     return [json.loads(line) for line in open(study_dir / "resources.jsonl", encoding="utf-8")]
 
 
-# Module level, so the child process can unpickle them (spaces travel to the child by name).
-class PruneableSpace(FlakySpace):
-    """Strong configs learn the colours at once; the weak one (units=4) cannot learn."""
-
-    def reference_configs(self):
-        return [{"mode": "ok", "units": 16}] * 3 + [{"mode": "ok", "units": 4}]
-
-    def build(self, hp, ctx):
-        model = super().build(hp, ctx)
-        model.optimizer.learning_rate.assign(1e-7 if hp.values["units"] == 4 else 0.05)
-        return model
-
-
+# Spaces are module-level classes, so the child process can unpickle them.
 class DyingSpace(FlakySpace):
     """Mode "die" kills its own process in training: what the out-of-memory killer does."""
 

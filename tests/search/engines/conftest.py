@@ -42,6 +42,19 @@ class FlakySpace(Space):
         return [{"mode": "raise", "units": 8}, {"mode": "nan", "units": 8}, {"mode": "ok", "units": 8}]
 
 
+class PruneableSpace(FlakySpace):
+    """Three strong configs, then a weak one (units=4) for a pruner to stop: the strong ones
+    learn the colours at once, the weak one cannot learn at all."""
+
+    def reference_configs(self):
+        return [{"mode": "ok", "units": 16}] * 3 + [{"mode": "ok", "units": 4}]
+
+    def build(self, hp, ctx):
+        model = super().build(hp, ctx)
+        model.optimizer.learning_rate.assign(1e-7 if hp.values["units"] == 4 else 0.05)
+        return model
+
+
 @pytest.fixture
 def flaky_space():
     return FlakySpace()

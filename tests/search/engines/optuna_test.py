@@ -19,7 +19,7 @@ from search.results import read_trials
 from search.run import run_search
 from spaces import BuildContext, Space, get_space
 
-from .conftest import InterruptSecondTraining, check_best, check_table
+from .conftest import InterruptSecondTraining, PruneableSpace, check_best, check_table
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -225,20 +225,10 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path,
     assert check_best(out["study_dir"], rows)["config"]["mode"] == "ok"
 
 
-def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path, flaky_space):
+def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path):
     # Enqueue a weak config after strong ones: with n_startup_trials=3 and one warm-up epoch,
     # the median pruner stops it after epoch 2 when it trails the earlier trials.
-    class Pruneable(type(flaky_space)):
-        def reference_configs(self):
-            return [{"mode": "ok", "units": 16}] * 3 + [{"mode": "ok", "units": 4}]
-
-        def build(self, hp, ctx):
-            model = super().build(hp, ctx)
-            # Strong ones learn the colours fast; the weak one cannot learn at all.
-            model.optimizer.learning_rate.assign(1e-7 if hp.values["units"] == 4 else 0.05)
-            return model
-
-    space = Pruneable()
+    space = PruneableSpace()
     out = search(tiny_data, tmp_path, space=space, trials=4, epochs=6, study="prune",
                  pruner="median")
     rows = read_trials(out["study_dir"] / "trials.jsonl")
