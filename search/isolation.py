@@ -53,8 +53,14 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
     started_at = _utc_now()
     seen: dict[str, list[float]] = {}
     record, peak_mb = None, None
-    child = subprocess.Popen([sys.executable, "-m", "search.isolation", str(child_end.fileno())],
-                             pass_fds=(child_end.fileno(),))
+    # The child's stderr (TensorFlow's start-up chatter, warnings, a crash's traceback) goes to
+    # the trial's log file, not over the progress bar; a dead child's error quotes its end.
+    log_path = runner.study.dir / "logs" / f"trial-{number}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
+            pass_fds=(child_end.fileno(),), stderr=log)
     child_end.close()  # the child's end lives in the child only: its death means EOF here
     try:
         try:
@@ -81,7 +87,7 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
         parent_end.close()
     if record is None:
         record = _dead_child_record(runner, config, trial_id, number, child.returncode, seen,
-                                    time.perf_counter() - started, started_at)
+                                    time.perf_counter() - started, started_at, log_path)
     record.config = config  # the values the engine holds (the child's are equal)
     return record, peak_mb
 
@@ -154,7 +160,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_time_s,
-                       started_at) -> TrialRecord:
+                       started_at, log_path) -> TrialRecord:
     """The FAIL row of a trial whose process ended without sending its row."""
     if exitcode is not None and exitcode < 0:
         try:
@@ -166,6 +172,8 @@ def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_ti
             error += " (most often the kernel's out-of-memory killer: try a smaller batch or input size)"
     else:
         error = f"the trial's process exited with code {exitcode} before reporting a result"
+    tail = _log_tail(log_path)
+    error += f"; its log is {log_path}" + (f", ending: {tail}" if tail else "")
     val_acc = [v for v in seen.get("val_accuracy", []) if math.isfinite(v)]
     study = runner.study
     return TrialRecord(
@@ -176,6 +184,17 @@ def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_ti
         params=None, trainable_params=None, error=error, history=seen,
         started_at=started_at, finished_at=_utc_now(),
     )
+
+
+def _log_tail(path, lines: int = 6) -> str:
+    """The last lines of a child's log, without TensorFlow's start-up chatter."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    chatter = ("I0000 ", "W0000 ", "E0000 ", "WARNING: All log messages", "To enable the following")
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith(chatter)]
+    return " | ".join(kept[-lines:])[-1500:]
 
 
 def _die_with_parent() -> None:

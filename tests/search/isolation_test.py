@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -46,6 +47,7 @@ class DyingSpace(FlakySpace):
 
     def fit(self, hp, model, data, ctx, **kwargs):
         if hp.values["fate"] == "die":
+            print("allocating far too much", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         return super().fit(hp, model, data, ctx, **kwargs)
 
@@ -88,6 +90,10 @@ def test_a_trial_killed_by_the_kernel_is_a_fail_row_and_the_search_goes_on(tiny_
     rows = read_trials(out["study_dir"] / "trials.jsonl")
     assert rows[0].state == "FAIL" and rows[0].config["fate"] == "die"
     assert "SIGKILL" in rows[0].error and "out-of-memory" in rows[0].error
+    # The child's stderr went to the trial's log, and the row quotes the end of it.
+    log = out["study_dir"] / "logs" / "trial-0.log"
+    assert str(log) in rows[0].error and "allocating far too much" in rows[0].error
+    assert "allocating far too much" in log.read_text()
     assert rows[1].state == "COMPLETE"
     assert out["best"]["trial_id"] == rows[1].trial_id
 
