@@ -60,7 +60,7 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
-            pass_fds=(child_end.fileno(),), stderr=log)
+            pass_fds=(child_end.fileno(),), stderr=log, env=_child_environment())
     child_end.close()  # the child's end lives in the child only: its death means EOF here
     try:
         try:
@@ -90,6 +90,17 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
                                     time.perf_counter() - started, started_at, log_path)
     record.config = config  # the values the engine holds (the child's are equal)
     return record, peak_mb
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with the folder this package was imported from first on PYTHONPATH
+    (so ``-m search.isolation`` finds the same code even when it is not installed)."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def _verdict(callbacks: list, prune_exceptions: tuple, epoch: int, logs: dict) -> tuple:

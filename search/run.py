@@ -201,7 +201,8 @@ def _print_summary(outcome: dict[str, Any]) -> None:
         print("no trial completed; no best model")
         return
     print(f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}, "
-          f"test accuracy {best['test']['accuracy']:.4f} ({best['params']:,} params)")
+          f"test accuracy {best['test']['accuracy']:.4f} ({best['params']:,} params, "
+          f"{best['image_size']} px input)")
     print(f"config: {best['config']}")
 
 
