@@ -120,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from spaces import get_space, list_spaces
 
     if args.list_spaces:
-        for name in list_spaces():
-            print(f"{name:<12} {get_space(name).description}")
+        names = list_spaces()
+        width = max(map(len, names))
+        for name in names:
+            print(f"{name:<{width}}  {get_space(name).description}")
         return 0
     if not args.space:
         print("error: --space is required (or --list-spaces); spaces: "

@@ -56,12 +56,19 @@ class MobileNetSpace(Space):
     description = ("transfer learning: MobileNetV2 (ImageNet) + dense head; input size, head, "
                    "learning rate, fine-tune depth/lr factor/epochs, augmentation")
     uses_pretrained_weights = True
+    fine_tune = True  # class defaults too, so a space pickled before these existed unpickles
+    augment = True
 
-    def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",)):
+    def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",), *,
+                 fine_tune: bool = True, augment: bool = True):
         unknown = [b for b in backbones if b not in BACKBONES]
         if unknown:
             raise ValueError(f"unknown backbone(s) {unknown}; choices: {', '.join(BACKBONES)}")
         self.backbones = tuple(backbones)
+        # Without fine-tuning and augmentation every trial trains its head on cached backbone
+        # features (the mobilenet-head space): seconds per trial on a CPU.
+        self.fine_tune = fine_tune
+        self.augment = augment
 
     def build(self, hp: Any, ctx: BuildContext):
         import keras
@@ -77,11 +84,13 @@ class MobileNetSpace(Space):
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
         # How many of the backbone's top layers are unfrozen after the head has trained;
         # 0 = never fine-tune. The reference unfreezes from index 100 of 154: 54 layers.
-        fine_tune_layers = hp.Int("fine_tune_layers", 0, 90, step=18, default=54)
-        with hp.conditional_scope("fine_tune_layers", list(range(18, 91, 18))):
-            hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
-            hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
-        augmentation = build_augmentation(hp)
+        fine_tune_layers = 0
+        if self.fine_tune:
+            fine_tune_layers = hp.Int("fine_tune_layers", 0, 90, step=18, default=54)
+            with hp.conditional_scope("fine_tune_layers", list(range(18, 91, 18))):
+                hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
+                hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
+        augmentation = build_augmentation(hp) if self.augment else None
         if fine_tune_layers > spec.num_layers:
             raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
                              f"{spec.num_layers} layers of {backbone_name}")

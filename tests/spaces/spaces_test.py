@@ -46,7 +46,7 @@ def optuna_build(space: Space, config: dict, ctx: BuildContext):
 
 
 def test_registry_lists_builtin_spaces():
-    assert {"cnn", "mobilenet"} <= set(list_spaces())
+    assert {"cnn", "mobilenet", "mobilenet-head"} <= set(list_spaces())
     assert spaces.__all__ == ["BuildContext", "Space", "get_space", "list_spaces", "register_space"]
     with pytest.raises(ValueError, match=r"unknown space 'nope'.*cnn.*mobilenet"):
         get_space("nope")
@@ -59,7 +59,7 @@ def test_register_space_rejects_a_second_class_under_the_same_name():
             pass
 
 
-@pytest.mark.parametrize("name", ["cnn", "mobilenet"])
+@pytest.mark.parametrize("name", ["cnn", "mobilenet", "mobilenet-head"])
 def test_reference_config_is_exactly_a_point_of_its_space(name):
     space = get_space(name)
     refs = space.reference_configs()
@@ -109,6 +109,21 @@ def test_mobilenet_reference_is_the_published_transfer_recipe():
     keras.backend.clear_session()
 
 
+def test_mobilenet_head_searches_the_published_frozen_phase_only():
+    head, full = get_space("mobilenet-head"), get_space("mobilenet")
+    hp = kt.HyperParameters()
+    head.build(hp, CTX_32)
+    assert {h.name for h in hp.space} == {"image_size", "head_units", "head_dropout",
+                                           "learning_rate"}
+    # Its reference is the frozen phase of the published recipe: the same model.
+    head_ref, full_ref = head.reference_configs()[0], full.reference_configs()[0]
+    assert all(full_ref[key] == value for key, value in head_ref.items())
+    head_model, _ = kt_build(head, head_ref, BuildContext(num_classes=5))
+    full_model, _ = kt_build(full, full_ref, BuildContext(num_classes=5))
+    assert layer_signature(head_model) == layer_signature(full_model)
+    keras.backend.clear_session()
+
+
 def _random_configs(space: Space, n: int, seed: int) -> list[dict]:
     sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=sampler)
@@ -126,7 +141,7 @@ def _random_configs(space: Space, n: int, seed: int) -> list[dict]:
     return configs
 
 
-@pytest.mark.parametrize("name", ["cnn", "mobilenet"])
+@pytest.mark.parametrize("name", ["cnn", "mobilenet", "mobilenet-head"])
 def test_same_config_builds_the_same_model_through_both_engines(name):
     space = get_space(name)
     configs = space.reference_configs() + _random_configs(space, 4 if name == "cnn" else 2, seed=3)

@@ -51,6 +51,26 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(ti
     keras.backend.clear_session()
 
 
+def test_mobilenet_head_space_never_passes_images_through_the_backbone(tiny_data, tmp_path):
+    image_batches = []
+    original = type(tiny_data).dataset
+
+    def counting(self, *args, **kwargs):
+        image_batches.append(args[:2])
+        return original(self, *args, **kwargs)
+
+    runner, _ = make_runner(tmp_path, tiny_data, space="mobilenet-head")
+    type(tiny_data).dataset = counting
+    try:
+        config = get_space("mobilenet-head").reference_configs()[0]
+        record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3)
+    finally:
+        type(tiny_data).dataset = original
+    assert record.state == "COMPLETE", record.error
+    assert image_batches == [] and record.epochs_run == 3
+    keras.backend.clear_session()
+
+
 def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data, tmp_path):
     config = {**MOBILENET_NO_FT, "fine_tune_layers": 18, "fine_tune_lr_factor": 0.1,
               "fine_tune_epochs": 2, "aug_enabled": True, "aug_flip": "horizontal",
