@@ -14,7 +14,8 @@ same configuration from those values, trains it with ``TrialRunner.train`` (chec
 it is the best so far) and sends the row back. Messages on the pipe, child to parent:
 
 - ``("epoch", epoch, logs)`` after every epoch. The parent runs the engine's callbacks (Optuna's
-  pruning callback) on those logs and answers ``("continue",)`` or ``("prune", message)``.
+  pruning callback) on those logs and answers ``("continue",)``, ``("prune", message)`` or,
+  when a callback raised, ``("fail", message)``.
 - ``("done", record, peak_rss_mb)``: the trial's row and the child's peak memory.
 
 The child is a fresh interpreter, ``python -m search.isolation FD`` (a fork of a process that
@@ -39,6 +40,10 @@ from search.results import TrialRecord
 
 class PrunedByParent(Exception):
     """Raised in the child when the parent's engine decided to prune the trial."""
+
+
+class CallbackFailed(Exception):
+    """Raised in the child when one of the engine's callbacks raised in the parent."""
 
 
 def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
@@ -104,11 +109,15 @@ def _child_environment() -> dict[str, str]:
 
 
 def _verdict(callbacks: list, prune_exceptions: tuple, epoch: int, logs: dict) -> tuple:
+    """Run the engine's callbacks on one epoch's logs: go on, prune, or fail the trial (an
+    error in a callback fails the trial, as it would inside an in-process fit)."""
     try:
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
     except prune_exceptions as exc:
         return ("prune", str(exc) or "pruned")
+    except Exception as exc:  # noqa: BLE001 - the trial's failure, not the search's
+        return ("fail", f"{type(exc).__name__}: {exc}")
     return ("continue",)
 
 
@@ -158,6 +167,8 @@ def _reporter(conn):
             verdict = conn.recv()
             if verdict[0] == "prune":
                 raise PrunedByParent(verdict[1])
+            if verdict[0] == "fail":
+                raise CallbackFailed(verdict[1])
 
     return ReportToParent()
 

@@ -116,3 +116,26 @@ def test_data_sources_travel_to_the_child_without_their_memory_caches(tiny_data)
     assert tiny_data._resized and tiny_data._features  # the parent's caches are untouched
     x, y = copy.arrays("train", 16)
     np.testing.assert_array_equal(x, tiny_data.arrays("train", 16)[0])
+
+
+def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_path):
+    import keras
+
+    from search._optuna_hp import fixed_hyperparameters
+    from search.engines.base import Study
+    from search.trial import TrialRunner
+    from spaces import BuildContext, get_space
+
+    class BrokenStorage(keras.callbacks.Callback):  # runs in this process, never pickled
+        def on_epoch_end(self, epoch, logs=None):
+            raise ValueError("the study's storage is gone")
+
+    study = Study("broken", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
+    runner = TrialRunner(get_space("cnn"), tiny_data, study, isolate=True,
+                         ctx=BuildContext(num_classes=5, max_image_size=32))
+    config = get_space("cnn").reference_configs()[0]
+    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3,
+                        callbacks=[BrokenStorage()])
+    assert record.state == "FAIL" and "ValueError: the study's storage is gone" in record.error
+    assert record.epochs_run == 1  # the child stopped at the first epoch's verdict
+    assert read_trials(study.trials_path)[0].error == record.error
