@@ -6,8 +6,10 @@
 
 Writes ``model.keras`` with its ``model.json`` sidecar (class names, input size), a
 ``MODEL_CARD.md`` (where it came from, its leak-free test scores, the configuration), and
-with ``--saved-model`` a TensorFlow SavedModel for serving. "Best" means highest test
-accuracy among models that were each scored once on the same test split.
+with ``--saved-model`` a TensorFlow SavedModel for serving. "Best" means the highest
+validation accuracy among the scored models (baselines and each study's best, all on the
+same split); the test split only reports, so the exported model's test score is not the
+luckiest of several.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def candidates(results: str | None = None) -> list[dict[str, Any]]:
     for name, metrics in inputs.baselines.items():
         found.append({"kind": "baseline", "name": name, "test": metrics["test"],
                       "model": results_root(results) / "baselines" / name / "model.keras",
-                      "config": metrics.get("config", {})})
+                      "config": metrics.get("config", {}),
+                      "val_accuracy": (metrics.get("val") or {}).get("accuracy")})
     for study in inputs.studies:
         if study.best:
             found.append({"kind": "study", "name": study.name, "test": study.best["test"],
@@ -56,7 +59,8 @@ def choose(found: list[dict[str, Any]], study: str | None, baseline: str | None)
     if not found:
         raise ExportError("no scored model under results/: run `python -m baselines.run ...` "
                           "or `python -m search.run ...` first")
-    return max(found, key=lambda c: c["test"]["accuracy"])
+    return max(found, key=lambda c: c["val_accuracy"] if c.get("val_accuracy") is not None
+               else -1.0)
 
 
 def export(choice: dict[str, Any], out: Path, saved_model: bool = False) -> Path:
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--best", action="store_true", help="the highest test accuracy (default)")
+    which.add_argument("--best", action="store_true",
+                       help="the highest validation accuracy (default)")
     which.add_argument("--study", help="a study's best model")
     which.add_argument("--baseline", help="cnn or mobilenet")
     parser.add_argument("--out", help="output folder (default exports/<name>)")

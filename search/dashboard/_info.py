@@ -72,7 +72,9 @@ class LeaderboardRow:
 
 @dataclasses.dataclass
 class LeaderboardInfo:
-    rows: list[LeaderboardRow]  # best first: by test accuracy, then untested rows by val accuracy
+    # Best first: tested models by validation accuracy (how models are selected; the test
+    # split only reports), then models without a test score yet, also by validation.
+    rows: list[LeaderboardRow]
     marks: list[RefMark]
 
 
@@ -103,6 +105,15 @@ def _study_best_trial(study: StudyResults):
             if trial.trial_id == str(study.best["trial_id"]):
                 return trial
     return _best_complete_trial(study)
+
+
+def _best_val_accuracy(study: StudyResults) -> float:
+    """Validation accuracy of a study's best model (best.json, else its trial); -1 if none."""
+    value = (study.best or {}).get("val_accuracy")
+    if not _finite(value):
+        trial = _study_best_trial(study)
+        value = trial.val_accuracy if trial is not None else None
+    return float(value) if _finite(value) else -1.0
 
 
 def _get_leaderboard_info(inputs: DashboardInputs) -> LeaderboardInfo:
@@ -151,11 +162,13 @@ def _get_leaderboard_info(inputs: DashboardInputs) -> LeaderboardInfo:
         )
 
     def order(row: LeaderboardRow):
+        # Ranking by the test accuracy would pick the luckiest of several test scores;
+        # validation picks, test reports.
         tested = _finite(row.test_accuracy)
         return (
             0 if tested else 1,
-            -(row.test_accuracy if tested else 0.0),
             -(row.val_accuracy if _finite(row.val_accuracy) else -1.0),
+            -(row.test_accuracy if tested else 0.0),
             row.model,
         )
 
@@ -304,15 +317,16 @@ class ReportModel:
 
 
 def _test_reports(inputs: DashboardInputs) -> list[ReportModel]:
-    """The best searched model (by test accuracy) first, then each baseline."""
+    """The best searched model (by validation accuracy, as models are selected) first, then
+    each baseline."""
     searched = [
-        (s.best["test"], s.name)
+        (_best_val_accuracy(s), s.best["test"], s.name)
         for s in inputs.studies
         if s.best and isinstance(s.best.get("test"), dict) and _finite(s.best["test"].get("accuracy"))
     ]
     models = []
     if searched:
-        report, name = max(searched, key=lambda x: x[0]["accuracy"])
+        _, report, name = max(searched, key=lambda x: x[0])
         models.append(ReportModel(f"best searched: {name}", report))
     for name, metrics in inputs.baselines.items():
         if isinstance(metrics.get("test"), dict) and metrics["test"].get("confusion_matrix"):

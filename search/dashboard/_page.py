@@ -80,9 +80,9 @@ def render_dashboard(inputs: DashboardInputs) -> Dashboard:
     page.add(_summary_html(summary, inputs))
     page.add("<h2>Leaderboard</h2>")
     page.add(
-        '<p class="lead">Baselines and each study\'s best model, ranked by test accuracy (evaluated once, '
-        "on the held-out test set). Dashed red lines: the published claims; dotted grey: our reproduction "
-        "of each baseline.</p>"
+        '<p class="lead">Baselines and each study\'s best model, ranked by validation accuracy (how '
+        "models are selected); the test accuracy is each model's one score on the held-out test split. "
+        "Dashed red lines: the published claims; dotted grey: our reproduction of each baseline.</p>"
     )
     if leaderboard.rows:
         page.figure("leaderboard", _render.make_leaderboard_figure(leaderboard, colors))
@@ -245,7 +245,8 @@ def _summary_html(summary: _info.SummaryInfo, inputs: DashboardInputs) -> str:
     )
     return (
         '<div class="answer">'
-        f"<p><b>Best model: {html.escape(best.model)}</b> — test accuracy <b>{_pct(best.test_accuracy)}</b> "
+        f"<p><b>Best model: {html.escape(best.model)}</b> (highest validation accuracy, "
+        f"{_pct(best.val_accuracy)}) — test accuracy <b>{_pct(best.test_accuracy)}</b> "
         f"(balanced {_pct(best.balanced_accuracy)}), {_params(best.params)} parameters, "
         f"{_duration(best.wall_time_s)} of training.</p><ul>{deltas}</ul></div>"
     )

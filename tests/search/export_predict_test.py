@@ -56,3 +56,10 @@ def test_predict_names_a_class_per_image_and_reports_bad_files(results_with_cnn,
         assert row["top"][0]["probability"] >= row["top"][1]["probability"]
     assert [r["path"] for r in rows if "error" in r] == [str(bad)]
     assert predict_main([str(model), str(tmp_path / "nothing.png")]) == 2
+
+
+def test_best_is_chosen_by_validation_accuracy_not_by_test():
+    lucky = {"kind": "study", "name": "lucky", "val_accuracy": 0.80, "test": {"accuracy": 0.95}}
+    sound = {"kind": "study", "name": "sound", "val_accuracy": 0.90, "test": {"accuracy": 0.88}}
+    unknown = {"kind": "baseline", "name": "old", "val_accuracy": None, "test": {"accuracy": 0.99}}
+    assert choose([lucky, unknown, sound], None, None)["name"] == "sound"

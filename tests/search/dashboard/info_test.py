@@ -86,7 +86,7 @@ def test_reference_marks_include_reproduced_baselines_and_metrics_json_wins():
     assert reproduced == {"cnn": b["cnn"]["test"]["accuracy"], "mobilenet": b["mobilenet"]["test"]["accuracy"]}
 
 
-def test_leaderboard_orders_by_test_accuracy_then_untested_by_validation():
+def test_leaderboard_orders_tested_models_by_validation_then_untested_ones():
     b = {"cnn": baseline("cnn", [0.85] * 5, [0.8] * 5), "mobilenet": baseline("mobilenet", [0.97] * 5, [0.9] * 5)}
     tested = study("tested", [trial(0, val=0.93, params=5000, wall=12.0)],
                    best={"trial_id": "0", "val_accuracy": 0.93, "test": report([0.92] * 5, 3),
@@ -95,11 +95,14 @@ def test_leaderboard_orders_by_test_accuracy_then_untested_by_validation():
     running_bad = study("running_bad", [trial(0, val=0.6)])
     only_failed = study("only_failed", [trial(0, "FAIL"), trial(1, "FAIL")])
     info = _info._get_leaderboard_info(inputs(b, [running_bad, tested, only_failed, running_good]))
+    # "tested" leads with the best validation accuracy although MobileNetV2 scored higher on
+    # test: selection never looks at the test split.
     assert [r.model for r in info.rows] == [
-        "baseline: MobileNetV2", "tested", "baseline: scratch CNN", "running_good", "running_bad"]
-    accuracies = [r.test_accuracy for r in info.rows[:3]]
+        "tested", "baseline: MobileNetV2", "baseline: scratch CNN", "running_good", "running_bad"]
+    accuracies = [r.val_accuracy for r in info.rows[:3]]
     assert accuracies == sorted(accuracies, reverse=True)
-    row = info.rows[1]
+    assert info.rows[1].test_accuracy > info.rows[0].test_accuracy
+    row = info.rows[0]
     assert (row.params, row.wall_time_s, row.val_accuracy, row.trial_id) == (5000, 12.0, 0.93, "0")
     assert row.balanced_accuracy == pytest.approx(tested.best["test"]["balanced_accuracy"])
     untested = info.rows[3]
@@ -145,7 +148,9 @@ def test_confusion_panels_put_the_best_searched_model_first_then_baselines():
     b = {"cnn": baseline("cnn", [0.6, 0.6, 0.9, 0.9, 0.9], [0.8] * 5)}
     weak = study("weak", [trial(0, val=0.8)], best={"trial_id": "0", "test": report([0.7] * 5, 5)})
     strong = study("strong", [trial(0, val=0.9)], best={"trial_id": "0", "test": report([0.95] * 5, 6)})
-    panels = _info._get_confusion_info(inputs(b, [weak, strong]))
+    # Luckier on test, worse on validation: not the best, since validation selects.
+    lucky = study("lucky", [trial(0, val=0.85)], best={"trial_id": "0", "test": report([0.99] * 5, 7)})
+    panels = _info._get_confusion_info(inputs(b, [weak, lucky, strong]))
     assert [p.title for p in panels] == ["best searched: strong", "baseline: scratch CNN"]
     cnn = panels[1]
     assert cnn.classes == CLASSES
