@@ -84,7 +84,10 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
                     break
         except (EOFError, BrokenPipeError, ConnectionResetError):
             pass  # the child died; its exit status says how
-        child.wait()
+        try:
+            child.wait(timeout=120)  # exiting takes a moment; a child stuck in it is killed
+        except subprocess.TimeoutExpired:
+            pass
     finally:
         if child.poll() is None:  # KeyboardInterrupt or an error here: take the child down too
             child.kill()
