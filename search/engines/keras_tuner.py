@@ -84,7 +84,10 @@ def make_oracle(algorithm: str, space: Space, *, trials: int, epochs: int, seed:
                           f"choices: {', '.join(classes)}")
     # A failing trial must not end the search: keras-tuner stops after 3 consecutive failures
     # by default.
-    common = dict(objective=kt.Objective(OBJECTIVE, "max"), seed=seed,
+    # keras-tuner replaces a falsy seed by a random one (`seed or random.randint(...)`), so
+    # seed 0, our default, would not reproduce: shift every seed by one.
+    kt_seed = seed + 1 if seed >= 0 else seed
+    common = dict(objective=kt.Objective(OBJECTIVE, "max"), seed=kt_seed,
                   max_consecutive_failed_trials=10**9)
     if algorithm == "hyperband":
         # Brackets repeat until --trials is reached (hyperband_iterations would otherwise stop

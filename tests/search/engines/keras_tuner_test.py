@@ -62,6 +62,15 @@ def test_every_oracle_proposes_the_reference_config_first(algorithm, tmp_path):
     keras.backend.clear_session()
 
 
+def test_the_same_seed_proposes_the_same_configs_seed_0_included(tiny_data, tmp_path):
+    # keras-tuner draws a random seed when given 0 (`seed or random.randint(...)`).
+    first = search(tiny_data, tmp_path / "a", algorithm="random", trials=4, seed=0)
+    again = search(tiny_data, tmp_path / "b", algorithm="random", trials=4, seed=0)
+    configs = [r.config for r in first["records"]]
+    assert configs == [r.config for r in again["records"]]
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == 4  # really sampled
+
+
 def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
     search(tiny_data, tmp_path, trials=2, seed=2)
     study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
