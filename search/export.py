@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {choice['kind']} {choice['name']} (test accuracy "
-          f"{choice['test']['accuracy']:.4f}) to {out}")
+    val = choice.get("val_accuracy")
+    print(f"exported {choice['kind']} {choice['name']} ("
+          + (f"validation accuracy {val:.4f}, " if val is not None else "")
+          + f"test accuracy {choice['test']['accuracy']:.4f}) to {out}")
     return 0
 
 
