@@ -56,8 +56,6 @@ class MobileNetSpace(Space):
     description = ("transfer learning: MobileNetV2 (ImageNet) + dense head; input size, head, "
                    "learning rate, fine-tune depth/lr factor/epochs, augmentation")
     uses_pretrained_weights = True
-    fine_tune = True  # class defaults too, so a space pickled before these existed unpickles
-    augment = True
 
     def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",), *,
                  fine_tune: bool = True, augment: bool = True):
