@@ -36,6 +36,7 @@ import time
 from typing import Any, Iterable
 
 from search.results import TrialRecord
+from search.trial import _utc_now
 
 
 class PrunedByParent(Exception):
@@ -231,12 +232,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-
-
-def _utc_now() -> str:
-    from search.trial import _utc_now as now
-
-    return now()
 
 
 if __name__ == "__main__":

@@ -404,18 +404,13 @@ class TrialRunner:
         """Let the space declare its hyperparameters on ``hp`` and return the trial's config.
 
         Optuna samples a value when the space asks for it, so a trial's config exists only
-        once the space has been built with it; this builds it without weights and throws the
-        model away. A build that fails still returns what was declared before it failed (the
-        trial then fails the same way where it trains).
+        once the space has been built with it (``Space.declare``: no weights, the model
+        thrown away).
         """
-        import dataclasses
-
         import keras
 
         try:
-            self.space.build(hp, dataclasses.replace(self.ctx, weights=None))
-        except Exception:  # noqa: BLE001 - recorded when the trial itself is built
-            pass
+            self.space.declare(hp, self.ctx)
         finally:
             keras.backend.clear_session()
         return hp_config(hp)

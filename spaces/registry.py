@@ -59,6 +59,19 @@ class Space:
         """
         raise NotImplementedError
 
+    def declare(self, hp: Any, ctx: BuildContext):
+        """Declare the hyperparameters on ``hp`` by building without pretrained weights.
+
+        Engines use this to learn the space (keras-tuner) or to have a trial's values sampled
+        (Optuna samples when asked). Returns the model, or None for a combination the space
+        rejects: its declarations, made before the rejection, are all that matter here, and
+        that trial fails with the same error where it is trained.
+        """
+        try:
+            return self.build(hp, dataclasses.replace(ctx, weights=None))
+        except Exception:  # noqa: BLE001 - see above
+            return None
+
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
             batch_size: int = 32, verbose: int = 0) -> None:
         """Train ``model`` on the training images, validating every epoch."""

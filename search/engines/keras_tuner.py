@@ -110,14 +110,7 @@ def _space_hypermodel(space: Space, ctx: BuildContext):
         backbone weights are never loaded for this."""
 
         def build(self, hp):
-            try:
-                return space.build(hp, BuildContext(num_classes=ctx.num_classes,
-                                                    max_image_size=ctx.max_image_size, weights=None))
-            except Exception:  # noqa: BLE001
-                # Discovery only needs the declarations, which spaces make before rejecting a
-                # combination (e.g. too many blocks for the input size); that trial, if ever
-                # sampled, fails in the runner and is recorded as FAIL.
-                return None
+            return space.declare(hp, ctx)
 
     return SpaceHyperModel(name=space.name)
 

@@ -182,14 +182,8 @@ def declared_kinds(space, ctx) -> dict[str, str]:
     import keras
     import keras_tuner as kt
 
-    from spaces.registry import BuildContext
-
     hp = kt.HyperParameters()
-    try:
-        space.build(hp, BuildContext(num_classes=ctx.num_classes,
-                                     max_image_size=ctx.max_image_size, weights=None))
-    except Exception:  # noqa: BLE001 - only the declarations, made before any rejection, matter
-        pass
+    space.declare(hp, ctx)
     keras.backend.clear_session()
     return {h.name: type(h).__name__ for h in hp.space}
 
