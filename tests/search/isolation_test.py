@@ -18,11 +18,6 @@ from search.trial import synthetic_data
 from .engines.conftest import FlakySpace, PruneableSpace, check_best, check_table
 
 
-@pytest.fixture(scope="module")
-def tiny_data():
-    return synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-
-
 def search(data, tmp_path, **kw):
     kw.setdefault("engine", "optuna")
     kw.setdefault("algorithm", "random")
@@ -108,14 +103,15 @@ def test_the_search_process_memory_stays_flat_across_isolated_trials(tiny_data, 
     assert slope < 2.0, anon
 
 
-def test_data_sources_travel_to_the_child_without_their_memory_caches(tiny_data):
-    tiny_data.arrays("train", 16)  # fills the resize cache
-    tiny_data._feature_cache[("train", 16, "imagenet")] = (np.zeros((40, 8)), np.zeros(40))
-    copy = pickle.loads(pickle.dumps(tiny_data))
+def test_data_sources_travel_to_the_child_without_their_memory_caches():
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)  # own caches
+    data.arrays("train", 16)  # fills the resize cache
+    data._feature_cache[("train", 16, "imagenet")] = (np.zeros((40, 8)), np.zeros(40))
+    copy = pickle.loads(pickle.dumps(data))
     assert copy._resized == {} and copy._features == {}
-    assert tiny_data._resized and tiny_data._features  # the parent's caches are untouched
+    assert data._resized and data._features  # the parent's caches are untouched
     x, y = copy.arrays("train", 16)
-    np.testing.assert_array_equal(x, tiny_data.arrays("train", 16)[0])
+    np.testing.assert_array_equal(x, data.arrays("train", 16)[0])
 
 
 def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_path):

@@ -1,4 +1,4 @@
-"""Fixtures for engine tests: tiny colour-coded data and a space that fails on purpose."""
+"""Fixtures for engine tests: spaces that fail or prune on purpose, table checks."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import keras
 import pytest
 
 from search.results import read_json, read_trials
-from search.trial import synthetic_data
 from spaces import BuildContext, Space, get_space
-
-
-@pytest.fixture(scope="session")
-def tiny_data():
-    # 40 train / 20 val / 20 test images of 32 px, 5 classes that differ by colour.
-    return synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
 
 
 class FlakySpace(Space):

@@ -22,20 +22,25 @@ def make_runner(tmp_path, data, space="mobilenet"):
     return TrialRunner(get_space(space), data, study, ctx=ctx, seed=0), study
 
 
-def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(tiny_data, tmp_path):
+def spy(monkeypatch, data, method: str) -> list[tuple]:
+    """Record (split, size) of every call to ``data``'s ``method`` for the rest of the test."""
     calls = []
-    original = type(tiny_data).features
+    original = getattr(type(data), method)
 
-    def counting(self, *args, **kwargs):
+    def recording(self, *args, **kwargs):
         calls.append(args[:2])
         return original(self, *args, **kwargs)
 
+    monkeypatch.setattr(type(data), method, recording)
+    return calls
+
+
+def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(
+        tiny_data, tmp_path, monkeypatch):
     runner, study = make_runner(tmp_path, tiny_data)
-    type(tiny_data).features = counting
-    try:
-        record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), trial_id="0", number=0, epochs=3)
-    finally:
-        type(tiny_data).features = original
+    calls = spy(monkeypatch, tiny_data, "features")
+    record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), trial_id="0", number=0, epochs=3)
+    monkeypatch.undo()
     assert record.state == "COMPLETE", record.error
     assert calls == [("train", 32), ("val", 32)]  # the head trained on features, not images
     # The row keeps the sampled point (224 px) and the size it trained at (capped to 32).
@@ -51,21 +56,13 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(ti
     keras.backend.clear_session()
 
 
-def test_mobilenet_head_space_never_passes_images_through_the_backbone(tiny_data, tmp_path):
-    image_batches = []
-    original = type(tiny_data).dataset
-
-    def counting(self, *args, **kwargs):
-        image_batches.append(args[:2])
-        return original(self, *args, **kwargs)
-
+def test_mobilenet_head_space_never_passes_images_through_the_backbone(
+        tiny_data, tmp_path, monkeypatch):
     runner, _ = make_runner(tmp_path, tiny_data, space="mobilenet-head")
-    type(tiny_data).dataset = counting
-    try:
-        config = get_space("mobilenet-head").reference_configs()[0]
-        record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3)
-    finally:
-        type(tiny_data).dataset = original
+    image_batches = spy(monkeypatch, tiny_data, "dataset")
+    config = get_space("mobilenet-head").reference_configs()[0]
+    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3)
+    monkeypatch.undo()
     assert record.state == "COMPLETE", record.error
     assert image_batches == [] and record.epochs_run == 3
     keras.backend.clear_session()
