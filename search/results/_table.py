@@ -1,4 +1,4 @@
-"""The common results table every engine writes and every reader (dashboard, export) reads.
+"""The common results table every engine writes, and the JSON files beside it.
 
 One study lives in ``results/searches/<study>/``:
 

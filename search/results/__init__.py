@@ -1,0 +1,78 @@
+"""Results: the common table every run writes, reading a whole results tree, and selection.
+
+What lives here, and is public through this module only (the ``_`` modules are private):
+
+- ``_table``      the trials table and the files beside it: :class:`TrialRecord`,
+  :func:`append_trial`, :func:`read_trials`, :func:`write_csv`, :func:`write_json`,
+  :func:`read_json`, :func:`results_root`, :func:`study_dir`, :func:`environment_info`.
+- ``_tree``       a whole results folder as plain objects: :func:`load_results` gives a
+  :class:`ResultsTree` of baselines and :class:`StudyResults`; :meth:`ResultsTree.models`
+  lists every model it offers as a :class:`ModelResult`.
+- ``_selection``  the one selection rule and the published claims: :func:`best_trial` (a
+  study's best trial: highest validation accuracy among completed trials, ties to the earlier
+  one), :func:`selected_trial` (the trial best.json names, else ``best_trial``),
+  :func:`rank_models` / :func:`best_model` (across models, by validation accuracy; the test
+  split only reports), :data:`REFERENCE_MODELS` (baseline name -> title and published
+  accuracy), :func:`reference_title`, :func:`published_accuracy`.
+
+Who may import it: anything (engines, baselines, ``search.export``, ``search.dashboard``).
+It imports nothing else of this project, so no import cycle can pass through it; plotly,
+optuna and keras are never imported here (pandas only inside :func:`write_csv`).
+"""
+
+from search.results._selection import (
+    REFERENCE_MODELS,
+    ReferenceModel,
+    best_model,
+    best_trial,
+    completed_trials,
+    is_number,
+    is_tested,
+    published_accuracy,
+    rank_models,
+    reference_title,
+    selected_trial,
+)
+from search.results._table import (
+    RESULTS_DIR_ENV,
+    TRIAL_STATES,
+    TrialRecord,
+    append_trial,
+    environment_info,
+    read_json,
+    read_trials,
+    results_root,
+    study_dir,
+    write_csv,
+    write_json,
+)
+from search.results._tree import ModelResult, ResultsTree, StudyResults, load_results
+
+__all__ = [
+    "REFERENCE_MODELS",
+    "RESULTS_DIR_ENV",
+    "TRIAL_STATES",
+    "ModelResult",
+    "ReferenceModel",
+    "ResultsTree",
+    "StudyResults",
+    "TrialRecord",
+    "append_trial",
+    "best_model",
+    "best_trial",
+    "completed_trials",
+    "environment_info",
+    "is_number",
+    "is_tested",
+    "load_results",
+    "published_accuracy",
+    "rank_models",
+    "read_json",
+    "read_trials",
+    "reference_title",
+    "results_root",
+    "selected_trial",
+    "study_dir",
+    "write_csv",
+    "write_json",
+]
