@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from search.dashboard import load_results, write_dashboard  # noqa: E402
+from search.dashboard import write_dashboard  # noqa: E402
+from search.results import load_results  # noqa: E402
 from tests.search.dashboard.fixtures import (  # noqa: E402
     write_baselines,
     write_keras_tuner_study,

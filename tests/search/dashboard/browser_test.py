@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from search.dashboard import write_dashboard
 from search.dashboard._page import make_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,11 +34,11 @@ def _require_browser():
 
 
 @pytest.mark.browser
-def test_every_declared_figure_renders_without_javascript_errors(results_tree, tmp_path):
+def test_every_declared_figure_renders_without_javascript_errors(full_page, tmp_path):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    path, dashboard = write_dashboard(tmp_path / "dashboard.html", results_tree)
+    path, dashboard = full_page
     expected = len(dashboard.figure_names)
     assert expected > 0
 

@@ -1,6 +1,6 @@
 """A small fake results tree for dashboard tests (and, scaled up, for bench/dashboard_bench.py).
 
-It follows the contract in ``search/results.py``: two baselines, one Keras Tuner study written
+It follows the contract in ``search/results/``: two baselines, one Keras Tuner study written
 as a plain table and one real Optuna study in SQLite, created through optuna's own API and
 mirrored into ``trials.jsonl`` the way the Optuna engine does. The accuracies are a smooth
 made-up function of the hyperparameters plus noise: these fixtures test drawing, not training.
@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from search._metrics import classification_metrics
-from search.results import TrialRecord, append_trial, study_dir, write_json
+from search.results import TrialRecord, append_trial, best_trial, read_trials, study_dir, write_json
 
 CLASSES = ["drawings", "engraving", "iconography", "painting", "sculpture"]
 # Roughly the art-images test split: drawings and engraving are the small, confusable classes.
@@ -223,10 +223,7 @@ def write_optuna_study(
 
 
 def _write_best(directory: Path, seed: int) -> None:
-    from search.results import read_trials
-
-    complete = [t for t in read_trials(directory / "trials.jsonl") if t.state == "COMPLETE"]
-    best = max(complete, key=lambda t: t.val_accuracy)
+    best = best_trial(read_trials(directory / "trials.jsonl"))  # the engines' rule
     write_json(directory / "best.json", _best_json(best, seed + 100))
 
 

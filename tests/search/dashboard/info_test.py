@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from search.dashboard import _info
-from search.dashboard._load import DashboardInputs, StudyResults, load_results
-from search.results import TrialRecord
+from search.dashboard import (
+    _confusion, _history, _leaderboard, _learning_curves, _optuna_study, _param_importance, _per_class, _style,
+    _tradeoff,
+)
+from search.results import REFERENCE_MODELS, ResultsTree, StudyResults, TrialRecord, load_results
 from tests.search.dashboard.fixtures import CLASSES, OPTUNA_STUDY, make_report
 
 
@@ -28,13 +31,17 @@ def baseline(name, test_recalls, val_recalls, params=1000, wall=100.0, **extra):
             "params": {"total": params, "trainable": params}, "wall_time_s": wall, **extra}
 
 
+# A results folder that is never read: the hand-made trees below live in memory only.
+NOWHERE = Path("/nonexistent/results")
+
+
 def study(name, trials, best=None, engine="keras-tuner", tmp_path=None, meta=None):
     meta = meta or {"engine": engine, "algorithm": "random", "space": "cnn", "study": name}
-    return StudyResults(name, tmp_path / name if tmp_path else None, meta, trials, best)
+    return StudyResults(name, (tmp_path or NOWHERE / "searches") / name, meta, trials, best)
 
 
-def inputs(baselines=None, studies=()):
-    return DashboardInputs(root=None, baselines=baselines or {}, studies=list(studies))
+def tree(baselines=None, studies=()):
+    return ResultsTree(root=NOWHERE, baselines=baselines or {}, studies=list(studies))
 
 
 # ------------------------------------------------------------------------------ Pareto front
@@ -43,12 +50,12 @@ def inputs(baselines=None, studies=()):
 def test_pareto_front_on_a_hand_made_set():
     points = [(1, 0.5), (2, 0.7), (2, 0.6), (3, 0.65), (4, 0.9), (5, 0.9), (0.5, 0.4), (6, 0.95)]
     # (2, 0.6) and (3, 0.65) are beaten by (2, 0.7); (5, 0.9) by (4, 0.9) at lower cost.
-    assert _info._pareto_front(points) == [6, 0, 1, 4, 7]
+    assert _tradeoff._pareto_front(points) == [6, 0, 1, 4, 7]
 
 
 def test_pareto_front_keeps_one_of_exact_duplicates_and_handles_empty():
-    assert _info._pareto_front([(1, 0.5), (1, 0.5)]) == [0]
-    assert _info._pareto_front([]) == []
+    assert _tradeoff._pareto_front([(1, 0.5), (1, 0.5)]) == [0]
+    assert _tradeoff._pareto_front([]) == []
 
 
 def test_tradeoff_uses_completed_trials_and_baselines_and_counts_unusable_ones():
@@ -56,30 +63,33 @@ def test_tradeoff_uses_completed_trials_and_baselines_and_counts_unusable_ones()
                     trial(2, val=0.75, params=None, wall=7), trial(3, "FAIL", params=50, wall=1),
                     trial(4, "PRUNED", val=0.99, params=10, wall=1)])
     b = {"cnn": baseline("cnn", [0.9] * 5, [0.9] * 5, params=1000, wall=50)}
-    by_params = _info._get_tradeoff_info(inputs(b, [s]), "params")
+    by_params = _tradeoff._get_tradeoff_info(tree(b, [s]), "params")
     assert sorted(p.cost for p in by_params.points) == [100, 300, 1000]
     assert by_params.skipped == 1  # trial 2 has no parameter count
     assert "validation accuracy" in by_params.y_title
     assert [p.cost for p in by_params.front] == [100, 300, 1000]  # more params, more accuracy each time
-    by_time = _info._get_tradeoff_info(inputs(b, [s]), "time")
+    by_time = _tradeoff._get_tradeoff_info(tree(b, [s]), "time")
     # trial 1 (5 s, 0.8) is faster and better than trials 0 (10 s, 0.7) and 2 (7 s, 0.75).
     assert [p.name for p in by_time.front] == ["s trial 1", "baseline: scratch CNN"]
     with pytest.raises(ValueError):
-        _info._get_tradeoff_info(inputs(), "memory")
+        _tradeoff._get_tradeoff_info(tree(), "memory")
 
 
 # ------------------------------------------------------------------------------ leaderboard
 
 
 def test_reference_marks_are_the_published_claims_even_without_baselines():
-    marks = _info._get_reference_marks(inputs())
+    marks = _style._get_reference_marks(tree())
     assert [(m.value, m.kind) for m in marks] == [(0.85, "published"), (0.94, "published")]
+    # The one published-claims table, titles included.
+    assert [(m.baseline, m.value) for m in marks] == [(n, r.published_accuracy) for n, r in REFERENCE_MODELS.items()]
+    assert [m.label for m in marks] == ["published scratch CNN 85%", "published MobileNetV2 94%"]
 
 
 def test_reference_marks_include_reproduced_baselines_and_metrics_json_wins():
     b = {"cnn": baseline("cnn", [0.8] * 5, [0.9] * 5, published_accuracy=0.86),
          "mobilenet": baseline("mobilenet", [0.96] * 5, [0.9] * 5)}
-    marks = _info._get_reference_marks(inputs(b))
+    marks = _style._get_reference_marks(tree(b))
     published = {m.baseline: m.value for m in marks if m.kind == "published"}
     reproduced = {m.baseline: m.value for m in marks if m.kind == "reproduced"}
     assert published == {"cnn": 0.86, "mobilenet": 0.94}
@@ -94,7 +104,7 @@ def test_leaderboard_orders_tested_models_by_validation_then_untested_ones():
     running_good = study("running_good", [trial(0, val=0.95, params=7), trial(1, "FAIL")])
     running_bad = study("running_bad", [trial(0, val=0.6)])
     only_failed = study("only_failed", [trial(0, "FAIL"), trial(1, "FAIL")])
-    info = _info._get_leaderboard_info(inputs(b, [running_bad, tested, only_failed, running_good]))
+    info = _leaderboard._get_leaderboard_info(tree(b, [running_bad, tested, only_failed, running_good]))
     # "tested" leads with the best validation accuracy although MobileNetV2 scored higher on
     # test: selection never looks at the test split.
     assert [r.model for r in info.rows] == [
@@ -113,12 +123,12 @@ def test_leaderboard_orders_tested_models_by_validation_then_untested_ones():
 def test_summary_names_the_best_model_and_its_margin_over_each_reference():
     b = {"cnn": baseline("cnn", [0.85] * 5, [0.8] * 5)}
     s = study("s", [trial(0, val=0.95)], best={"trial_id": "0", "test": report([0.95] * 5, 4)})
-    summary = _info._get_summary_info(_info._get_leaderboard_info(inputs(b, [s])))
+    summary = _leaderboard._get_summary_info(_leaderboard._get_leaderboard_info(tree(b, [s])))
     assert summary.best.model == "s"
     deltas = dict(summary.deltas)
     assert deltas["published scratch CNN 85%"] == pytest.approx(s.best["test"]["accuracy"] - 0.85)
     assert deltas["published MobileNetV2 94%"] == pytest.approx(s.best["test"]["accuracy"] - 0.94)
-    assert _info._get_summary_info(_info._get_leaderboard_info(inputs())).best is None
+    assert _leaderboard._get_summary_info(_leaderboard._get_leaderboard_info(tree())).best is None
 
 
 # ------------------------------------------------------------------------------ history
@@ -128,7 +138,7 @@ def test_history_is_the_running_best_of_completed_trials_only():
     values = [0.5, 0.7, None, 0.6, 0.9, None, 0.8]
     states = ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
     s = study("s", [trial(i, st, v) for i, (st, v) in enumerate(zip(states, values))])
-    series = _info._get_history_info(inputs(studies=[s])).series[0]
+    series = _history._get_history_info(tree(studies=[s])).series[0]
     assert series.numbers == [0, 1, 3, 4, 6]
     assert series.best_so_far == [0.5, 0.7, 0.7, 0.9, 0.9]
     assert all(a <= b for a, b in zip(series.best_so_far, series.best_so_far[1:]))
@@ -137,7 +147,7 @@ def test_history_is_the_running_best_of_completed_trials_only():
 
 def test_history_of_a_study_with_only_failed_trials_is_empty():
     s = study("s", [trial(0, "FAIL"), trial(1, "FAIL")])
-    series = _info._get_history_info(inputs(studies=[s])).series[0]
+    series = _history._get_history_info(tree(studies=[s])).series[0]
     assert series.numbers == [] and series.best_so_far == [] and series.failed == 2
 
 
@@ -150,7 +160,7 @@ def test_confusion_panels_put_the_best_searched_model_first_then_baselines():
     strong = study("strong", [trial(0, val=0.9)], best={"trial_id": "0", "test": report([0.95] * 5, 6)})
     # Luckier on test, worse on validation: not the best, since validation selects.
     lucky = study("lucky", [trial(0, val=0.85)], best={"trial_id": "0", "test": report([0.99] * 5, 7)})
-    panels = _info._get_confusion_info(inputs(b, [weak, lucky, strong]))
+    panels = _confusion._get_confusion_info(tree(b, [weak, lucky, strong]))
     assert [p.title for p in panels] == ["best searched: strong", "baseline: scratch CNN"]
     cnn = panels[1]
     assert cnn.classes == CLASSES
@@ -162,7 +172,7 @@ def test_confusion_panels_put_the_best_searched_model_first_then_baselines():
 
 def test_per_class_recall_shows_the_drawings_engraving_weakness():
     b = {"cnn": baseline("cnn", [0.55, 0.6, 0.95, 0.95, 0.95], [0.8] * 5)}
-    info = _info._get_per_class_info(inputs(b))
+    info = _per_class._get_per_class_info(tree(b))
     assert info.classes == CLASSES
     (title, recalls), = info.models
     assert title == "baseline: scratch CNN"
@@ -177,7 +187,7 @@ def test_learning_curves_use_the_best_trial_and_mark_the_fine_tuning_phase():
     m = baseline("mobilenet", [0.9] * 5, [0.9] * 5)
     m["history"] = {"accuracy": [0.5, 0.6, 0.7, 0.8], "val_accuracy": [0.5, 0.6, 0.7, 0.75],
                     "phase": ["frozen", "frozen", "fine_tune", "fine_tune"]}
-    curves = _info._get_learning_curve_info(inputs({"mobilenet": m}, [s]))
+    curves = _learning_curves._get_learning_curve_info(tree({"mobilenet": m}, [s]))
     assert [c.title for c in curves] == ["s trial 1", "baseline: MobileNetV2"]
     assert curves[0].val_accuracy == [0.45, 0.66]
     assert curves[0].phase_change_epoch is None and curves[1].phase_change_epoch == 3
@@ -193,7 +203,7 @@ def test_distributions_inferred_from_a_keras_tuner_table():
     configs = [{"lr": lr, "units": u, "dropout": d, "act": "relu", "blocks": 2 + i % 4, "tuner/epochs": 2, "skip": None}
                for i, (lr, u, d) in enumerate(zip(lrs, units, dropouts))]
     configs[-1].update(act="gelu", skip=True)
-    d = _info._infer_distributions(configs)
+    d = _optuna_study._infer_distributions(configs)
     assert set(d) == {"lr", "units", "dropout", "act", "blocks", "skip"}  # Keras Tuner bookkeeping left out
     assert d["lr"] == FloatDistribution(1e-4, 1e-2, log=True)
     assert d["units"] == IntDistribution(32, 512, log=True)
@@ -206,7 +216,7 @@ def test_distributions_inferred_from_a_keras_tuner_table():
 
 def test_keras_tuner_study_is_rebuilt_and_ranked(results_tree):
     kt = next(s for s in load_results(results_tree).studies if s.engine == "keras-tuner")
-    info = _info._get_param_study_info(kt)
+    info = _param_importance._get_param_study_info(kt)
     assert info.source == "rebuilt from trials.jsonl" and info.message is None
     assert (info.n_complete, info.n_total) == (11, 12)  # one trial failed
     assert set(info.importances) == {"conv_blocks", "filters", "dropout", "learning_rate", "optimizer"}
@@ -222,7 +232,7 @@ def test_optuna_study_is_read_from_its_own_storage(results_tree):
     # study.json holds the engine's relative URL, which does not resolve from the test's cwd;
     # the database beside trials.jsonl is found anyway.
     assert not (opt.meta["storage"].startswith("sqlite:////"))
-    info = _info._get_param_study_info(opt)
+    info = _param_importance._get_param_study_info(opt)
     assert info.source == "optuna storage" and info.note is None and info.message is None
     assert info.n_total == 15 and info.n_complete == 13  # one failed, one pruned
     states = sorted(t.state.name for t in info.optuna_study.trials)
@@ -236,7 +246,7 @@ def test_optuna_study_as_search_run_records_it_uses_the_default_database(results
     meta["config"] = {"storage": None}
     as_recorded = study(opt.name, opt.trials, opt.best, meta=meta)
     as_recorded.directory = opt.directory
-    info = _info._get_param_study_info(as_recorded)
+    info = _param_importance._get_param_study_info(as_recorded)
     assert info.source == "optuna storage" and info.note is None
     assert info.n_total == 15
 
@@ -244,7 +254,7 @@ def test_optuna_study_as_search_run_records_it_uses_the_default_database(results
 def test_optuna_study_without_its_database_falls_back_to_the_table(results_tree, tmp_path):
     opt = next(s for s in load_results(results_tree).studies if s.name == OPTUNA_STUDY)
     moved = study(opt.name, opt.trials, opt.best, tmp_path=tmp_path, meta=dict(opt.meta, storage="sqlite:///nowhere/optuna.db"))
-    info = _info._get_param_study_info(moved)
+    info = _param_importance._get_param_study_info(moved)
     assert info.source == "rebuilt from trials.jsonl"
     assert "not found" in info.note
     assert info.n_complete == 13 and info.importances
@@ -252,7 +262,7 @@ def test_optuna_study_without_its_database_falls_back_to_the_table(results_tree,
 
 
 def test_study_with_only_failed_trials_explains_why_there_are_no_figures():
-    info = _info._get_param_study_info(study("s", [trial(0, "FAIL"), trial(1, "FAIL")]))
+    info = _param_importance._get_param_study_info(study("s", [trial(0, "FAIL"), trial(1, "FAIL")]))
     assert info.message.startswith("only 0 completed trial(s) of 2")
     assert info.importances == {}
 
@@ -281,4 +291,4 @@ def test_loading_notes_unknown_studies_broken_files_and_missing_best(results_tre
     assert loaded.studies[0].best is None
     text = " ".join(loaded.notes)
     assert "Could not read" in text and "'no_such_study' not found" in text and "no best.json" in text
-    assert math.isfinite(_info._get_leaderboard_info(loaded).rows[-1].val_accuracy)
+    assert math.isfinite(_leaderboard._get_leaderboard_info(loaded).rows[-1].val_accuracy)

@@ -6,7 +6,7 @@ import re
 import threading
 import urllib.request
 
-from search.dashboard import load_results, render_dashboard, write_dashboard
+from search.dashboard import load_results, render_dashboard
 from search.dashboard.__main__ import main
 from search.dashboard._page import make_server
 from tests.search.dashboard.fixtures import KT_STUDY, OPTUNA_STUDY, write_keras_tuner_study
@@ -20,9 +20,10 @@ def _declared_figures(page: str) -> int:
     return int(re.search(r'<body data-figure-count="(\d+)"', page).group(1))
 
 
-def test_full_page_declares_every_figure_and_embeds_plotly_once(results_tree):
-    dashboard = render_dashboard(load_results(results_tree))
+def test_full_page_declares_every_figure_and_embeds_plotly_once(full_page):
+    path, dashboard = full_page
     page = dashboard.html
+    assert path.read_text(encoding="utf-8") == page
     assert len(dashboard.figure_names) == COMMON_FIGURES + 2 * PER_STUDY_FIGURES
     assert _declared_figures(page) == len(dashboard.figure_names)
     assert page.count('class="figure"') == len(dashboard.figure_names)
@@ -75,16 +76,27 @@ def test_cli_writes_only_the_requested_study(results_tree, tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
 
 
-def test_server_serves_the_written_page_on_localhost(results_tree, tmp_path):
-    path, _ = write_dashboard(tmp_path / "dash.html", results_tree, [KT_STUDY])
+def test_server_serves_the_written_page_on_localhost(full_page):
+    path, _ = full_page
     server, url = make_server(path, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/dash.html")
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/dashboard.html")
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
             assert response.read() == path.read_bytes()
     finally:
         server.shutdown()
         server.server_close()
+
+
+
+def test_importing_the_dashboard_draws_nothing():
+    """plotly and optuna load only when a page is drawn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, search.dashboard, search.dashboard.__main__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'optuna')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
