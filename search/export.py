@@ -8,8 +8,8 @@ Writes ``model.keras`` with its ``model.json`` sidecar (class names, input size)
 ``MODEL_CARD.md`` (where it came from, its leak-free test scores, the configuration), and
 with ``--saved-model`` a TensorFlow SavedModel for serving. "Best" means the highest
 validation accuracy among the scored models (baselines and each study's best, all on the
-same split); the test split only reports, so the exported model's test score is not the
-luckiest of several.
+same split), chosen by ``search.results.best_model`` like the dashboard's leaderboard; the
+test split only reports, so the exported model's test score is not the luckiest of several.
 """
 
 from __future__ import annotations
@@ -21,50 +21,35 @@ from pathlib import Path
 from typing import Any
 
 from search.model_io import load_model, sidecar_path
-from search.results import results_root, write_json
+from search.results import ModelResult, best_model, load_results, write_json
 
 
 class ExportError(ValueError):
     pass
 
 
-def candidates(results: str | None = None) -> list[dict[str, Any]]:
-    """Every scored model: baselines and each study's best, with its test report."""
-    from search.dashboard import load_results
-
-    inputs = load_results(results)
-    found = []
-    for name, metrics in inputs.baselines.items():
-        found.append({"kind": "baseline", "name": name, "test": metrics["test"],
-                      "model": results_root(results) / "baselines" / name / "model.keras",
-                      "config": metrics.get("config", {}),
-                      "val_accuracy": (metrics.get("val") or {}).get("accuracy")})
-    for study in inputs.studies:
-        if study.best:
-            found.append({"kind": "study", "name": study.name, "test": study.best["test"],
-                          "model": study.directory / "best_model.keras",
-                          "config": study.best.get("config", {}),
-                          "val_accuracy": study.best.get("val_accuracy")})
-    return found
+def candidates(results: str | None = None) -> list[ModelResult]:
+    """Every scored model: baselines and each study's best, each with its test report."""
+    return [m for m in load_results(results).models() if m.tested]
 
 
-def choose(found: list[dict[str, Any]], study: str | None, baseline: str | None) -> dict[str, Any]:
+def choose(found: list[ModelResult], study: str | None, baseline: str | None) -> ModelResult:
     if study or baseline:
         kind, name = ("study", study) if study else ("baseline", baseline)
-        match = [c for c in found if c["kind"] == kind and c["name"] == name]
+        match = [c for c in found if c.kind == kind and c.name == name]
         if not match:
-            known = ", ".join(c["name"] for c in found if c["kind"] == kind) or "none"
+            known = ", ".join(c.name for c in found if c.kind == kind) or "none"
             raise ExportError(f"no scored {kind} named {name!r}; scored {kind} names: {known}")
         return match[0]
-    if not found:
+    best = best_model(found)  # the dashboard's choice too: validation selects, test only reports
+    if best is None:
         raise ExportError("no scored model under results/: run `python -m baselines.run ...` "
                           "or `python -m search.run ...` first")
-    return max(found, key=lambda c: c["val_accuracy"] if c.get("val_accuracy") is not None
-               else -1.0)
+    return best
 
 
-def export(choice: dict[str, Any], out: Path, saved_model: bool = False) -> Path:
-    source = Path(choice["model"])
+def export(choice: ModelResult, out: Path, saved_model: bool = False) -> Path:
+    source = Path(choice.model_path)
     if not source.exists():
         raise ExportError(f"{source} is missing (models are not committed: rerun the run that "
                           "made it, on this machine)")
@@ -78,22 +63,22 @@ def export(choice: dict[str, Any], out: Path, saved_model: bool = False) -> Path
     return out
 
 
-def model_card(choice: dict[str, Any], meta: dict[str, Any]) -> str:
-    test = choice["test"]
+def model_card(choice: ModelResult, meta: dict[str, Any]) -> str:
+    test = choice.test
     lines = [
-        f"# {choice['kind']} {choice['name']}",
+        f"# {choice.kind} {choice.name}",
         "",
         f"- input: {meta.get('image_size')} x {meta.get('image_size')} RGB, uint8 pixels 0-255",
         f"- classes (output order): {', '.join(meta.get('class_names') or test['classes'])}",
         f"- leak-free test accuracy {test['accuracy']:.4f}, balanced {test['balanced_accuracy']:.4f} "
         f"on {test['n']} images (scored once)",
     ]
-    if choice.get("val_accuracy") is not None:
-        lines.append(f"- validation accuracy (used for selection) {choice['val_accuracy']:.4f}")
+    if choice.val_accuracy is not None:
+        lines.append(f"- validation accuracy (used for selection) {choice.val_accuracy:.4f}")
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     for name, m in test["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "Configuration:", "", "```", *(f"{k}: {v}" for k, v in sorted(choice["config"].items())), "```",
+    lines += ["", "Configuration:", "", "```", *(f"{k}: {v}" for k, v in sorted(choice.config.items())), "```",
               "", "Use: `python -m search.predict model.keras IMAGE...`", ""]
     return "\n".join(lines)
 
@@ -112,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         choice = choose(candidates(args.results), args.study, args.baseline)
-        out = export(choice, Path(args.out or Path("exports") / choice["name"]), args.saved_model)
+        out = export(choice, Path(args.out or Path("exports") / choice.name), args.saved_model)
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    val = choice.get("val_accuracy")
-    print(f"exported {choice['kind']} {choice['name']} ("
+    val = choice.val_accuracy
+    print(f"exported {choice.kind} {choice.name} ("
           + (f"validation accuracy {val:.4f}, " if val is not None else "")
-          + f"test accuracy {choice['test']['accuracy']:.4f}) to {out}")
+          + f"test accuracy {choice.test['accuracy']:.4f}) to {out}")
     return 0
 
 

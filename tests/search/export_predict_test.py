@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from search.export import ExportError, choose, main as export_main
 from search.predict import main as predict_main
+from search.results import ModelResult
 from tests.fixtures import CLASSES, make_art_dataset
 
 
@@ -58,8 +60,13 @@ def test_predict_names_a_class_per_image_and_reports_bad_files(results_with_cnn,
     assert predict_main([str(model), str(tmp_path / "nothing.png")]) == 2
 
 
+def _scored(kind, name, val_accuracy, test_accuracy):
+    return ModelResult(kind=kind, name=name, val_accuracy=val_accuracy, test={"accuracy": test_accuracy},
+                       model_path=Path("unused") / name)
+
+
 def test_best_is_chosen_by_validation_accuracy_not_by_test():
-    lucky = {"kind": "study", "name": "lucky", "val_accuracy": 0.80, "test": {"accuracy": 0.95}}
-    sound = {"kind": "study", "name": "sound", "val_accuracy": 0.90, "test": {"accuracy": 0.88}}
-    unknown = {"kind": "baseline", "name": "old", "val_accuracy": None, "test": {"accuracy": 0.99}}
-    assert choose([lucky, unknown, sound], None, None)["name"] == "sound"
+    lucky = _scored("study", "lucky", 0.80, 0.95)
+    sound = _scored("study", "sound", 0.90, 0.88)
+    unknown = _scored("baseline", "old", None, 0.99)
+    assert choose([lucky, unknown, sound], None, None).name == "sound"
