@@ -19,48 +19,28 @@ import numpy as np
 
 from search._metrics import classification_metrics, format_report
 from search.data import (
-    NEAR_DUPLICATE_THRESHOLD,
     DataNotFoundError,
     LeakError,
     SplitError,
     decode_resized,
+    find_copies,
+    list_labelled_files,
     load_images,
     load_manifest,
-    make_dataset,
+    predict_in_batches,
+    resolve_layout,
+    scan_files,
 )
-from search.data._decode import ScannedFile, scan_files
-from search.data._dedup import phash_to_uint64
-from search.data._locate import list_labelled_files, resolve_layout
 
 
 def predict_classes(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    ds = make_dataset(x, np.zeros(len(x), dtype=np.int32), batch_size=batch_size).map(lambda a, b: a)
-    return np.argmax(model.predict(ds, verbose=0), axis=-1)
+    return np.argmax(predict_in_batches(model, x, batch_size), axis=-1)
 
 
 def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
                    batch_size: int = 64) -> dict[str, Any]:
     """The project's evaluation report (see :func:`search._metrics.classification_metrics`)."""
     return classification_metrics(y, predict_classes(model, x, batch_size), class_names)
-
-
-def find_overlap(scanned: Sequence[ScannedFile], training_entries: Sequence[dict[str, Any]],
-                 threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[str, str]]:
-    """Pairs ``(evaluated file, training file)`` that are exact or near copies."""
-    if not scanned or not training_entries:
-        return []
-    by_digest = {e["sha256"]: e["path"] for e in training_entries}
-    train_hashes = phash_to_uint64([e["phash"] for e in training_entries])
-    pairs = []
-    for s in scanned:
-        if s.sha256 in by_digest:
-            pairs.append((s.path, by_digest[s.sha256]))
-            continue
-        distances = np.bitwise_count(train_hashes ^ np.uint64(int(s.phash, 16)))
-        j = int(np.argmin(distances))
-        if distances[j] <= threshold:
-            pairs.append((s.path, training_entries[j]["path"]))
-    return pairs
 
 
 def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overlap: bool = False,
@@ -86,7 +66,7 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
         if manifest_path.exists():
             manifest = load_manifest(manifest_path)
             seen = manifest.subset("train") + manifest.subset("val")
-            overlap = find_overlap(readable, seen, manifest.near_threshold)
+            overlap = find_copies(readable, seen, manifest.near_threshold)
             if overlap:
                 listed = "\n".join(f"  {a}  ~  {b}" for a, b in overlap[:10])
                 raise LeakError(

@@ -35,8 +35,9 @@ import sys
 import time
 from typing import Any, Iterable
 
+from search._process import die_with_parent, rss_mb, utc_now
+from search.hyperparameters import fixed_hyperparameters
 from search.results import TrialRecord
-from search.trial import _utc_now
 
 
 class PrunedByParent(Exception):
@@ -51,12 +52,15 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
                    callbacks: Iterable = (),
                    prune_exceptions: tuple[type[BaseException], ...] = ()
                    ) -> tuple[TrialRecord, float | None]:
-    """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB)."""
+    """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB).
+
+    ``runner`` is a ``search.trial.TrialRunner`` (duck-typed: this module never imports the
+    runner, which imports it)."""
     config = runner.declare(hp)
     callbacks = list(callbacks)
     parent_end, child_end = multiprocessing.Pipe()
     started = time.perf_counter()
-    started_at = _utc_now()
+    started_at = utc_now()
     seen: dict[str, list[float]] = {}
     record, peak_mb = None, None
     # The child's stderr (TensorFlow's start-up chatter, warnings, a crash's traceback) goes to
@@ -138,16 +142,13 @@ def _child_main(fd: int) -> int:
     """``python -m search.isolation FD``: receive one trial on connection FD, train, reply."""
     from multiprocessing.connection import Connection
 
-    _die_with_parent()
+    die_with_parent()
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
         runner, config, trial_id, number, epochs = conn.recv()
     except EOFError:
         return 1  # the parent is gone
-    from search._optuna_hp import fixed_hyperparameters
-    from search.trial import rss_mb
-
     try:
         record = runner.train(
             fixed_hyperparameters(config), trial_id=trial_id, number=number, epochs=epochs,
@@ -201,14 +202,12 @@ def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_ti
     tail = _log_tail(log_path)
     error += f"; its log is {log_path}" + (f", ending: {tail}" if tail else "")
     val_acc = [v for v in seen.get("val_accuracy", []) if math.isfinite(v)]
-    study = runner.study
     return TrialRecord(
-        study=study.name, engine=study.engine, algorithm=study.algorithm, space=study.space,
-        trial_id=str(trial_id), number=int(number), state="FAIL", config=config,
+        **runner.labels, trial_id=str(trial_id), number=int(number), state="FAIL", config=config,
         val_accuracy=max(val_acc) if val_acc else None, val_loss=None,
         epochs_run=len(seen.get("loss", [])), wall_time_s=round(wall_time_s, 3),
         params=None, trainable_params=None, error=error, history=seen,
-        started_at=started_at, finished_at=_utc_now(),
+        started_at=started_at, finished_at=utc_now(),
     )
 
 
@@ -221,17 +220,6 @@ def _log_tail(path, lines: int = 6) -> str:
     chatter = ("I0000 ", "W0000 ", "E0000 ", "WARNING: All log messages", "To enable the following")
     kept = [line for line in text.splitlines() if line.strip() and not line.startswith(chatter)]
     return " | ".join(kept[-lines:])[-1500:]
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 if __name__ == "__main__":

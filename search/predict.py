@@ -13,20 +13,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search.data._locate import IMAGE_SUFFIXES
+from search.data import IMAGE_SUFFIXES, decode_image
 
 
 def predict_files(model, meta: dict[str, Any], paths: Sequence[Path], top: int = 3) -> list[dict[str, Any]]:
     """Top-``top`` classes with probabilities per file; undecodable files get an ``error``."""
-    from search.data import open_rgb
-    from search.data._cache import _decode_one
-
     size = int(meta.get("image_size") or model.input_shape[1])
     names = list(meta.get("class_names") or [str(i) for i in range(model.output_shape[-1])])
     rows, images, where = [], [], []
     for path in paths:
         try:
-            images.append(_decode_one((str(path), size)))
+            images.append(decode_image(path, size))
             where.append(len(rows))
             rows.append({"path": str(path)})
         except Exception as exc:  # unreadable file: say so, classify the rest

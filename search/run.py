@@ -34,21 +34,19 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                extra_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
-    ``space`` is a registered name or a ``spaces.Space``; ``data`` a search.trial data source
+    ``space`` is a registered name or a ``spaces.Space``; ``data`` a ``search.data`` source
     (``ArrayData`` or ``ManifestData``). ``isolate`` trains each trial in a child process
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
     in this process, which is faster for tiny trials. Returns ``{"study_dir", "records", "best"}``.
     """
-    from search.engines import get_engine
-    from search.engines.base import SearchError, Study
+    from search.engines import ENGINES, get_engine
     from search.results import read_json
+    from search.study import SearchError, Study
     from search.trial import TrialRunner
     from spaces import BuildContext, get_space
 
     space = get_space(space)
     if engine not in DEFAULT_ALGORITHMS:
-        from search.engines.base import ENGINES
-
         raise SearchError(f"unknown engine {engine!r}; choices: {', '.join(ENGINES)}")
     algorithm = algorithm or DEFAULT_ALGORITHMS[engine]
     if trials < 1 or epochs < 1:
@@ -102,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on the input size a trial may pick (low fidelity)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--weights", help="backbone weights: imagenet | none | PATH.h5 "
-                                     "(default: search.weights finds the local ImageNet file)")
+                                     "(default imagenet: Keras' cache, see spaces/backbones.py)")
     p.add_argument("--results", help="results root (default $ART_RESULTS, then ./results)")
     p.add_argument("--synthetic", action="store_true",
                    help="smoke test on a tiny generated dataset (32 px colour classes)")
@@ -116,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search.engines.base import SearchError
+    from search.study import SearchError
     from spaces import get_space, list_spaces
 
     if args.list_spaces:
@@ -137,13 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
         weights = _resolve_weights(args.weights, space)
         if args.synthetic:
-            from search.trial import synthetic_data
+            from search.data import synthetic_data
 
             data = synthetic_data(seed=args.seed or 0)
             max_image_size = args.max_image_size or 32
         else:
+            from search.data import load_search_data
             from search.results import results_root
-            from search.trial import load_search_data
 
             data = load_search_data(args.data, results=str(results_root(args.results)),
                                     subset=args.subset, seed=args.seed or 0)
@@ -173,23 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _resolve_weights(flag: str | None, space) -> str | None:
+    """``--weights`` for a space with a pretrained backbone (None for the others)."""
     if not space.uses_pretrained_weights:
         return None
-    if flag is None:
-        from search.weights import mobilenet_v2_weights
+    from search.study import SearchError
+    from spaces.backbones import get_backbone
 
-        return mobilenet_v2_weights()  # "imagenet": Keras' cache (see search.weights)
-    if flag.lower() == "none":
-        return None
-    from search.weights import mobilenet_v2_weights
-
-    if flag.lower() == "imagenet":
-        return mobilenet_v2_weights()
+    backbone = get_backbone(space.backbones[0])
     try:
-        return mobilenet_v2_weights(flag)  # checks the file exists and is the headless one
+        return backbone.resolve_weights(flag)  # checks a file exists and is the headless one
     except (FileNotFoundError, ValueError) as exc:
-        from search.engines.base import SearchError
-
         raise SearchError(f"--weights {flag!r}: {exc}") from None
 
 

@@ -1,63 +1,17 @@
-"""Training of one model: ``fit`` with per-epoch timing and a plain-dict history."""
+"""What every model here is trained with: one compile, and the callbacks of a trial's fits.
+
+Searched trials and the reproduced baselines (which are their spaces' reference trials) all
+train through ``search.trial.TrialRunner``, which compiles nothing itself: spaces compile with
+:func:`compile_classifier`, and the runner attaches :class:`HistoryRecorder` and
+:class:`BestWeights` to every fit a space makes.
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any, Sequence
 
 import keras
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Records wall time and learning rate of every epoch into the history."""
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None:
-            logs["epoch_time_s"] = time.perf_counter() - self._start
-            try:
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            except Exception:  # an optimizer without a readable rate: nothing to record
-                pass
-
-
-def train(
-    model: keras.Model,
-    train_ds: Any,
-    val_ds: Any,
-    epochs: int,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    initial_epoch: int = 0,
-    verbose: int | str = "auto",
-) -> dict[str, list[float]]:
-    """Fit and return the per-epoch history: loss, accuracy, val_*, epoch_time_s, learning_rate."""
-    # The timer goes first so its time excludes nothing and other callbacks see its logs.
-    result = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[EpochTimer(), *callbacks],
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles, reproducibly, from its own seed
-    )
-    return {k: [float(v) for v in values] for k, values in result.history.items()}
-
-
-def merge_histories(*parts: tuple[str, dict[str, list[float]]]) -> dict[str, list[Any]]:
-    """Concatenate phase histories, adding a ``phase`` column (e.g. frozen, fine_tune)."""
-    merged: dict[str, list[Any]] = {"phase": []}
-    for name, history in parts:
-        n = max((len(v) for v in history.values()), default=0)
-        for key, values in history.items():
-            merged.setdefault(key, [None] * len(merged["phase"]))
-            merged[key].extend(values)
-        merged["phase"].extend([name] * n)
-        for values in merged.values():
-            values.extend([None] * (len(merged["phase"]) - len(values)))
-    return merged
 
 
 def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
@@ -70,6 +24,78 @@ def count_params(model: keras.Model) -> dict[str, int]:
     trainable = sum(_size(w) for w in model.trainable_weights)
     total = model.count_params()
     return {"total": int(total), "trainable": int(trainable), "non_trainable": int(total - trainable)}
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Per-epoch curves that survive a fit that raises (pruned or interrupted trials) and span
+    several fits (a transfer space's head phase, then fine-tuning): loss, accuracy, val_loss,
+    val_accuracy, learning_rate, epoch_time_s, and ``phase`` (1 for the first fit, 2 for the
+    next...). ``nan_at`` is the first epoch whose loss was not finite."""
+
+    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.nan_at: int | None = None
+        self._phase = 0
+        self._epoch = 0
+        self._t0 = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._phase += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check_finite(self._epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key in self.KEYS:
+            if key in logs:
+                self.history.setdefault(key, []).append(float(logs[key]))
+        rate = logs.get("learning_rate", self._learning_rate())
+        if rate is not None:
+            self.history.setdefault("learning_rate", []).append(float(rate))
+        self.history.setdefault("epoch_time_s", []).append(time.perf_counter() - self._t0)
+        self.history.setdefault("phase", []).append(self._phase)
+        self._check_finite(epoch, logs)
+
+    def _learning_rate(self) -> float | None:
+        try:
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except Exception:  # noqa: BLE001 - an optimizer without a readable rate: nothing to record
+            return None
+
+    def _check_finite(self, epoch, logs) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_at is None:
+            self.nan_at = epoch
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the best val_accuracy epoch of ``target`` (the whole model, even
+    while a sub-model such as a head is the one being fitted) and restore them at the end,
+    so the saved model is the one the trial's score describes."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+        self.best = -math.inf
+        self.weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is not None and float(value) > self.best:
+            self.best = float(value)
+            self.weights = self.target.get_weights()
+
+    def restore(self):
+        if self.weights is not None:
+            self.target.set_weights(self.weights)
 
 
 def _size(weight) -> int:

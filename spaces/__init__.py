@@ -1,8 +1,14 @@
 """Search spaces: ``register_space``, ``get_space``, ``list_spaces``.
 
+What is searched, apart from how (``search.engines``) and how a trial runs (``search.trial``).
 Importing this package registers the built-in spaces (``cnn``, ``mobilenet``,
-``mobilenet-head``). A new space is
-one new module with a ``@register_space("name")`` class, imported below.
+``mobilenet-head``). A new space is one new module with a ``@register_space("name")`` class,
+imported below; a space declares its hyperparameters where it builds its model. Pretrained
+backbones' facts (constructor, input scaling, layers, weights file) are one table,
+``spaces/backbones.py``; ``spaces/augment.py`` is the augmentation sub-space the image spaces
+share. The published recipes are the spaces' reference configurations (``baselines`` trains
+them). Spaces import only ``search.training`` (the one compile) from the package around them,
+lazily; nothing here imports the runner or an engine.
 """
 
 from spaces.registry import BuildContext, Space, get_space, list_spaces, register_space

@@ -14,37 +14,12 @@ augmentation or fine-tuning needs passes through the backbone.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from typing import Any
 
-from search.weights import keras_weights_argument
 from spaces.augment import REFERENCE as AUGMENT_REFERENCE
 from spaces.augment import build_augmentation
+from spaces.backbones import BACKBONES
 from spaces.registry import BuildContext, Space, register_space
-
-
-@dataclasses.dataclass(frozen=True)
-class Backbone:
-    """A keras.applications backbone whose weights can be loaded here."""
-
-    constructor: Callable[..., Any]  # keras.applications constructor, called lazily
-    # The backbone's own input scaling, applied to 0..255 pixels: x * scale + offset.
-    scale: float
-    offset: float
-    num_layers: int
-
-
-def _mobilenet_v2(**kwargs):
-    import keras
-
-    return keras.applications.MobileNetV2(**kwargs)
-
-
-# Only MobileNetV2's ImageNet weights exist offline here (search.weights finds them). Another
-# keras.applications model joins by adding an entry; the space then declares a "backbone" hp.
-BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone(_mobilenet_v2, scale=1.0 / 127.5, offset=-1.0, num_layers=154),
-}
 
 BACKBONE_LAYER = "backbone"
 FEATURES_LAYER = "features"  # pooled backbone output, the head's input
@@ -96,8 +71,7 @@ class MobileNetSpace(Space):
         inputs = keras.Input((image_size, image_size, 3), name="image")
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
-        base = spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
-                                weights=keras_weights_argument(ctx.weights))
+        base = spec.build(image_size, ctx.weights)
         base.name = BACKBONE_LAYER
         base.trainable = False
         # training=False keeps the backbone's BatchNorm in inference mode even when its top
@@ -118,6 +92,7 @@ class MobileNetSpace(Space):
         return model
 
     def training_callbacks(self, hp: Any) -> list:
+        """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
         import keras
 
         return [
@@ -126,12 +101,18 @@ class MobileNetSpace(Space):
                                           restore_best_weights=True),
         ]
 
+    def fine_tune_callbacks(self, hp: Any) -> list:
+        """The published fine-tuning phase: the same plateau schedule, no early stopping."""
+        import keras
+
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)]
+
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
             batch_size: int = 32, verbose: int = 0) -> None:
         """Head first (on cached features when possible), then optional fine-tuning.
 
         ``epochs`` is the trial's whole budget: fine-tuning takes ``fine_tune_epochs`` of it,
-        at most half, so a low-fidelity trial (few epochs) mostly trains the head.
+        at most half (:meth:`phase_epochs`), so a low-fidelity trial mostly trains the head.
         """
         import keras
 
@@ -139,10 +120,7 @@ class MobileNetSpace(Space):
         size = int(model.input_shape[1])
         learning_rate = float(values["learning_rate"])
         fine_tune_layers = int(values.get("fine_tune_layers") or 0)
-        fine_tune_epochs = 0
-        if fine_tune_layers > 0:
-            fine_tune_epochs = min(int(values["fine_tune_epochs"]), epochs // 2)
-        head_epochs = epochs - fine_tune_epochs
+        head_epochs, fine_tune_epochs = self.phase_epochs(values, epochs)
         has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
 
         if has_augmentation:
@@ -150,9 +128,10 @@ class MobileNetSpace(Space):
                         batch_size=batch_size, verbose=verbose)
         else:
             extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
-            # ctx.weights ("imagenet", a path, or None) names the cached features.
-            f_train, y_train = data.features("train", size, ctx.weights, extractor)
-            f_val, y_val = data.features("val", size, ctx.weights, extractor)
+            # Cached per backbone, weights and size; random-init weights (None) are not.
+            key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+            f_train, y_train = data.features("train", size, key, extractor)
+            f_val, y_val = data.features("val", size, key, extractor)
             del extractor
             head = model.get_layer(HEAD_LAYER)
             _compile(head, learning_rate)
@@ -171,11 +150,25 @@ class MobileNetSpace(Space):
             data.dataset("train", size, batch_size, shuffle=True),
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-            callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose,
+            callbacks=[*self.fine_tune_callbacks(hp), *callbacks], verbose=verbose,
             shuffle=False,  # the dataset shuffles itself
         )
 
+    @staticmethod
+    def phase_epochs(values: dict[str, Any], epochs: int) -> tuple[int, int]:
+        """``(head epochs, fine-tuning epochs)`` of a trial with ``epochs`` in all: fine-tuning
+        gets its ``fine_tune_epochs`` but at most half of the budget."""
+        fine_tune = 0
+        if int(values.get("fine_tune_layers") or 0) > 0:
+            fine_tune = min(int(values["fine_tune_epochs"]), epochs // 2)
+        return epochs - fine_tune, fine_tune
+
+    def _backbone_name(self, values: dict[str, Any]) -> str:
+        return values.get("backbone", self.backbones[0])
+
     def reference_configs(self) -> list[dict[str, Any]]:
+        # The published recipe (with 20 head epochs at most, then 10 of fine-tuning: a
+        # budget of 30 epochs, which baselines.run gives it).
         return [{
             "image_size": 224,
             "head_units": 128,

@@ -2,7 +2,7 @@
 
 A space is written once, against keras_tuner's ``HyperParameters`` API (``hp.Int``,
 ``hp.Float``, ``hp.Choice``, ``hp.Boolean``, ``hp.conditional_scope``). Keras Tuner passes
-its own ``HyperParameters``; the Optuna engine passes ``search._optuna_hp.OptunaHyperParameters``,
+its own ``HyperParameters``; the Optuna engine passes ``search.hyperparameters.DefineByRunHyperParameters``,
 which answers the same calls with ``trial.suggest_*``. Hyperparameters are declared where
 the model is built (keras-tuner's HyperModel idiom), so a space is two methods:
 
@@ -10,9 +10,9 @@ the model is built (keras-tuner's HyperModel idiom), so a space is two methods:
 - ``fit(hp, model, data, ctx, ...)`` trains it (the default fits on images; a transfer space may
   train its head on cached backbone features, then fine-tune).
 
-``data`` is the trial's data source (``search.trial.ArrayData`` or ``ManifestData``): it hands
+``data`` is the trial's data source (``search.data.ArrayData`` or ``ManifestData``): it hands
 out ``dataset(split, image_size, batch_size, shuffle)``, ``arrays(split, image_size)`` and
-``features(split, image_size, weights, extractor)``.
+``features(split, image_size, key, extractor)`` (frozen-backbone outputs, cached under ``key``).
 """
 
 from __future__ import annotations

@@ -81,9 +81,14 @@ def decode_resized(paths: list[str], image_size: int, desc: str = "decode",
 
 
 def _decode_one(job: tuple[str, int]) -> np.ndarray:
+    return decode_image(*job)
+
+
+def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One file as the models see it: RGB, resized to ``size x size``, uint8 (raises when the
+    file cannot be decoded). Training, evaluation and prediction all decode through this."""
     from PIL import Image
 
-    path, size = job
     img = open_rgb(path, max_side=size)
     return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
@@ -124,6 +129,14 @@ def make_dataset(
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def predict_in_batches(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``model``'s outputs over uint8 images, fed in batches through :func:`make_dataset` (flat
+    memory for big splits, no copy of a memory-mapped cache into the graph)."""
+    dummy = np.zeros(len(images), dtype=np.int32)
+    ds = make_dataset(images, dummy, batch_size=batch_size).map(lambda x, y: x)
+    return np.asarray(model.predict(ds, verbose=0))
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

@@ -101,3 +101,28 @@ def group_duplicates(
         "groups_with_copies": int((final_sizes > 1).sum()),
     }
     return group_of, stats
+
+
+def find_copies(scanned: Sequence, entries: Sequence[dict], threshold: int = NEAR_DUPLICATE_THRESHOLD
+                ) -> list[tuple[str, str]]:
+    """Pairs ``(scanned file, manifest entry)`` that are exact or near copies of each other.
+
+    ``scanned`` are readable ``ScannedFile``s (from ``scan_files``); ``entries`` are split
+    manifest entries (``sha256``, ``phash``, ``path``). This is how a folder to be scored is
+    checked against the images a model trained or was selected on.
+    """
+    if not scanned or not entries:
+        return []
+    by_digest = {e["sha256"]: e["path"] for e in entries}
+    hashes = phash_to_uint64([e["phash"] for e in entries])
+    pairs = []
+    for s in scanned:
+        if s.sha256 in by_digest:
+            pairs.append((s.path, by_digest[s.sha256]))
+            continue
+        distances = np.bitwise_count(hashes ^ np.uint64(int(s.phash, 16)))
+        j = int(np.argmin(distances))
+        if distances[j] <= threshold:
+            pairs.append((s.path, entries[j]["path"]))
+    return pairs
+

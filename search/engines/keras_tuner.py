@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from search.engines.base import Engine, Progress, SearchError, Study, deadline_from
+from search.engines.base import Engine, Progress, deadline_from
+from search.study import SearchError, Study
 from spaces.registry import BuildContext, Space
 
 OBJECTIVE = "val_accuracy"
@@ -147,7 +148,7 @@ def _tuner_class():
         def _already_finished(self, trial):
             # A process killed after the row was written but before the oracle saved the
             # trial's end would otherwise train it again.
-            from search.trial import hp_config
+            from search.hyperparameters import hp_config
 
             record = self.study.finished(trial.trial_id)
             if record is not None and record.config == hp_config(trial.hyperparameters):

@@ -18,7 +18,8 @@ import os
 import socket
 from typing import Any
 
-from search.engines.base import Engine, Progress, SearchError, Study, TrialFailed
+from search.engines.base import Engine, Progress, TrialFailed
+from search.study import SearchError, Study
 
 PRUNERS = ("median", "hyperband", "none")
 _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -108,12 +109,12 @@ class OptunaEngine(Engine):
 
         from optuna_integration import KerasPruningCallback
 
-        from search._optuna_hp import OptunaHyperParameters
+        from search.hyperparameters import DefineByRunHyperParameters
 
         def objective(trial: optuna.trial.Trial) -> float:
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("host", socket.gethostname())
-            hp = OptunaHyperParameters(trial)
+            hp = DefineByRunHyperParameters(trial)
             try:
                 record = runner.run(
                     hp, trial_id=str(trial.number), number=trial.number, epochs=epochs,

@@ -1,4 +1,4 @@
-"""The two published reference models: architecture, recipe, and an end-to-end run each."""
+"""The two published reference models: each is its space's reference trial, trained end to end."""
 
 from __future__ import annotations
 
@@ -8,54 +8,36 @@ import keras
 import numpy as np
 import pytest
 
-from baselines import CNN_RECIPE, MOBILENET_RECIPE, build_cnn, build_mobilenet
-from baselines.mobilenet import feature_extractor, unfreeze_from
+from baselines import BASELINES, get_baseline
 from baselines.run import format_comparison, main, run_baseline
-from search.training import count_params
+from search.results import REFERENCE_MODELS, read_trials
+from spaces import get_space
 
 
-def test_scratch_cnn_matches_the_published_architecture():
-    model = build_cnn(256, 5)
-    assert count_params(model)["total"] == 7_449_221
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
-    assert [(c.filters, c.kernel_size, c.activation.__name__) for c in convs] == [(64, (3, 3), "relu")] * 3
-    drops = [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)]
-    assert drops == [0.4] * 4
-    assert model.output_shape == (None, 5)
-    # Parameter count follows the input size (the flatten layer), as published code would.
-    assert count_params(build_cnn(128, 5))["total"] < 7_449_221
+def test_published_budgets_and_recipes_are_their_spaces_reference_points():
+    cnn, mobilenet = BASELINES["cnn"], BASELINES["mobilenet"]
+    assert (cnn.space, cnn.epochs, cnn.fine_tune_epochs) == ("cnn", 35, 0)
+    assert (mobilenet.space, mobilenet.epochs, mobilenet.fine_tune_epochs) == ("mobilenet", 20, 10)
+    for baseline in (cnn, mobilenet):
+        assert baseline.reference_config() == get_space(baseline.space).reference_configs()[0]
+    # The space gives the published 20 + 10 epochs exactly when the budget is their sum.
+    space = get_space("mobilenet")
+    assert space.phase_epochs(mobilenet.reference_config(), 30) == (20, 10)
+    published = mobilenet.reference_config()
+    assert (published["learning_rate"], published["fine_tune_lr_factor"],
+            published["fine_tune_epochs"]) == (0.01, 0.1, 10)
+    assert {name: m.published_accuracy for name, m in REFERENCE_MODELS.items()} == \
+        {"cnn": 0.85, "mobilenet": 0.94}
+    with pytest.raises(ValueError, match="unknown baseline 'resnet'; choose one of cnn, mobilenet"):
+        get_baseline("resnet")
 
 
-def test_mobilenet_matches_the_published_architecture():
-    model, backbone, head = build_mobilenet(224, 5, weights=None)
-    params = count_params(model)
-    assert params["total"] == 2_422_597
-    assert params["trainable"] == 164_613
-    assert count_params(head)["total"] == 164_613
-    assert model.get_layer("head_dropout").rate == 0.2
-    unfreeze_from(backbone, 100)
-    assert all(not l.trainable for l in backbone.layers[:100])
-    assert all(l.trainable for l in backbone.layers[100:])
-    assert count_params(model)["trainable"] > 164_613
-
-
-def test_published_recipes():
-    assert (CNN_RECIPE["image_size"], CNN_RECIPE["epochs"], CNN_RECIPE["reduce_lr"]["factor"],
-            CNN_RECIPE["reduce_lr"]["patience"]) == (256, 35, 0.25, 5)
-    r = MOBILENET_RECIPE
-    assert (r["image_size"], r["learning_rate"], r["fine_tune_at"], r["fine_tune_lr_factor"],
-            r["fine_tune_epochs"]) == (224, 0.01, 100, 0.1, 10)
-    assert r["early_stopping"] == {"monitor": "val_accuracy", "patience": 5, "restore_best_weights": True}
-    assert (r["reduce_lr"]["factor"], r["reduce_lr"]["patience"]) == (0.5, 2)
-
-
-def test_head_on_cached_features_is_the_frozen_model():
-    """Training the head on pooled features must be exactly training the full frozen model."""
-    model, _, head = build_mobilenet(32, 5, weights=None)
-    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
-    features = feature_extractor(model).predict(images, verbose=0)
-    np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(images, verbose=0),
-                               rtol=1e-4, atol=1e-5)
+def test_mobilenet_phases_follow_the_published_schedule():
+    space = get_space("mobilenet")
+    head = [type(c).__name__ for c in space.training_callbacks(None)]
+    tune = [type(c).__name__ for c in space.fine_tune_callbacks(None)]
+    assert head == ["ReduceLROnPlateau", "EarlyStopping"]
+    assert tune == ["ReduceLROnPlateau"]  # the published fine-tuning has no early stopping
 
 
 @pytest.mark.slow
@@ -67,7 +49,7 @@ def test_cnn_baseline_end_to_end(art_dataset, tmp_path, capsys):
     assert 0.0 <= saved["test"]["accuracy"] <= 1.0
     assert len(saved["history"]["loss"]) == 2 and len(saved["history"]["epoch_time_s"]) == 2
     assert saved["changed_from_published"] == {"image_size": 32, "epochs": 2}
-    assert saved["published_accuracy"] == 0.85
+    assert saved["published_accuracy"] == 0.85 and saved["space"] == "cnn"
     assert saved["seed"] == 1 and saved["versions"]["tensorflow"]
     n_test = saved["split"]["sizes"]["test"]
     assert sum(map(sum, saved["test"]["confusion_matrix"])) == n_test == saved["test"]["n"]
@@ -77,14 +59,37 @@ def test_cnn_baseline_end_to_end(art_dataset, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_baseline_is_its_spaces_reference_trial(art_dataset, tmp_path):
+    """The cnn baseline and the first trial of a cnn search (the reference config, same seed,
+    same data, same epochs) train the same model: one recipe, one runner."""
+    from search.data import load_search_data
+    from search.run import run_search
+
+    root, _ = art_dataset
+    metrics = run_baseline("cnn", str(root), str(tmp_path), image_size=32, epochs=2, verbose=0)
+    data = load_search_data(str(root), results=str(tmp_path))
+    run_search("cnn", data, engine="optuna", algorithm="random", trials=1, epochs=2,
+               results=tmp_path, max_image_size=32, isolate=False, progress=False)
+    trial = read_trials(tmp_path / "searches" / "cnn-optuna-random" / "trials.jsonl")[0]
+    assert trial.config == {**get_space("cnn").reference_configs()[0], "image_size": 256}
+    assert metrics["config"]["image_size"] == 32 and trial.input_size == 32
+    assert trial.params == metrics["params"]["total"]
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(trial.history[key], metrics["history"][key], rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()
+
+
+@pytest.mark.slow
 def test_mobilenet_baseline_end_to_end_two_phases(art_dataset, tmp_path):
     root, _ = art_dataset
     metrics = run_baseline("mobilenet", str(root), str(tmp_path), image_size=32, epochs=1,
-                           fine_tune_epochs=1, weights="none", verbose=0)
+                           fine_tune_epochs=1, weights=None, verbose=0)
     history = metrics["history"]
-    assert history["phase"] == ["frozen", "fine_tune"]
-    assert metrics["params"]["trainable_frozen_phase"] < metrics["params"]["trainable_fine_tune_phase"]
+    assert history["phase"] == [1, 2]  # the head phase, then fine-tuning
+    assert metrics["params"]["trainable"] == 1280 * 128 + 128 + 128 * 5 + 5  # frozen phase
+    assert metrics["params"]["trainable"] < metrics["params"]["trainable_at_end"]
     assert metrics["published_accuracy"] == 0.94
+    assert metrics["config"]["epoch_budget"] == 2 and metrics["config"]["fine_tune_epochs"] == 1
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
 
 
@@ -94,5 +99,7 @@ def test_cli_rejects_bad_input(tmp_path, capsys, monkeypatch):
     assert "No dataset" in capsys.readouterr().err
     assert main(["mobilenet", "--weights", str(tmp_path / "nope.h5"), "--data", str(tmp_path)]) == 2
     assert "nope.h5" in capsys.readouterr().err
+    assert main(["mobilenet", "--epochs", "2", "--fine-tune-epochs", "5", "--weights", "none"]) == 2
+    assert "--epochs must be at least --fine-tune-epochs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["resnet"])

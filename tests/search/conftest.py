@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.trial import synthetic_data
+from search.data import synthetic_data
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 
 from search.results import read_json, read_trials
 from search.run import run_search
-from search.trial import synthetic_data
+from search.data import synthetic_data
 
 from .engines.conftest import FlakySpace, PruneableSpace, check_best, check_table
 
@@ -106,7 +106,7 @@ def test_the_search_process_memory_stays_flat_across_isolated_trials(tiny_data, 
 def test_data_sources_travel_to_the_child_without_their_memory_caches():
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)  # own caches
     data.arrays("train", 16)  # fills the resize cache
-    data._feature_cache[("train", 16, "imagenet")] = (np.zeros((40, 8)), np.zeros(40))
+    data._feature_cache[("train", "mobilenet_v2-imagenet-16")] = (np.zeros((40, 8)), np.zeros(40))
     copy = pickle.loads(pickle.dumps(data))
     assert copy._resized == {} and copy._features == {}
     assert data._resized and data._features  # the parent's caches are untouched
@@ -117,8 +117,8 @@ def test_data_sources_travel_to_the_child_without_their_memory_caches():
 def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_path):
     import keras
 
-    from search._optuna_hp import fixed_hyperparameters
-    from search.engines.base import Study
+    from search.hyperparameters import fixed_hyperparameters
+    from search.study import Study
     from search.trial import TrialRunner
     from spaces import BuildContext, get_space
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import keras_tuner as kt
 import optuna
 import pytest
 
 import spaces
-from search._optuna_hp import OptunaHyperParameters, fixed_hyperparameters
+from search.hyperparameters import DefineByRunHyperParameters, fixed_hyperparameters
 from spaces import BuildContext, Space, get_space, list_spaces, register_space
 from spaces.augment import build_augmentation
 
@@ -41,7 +42,7 @@ def optuna_build(space: Space, config: dict, ctx: BuildContext):
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(config)
     trial = study.ask()
-    hp = OptunaHyperParameters(trial)
+    hp = DefineByRunHyperParameters(trial)
     return space.build(hp, ctx), hp
 
 
@@ -73,7 +74,7 @@ def test_reference_config_is_exactly_a_point_of_its_space(name):
         study = optuna.create_study()
         study.enqueue_trial(config)
         trial = study.ask()
-        space.build(OptunaHyperParameters(trial), CTX_32)
+        space.build(DefineByRunHyperParameters(trial), CTX_32)
         for key, dist in trial.distributions.items():
             assert dist._contains(dist.to_internal_repr(config[key])), (key, config[key], dist)
         keras.backend.clear_session()
@@ -101,6 +102,9 @@ def test_mobilenet_reference_is_the_published_transfer_recipe():
     assert len(base.layers) == 154 and not base.trainable
     # 2,257,984 backbone + Dense 1280->128 + Dense 128->5
     assert model.count_params() == 2_257_984 + 1280 * 128 + 128 + 128 * 5 + 5
+    # The published frozen phase trains the head alone: 164,613 of 2,422,597 parameters.
+    assert model.count_params() == 2_422_597
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 164_613
     # "unfreeze from layer index 100 on" == the top 54 layers
     assert len(base.layers) - config["fine_tune_layers"] == 100
     head = model.get_layer("head")
@@ -130,7 +134,7 @@ def _random_configs(space: Space, n: int, seed: int) -> list[dict]:
     configs = []
     for _ in range(n):
         trial = study.ask()
-        hp = OptunaHyperParameters(trial)
+        hp = DefineByRunHyperParameters(trial)
         try:
             space.build(hp, CTX_32)
         except ValueError:
@@ -183,7 +187,7 @@ def test_augmentation_subspace_off_by_default_and_builds_layers_when_on():
 def test_adapter_conditional_scope_and_errors():
     study = optuna.create_study()
     trial = study.ask()
-    hp = OptunaHyperParameters(trial)
+    hp = DefineByRunHyperParameters(trial)
     n = hp.Int("n", 1, 1)
     with hp.conditional_scope("n", [2, 3]):
         assert hp.Choice("inactive", ["a", "b"]) is None

@@ -75,7 +75,7 @@ def check_table(study_dir, space_name: str, n: int):
     assert [r.number for r in records] == sorted(r.number for r in records)
     assert len(records) == n
     space = get_space(space_name) if isinstance(space_name, str) else space_name
-    from search._optuna_hp import fixed_hyperparameters
+    from search.hyperparameters import fixed_hyperparameters
 
     for r in records:
         assert r.state in ("COMPLETE", "PRUNED", "FAIL")

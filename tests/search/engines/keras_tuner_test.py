@@ -8,7 +8,8 @@ import keras
 import keras_tuner as kt
 import pytest
 
-from search.engines import SearchError, get_engine
+from search.engines import get_engine
+from search.study import SearchError
 from search.engines.keras_tuner import make_oracle
 from search.results import read_trials
 from search.run import run_search

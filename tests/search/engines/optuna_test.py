@@ -13,7 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.engines import SearchError, get_engine
+from search.engines import get_engine
+from search.study import SearchError
 from search.engines.optuna import declared_kinds
 from search.results import read_trials
 from search.run import run_search

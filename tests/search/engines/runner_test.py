@@ -6,10 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from search._optuna_hp import fixed_hyperparameters
-from search.engines.base import Study
+from search.hyperparameters import fixed_hyperparameters
+from search._process import rss_mb
+from search.data import stratified_subset
 from search.results import read_json, read_trials
-from search.trial import TrialRunner, rss_mb, stratified_subset
+from search.study import Study
+from search.trial import TrialRunner
 from spaces import BuildContext, get_space
 
 MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,

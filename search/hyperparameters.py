@@ -1,10 +1,18 @@
-"""keras_tuner's ``HyperParameters`` calls, answered by an Optuna trial.
+"""Engine-neutral hyperparameters: keras-tuner's ``HyperParameters`` calls, answered define-by-run.
 
-Spaces are written once against keras-tuner's API; this adapter lets the Optuna engine run
-them define-by-run: ``hp.Int`` -> ``trial.suggest_int``, ``hp.Float`` -> ``suggest_float``
-(``sampling="log"`` -> ``log=True``), ``hp.Choice``/``hp.Boolean`` -> ``suggest_categorical``.
+Spaces are written once against keras-tuner's API (``hp.Int``, ``hp.Float``, ``hp.Choice``,
+``hp.Boolean``, ``hp.conditional_scope``). ``DefineByRunHyperParameters`` answers those calls
+by asking a *source* for each value as it is declared:
+
+- an Optuna trial (the Optuna engine): ``hp.Int`` -> ``trial.suggest_int``, ``hp.Float`` ->
+  ``suggest_float`` (``sampling="log"`` -> ``log=True``), ``hp.Choice``/``hp.Boolean`` ->
+  ``suggest_categorical``;
+- fixed values (``fixed_hyperparameters(config)``): a recorded trial rebuilt in a child
+  process, a retrain, a baseline (its space's reference configuration), for either engine.
+
 ``conditional_scope`` behaves as in keras-tuner: declarations inside an inactive scope
-return None (and are not suggested, so they never reach Optuna's search space).
+return None (and are not asked of the source, so they never reach Optuna's search space).
+Nothing here imports an engine.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ import contextlib
 from typing import Any, Iterator, Sequence
 
 
-class OptunaHyperParameters:
-    """Duck-typed stand-in for ``keras_tuner.HyperParameters`` over an ``optuna`` trial."""
+class DefineByRunHyperParameters:
+    """Duck-typed stand-in for ``keras_tuner.HyperParameters`` over a source of values (an
+    ``optuna.trial.Trial``, or :class:`FixedValues`)."""
 
     def __init__(self, trial: Any):
-        self.trial = trial  # optuna.trial.Trial or FixedTrial
+        self.trial = trial  # anything with suggest_int / suggest_float / suggest_categorical
         self.values: dict[str, Any] = {}  # active values, in declaration order
         self._scopes: list[tuple[str, tuple[Any, ...]]] = []
 
@@ -102,11 +111,49 @@ class OptunaHyperParameters:
         return value
 
 
-def fixed_hyperparameters(config: dict[str, Any]) -> OptunaHyperParameters:
-    """``hp`` that answers every declaration from ``config`` (a recorded trial's values)."""
-    import optuna
+def hp_config(hp: Any) -> dict[str, Any]:
+    """The active hyperparameter values of a trial (keras-tuner's ``HyperParameters`` or ours),
+    without engine bookkeeping entries."""
+    out = {}
+    for name, value in dict(hp.values).items():
+        if name.startswith("tuner/"):  # keras-tuner Hyperband's epochs/bracket/round
+            continue
+        try:
+            active = hp.is_active(name)
+        except (KeyError, ValueError):
+            active = True
+        if active:
+            # Exactly the engine's value (keras-tuner's stepped floats may read
+            # 0.30000000000000004): the table must agree with the engine's own records.
+            out[name] = value.item() if hasattr(value, "item") else value
+    return out
 
-    return OptunaHyperParameters(optuna.trial.FixedTrial(dict(config)))
+
+class FixedValues:
+    """A source that answers every ``suggest_*`` from a recorded configuration."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = dict(config)
+
+    def _value(self, name: str) -> Any:
+        if name not in self.config:
+            raise ValueError(f"hyperparameter {name!r} has no value in the configuration "
+                             f"(it has: {', '.join(self.config) or 'nothing'})")
+        return self.config[name]
+
+    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+        return int(self._value(name))
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        return float(self._value(name))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._value(name)
+
+
+def fixed_hyperparameters(config: dict[str, Any]) -> DefineByRunHyperParameters:
+    """``hp`` that answers every declaration from ``config`` (a recorded trial's values)."""
+    return DefineByRunHyperParameters(FixedValues(config))
 
 
 def _is_log(name: str, sampling: str | None) -> bool:
