@@ -30,8 +30,12 @@ def main() -> None:
 
     import keras
 
-    from baselines.cnn import build_cnn, compile_cnn
     from search.data import load_images, locate_data, prepare_split
+    from search.hyperparameters import fixed_hyperparameters
+    from spaces import BuildContext, get_space
+
+    space = get_space("cnn")  # the published CNN is this space's reference configuration
+    reference = space.reference_configs()[0]
 
     manifest = prepare_split(locate_data(args.data), verbose=False)
     n_train = len(manifest.subset("train"))
@@ -42,7 +46,8 @@ def main() -> None:
         batch_x = np.asarray(x[: args.batch_size])
         batch_y = y[: args.batch_size]
         keras.utils.set_random_seed(0)
-        model = compile_cnn(build_cnn(size, len(manifest.class_names)))
+        model = space.build(fixed_hyperparameters({**reference, "image_size": size}),
+                            BuildContext(num_classes=len(manifest.class_names)))
         for _ in range(3):  # warm-up: graph tracing and allocator
             model.train_on_batch(batch_x, batch_y)
         start = time.perf_counter()

@@ -31,9 +31,13 @@ def main() -> None:
 
     import keras
 
-    from baselines.mobilenet import build_mobilenet, compile_model, feature_extractor
-    from search.data import decode_resized, load_images, locate_data, make_dataset, prepare_split
-    from search.features import extract
+    from search.data import (decode_resized, load_images, locate_data, make_dataset,
+                             predict_in_batches, prepare_split)
+    from search.hyperparameters import fixed_hyperparameters
+    from search.training import compile_classifier
+    from spaces import BuildContext, get_space
+    from spaces.backbones import BACKBONES
+    from spaces.mobilenet import FEATURES_LAYER, HEAD_LAYER
 
     manifest = prepare_split(locate_data(args.data), verbose=False)
     entries = manifest.subset("train")[: args.images]
@@ -52,16 +56,21 @@ def main() -> None:
     _, y_all = load_images(manifest, "train", args.size, verbose=False)
     y = y_all[: args.images]
     keras.utils.set_random_seed(0)
-    model, _, head = build_mobilenet(args.size, len(manifest.class_names), args.weights or "imagenet")
-    compile_model(model, 0.01)
+    # The published MobileNetV2 is the mobilenet-head space's reference configuration.
+    space = get_space("mobilenet-head")
+    weights = BACKBONES["mobilenet_v2"].resolve_weights(args.weights)
+    model = space.build(fixed_hyperparameters({**space.reference_configs()[0], "image_size": args.size}),
+                        BuildContext(num_classes=len(manifest.class_names), weights=weights))
+    head = model.get_layer(HEAD_LAYER)
     t0 = time.perf_counter()
     model.fit(make_dataset(decoded, y, 32), epochs=1, verbose=0)
     image_epoch_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    features = extract(feature_extractor(model), decoded)
+    extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
+    features = predict_in_batches(extractor, decoded).astype(np.float32)
     extract_s = time.perf_counter() - t0
-    compile_model(head, 0.01)
+    compile_classifier(head, keras.optimizers.Adam(0.01))
     head.fit(make_dataset(features, y, 32), epochs=1, verbose=0)  # warm-up (graph tracing)
     t0 = time.perf_counter()
     head.fit(make_dataset(features, y, 32), epochs=1, verbose=0)

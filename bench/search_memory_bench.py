@@ -35,7 +35,7 @@ def run_once(trials: int, clear: bool, isolate: bool, results: str, engine: str)
     if not clear:
         keras.backend.clear_session = lambda *a, **k: None  # what the runner would be without it
     from search.run import run_search
-    from search.trial import synthetic_data
+    from search.data import synthetic_data
 
     study = f"memory-{engine}-{'child' if isolate else 'inproc'}-{'clear' if clear else 'noclear'}"
     out = run_search("cnn", synthetic_data(n_train=64, n_val=32, n_test=32), engine=engine,
@@ -51,7 +51,7 @@ def bare_keras_loop(trials: int) -> list[float]:
     import keras
     import numpy as np
 
-    from search.trial import rss_mb
+    from search._process import rss_mb
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 32, 32, 3)).astype("uint8")
