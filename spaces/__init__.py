@@ -7,8 +7,9 @@ imported below; a space declares its hyperparameters where it builds its model. 
 backbones' facts (constructor, input scaling, layers, weights file) are one table,
 ``spaces/backbones.py``; ``spaces/augment.py`` is the augmentation sub-space the image spaces
 share. The published recipes are the spaces' reference configurations (``baselines`` trains
-them). Spaces import only ``search.training`` (the one compile) from the package around them,
-lazily; nothing here imports the runner or an engine.
+them). Spaces import only ``search.training`` (the one compile) and ``search.data`` (the one
+input pipeline) from the package around them, lazily; nothing here imports the runner or an
+engine.
 """
 
 from spaces.registry import BuildContext, Space, get_space, list_spaces, register_space

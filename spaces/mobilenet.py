@@ -32,8 +32,13 @@ class MobileNetSpace(Space):
                    "learning rate, fine-tune depth/lr factor/epochs, augmentation")
     uses_pretrained_weights = True
 
+    # Activations at a fine-tuning cut are cached in half precision (half the disk and memory;
+    # the rounding is a relative 1e-3 on the frozen part's outputs); tests set float32 to
+    # show the cached path is exactly the image path.
+    activation_dtype = "float16"
+
     def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",), *,
-                 fine_tune: bool = True, augment: bool = True):
+                 fine_tune: bool = True, augment: bool = True, cache_activations: bool = True):
         unknown = [b for b in backbones if b not in BACKBONES]
         if unknown:
             raise ValueError(f"unknown backbone(s) {unknown}; choices: {', '.join(BACKBONES)}")
@@ -42,6 +47,10 @@ class MobileNetSpace(Space):
         # features (the mobilenet-head space): seconds per trial on a CPU.
         self.fine_tune = fine_tune
         self.augment = augment
+        # Without augmentation, fine-tuning trains only the unfrozen top of the backbone and
+        # the head, on the frozen part's outputs cached once per size and cut (exact, and
+        # several times cheaper per epoch than passing every image through the backbone).
+        self.cache_activations = cache_activations
 
     def build(self, hp: Any, ctx: BuildContext):
         import keras
@@ -74,8 +83,8 @@ class MobileNetSpace(Space):
         base = spec.build(image_size, ctx.weights)
         base.name = BACKBONE_LAYER
         base.trainable = False
-        # training=False keeps the backbone's BatchNorm in inference mode even when its top
-        # layers are unfrozen for fine-tuning (the usual Keras transfer-learning advice).
+        # BatchNorm stays in inference mode: frozen here, and kept frozen when the top is
+        # unfrozen for fine-tuning (unfreeze_top: Keras 3 would override training=False).
         x = base(x, training=False)
         features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
         head = keras.Sequential(
@@ -142,17 +151,56 @@ class MobileNetSpace(Space):
         if fine_tune_epochs <= 0:
             return
         base = model.get_layer(BACKBONE_LAYER)
-        base.trainable = True
-        for layer in base.layers[: len(base.layers) - fine_tune_layers]:
-            layer.trainable = False
-        _compile(model, learning_rate * float(values["fine_tune_lr_factor"]))
+        cut = len(base.layers) - fine_tune_layers
+        unfreeze_top(base, fine_tune_layers)
+        fine_tune_lr = learning_rate * float(values["fine_tune_lr_factor"])
+        phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
+                     callbacks=[*self.fine_tune_callbacks(hp), *callbacks], verbose=verbose)
+        if self.cache_activations and not has_augmentation and cut > 1:
+            from search.data import make_dataset  # the one input pipeline
+
+            key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+            trainer, (a_train, y_train), (a_val, y_val) = self._activation_trainer(
+                model, base, cut, data, size, key)
+            _compile(trainer, fine_tune_lr)
+            trainer.fit(make_dataset(a_train, y_train, batch_size, shuffle=True),
+                        validation_data=make_dataset(a_val, y_val, batch_size),
+                        shuffle=False, **phase)  # the dataset shuffles itself
+            return
+        _compile(model, fine_tune_lr)
         model.fit(
             data.dataset("train", size, batch_size, shuffle=True),
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
-            initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-            callbacks=[*self.fine_tune_callbacks(hp), *callbacks], verbose=verbose,
             shuffle=False,  # the dataset shuffles itself
+            **phase,
         )
+
+    def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None):
+        """A model from the frozen part's outputs at ``cut`` to the classes, sharing every layer
+        with ``model`` (training it trains ``model``), and those outputs for train and val.
+
+        The frozen lower part (BatchNorm in inference mode) is a fixed function of the image,
+        so its outputs are computed once and cached under ``key`` + the cut; the tensors the
+        cut crosses (one, or two where it falls inside a residual block) are its inputs.
+        """
+        import keras
+        import numpy as np
+
+        crossing = _crossing_tensors(base, cut)
+        lower = keras.Model(base.input, crossing)
+        image = keras.Input(model.input_shape[1:])
+        extractor = keras.Model(image, lower(model.get_layer("backbone_scaling")(image),
+                                             training=False))
+        key = None if key is None else f"{key}-cut{cut}"
+        dtype = np.dtype(self.activation_dtype)
+        train = data.features("train", size, key, extractor, dtype=dtype)
+        val = data.features("val", size, key, extractor, dtype=dtype)
+
+        upper = keras.Model(crossing, base.output)
+        inputs = [keras.Input(t.shape[1:]) for t in crossing]
+        x = upper(inputs)  # its BatchNorm layers are frozen: inference mode, as in model
+        outputs = model.get_layer(HEAD_LAYER)(model.get_layer(FEATURES_LAYER)(x))
+        return keras.Model(inputs, outputs, name="fine_tune_on_activations"), train, val
 
     @staticmethod
     def phase_epochs(values: dict[str, Any], epochs: int) -> tuple[int, int]:
@@ -179,6 +227,38 @@ class MobileNetSpace(Space):
             "fine_tune_epochs": 10,
             **AUGMENT_REFERENCE,
         }]
+
+
+def unfreeze_top(base, layers: int) -> None:
+    """Make the top ``layers`` of ``base`` trainable, except its BatchNormalization layers.
+
+    BatchNorm must stay in inference mode while fine-tuning (batch statistics of 32 images
+    would wreck the pretrained features). ``base(x, training=False)`` does not ensure it in
+    Keras 3: a functional model passes the outer call's ``training`` to every nested layer,
+    so ``fit`` ran the unfrozen BatchNorm layers on batch statistics. A BatchNormalization
+    layer with ``trainable=False`` always runs in inference mode, so they stay frozen (their
+    scale and offset included).
+    """
+    import keras
+
+    base.trainable = True
+    cut = len(base.layers) - layers
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _crossing_tensors(base, cut: int) -> list:
+    """The tensors of functional ``base`` that its layers ``[:cut]`` compute and its layers
+    ``[cut:]`` read, in layer order."""
+    import keras
+
+    made_below = {id(t): t for layer in base.layers[:cut] for t in keras.tree.flatten(layer.output)}
+    crossing = {}
+    for layer in base.layers[cut:]:
+        for t in keras.tree.flatten(layer.input):
+            if id(t) in made_below:
+                crossing.setdefault(id(t), t)
+    return list(crossing.values())
 
 
 def _compile(model, learning_rate: float) -> None:

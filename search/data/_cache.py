@@ -10,7 +10,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -94,35 +94,41 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
 
 def make_dataset(
-    x: np.ndarray,
+    x: np.ndarray | Sequence[np.ndarray],
     y: np.ndarray,
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
 ) -> Any:
-    """A prefetching ``tf.data.Dataset`` of ``(x, int32 labels)`` batches (x: uint8 images or features).
+    """A prefetching ``tf.data.Dataset`` of ``(x, int32 labels)`` batches.
 
-    Batches are gathered from the (memory-mapped) arrays by index instead of embedding the
-    arrays in the graph, so a gigabyte-sized cache costs no copy and no 2 GB graph limit.
-    Shuffling is reshuffled every epoch from ``seed``, so runs are reproducible.
+    ``x`` is one array (uint8 images, features) or a tuple of arrays with one row per image
+    (a frozen backbone's activations where a cut crosses several tensors); float16 arrays
+    (cached activations) are fed as float32. Batches are gathered from the (memory-mapped)
+    arrays by index instead of embedding the arrays in the graph, so a gigabyte-sized cache
+    costs no copy and no 2 GB graph limit. Shuffling is reshuffled every epoch from ``seed``,
+    so runs are reproducible.
     """
     import tensorflow as tf
 
-    n = len(x)
+    arrays = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    n = len(arrays[0])
     if n == 0:
         raise ValueError("cannot make a dataset from zero images")
-    if len(y) != n:
-        raise ValueError(f"{n} images but {len(y)} labels")
-    shape = tuple(x.shape[1:])
+    if any(len(a) != n for a in arrays) or len(y) != n:
+        raise ValueError(f"{[len(a) for a in arrays]} inputs but {len(y)} labels")
 
-    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(x[idx]), np.asarray(y[idx], dtype=np.int32)
+    def gather(idx: np.ndarray):
+        return (*(np.asarray(a[idx]) for a in arrays), np.asarray(y[idx], dtype=np.int32))
 
     def load(idx):
-        images, labels = tf.numpy_function(gather, [idx], (tf.as_dtype(x.dtype), tf.int32))
-        images.set_shape((None, *shape))
+        *parts, labels = tf.numpy_function(
+            gather, [idx], (*(tf.as_dtype(a.dtype) for a in arrays), tf.int32))
+        for part, a in zip(parts, arrays):
+            part.set_shape((None, *a.shape[1:]))
         labels.set_shape((None,))
-        return images, labels
+        parts = [tf.cast(p, tf.float32) if p.dtype == tf.float16 else p for p in parts]
+        return (tuple(parts) if len(parts) > 1 else parts[0]), labels
 
     ds = tf.data.Dataset.range(n)
     if shuffle:
@@ -131,12 +137,14 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def predict_in_batches(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_in_batches(model, images: np.ndarray, batch_size: int = 64):
     """``model``'s outputs over uint8 images, fed in batches through :func:`make_dataset` (flat
-    memory for big splits, no copy of a memory-mapped cache into the graph)."""
+    memory for big splits, no copy of a memory-mapped cache into the graph); a list of arrays
+    for a model with several outputs."""
     dummy = np.zeros(len(images), dtype=np.int32)
     ds = make_dataset(images, dummy, batch_size=batch_size).map(lambda x, y: x)
-    return np.asarray(model.predict(ds, verbose=0))
+    out = model.predict(ds, verbose=0)
+    return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

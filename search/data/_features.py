@@ -12,6 +12,7 @@ The cache knows nothing about backbones: the caller names what the extractor com
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,19 +24,37 @@ from search.data._split import SplitManifest
 
 def cached_features(manifest: SplitManifest, split: str, image_size: int, key: str | None,
                     extractor, cache_dir: str | os.PathLike | None = None,
-                    batch_size: int = 64) -> np.ndarray:
-    """``extractor``'s outputs ``float32 (N, D)`` for one split's images, in manifest order."""
-    cache_file = None
+                    batch_size: int = 64, dtype=np.float32):
+    """``extractor``'s outputs for one split's images, in manifest order, as ``dtype``: one
+    array ``(N, ...)``, or a list of them when the extractor has several outputs (the tensors
+    a fine-tuning cut crosses). Cached on disk under ``key``, read back memory-mapped."""
+    folder = None
     if key is not None:
-        cache_file = (Path(cache_dir or default_cache_dir()) / "features" / manifest.digest
-                      / key / f"{split}.npy")
-        if cache_file.exists():
-            return np.load(cache_file)
+        folder = Path(cache_dir or default_cache_dir()) / "features" / manifest.digest / key
+        done = folder / f"{split}.done.json"
+        if done.exists():
+            count = json.loads(done.read_text())["outputs"]
+            arrays = [np.load(folder / _name(split, i, count), mmap_mode="r") for i in range(count)]
+            return arrays[0] if count == 1 else arrays
+        legacy = folder / f"{split}.npy"  # caches written before the done marker existed
+        if legacy.exists():
+            return np.load(legacy, mmap_mode="r")
     x, _ = load_images(manifest, split, image_size, cache_dir=cache_dir)
-    features = predict_in_batches(extractor, x, batch_size).astype(np.float32)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.name + ".tmp.npy")
-        np.save(tmp, features)
-        os.replace(tmp, cache_file)
-    return features
+    outputs = predict_in_batches(extractor, x, batch_size)
+    arrays = [np.asarray(o).astype(dtype, copy=False)
+              for o in (outputs if isinstance(outputs, list) else [outputs])]
+    if folder is None:
+        return arrays[0] if len(arrays) == 1 else arrays
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, array in enumerate(arrays):
+        path = folder / _name(split, i, len(arrays))
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    # Written last: a kill mid-way leaves no marker, and the next run recomputes.
+    done.write_text(json.dumps({"outputs": len(arrays), "dtype": np.dtype(dtype).name}))
+    return cached_features(manifest, split, image_size, key, extractor, cache_dir, batch_size, dtype)
+
+
+def _name(split: str, index: int, count: int) -> str:
+    return f"{split}.npy" if count == 1 else f"{split}-{index}.npy"

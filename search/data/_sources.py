@@ -42,26 +42,31 @@ class DataSource:
         x, y = self.arrays(split, image_size)
         return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
-    def features(self, split: str, image_size: int, key: str | None,
-                 extractor) -> tuple[np.ndarray, np.ndarray]:
-        """``extractor``'s outputs (image -> vector) over a split, with the labels.
+    def features(self, split: str, image_size: int, key: str | None, extractor,
+                 dtype=np.float32) -> tuple[Any, np.ndarray]:
+        """``extractor``'s outputs over a split's images, as ``dtype``, with the labels: one
+        array, or a tuple of arrays for an extractor with several outputs (the activations a
+        fine-tuning cut crosses).
 
-        ``key`` names what the extractor computes (backbone, weights, size); results are
+        ``key`` names what the extractor computes (backbone, weights, size, cut); results are
         cached under it. ``None`` (random-init weights: every model has its own backbone)
         computes with this model's extractor and caches nothing.
         """
         cache = self._feature_cache
         if key is not None and (split, key) in cache:
             return cache[(split, key)]
-        f, y = self._compute_features(split, image_size, key, extractor)
-        f = np.asarray(f, dtype=np.float32)
+        f, y = self._compute_features(split, image_size, key, extractor, dtype)
+        f = tuple(f) if isinstance(f, (list, tuple)) else f
         if key is not None:
             cache[(split, key)] = (f, y)
         return f, y
 
-    def _compute_features(self, split, image_size, key, extractor):
+    def _compute_features(self, split, image_size, key, extractor, dtype):
         x, y = self.arrays(split, image_size)
-        return predict_in_batches(extractor, x), y
+        out = predict_in_batches(extractor, x)
+        if isinstance(out, list):
+            return [o.astype(dtype, copy=False) for o in out], y
+        return out.astype(dtype, copy=False), y
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -147,15 +152,16 @@ class ManifestData(DataSource):
         self._current[split] = (image_size, x, y)
         return x, y
 
-    def _compute_features(self, split, image_size, key, extractor):
+    def _compute_features(self, split, image_size, key, extractor, dtype):
         from search.data._features import cached_features
 
         f = cached_features(self.manifest, split, image_size, key, extractor,
-                            cache_dir=self.cache_dir)
+                            cache_dir=self.cache_dir, dtype=dtype)
         y = self.labels(split)
         keep = self._keep(split, y)
         if keep is not None:
-            f, y = f[keep], y[keep]
+            f = [a[keep] for a in f] if isinstance(f, list) else f[keep]
+            y = y[keep]
         return f, y
 
     def labels(self, split: str) -> np.ndarray:

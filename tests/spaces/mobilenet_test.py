@@ -1,0 +1,92 @@
+"""The mobilenet space's CPU paths are exact: fine-tuning on cached activations at the cut
+trains the same model as fine-tuning through the image path."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from search.data import synthetic_data
+from search.hyperparameters import fixed_hyperparameters
+from spaces import BuildContext
+from spaces.mobilenet import MobileNetSpace, _crossing_tensors
+
+CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
+CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_rate": 0.01,
+          "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1, "fine_tune_epochs": 2,
+          "aug_enabled": False}
+
+
+def _train(space: MobileNetSpace, data, monkeypatch=None):
+    keras.utils.set_random_seed(0)
+    hp = fixed_hyperparameters(CONFIG)
+    model = space.build(hp, CTX)
+    history = keras.callbacks.History()
+    space.fit(hp, model, data, CTX, epochs=4, callbacks=[history])
+    weights = [w.copy() for w in model.get_weights()]
+    keras.backend.clear_session()
+    return history.history, weights
+
+
+@pytest.fixture(scope="module")
+def image_path_run():
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    return _train(MobileNetSpace(cache_activations=False), data)
+
+
+def test_the_published_cut_crosses_a_residual_block():
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+    shapes = [tuple(t.shape[1:]) for t in _crossing_tensors(base, 154 - 54)]
+    assert shapes == [(2, 2, 576), (2, 2, 96)]  # block 11's expanded tensor and its shortcut
+    assert len(_crossing_tensors(base, 154 - 11)) == 1  # a block boundary: one tensor
+    keras.backend.clear_session()
+
+
+def test_fine_tuning_on_cached_activations_is_the_image_path(image_path_run, monkeypatch):
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    image_batches = []
+    original = type(data).dataset
+    monkeypatch.setattr(type(data), "dataset",
+                        lambda self, *a, **k: image_batches.append(a[:2]) or original(self, *a, **k))
+    space = MobileNetSpace()
+    space.activation_dtype = "float32"
+    history, weights = _train(space, data)
+    monkeypatch.undo()
+    assert image_batches == []  # neither phase passed images through the backbone per epoch
+    expected_history, expected_weights = image_path_run
+    assert len(history["val_accuracy"]) == 4
+    np.testing.assert_allclose(history["loss"], expected_history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(history["val_accuracy"], expected_history["val_accuracy"])
+    for got, want in zip(weights, expected_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+def test_half_precision_activations_stay_close(image_path_run):
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    history, weights = _train(MobileNetSpace(), data)  # float16, the default
+    expected_history, expected_weights = image_path_run
+    np.testing.assert_allclose(history["loss"], expected_history["loss"], rtol=2e-2)
+    worst = max(float(np.max(np.abs(g - w))) for g, w in zip(weights, expected_weights))
+    assert worst < 1e-2
+
+
+def test_fine_tuning_keeps_batch_norm_in_inference_mode():
+    """Keras 3 overrides a nested ``training=False`` with fit's ``training=True``: the unfrozen
+    BatchNorm layers must still run on their pretrained statistics, never on batch ones."""
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    for space in (MobileNetSpace(cache_activations=False), MobileNetSpace()):
+        keras.utils.set_random_seed(0)
+        hp = fixed_hyperparameters(CONFIG)
+        model = space.build(hp, CTX)
+        base = model.get_layer("backbone")
+        stats = {w.path: w.numpy().copy() for w in base.non_trainable_weights if "moving" in w.path}
+        space.fit(hp, model, data, CTX, epochs=4)
+        moved = [p for p, w in ((w.path, w) for w in base.weights if w.path in stats)
+                 if not np.array_equal(w.numpy(), stats[p])]
+        assert moved == []
+        tuned = [l for l in base.layers[-54:] if l.trainable]
+        assert tuned and not any(isinstance(l, keras.layers.BatchNormalization) for l in tuned)
+        x, _ = data.arrays("val", 32)
+        np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-6)
+        keras.backend.clear_session()
