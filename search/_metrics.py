@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+_SHOWN_SKIPPED = 3  # skipped files named in the text report (the JSON report lists all)
+
 
 def classification_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]
@@ -13,9 +15,11 @@ def classification_metrics(
     """Accuracy, balanced accuracy, confusion matrix and per-class precision/recall/F1.
 
     The returned dict is the one evaluation report format of the project:
-    ``{"n", "accuracy", "balanced_accuracy", "classes", "confusion_matrix", "per_class"}``,
-    where ``confusion_matrix[i][j]`` counts images of true class i predicted as class j and
-    ``per_class[name] = {"precision", "recall", "f1", "support"}``.
+    ``{"n", "accuracy", "balanced_accuracy", "classes", "confusion_matrix", "per_class",
+    "predicted_unknown"}``, where ``confusion_matrix[i][j]`` counts images of true class i
+    predicted as class j, ``per_class[name] = {"precision", "recall", "f1", "support"}`` and
+    ``predicted_unknown`` counts predictions of a model output that has no class here (a model
+    with more outputs than ``class_names``): they are wrong, and in no column of the matrix.
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -30,6 +34,7 @@ def classification_metrics(
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    unknown = (y_pred < 0) | (y_pred >= len(class_names))
     present = support > 0
     # Balanced accuracy = mean recall over the classes that occur in y_true.
     balanced = float(np.mean(recall[present])) if present.any() else 0.0
@@ -48,6 +53,8 @@ def classification_metrics(
             }
             for i, name in enumerate(class_names)
         },
+        "predicted_unknown": int(unknown.sum()),
+        "predicted_unknown_outputs": sorted({int(v) for v in y_pred[unknown]}),
     }
 
 
@@ -58,9 +65,20 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"images: {report['n']}   accuracy: {report['accuracy']:.4f}   "
         f"balanced accuracy: {report['balanced_accuracy']:.4f}",
-        "",
-        f"{'class':<{width}}precision  recall    f1    support",
     ]
+    skipped = report.get("skipped") or []
+    if skipped:
+        lines.append(f"skipped: {len(skipped)} files that could not be decoded (not scored):")
+        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:_SHOWN_SKIPPED]]
+        if len(skipped) > _SHOWN_SKIPPED:
+            lines.append(f"  and {len(skipped) - _SHOWN_SKIPPED} more (--json lists them all)")
+    if report.get("predicted_unknown"):
+        outputs = report.get("predicted_unknown_outputs", [])
+        which = f"output{'s' if len(outputs) > 1 else ''} {', '.join(map(str, outputs))}"
+        lines.append(
+            f"{report['predicted_unknown']} of {report['n']} images were predicted as model "
+            f"outputs with no class ({which}): counted wrong, in no column of the confusion matrix")
+    lines += ["", f"{'class':<{width}}precision  recall    f1    support"]
     for name in names:
         m = report["per_class"][name]
         lines.append(

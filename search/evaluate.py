@@ -23,6 +23,7 @@ from search.data import (
     LeakError,
     SplitError,
     decode_resized,
+    empty_class_folders,
     find_copies,
     list_labelled_files,
     load_images,
@@ -52,6 +53,11 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
         raise DataNotFoundError(f"{folder} holds no <class>/ folders of images to evaluate on")
     files = list_labelled_files(root)
     class_names = list(meta.get("class_names") or sorted({label for _, label in files}))
+    for empty in empty_class_folders(root):
+        print(f"warning: class folder {root / empty} holds no image files; its class is not scored",
+              file=sys.stderr)
+    if not meta.get("class_names"):
+        print(f"warning: {_guessed_names(model, class_names, folder)}", file=sys.stderr)
     unknown = sorted({label for _, label in files} - set(class_names))
     if unknown:
         raise SplitError(f"{folder} has class folder(s) {unknown} that the model does not know; "
@@ -84,6 +90,21 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
     report["data"] = str(folder)
     report["skipped"] = [{"path": s.path, "reason": s.reason} for s in skipped]
     return report
+
+
+def _guessed_names(model, class_names: list[str], folder: Path) -> str:
+    """What scoring a model without its sidecar (no class names) assumes, and what it breaks."""
+    outputs = int(model.output_shape[-1])
+    text = (f"the model has no sidecar (.json beside the .keras file) naming its classes, so they "
+            f"are guessed from the folder names under {folder}, sorted: {', '.join(class_names)}")
+    if outputs > len(class_names):
+        return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
+                f"classes: predictions of outputs {len(class_names)}-{outputs - 1} have no class "
+                "and are counted as wrong (predicted_unknown)")
+    if outputs < len(class_names):
+        return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
+                f"classes: {', '.join(class_names[outputs:])} can never be predicted")
+    return f"{text}; check that this is the order of the model's outputs"
 
 
 def main(argv: list[str] | None = None) -> int:

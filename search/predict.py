@@ -1,6 +1,10 @@
 """Classify images with a saved model.
 
     python -m search.predict results/searches/<study>/best_model.keras IMAGE_OR_FOLDER ... [--top 3] [--json]
+
+Exit status: 0 when every input was classified; 1 when some could not be (a path not found, a
+folder without images, an unreadable file: each gets its own line, the rest are classified);
+2 when there is nothing to classify or no model.
 """
 
 from __future__ import annotations
@@ -37,18 +41,34 @@ def predict_files(model, meta: dict[str, Any], paths: Sequence[Path], top: int =
     return rows
 
 
-def expand(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders as the image files below them (sorted)."""
-    paths = []
+NOT_FOUND = "not found"
+NO_IMAGES = "no image files under it"
+
+
+def expand(inputs: Sequence[str]) -> list[Path | dict[str, str]]:
+    """Files as given, folders as the image files below them (sorted), in the order given.
+
+    An input that is not there, or a folder without image files, becomes a row
+    ``{"path", "error"}`` in its place, so one bad argument does not stop the others.
+    """
+    items: list[Path | dict[str, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            items += found or [{"path": str(p), "error": NO_IMAGES}]
         elif p.is_file():
-            paths.append(p)
+            items.append(p)
         else:
-            raise FileNotFoundError(f"{p} is neither an image file nor a folder")
-    return paths
+            items.append({"path": str(p), "error": NOT_FOUND})
+    return items
+
+
+def _nothing_to_classify(problems: list[dict[str, str]]) -> str:
+    said = [f"no image files under {r['path']}" if r["error"] == NO_IMAGES
+            else f"{r['path']}: {r['error']}" for r in problems]
+    return said[0] if len(said) == 1 else "nothing to classify: " + "; ".join(said)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,18 +82,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from search.model_io import load_model
 
+    items = expand(args.images)
+    paths = [item for item in items if isinstance(item, Path)]
+    if not paths:
+        print(f"error: {_nothing_to_classify(items)}", file=sys.stderr)
+        return 2
     try:
-        paths = expand(args.images)
         model, meta = load_model(args.model)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = predict_files(model, meta, paths, max(1, args.top))
+    predicted = iter(predict_files(model, meta, paths, max(1, args.top)))
+    rows = [next(predicted) if isinstance(item, Path) else item for item in items]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            if "error" in row:
+            if row.get("error") in (NOT_FOUND, NO_IMAGES):
+                print(f"{row['path']}: {row['error']}")
+            elif "error" in row:
                 print(f"{row['path']}: cannot read ({row['error']})")
             else:
                 ranked = ", ".join(f"{t['class']} {t['probability']:.2f}" for t in row["top"])

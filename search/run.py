@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from search.data import DataNotFoundError, SplitError
     from search.study import SearchError
     from spaces import get_space, list_spaces
 
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
         )
-    except SearchError as exc:
+    except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

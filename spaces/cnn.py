@@ -15,7 +15,25 @@ from spaces.registry import BuildContext, Space, register_space
 
 MAX_BLOCKS = 5
 FILTERS = (16, 32, 64, 128)
+KERNELS = (3, 5)
+IMAGE_SIZES = (128, 256, 32)  # min, max, step of the image_size hyperparameter
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+
+def blocks_that_fit(image_size: int, kernel: int) -> int:
+    """How many conv blocks (valid ``kernel`` x ``kernel`` conv, then 2x2 max pooling) an
+    ``image_size`` px input holds before a block is left with no pixels (at most MAX_BLOCKS)."""
+    side, blocks = int(image_size), 0
+    while blocks < MAX_BLOCKS and (side - (kernel - 1)) // 2 >= 1:
+        side = (side - (kernel - 1)) // 2
+        blocks += 1
+    return blocks
+
+
+def max_conv_blocks(ctx: BuildContext) -> int:
+    """The largest ``conv_blocks`` this run's space offers: what every kernel can build at the
+    smallest input size the run can pick (see ``CNNSpace.build``)."""
+    return max(1, blocks_that_fit(ctx.image_size(IMAGE_SIZES[0]), max(KERNELS)))
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -40,15 +58,28 @@ class CNNSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         import keras
 
-        image_size = ctx.image_size(hp.Int("image_size", 128, 256, step=32, default=256))
-        blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
+        low, high, step = IMAGE_SIZES
+        image_size = ctx.image_size(hp.Int("image_size", low, high, step=step, default=high))
+        # The space offers only block counts it can build. Valid convolutions and pooling
+        # shrink the input block by block, so how many blocks fit depends on the input size
+        # and on the kernel. The range may depend on the run (ctx.max_image_size is fixed for a
+        # search), but not on sampled values: keras-tuner needs a hyperparameter's range to be
+        # the same every time it is declared in a search, and both image_size and kernel_size
+        # are sampled. So the range is sized for the worst case, the largest kernel at the
+        # smallest size the run can pick (4 blocks at full size, 2 at --max-image-size 32),
+        # rather than clamping blocks after the kernel is chosen: a clamped trial would record
+        # more blocks than its model has. A configuration from outside the range (a reference
+        # config at a low --max-image-size, an older study) still builds when it fits, and
+        # fails with the error below when it does not.
+        max_blocks = max_conv_blocks(ctx)
+        blocks = hp.Int("conv_blocks", 1, max_blocks, default=min(3, max_blocks))
         filters = [hp.Choice("filters_0", list(FILTERS), default=64)]
         for i in range(1, MAX_BLOCKS):
             # Declared under a scope so keras-tuner knows filters_i only matters when there are
             # more than i blocks; inactive declarations return None.
             with hp.conditional_scope("conv_blocks", list(range(i + 1, MAX_BLOCKS + 1))):
                 filters.append(hp.Choice(f"filters_{i}", list(FILTERS), default=64))
-        kernel = hp.Choice("kernel_size", [3, 5], default=3)
+        kernel = hp.Choice("kernel_size", list(KERNELS), default=3)
         batch_norm = hp.Boolean("batch_norm", default=False)
         block_dropout = hp.Float("block_dropout", 0.0, 0.5, step=0.1, default=0.4)
         pooling = hp.Choice("pooling", ["flatten", "gap"], default="flatten")

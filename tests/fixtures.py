@@ -115,3 +115,41 @@ def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int =
         pattern_image("sculpture", rng, 64).resize((large_side, large_side), Image.Resampling.NEAREST).save(p, quality=50)
         traps["large"].append(rel(p))
     return traps
+
+
+def make_class_folders(root: Path, counts: dict[str, int], seed: int = 0, size: int = 48) -> Path:
+    """A plain ``<class>/`` dataset with ``counts[label]`` distinct pictures per class (0 makes
+    an empty class folder); labels outside CLASSES get a grey tint."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for label, n in counts.items():
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            tinted = label if label in _TINTS else "engraving"
+            pattern_image(tinted, rng, size).save(folder / f"{i:04d}.jpg", quality=95)
+    return root
+
+
+def save_constant_model(path: Path, outputs: int, answer: int, image_size: int = 16,
+                        class_names: list[str] | None = None) -> Path:
+    """An untrained ``.keras`` classifier that always predicts output ``answer``; with
+    ``class_names`` it gets the project's sidecar, without them it is a foreign model."""
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(outputs, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    bias = np.zeros(outputs, dtype="float32")
+    bias[answer] = 10.0
+    dense.set_weights([np.zeros((3, outputs), dtype="float32"), bias])
+    path = Path(path)
+    if class_names is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    else:
+        from search.model_io import save_model
+
+        save_model(model, path, class_names, image_size)
+    return path

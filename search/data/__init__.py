@@ -27,6 +27,7 @@ from search.data._features import cached_features
 from search.data._locate import (
     IMAGE_SUFFIXES,
     DataNotFoundError,
+    empty_class_folders,
     list_labelled_files,
     locate_data,
     resolve_layout,
@@ -65,6 +66,7 @@ __all__ = [
     "decode_image",
     "decode_resized",
     "default_cache_dir",
+    "empty_class_folders",
     "find_copies",
     "format_data_report",
     "list_labelled_files",

@@ -48,11 +48,12 @@ def locate_data(flag: str | os.PathLike | None = None) -> Path:
         )
     root = resolve_layout(candidate)
     if root is None:
-        raise DataNotFoundError(
-            f"{candidate} ({source}) holds neither the Kaggle layout "
-            f"(training_set/ and validation_set/ of class folders) nor <class>/ folders of images.\n"
-            f"{HOW_TO_GET_DATA}"
-        )
+        if not any(candidate.iterdir()):
+            what = "that folder is empty"
+        else:
+            what = ("it holds neither the Kaggle layout (training_set/ and validation_set/ of "
+                    "class folders) nor <class>/ folders of images")
+        raise DataNotFoundError(f"No dataset at {candidate} ({source}): {what}.\n{HOW_TO_GET_DATA}")
     return root
 
 
@@ -77,15 +78,33 @@ def class_folders(folder: Path) -> list[Path]:
     )
 
 
+def empty_class_folders(root: Path) -> list[str]:
+    """Class folders under ``root`` (pooling the Kaggle splits) that hold no image file.
+
+    :func:`list_labelled_files` has nothing to list from them, so they would vanish without a
+    word; the split reports them. Paths are relative to ``root``, POSIX separators.
+    """
+    empty = []
+    for split_root in _split_roots(root):
+        for class_dir in sorted(d for d in split_root.iterdir() if d.is_dir()):
+            images = (f for f in class_dir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not any(f.is_file() for f in images):
+                empty.append(class_dir.relative_to(root).as_posix())
+    return empty
+
+
+def _split_roots(root: Path) -> list[Path]:
+    return [root / s for s in KAGGLE_SPLITS if (root / s).is_dir()] or [root]
+
+
 def list_labelled_files(root: Path) -> list[tuple[Path, str]]:
     """All ``(file, class name)`` pairs under ``root``, pooling the Kaggle splits.
 
     The Kaggle training/validation split is not trusted (it shares copies of images), so it
     is only a place to find files. Class names are folder names, lower-cased.
     """
-    split_roots = [root / s for s in KAGGLE_SPLITS if (root / s).is_dir()] or [root]
     files = []
-    for split_root in split_roots:
+    for split_root in _split_roots(root):
         for class_dir in sorted(d for d in split_root.iterdir() if d.is_dir()):
             for f in sorted(class_dir.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:

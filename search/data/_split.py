@@ -15,7 +15,7 @@ import numpy as np
 
 from search.data._decode import ScannedFile, scan_files
 from search.data._dedup import NEAR_DUPLICATE_THRESHOLD, group_duplicates
-from search.data._locate import list_labelled_files
+from search.data._locate import IMAGE_SUFFIXES, empty_class_folders, list_labelled_files
 from search.results import results_root, write_json
 
 SPLITS = ("train", "val", "test")
@@ -140,13 +140,19 @@ def prepare_split(
 
     files = list_labelled_files(data_dir)
     if not files:
-        raise SplitError(f"no image files under {data_dir}")
+        raise SplitError(f"no image files under {data_dir} (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)")
+    empty_folders = empty_class_folders(data_dir)
     if verbose:
         print(f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
               file=sys.stderr)
     scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose))
-    manifest, report = build_split(scanned, str(data_dir.resolve()), seed, fractions, near_threshold)
+    manifest, report = build_split(scanned, str(data_dir.resolve()), seed, fractions, near_threshold,
+                                   empty_class_folders=empty_folders)
     manifest.path = manifest_path
+    # Whatever the split leaves out without failing is said on the console, not only in the report.
+    for warning in report_warnings(report):
+        print(f"warning: {warning}", file=sys.stderr)
     write_json(out_dir / "data_report.json", report)
     write_json(manifest_path, manifest.to_json(), indent=None)
     if verbose:
@@ -172,14 +178,21 @@ def build_split(
     seed: int,
     fractions: tuple[float, float, float],
     near_threshold: int,
+    empty_class_folders: Sequence[str] = (),
 ) -> tuple[SplitManifest, dict[str, Any]]:
-    """Group duplicates, drop corrupt files and label conflicts, then split groups stratified."""
+    """Group duplicates, drop corrupt files and label conflicts, then split groups stratified.
+
+    Refuses (``SplitError``) data that cannot make a classifier's split: nothing decodable,
+    fewer than two classes, or a class with fewer distinct pictures than the split's folds.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     readable = [s for s in scanned if s.ok]
     corrupt = [s for s in scanned if not s.ok]
     if not readable:
-        raise SplitError(f"none of the {len(scanned)} files under {data_root} could be decoded")
+        examples = "; ".join(f"{s.path}: {s.reason}" for s in corrupt[:3])
+        raise SplitError(f"none of the {len(scanned)} image files under {data_root} could be "
+                         f"decoded (e.g. {examples}); point --data at a folder of readable images")
     group_of, dup_stats = group_duplicates([s.sha256 for s in readable],
                                            [s.phash for s in readable], near_threshold)
 
@@ -189,15 +202,32 @@ def build_split(
     conflicting = {g for g, labels in labels_of_group.items() if len(labels) > 1}
     kept = [(s, int(g)) for s, g in zip(readable, group_of) if int(g) not in conflicting]
     class_names = sorted({s.label for s, _ in kept})
+    left_out = _classes_left_out(scanned, class_names, conflicting, readable, group_of)
+    if len(class_names) < 2:
+        found = (f"only one class with usable images, {class_names[0]!r}" if class_names
+                 else "no class with usable images")
+        also = "".join(f"; class {c['class']!r} was left out: {c['reason']}" for c in left_out)
+        also += "".join(f"; class folder {folder} holds no image files" for folder in empty_class_folders)
+        raise SplitError(
+            f"{data_root} has {found}{also}. A classifier needs at least two classes: give the "
+            "data folder one <class>/ sub-folder of images per class"
+        )
 
     labels = np.array([class_names.index(s.label) for s, _ in kept])
     groups = np.array([g for _, g in kept])
     n_groups_per_class = [len({g for g, l in zip(groups, labels) if l == c}) for c in range(len(class_names))]
-    if min(n_groups_per_class) < _FOLDS:
+    n_files_per_class = np.bincount(labels, minlength=len(class_names))
+    too_few = [c for c, n in enumerate(n_groups_per_class) if n < _FOLDS]
+    if too_few:
+        named = ", ".join(f"{class_names[c]!r} has only {n_groups_per_class[c]} "
+                          f"(in {int(n_files_per_class[c])} files)" for c in too_few)
         raise SplitError(
-            f"class {class_names[int(np.argmin(n_groups_per_class))]!r} has only "
-            f"{min(n_groups_per_class)} distinct images; a stratified {_FOLDS}-fold group split "
-            f"needs at least {_FOLDS} per class"
+            f"too few distinct pictures under {data_root}: class {named}, and every class needs "
+            f"at least {_FOLDS} distinct pictures. The leak-free "
+            f"{'/'.join(f'{round(f * 100)}' for f in fractions)} split is built from {_FOLDS} "
+            "stratified folds of whole duplicate groups (exact and near copies count once). Add "
+            f"pictures to {'that class folder' if len(too_few) == 1 else 'those class folders'} "
+            f"or remove {'it' if len(too_few) == 1 else 'them'}."
         )
     folds = np.empty(len(kept), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=_FOLDS, shuffle=True, random_state=seed)
@@ -234,12 +264,42 @@ def build_split(
         "label_conflicts": {"groups": len(conflicting),
                             "files": sum(len(v) for v in conflict_files.values()),
                             "detail": list(conflict_files.values())},
+        "empty_class_folders": list(empty_class_folders),
+        "classes_left_out": left_out,
         "kept_files": len(kept),
         "kept_groups": len(set(groups.tolist())),
         "split": {"seed": seed, "fractions": list(fractions), "digest": manifest.digest,
                   "counts": manifest.counts()},
     }
     return manifest, report
+
+
+def _classes_left_out(scanned, class_names, conflicting, readable, group_of) -> list[dict[str, Any]]:
+    """Classes that had files but keep none (all undecodable, or all in label conflicts)."""
+    files = collections.Counter(s.label for s in scanned)
+    corrupt = collections.Counter(s.label for s in scanned if not s.ok)
+    conflicts = collections.Counter(s.label for s, g in zip(readable, group_of)
+                                    if int(g) in conflicting)
+    out = []
+    for label in sorted(set(files) - set(class_names)):
+        if corrupt[label] == files[label]:
+            reason = f"none of its {files[label]} files could be decoded"
+        else:
+            reason = (f"of its {files[label]} files, {corrupt[label]} could not be decoded and "
+                      f"{conflicts[label]} are copies of pictures filed under another class")
+        out.append({"class": label, "files": files[label], "corrupt": corrupt[label],
+                    "label_conflicts": conflicts[label], "reason": reason})
+    return out
+
+
+def report_warnings(report: dict[str, Any]) -> list[str]:
+    """What a data report says was left out without failing, one sentence each."""
+    root = report.get("data_root", "")
+    out = [f"class folder {root}/{folder} holds no image files; it is left out"
+           for folder in report.get("empty_class_folders", [])]
+    out += [f"class {c['class']!r} under {root} is left out: {c['reason']}"
+            for c in report.get("classes_left_out", [])]
+    return out
 
 
 def format_data_report(report: dict[str, Any]) -> str:
@@ -250,8 +310,14 @@ def format_data_report(report: dict[str, Any]) -> str:
         f"near-duplicate groups (phash <= {d['near_threshold_bits']} bits): {d['near_groups']} ({d['near_files']} files)",
         f"label conflicts left out: {report['label_conflicts']['groups']} groups "
         f"({report['label_conflicts']['files']} files)",
-        f"kept: {report['kept_files']} files in {report['kept_groups']} distinct-image groups",
     ]
+    if report.get("empty_class_folders"):
+        lines.append("empty class folders (no image files, left out): "
+                     + ", ".join(report["empty_class_folders"]))
+    for c in report.get("classes_left_out", []):
+        lines.append(f"class left out: {c['class']} ({c['reason']})")
+    lines.append(f"kept: {report['kept_files']} files in {report['kept_groups']} "
+                 "distinct-image groups")
     counts = report["split"]["counts"]
     classes = list(next(iter(counts.values())))
     lines.append(f"{'split':<7}" + "".join(f"{c[:11]:>12}" for c in classes) + f"{'total':>8}")

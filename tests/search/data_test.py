@@ -261,3 +261,79 @@ def test_pipeline_on_the_shared_dataset(tmp_path):
     for e in manifest.entries:
         split_of_digest[e["sha256"]].add(e["split"])
     assert all(len(s) == 1 for s in split_of_digest.values())
+
+
+# --- data that cannot make a classifier's split (issue #10) ----------------------------------
+
+def test_a_class_with_too_few_distinct_pictures_is_named_with_the_minimum(tmp_path):
+    from tests.fixtures import make_class_folders
+
+    root = make_class_folders(tmp_path / "data", {"drawings": 22, "painting": 5})
+    # 25 files of painting, but only 5 distinct pictures: copies count once.
+    for i in range(5):
+        for copy in range(4):
+            shutil.copyfile(root / "painting" / f"{i:04d}.jpg",
+                            root / "painting" / f"copy{copy}_{i}.jpg")
+    with pytest.raises(SplitError) as info:
+        prepare_split(root, tmp_path / "results", verbose=False)
+    message = str(info.value)
+    assert "'painting' has only 5 (in 25 files)" in message and "drawings" not in message
+    assert "at least 20 distinct pictures" in message and str(root.resolve()) in message
+    assert not (tmp_path / "results" / "data" / "split.json").exists()
+
+
+def test_one_class_is_an_error_naming_the_folder_and_the_class(tmp_path):
+    from tests.fixtures import make_class_folders
+
+    root = make_class_folders(tmp_path / "data", {"drawings": 25})
+    with pytest.raises(SplitError) as info:
+        prepare_split(root, tmp_path / "results", verbose=False)
+    message = str(info.value)
+    assert str(root.resolve()) in message
+    assert "only one class with usable images, 'drawings'" in message
+    assert "at least two classes" in message
+    make_class_folders(root, {"painting": 0})  # an empty folder is not a second class
+    with pytest.raises(SplitError, match="class folder painting holds no image files"):
+        prepare_split(root, tmp_path / "results", verbose=False)
+
+
+def test_a_class_whose_files_are_all_undecodable_is_named_not_dropped(tmp_path, capsys):
+    from tests.fixtures import make_class_folders
+
+    root = make_class_folders(tmp_path / "data", {"drawings": 25, "sculpture": 0})
+    (root / "sculpture" / "broken.jpg").write_bytes(b"not a picture")
+    with pytest.raises(SplitError, match=r"only one class with usable images, 'drawings'.*"
+                                         r"'sculpture' was left out: none of its 1 files could "
+                                         r"be decoded"):
+        prepare_split(root, tmp_path / "results", verbose=False)
+    make_class_folders(root, {"painting": 21}, seed=1)  # other pictures than drawings
+    prepare_split(root, tmp_path / "results", verbose=False)
+    report = json.loads((tmp_path / "results" / "data" / "data_report.json").read_text())
+    assert [c["class"] for c in report["classes_left_out"]] == ["sculpture"]
+    assert "warning: class 'sculpture'" in capsys.readouterr().err
+    assert "class left out: sculpture" in _split.format_data_report(report)
+
+
+def test_an_empty_class_folder_is_warned_about_and_reported(tmp_path, capsys):
+    from tests.fixtures import make_class_folders
+
+    root = make_class_folders(tmp_path / "data", {"drawings": 21, "painting": 21, "sculpture": 0})
+    manifest = prepare_split(root, tmp_path / "results", verbose=False)
+    assert manifest.class_names == ["drawings", "painting"]
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(root / "sculpture") in warnings[0], err
+    report = json.loads((tmp_path / "results" / "data" / "data_report.json").read_text())
+    assert report["empty_class_folders"] == ["sculpture"]
+    assert "empty class folders (no image files, left out): sculpture" in \
+        _split.format_data_report(report)
+
+
+def test_empty_class_folder_in_the_kaggle_layout_is_reported_by_its_split(art_dataset, tmp_path):
+    root = tmp_path / "dataset_updated"
+    shutil.copytree(art_dataset[0], root)
+    shutil.rmtree(root / "validation_set" / "drawings")
+    (root / "validation_set" / "drawings").mkdir()
+    prepare_split(root, tmp_path / "results", verbose=False)
+    report = json.loads((tmp_path / "results" / "data" / "data_report.json").read_text())
+    assert report["empty_class_folders"] == ["validation_set/drawings"]

@@ -100,3 +100,51 @@ def test_cli_rejects_unknown_classes_and_missing_models(trained_cnn, tmp_path, c
     assert main([str(tmp_path / "none.keras"), "--split", "test"]) == 2
     assert "no model" in capsys.readouterr().err
 
+
+
+# --- what a report must not hide (issue #10); untrained models, no training ---------------------
+
+def test_text_report_says_how_many_files_were_skipped_and_why(tmp_path, capsys):
+    from tests.fixtures import make_class_folders, save_constant_model
+
+    model = save_constant_model(tmp_path / "m" / "model.keras", 2, answer=0,
+                                class_names=["drawings", "painting"])
+    folder = make_class_folders(tmp_path / "held_out", {"drawings": 3, "painting": 2})
+    for i in range(4):
+        (folder / "painting" / f"junk{i}.jpg").write_bytes(b"not an image")
+    assert main([str(model), "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "images: 5 " in out
+    assert "skipped: 4 files that could not be decoded" in out
+    assert "painting/junk0.jpg: UnidentifiedImageError" in out and "painting/junk2.jpg" in out
+    assert "and 1 more (--json lists them all)" in out
+    assert main([str(model), "--data", str(folder), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["skipped"]) == 4
+
+
+def test_predictions_on_outputs_without_a_class_are_counted_and_warned_about(tmp_path, capsys):
+    from tests.fixtures import make_class_folders, save_constant_model
+
+    # A foreign model (no sidecar) with 5 outputs that always answers output 4, scored on a
+    # folder of 3 classes: output 4 has no class name here.
+    model = save_constant_model(tmp_path / "foreign.keras", 5, answer=4)
+    folder = make_class_folders(tmp_path / "three", {"drawings": 2, "engraving": 2, "painting": 2})
+    assert main([str(model), "--data", str(folder), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["predicted_unknown"] == 6 and report["accuracy"] == 0.0
+    assert sum(map(sum, report["confusion_matrix"])) == 0
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1, captured.err
+    assert "has 5 outputs but the folder 3 classes" in warning[0]
+    assert "guessed from the folder names" in warning[0]
+    assert "sorted: drawings, engraving, painting" in warning[0]
+    assert main([str(model), "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 images were predicted as model outputs with no class (output 4)" in out
+
+
+def test_known_classes_have_no_unknown_predictions():
+    report = classification_metrics([0, 1], [0, 1], ["a", "b"])
+    assert report["predicted_unknown"] == 0
+    assert "no class" not in format_report(report)

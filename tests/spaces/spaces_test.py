@@ -70,11 +70,12 @@ def test_reference_config_is_exactly_a_point_of_its_space(name):
         hp = fixed_hyperparameters(config)
         space.build(hp, CTX_32)
         assert hp.values == config  # every key is used, nothing is missing
-        # Every value lies inside its distribution (a sampler could have proposed it).
+        # Every value lies inside its distribution (a sampler could have proposed it) at full
+        # size; a low --max-image-size may narrow the space (cnn: fewer conv blocks fit).
         study = optuna.create_study()
         study.enqueue_trial(config)
         trial = study.ask()
-        space.build(DefineByRunHyperParameters(trial), CTX_32)
+        space.build(DefineByRunHyperParameters(trial), BuildContext(num_classes=5, weights=None))
         for key, dist in trial.distributions.items():
             assert dist._contains(dist.to_internal_repr(config[key])), (key, config[key], dist)
         keras.backend.clear_session()
@@ -167,6 +168,58 @@ def test_same_config_builds_the_same_model_through_both_engines(name):
         built += 1
         keras.backend.clear_session()
     assert built >= 2
+
+
+def test_cnn_range_of_conv_blocks_fits_every_kernel_and_input_size_of_the_run():
+    from spaces.cnn import IMAGE_SIZES, KERNELS, MAX_BLOCKS, blocks_that_fit, max_conv_blocks
+
+    assert blocks_that_fit(256, 3) == 5 and blocks_that_fit(128, 5) == 4
+    assert blocks_that_fit(32, 3) == 3 and blocks_that_fit(32, 5) == 2
+    low, high, step = IMAGE_SIZES
+    for cap in (None, 256, 200, 128, 64, 48, 36, 32, 24, 16):
+        ctx = BuildContext(num_classes=5, max_image_size=cap, weights=None)
+        hp = kt.HyperParameters()
+        get_space("cnn").build(hp, ctx)
+        declared = next(h for h in hp.space if h.name == "conv_blocks")
+        assert declared.max_value == max_conv_blocks(ctx) <= MAX_BLOCKS
+        sizes = {ctx.image_size(s) for s in range(low, high + 1, step)}
+        # Every block count offered fits every kernel at every input size the run can pick ...
+        assert all(blocks_that_fit(size, k) >= declared.max_value for size in sizes for k in KERNELS)
+        # ... and no count is left out that would have fitted them all.
+        assert declared.max_value == MAX_BLOCKS or any(
+            blocks_that_fit(size, k) == declared.max_value for size in sizes for k in KERNELS)
+        keras.backend.clear_session()
+    # The reference (3 blocks) is in the space at full size and at --max-image-size 64.
+    assert max_conv_blocks(BuildContext(num_classes=5)) == 4
+    assert max_conv_blocks(BuildContext(num_classes=5, max_image_size=64)) == 3
+
+
+def test_cnn_search_at_32px_never_proposes_what_it_cannot_build():
+    """Issue #10: half of the cnn trials at --max-image-size 32 failed with "conv blocks do not
+    fit a 32 px input" and counted toward --trials."""
+    space = get_space("cnn")
+    # Optuna: a search's worth of random trials through the define-by-run adapter.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        hp = DefineByRunHyperParameters(trial)
+        space.build(hp, CTX_32)  # raises for a combination that cannot be built
+        seen.add((hp.values["conv_blocks"], hp.values["kernel_size"]))
+        study.tell(trial, 0.0)
+        keras.backend.clear_session()
+    assert seen == {(1, 3), (1, 5), (2, 3), (2, 5)}  # the whole space at 32 px was tried
+    # keras-tuner: its random oracle learns the space by building it, then proposes.
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"),
+                                           max_trials=30, seed=1)
+    learned = kt.HyperParameters()
+    space.build(learned, CTX_32)
+    oracle.hyperparameters = learned
+    for _ in range(30):
+        hp = learned.copy()
+        hp.values = oracle._random_values()
+        space.build(hp, CTX_32)
+        keras.backend.clear_session()
 
 
 def test_augmentation_subspace_off_by_default_and_builds_layers_when_on():
