@@ -32,6 +32,9 @@ class Backbone:
     scale: float
     offset: float
     num_layers: int  # layers of the headless model (fine-tune depth counts from the top)
+    # Block boundaries, as layers counted from the top: unfreezing exactly these many layers
+    # cuts the network where one tensor crosses (the cheapest activations to cache).
+    block_starts: tuple[int, ...]
     weights_file: str
     weights_url: str  # the folder keras.applications downloads the file from
     weights_sha256: str
@@ -97,6 +100,8 @@ BACKBONES: dict[str, Backbone] = {
         application="MobileNetV2",
         scale=1.0 / 127.5, offset=-1.0,  # keras.applications.mobilenet_v2.preprocess_input
         num_layers=154,
+        # Conv_1, block_16 ... block_1 expand, the first block's depthwise conv.
+        block_starts=(3, 11, 20, 29, 38, 47, 56, 64, 73, 82, 91, 100, 109, 118, 127, 136, 145, 150),
         weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         weights_url="https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
         weights_sha256="524115fc2d488de5011f8a98291bb815ddd6f8e5f234c1ca1bf7df6572d6ea46",

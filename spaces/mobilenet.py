@@ -21,6 +21,12 @@ from spaces.augment import build_augmentation
 from spaces.backbones import BACKBONES
 from spaces.registry import BuildContext, Space, register_space
 
+# Cached activations per image above this many values (at the cut, all crossing tensors)
+# would cost more disk and reading than the forward pass they save: such cuts, deep in the
+# network at a large size, fine-tune through the image path. The published cut at 224 px
+# caches 14 x 14 x (576 + 96) = 131,712 values (263 KB in float16) per image.
+MAX_CACHED_ACTIVATION_VALUES = 300_000
+
 BACKBONE_LAYER = "backbone"
 FEATURES_LAYER = "features"  # pooled backbone output, the head's input
 HEAD_LAYER = "head"
@@ -60,18 +66,27 @@ class MobileNetSpace(Space):
         else:
             backbone_name = self.backbones[0]
         spec = BACKBONES[backbone_name]
-        image_size = ctx.image_size(hp.Int("image_size", 128, 224, step=32, default=224))
+        # The ImageNet weights run at any size; finer detail helps tell drawings from engravings.
+        image_size = ctx.image_size(hp.Int("image_size", 128, 320, step=32, default=224))
         head_units = hp.Int("head_units", 64, 512, step=64, default=128)
         head_dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
         # How many of the backbone's top layers are unfrozen after the head has trained;
-        # 0 = never fine-tune. The reference unfreezes from index 100 of 154: 54 layers.
+        # 0 = never fine-tune. Block boundaries up to the whole network, and the published
+        # recipe's cut (from index 100 of 154: 54 layers, two layers into block 11).
         fine_tune_layers = 0
         if self.fine_tune:
-            fine_tune_layers = hp.Int("fine_tune_layers", 0, 90, step=18, default=54)
-            with hp.conditional_scope("fine_tune_layers", list(range(18, 91, 18))):
+            depths = fine_tune_depths(spec)
+            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True, default=54)
+            with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
                 hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
                 hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
+                # "plateau": the published ReduceLROnPlateau(0.5, 2); "cosine": a warm-up
+                # epoch at a tenth of the rate, then cosine decay (towards zero after the last epoch).
+                hp.Choice("fine_tune_schedule", ["plateau", "cosine"], default="plateau")
+                # 0 = the published Adam; otherwise AdamW with this decoupled weight decay.
+                hp.Choice("fine_tune_weight_decay", [0.0, 1e-5, 1e-4, 1e-3], ordered=True,
+                          default=0.0)
         augmentation = build_augmentation(hp) if self.augment else None
         if fine_tune_layers > spec.num_layers:
             raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
@@ -110,11 +125,24 @@ class MobileNetSpace(Space):
                                           restore_best_weights=True),
         ]
 
-    def fine_tune_callbacks(self, hp: Any) -> list:
-        """The published fine-tuning phase: the same plateau schedule, no early stopping."""
+    def fine_tune_callbacks(self, hp: Any, first_epoch: int = 0, epochs: int = 1) -> list:
+        """The published fine-tuning phase: the same plateau schedule, no early stopping; or
+        a warm-up epoch then cosine decay over the phase's ``epochs``."""
+        import math
+
         import keras
 
-        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)]
+        if hp.values.get("fine_tune_schedule", "plateau") == "plateau":
+            return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)]
+        peak = float(hp.values["learning_rate"]) * float(hp.values["fine_tune_lr_factor"])
+
+        def cosine(epoch: int, _rate: float) -> float:
+            step = epoch - first_epoch
+            if step == 0:
+                return peak / 10  # warm-up: the new head's gradients are still large
+            return peak * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(epochs - 1, 1)))
+
+        return [keras.callbacks.LearningRateScheduler(cosine)]
 
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
             batch_size: int = 32, verbose: int = 0) -> None:
@@ -154,20 +182,23 @@ class MobileNetSpace(Space):
         cut = len(base.layers) - fine_tune_layers
         unfreeze_top(base, fine_tune_layers)
         fine_tune_lr = learning_rate * float(values["fine_tune_lr_factor"])
+        decay = float(values.get("fine_tune_weight_decay") or 0.0)
+        schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
         phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-                     callbacks=[*self.fine_tune_callbacks(hp), *callbacks], verbose=verbose)
-        if self.cache_activations and not has_augmentation and cut > 1:
+                     callbacks=[*schedule, *callbacks], verbose=verbose)
+        if self.cache_activations and not has_augmentation and cut > 1 \
+                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES:
             from search.data import make_dataset  # the one input pipeline
 
             key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
             trainer, (a_train, y_train), (a_val, y_val) = self._activation_trainer(
                 model, base, cut, data, size, key)
-            _compile(trainer, fine_tune_lr)
+            _compile(trainer, fine_tune_lr, decay)
             trainer.fit(make_dataset(a_train, y_train, batch_size, shuffle=True),
                         validation_data=make_dataset(a_val, y_val, batch_size),
                         shuffle=False, **phase)  # the dataset shuffles itself
             return
-        _compile(model, fine_tune_lr)
+        _compile(model, fine_tune_lr, decay)
         model.fit(
             data.dataset("train", size, batch_size, shuffle=True),
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
@@ -225,8 +256,23 @@ class MobileNetSpace(Space):
             "fine_tune_layers": 54,
             "fine_tune_lr_factor": 0.1,
             "fine_tune_epochs": 10,
+            "fine_tune_schedule": "plateau",
+            "fine_tune_weight_decay": 0.0,
             **AUGMENT_REFERENCE,
         }]
+
+
+def fine_tune_depths(spec) -> list[int]:
+    """The fine-tuning depths a space offers: none, every block boundary, the published 54
+    layers, the whole network."""
+    return sorted({0, 54, *spec.block_starts, spec.num_layers})
+
+
+def _activation_values(base, cut: int) -> int:
+    """Values per image in the tensors a cut at ``cut`` crosses."""
+    import math
+
+    return sum(math.prod(t.shape[1:]) for t in _crossing_tensors(base, cut))
 
 
 def unfreeze_top(base, layers: int) -> None:
@@ -261,10 +307,12 @@ def _crossing_tensors(base, cut: int) -> list:
     return list(crossing.values())
 
 
-def _compile(model, learning_rate: float) -> None:
+def _compile(model, learning_rate: float, weight_decay: float = 0.0) -> None:
     import keras
 
     from search.training import compile_classifier
 
-    compile_classifier(model, keras.optimizers.Adam(learning_rate))
+    optimizer = (keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay) if weight_decay
+                 else keras.optimizers.Adam(learning_rate))
+    compile_classifier(model, optimizer)
 

@@ -11,7 +11,7 @@ import pytest
 from baselines import BASELINES, get_baseline
 from baselines.run import format_comparison, main, run_baseline
 from search.results import REFERENCE_MODELS, read_trials
-from spaces import get_space
+from spaces import BuildContext, get_space
 
 
 def test_published_budgets_and_recipes_are_their_spaces_reference_points():
@@ -33,9 +33,13 @@ def test_published_budgets_and_recipes_are_their_spaces_reference_points():
 
 
 def test_mobilenet_phases_follow_the_published_schedule():
+    from search.hyperparameters import fixed_hyperparameters
+
     space = get_space("mobilenet")
-    head = [type(c).__name__ for c in space.training_callbacks(None)]
-    tune = [type(c).__name__ for c in space.fine_tune_callbacks(None)]
+    hp = fixed_hyperparameters(BASELINES["mobilenet"].reference_config())
+    space.declare(hp, BuildContext(num_classes=5))
+    head = [type(c).__name__ for c in space.training_callbacks(hp)]
+    tune = [type(c).__name__ for c in space.fine_tune_callbacks(hp, 20, 10)]
     assert head == ["ReduceLROnPlateau", "EarlyStopping"]
     assert tune == ["ReduceLROnPlateau"]  # the published fine-tuning has no early stopping
 

@@ -15,7 +15,7 @@ from spaces.mobilenet import MobileNetSpace, _crossing_tensors
 CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
 CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_rate": 0.01,
           "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1, "fine_tune_epochs": 2,
-          "aug_enabled": False}
+          "fine_tune_schedule": "plateau", "fine_tune_weight_decay": 0.0, "aug_enabled": False}
 
 
 def _train(space: MobileNetSpace, data, monkeypatch=None):
@@ -90,3 +90,28 @@ def test_fine_tuning_keeps_batch_norm_in_inference_mode():
         x, _ = data.arrays("val", 32)
         np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-6)
         keras.backend.clear_session()
+
+
+def test_fine_tune_depths_are_block_boundaries_and_the_published_cut():
+    from spaces.backbones import BACKBONES
+    from spaces.mobilenet import fine_tune_depths
+
+    spec = BACKBONES["mobilenet_v2"]
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+    assert len(base.layers) == spec.num_layers
+    for depth in spec.block_starts:  # a block boundary: exactly one tensor crosses
+        assert len(_crossing_tensors(base, spec.num_layers - depth)) == 1, depth
+    assert fine_tune_depths(spec)[:3] == [0, 3, 11] and 54 in fine_tune_depths(spec)
+    assert fine_tune_depths(spec)[-1] == 154  # the whole network
+    keras.backend.clear_session()
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    space = MobileNetSpace()
+    hp = fixed_hyperparameters({**CONFIG, "fine_tune_schedule": "cosine"})
+    space.declare(hp, CTX)  # a trial's values exist once the space has declared them
+    (scheduler,) = space.fine_tune_callbacks(hp, first_epoch=5, epochs=4)
+    rates = [scheduler.schedule(epoch, 0.0) for epoch in range(5, 9)]
+    peak = 0.01 * 0.1
+    assert rates[0] == pytest.approx(peak / 10) and rates[1] == pytest.approx(peak)
+    assert rates[1] > rates[2] > rates[3] > 0 and rates[3] == pytest.approx(peak / 4)
