@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 from search import results as results_mod
 from search._process import utc_now
-from search.results import TrialRecord
+from search.results import TrialRecord, TrialTable, UnreadableLine
 
 
 class SearchError(ValueError):
     """Bad search input (unknown engine/algorithm/pruner, a resumed study that differs...)."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", str(url))
 
 
 class Study:
@@ -46,7 +53,9 @@ class Study:
     # -- study.json ---------------------------------------------------------------------------
     def open(self, *, seed: int, settings: dict[str, Any], data: dict[str, Any],
              reference_configs: list[dict[str, Any]]) -> dict[str, Any]:
-        """Create study.json, or check that a resumed study is the same search."""
+        """Create study.json, or check that a resumed study is the same search: same engine,
+        algorithm, space, seed, data and storage (no ``settings["storage"]`` means the one
+        study.json records; another one is refused before anything is written)."""
         now = utc_now()
         if self.study_json.exists():
             info = results_mod.read_json(self.study_json)
@@ -63,6 +72,7 @@ class Study:
                     f"study {self.name!r} was run on data {old_digest}, this run's data is "
                     f"{data['digest']}; a resumed search must use the same split"
                 )
+            settings = self._resumed_storage(info, settings)
             info.setdefault("runs", []).append({"started_at": now, "config": settings})
             info["config"] = settings
             info["versions"] = results_mod.environment_info()
@@ -79,9 +89,42 @@ class Study:
         results_mod.write_json(self.study_json, info)
         return info
 
+    def recorded_storage(self) -> str | None:
+        """The storage URL study.json records (None: the engine's default, in this folder)."""
+        if not self.study_json.exists():
+            return None
+        return _recorded_storage(results_mod.read_json(self.study_json))
+
+    def _resumed_storage(self, info: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+        """A resumed study keeps the storage it was run with: none given means the recorded
+        one; another one is refused (it would start a fresh study and rerun every trial)."""
+        if "storage" not in settings:
+            return settings
+        given, recorded = settings["storage"], _recorded_storage(info)
+        if given is not None and _storage_key(given, self.dir) != _storage_key(recorded, self.dir):
+            where = (f"was run with --storage {mask_url(recorded)}" if recorded is not None else
+                     f"keeps its Optuna trials in the default SQLite file {self.dir / 'optuna.db'}")
+            raise SearchError(
+                f"study {self.name!r} in {self.dir} {where}, not {mask_url(given)}; resume it "
+                "without --storage (its recorded storage is used), or pass --study NAME to start "
+                "a different study")
+        return {**settings, "storage": recorded}
+
     # -- trials ----------------------------------------------------------------------------
     def records(self) -> list[TrialRecord]:
         return results_mod.read_trials(self.trials_path)
+
+    def table(self) -> TrialTable:
+        """The table as read: good rows, and the lines that could not be read."""
+        return results_mod.read_table(self.trials_path)
+
+    def set_aside_unreadable(self) -> list[UnreadableLine]:
+        """Move unreadable lines of trials.jsonl to trials.jsonl.unreadable (nothing is
+        deleted) and return them; the CSV view is rewritten from the rows that remain."""
+        moved = results_mod.set_aside_unreadable(self.trials_path)
+        if moved:
+            results_mod.write_csv(self.records(), self.csv_path)
+        return moved
 
     def finished(self, trial_id: str) -> TrialRecord | None:
         for record in self.records():
@@ -163,9 +206,11 @@ class Study:
         manifest = getattr(runner.data, "manifest", None)
         save_model(model, self.best_model_path, runner.data.class_names, size,
                    getattr(manifest, "path", None), study=self.name, trial_id=best.trial_id)
+        # A row re-derived from an engine's records may lack the parameter count: the model has it.
+        params = best.params if best.params is not None else int(model.count_params())
         summary = {
             "trial_id": best.trial_id, "config": best.config, "val_accuracy": best.val_accuracy,
-            "test": report, "params": best.params, "wall_time_s": best.wall_time_s,
+            "test": report, "params": params, "wall_time_s": best.wall_time_s,
             "number": best.number, "image_size": size, "retrained": retrained,
             "evaluated_at": utc_now(),
         }
@@ -173,3 +218,26 @@ class Study:
         del model
         keras.backend.clear_session()
         return summary
+
+
+def _recorded_storage(info: dict[str, Any]) -> str | None:
+    """study.json's storage: ``config.storage``, else (a study.json an older version rewrote
+    on a resume without --storage) the latest one its runs name."""
+    recorded = (info.get("config") or {}).get("storage")
+    if recorded:
+        return recorded
+    for run in reversed(info.get("runs") or []):
+        if (run.get("config") or {}).get("storage"):
+            return run["config"]["storage"]
+    return None
+
+
+def _storage_key(url: str | None, directory: Path) -> str:
+    """What two storage URLs are compared by: None is the default SQLite file in the study
+    folder, and a SQLite URL is its file's absolute path."""
+    if url is None:
+        url = f"sqlite:///{directory / 'optuna.db'}"
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+        return prefix + str(Path(url[len(prefix):].split("?", 1)[0]).resolve())
+    return url

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, ClassVar
 
-from search.results import TrialRecord
+from search.results import TrialRecord, describe_lines
 from search.study import SearchError, Study
 
 
@@ -79,7 +79,65 @@ class Engine(abc.ABC):
     def run(self, runner, study: Study, *, trials: int, epochs: int,
             max_time: float | None = None, progress: bool = True) -> None:
         """Run trials until ``trials`` have finished in this study (earlier runs included) or
-        ``max_time`` seconds have passed; never rerun a finished trial."""
+        ``max_time`` seconds have passed; never rerun a finished trial. Starts with
+        :meth:`reconcile`."""
+
+    def reconcile(self, runner, study: Study, *, epochs: int) -> None:
+        """Make the study's table agree with the engine's own record of its trials, before
+        any trial runs: lines of trials.jsonl that hold no row (torn by a crash, garbled) are
+        moved to trials.jsonl.unreadable and reported. Engines extend this to re-derive the
+        rows of finished trials that have none (:func:`rederived_record`)."""
+        moved = study.set_aside_unreadable()
+        if moved:
+            warn(f"{study.trials_path}: {describe_lines([u.line for u in moved])}; moved to "
+                 f"{study.trials_path}.unreadable")
+
+
+def warn(message: str) -> None:
+    """One ``warning: ...`` line on stderr (before the progress bar starts)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def warn_rederived(study: Study, rows: list[TrialRecord], source: str) -> None:
+    """Say which trials' rows were re-derived, and from what."""
+    if not rows:
+        return
+    n = len(rows)
+    numbers = ", ".join(str(r.number) for r in rows[:20]) + (", ..." if n > 20 else "")
+    warn(f"{n} finished trial{'s' if n != 1 else ''} ({numbers}) had no readable row in "
+         f"{study.trials_path}; {'their rows were' if n != 1 else 'its row was'} re-derived from "
+         f"{source} (configuration, state, validation accuracy; the per-epoch history is lost)")
+
+
+def rederived_record(runner, *, trial_id: str, number: int, state: str, config: dict[str, Any],
+                     note: str, **fields: Any) -> TrialRecord:
+    """The row of a finished trial rebuilt from an engine's own records (its table row was
+    lost): ``note`` goes into ``error``; the model's size is counted by building ``config``
+    again (no training, no weights)."""
+    return TrialRecord(**runner.labels, trial_id=str(trial_id), number=int(number), state=state,
+                       config=dict(config), error=note, **{**_model_size(runner, config), **fields})
+
+
+def _model_size(runner, config: dict[str, Any]) -> dict[str, int]:
+    import keras
+    import numpy as np
+
+    from search.hyperparameters import fixed_hyperparameters
+
+    try:
+        model = runner.space.declare(fixed_hyperparameters(config), runner.ctx)
+        if model is None:  # the space rejects this configuration (the trial failed in build)
+            return {}
+        size = {"params": int(model.count_params()),
+                "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+        shape = getattr(model, "input_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 4 and shape[1] == shape[2] and shape[1]:
+            size["input_size"] = int(shape[1])
+        return size
+    except Exception:  # noqa: BLE001 - the size is a nicety; the row is what matters
+        return {}
+    finally:
+        keras.backend.clear_session()
 
 
 ENGINES: dict[str, str] = {

@@ -10,14 +10,19 @@
 - The project folder is ``results/searches/<study>/tuner/``; ``overwrite=False`` reloads the
   oracle, so the same command resumes: finished trials stay, and a trial that was running
   when the process died is retried under its own id (keras-tuner's retry queue).
+- The table is reconciled with the oracle's records first (``KerasTunerEngine.reconcile``):
+  a finished trial whose row was lost (a torn or garbled line, set aside) gets its row
+  re-derived from ``tuner/trial_*/trial.json`` (hyperparameter values, status, score).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
-from search.engines.base import Engine, Progress, deadline_from
+from search.engines.base import Engine, Progress, deadline_from, rederived_record, warn_rederived
 from search.study import SearchError, Study
 from spaces.registry import BuildContext, Space
 
@@ -182,6 +187,7 @@ class KerasTunerEngine(Engine):
 
     def run(self, runner, study: Study, *, trials: int, epochs: int,
             max_time: float | None = None, progress: bool = True) -> None:
+        self.reconcile(runner, study, epochs=epochs)
         oracle = make_oracle(self.algorithm, runner.space, trials=trials, epochs=epochs,
                              seed=self.seed, deadline=deadline_from(max_time))
         done = len(study.records())
@@ -192,3 +198,55 @@ class KerasTunerEngine(Engine):
         finally:
             if bar is not None:
                 bar.close()
+
+    def reconcile(self, runner, study: Study, *, epochs: int) -> None:
+        """Unreadable lines set aside (see ``Engine.reconcile``); then every trial keras-tuner
+        recorded as finished (``tuner/trial_*/trial.json``: COMPLETED or FAILED) without a
+        row gets one re-derived from that record. A record keras-tuner itself could not
+        reload is refused here, with its path, instead of keras-tuner's traceback."""
+        super().reconcile(runner, study, epochs=epochs)
+        rows = {r.trial_id for r in study.records()}
+        rederived = []
+        for path, state in _trial_records(study.dir / "tuner"):
+            if state.get("status") in ("COMPLETED", "FAILED") and str(state.get("trial_id")) not in rows:
+                record = record_from_keras_tuner(runner, state, epochs)
+                study.append(record)
+                rederived.append(record)
+        warn_rederived(study, sorted(rederived, key=lambda r: r.number),
+                       f"keras-tuner's trial records in {study.dir / 'tuner'}")
+
+
+def _trial_records(project: Path) -> list[tuple[Path, dict[str, Any]]]:
+    records = []
+    for path in sorted(project.glob("trial_*/trial.json")):
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or "trial_id" not in state:
+                raise ValueError("not a keras-tuner trial record")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise SearchError(
+                f"keras-tuner's trial record {path} cannot be read ({type(exc).__name__}: "
+                f"{str(exc)[:200]}), so keras-tuner cannot resume this study; start a different "
+                "study with --study NAME (this study's table and best model stay as they are)"
+            ) from None
+        records.append((path, state))
+    return records
+
+
+def record_from_keras_tuner(runner, state: dict[str, Any], epochs: int):
+    """A finished keras-tuner trial's row, rebuilt from its trial.json (its row was lost)."""
+    from search.hyperparameters import hp_config
+
+    hps = _kt().HyperParameters.from_config(state["hyperparameters"])
+    complete = state["status"] == "COMPLETED" and state.get("score") is not None
+    message = [line for line in str(state.get("message") or "").splitlines() if line.strip()]
+    note = "row re-derived from keras-tuner's trial record (trials.jsonl had no readable row): history lost"
+    if not complete and message:
+        note += f"; keras-tuner's message: {message[-1].strip()[:300]}"
+    trial_id = str(state["trial_id"])
+    budget = hps.values.get("tuner/epochs")
+    return rederived_record(
+        runner, trial_id=trial_id, number=int(trial_id), state="COMPLETE" if complete else "FAIL",
+        config=hp_config(hps), note=note,
+        val_accuracy=float(state["score"]) if complete else None,
+        epochs_run=int(budget) if budget is not None else (epochs if complete else 0))

@@ -1,8 +1,14 @@
 """Optuna engine: a sampler (tpe, random, cmaes) and a pruner decide; the TrialRunner trains.
 
 - The study lives in an RDB storage (default ``sqlite:///results/searches/<study>/optuna.db``)
-  opened with ``load_if_exists=True``: the same command resumes it. Only finished trials
-  (complete, pruned, failed) count toward ``--trials``.
+  opened with ``load_if_exists=True``: the same command resumes it, in the storage study.json
+  records (``search.study.Study.open`` refuses another one). A ``--storage`` URL is checked
+  when the engine is made, before anything is written: a malformed URL, an unknown database
+  or a missing driver (PostgreSQL: ``pip install "art-arch-search[postgres]"``) is a
+  ``SearchError``. Only finished trials (complete, pruned, failed) count toward ``--trials``.
+- The table is reconciled with the storage first (``OptunaEngine.reconcile``): a finished
+  trial whose row was lost (a torn or garbled line, set aside) gets its row re-derived from
+  the storage; rows with no study in the storage at all are refused (wrong storage).
 - A trial left RUNNING by a process that died (kill -9, power loss) or interrupted by Ctrl-C
   is marked FAIL on resume and its configuration queued once more, so the interrupted work
   is redone but nothing finished is rerun. (Running trials of a live process on the same
@@ -14,12 +20,20 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import socket
 from typing import Any
 
-from search.engines.base import Engine, Progress, TrialFailed
-from search.study import SearchError, Study
+from search.engines.base import (
+    Engine,
+    Progress,
+    TrialFailed,
+    rederived_record,
+    warn,
+    warn_rederived,
+)
+from search.study import SearchError, Study, mask_url
 
 PRUNERS = ("median", "hyperband", "none")
 _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -28,6 +42,98 @@ _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 def default_storage(study: Study) -> str:
     study.dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(study.dir / 'optuna.db').resolve()}"
+
+
+_URL_EXAMPLES = "e.g. sqlite:///path/to/optuna.db or postgresql://user:password@host/database"
+# Database driver module -> how to install it.
+_DRIVER_HINTS = {
+    "psycopg2": 'pip install "art-arch-search[postgres]" (in a checkout: pip install -e ".[postgres]")',
+    "psycopg": 'pip install "art-arch-search[postgres]" (in a checkout: pip install -e ".[postgres]")',
+    "MySQLdb": "pip install mysqlclient (or write mysql+pymysql://... and pip install PyMySQL)",
+    "pymysql": "pip install PyMySQL",
+}
+
+
+def check_storage(url: str, what: str = "--storage") -> None:
+    """Refuse a storage URL that cannot work, without connecting or writing anything: a
+    malformed URL, an unknown database, a driver that is not installed, a SQLite file in a
+    folder that does not exist. ``what`` names where the URL came from."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise SearchError(f"{what} {shown!r} is not a database URL ({_URL_EXAMPLES})") from None
+    try:
+        # Imports the dialect and its driver; connects to nothing (SQLite creates no file).
+        sqlalchemy.create_engine(parsed).dispose()
+    except NoSuchModuleError:
+        raise SearchError(f"{what} {shown}: unknown database {parsed.drivername!r} "
+                          f"({_URL_EXAMPLES}; PostgreSQL is postgresql://, not postgres://)") from None
+    except ImportError as exc:
+        module = exc.name or str(exc)
+        hint = _DRIVER_HINTS.get(module, f"install the Python package that provides {module!r}")
+        raise SearchError(f"{what} {shown} needs the database driver {module!r}, which is not "
+                          f"installed: {hint}") from None
+    folder = _sqlite_folder(parsed)
+    if folder is not None and not os.path.isdir(folder):
+        # The folder is made when the study opens (the study's own folder does not exist
+        # before its first run); refuse one that cannot be.
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise SearchError(f"{what} {shown}: cannot create folder {folder}, {existing} is a "
+                              "file; give a file in a folder")
+        if not os.access(existing, os.W_OK):
+            raise SearchError(f"{what} {shown}: cannot create folder {folder}, {existing} is not "
+                              "writable; give a file in a folder you can write to")
+
+
+def _sqlite_folder(parsed) -> str | None:
+    """The folder of a SQLite file URL (None: not SQLite, or in memory)."""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.dirname(os.path.abspath(parsed.database))
+
+
+def open_optuna_study(study: Study, storage: str):
+    """The study's Optuna study in ``storage``, created if new. Rows in the table while the
+    storage holds no such study mean the wrong storage (or a lost database): refused, since
+    running on would give new trials the numbers, and the ids, of the rows."""
+    import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    folder = _sqlite_folder(make_url(storage))
+    if folder is not None:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise SearchError(f"cannot create the folder of the Optuna storage {mask_url(storage)}: "
+                              f"{exc}") from None
+    try:
+        storage_obj = optuna.storages.get_storage(storage)  # connects (and creates tables)
+        exists = study.name in optuna.get_all_study_names(storage_obj)
+        if not exists:
+            table = study.table()
+            n = len(table.records) + len(table.unreadable)
+            if n:
+                raise SearchError(
+                    f"study {study.name!r} has {n} row{'s' if n != 1 else ''} in "
+                    f"{study.trials_path} but {mask_url(storage)} holds no Optuna study "
+                    f"{study.name!r}: resume with the storage the study was run with "
+                    "(--storage URL), or pass --study NAME to start a different study")
+        return optuna.create_study(study_name=study.name, storage=storage_obj,
+                                   direction="maximize", load_if_exists=True)
+    except SQLAlchemyError as exc:
+        reason = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise SearchError(f"could not open the Optuna storage {mask_url(storage)}: {reason}; "
+                          "check that the database is running and that the URL (user, password, "
+                          "host, database) is right") from None
 
 
 def make_sampler(algorithm: str, seed: int):
@@ -73,6 +179,8 @@ class OptunaEngine(Engine):
         super().__init__(algorithm, seed=seed, pruner=pruner, storage=storage)
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
+        if storage is not None:
+            check_storage(storage)  # before search.run writes study.json
 
     def check_space(self, space, ctx) -> None:
         """CMA-ES models numeric hps only: refuse a space that has none."""
@@ -89,10 +197,15 @@ class OptunaEngine(Engine):
         import optuna
 
         self.check_space(runner.space, runner.ctx)
-        storage = self.storage or default_storage(study)
-        ostudy = optuna.create_study(study_name=study.name, storage=storage, direction="maximize",
-                                     load_if_exists=True)
+        storage = self.storage
+        if storage is None:
+            storage = study.recorded_storage()  # a resumed study's own (Study.open keeps it)
+            if storage is not None:
+                check_storage(storage, f"the storage recorded in {study.study_json},")
+        storage = storage or default_storage(study)
+        ostudy = open_optuna_study(study, storage)
         recover_interrupted(ostudy, study)
+        self.reconcile(runner, study, epochs=epochs, ostudy=ostudy, storage=storage)
         if not ostudy.trials:
             for config in runner.space.reference_configs():
                 ostudy.enqueue_trial(config, user_attrs={"reference": True})
@@ -139,6 +252,62 @@ class OptunaEngine(Engine):
                             gc_after_trial=False)  # the runner clears the session and collects
         finally:
             bar.close()
+
+    def reconcile(self, runner, study: Study, *, epochs: int, ostudy=None,
+                  storage: str | None = None) -> None:
+        """Unreadable lines set aside (see ``Engine.reconcile``); then every finished trial in
+        the storage without a row gets one re-derived from the storage (params, state, value,
+        per-epoch val_accuracy as reported to the pruner, times); rows of trials the storage
+        does not know are reported."""
+        super().reconcile(runner, study, epochs=epochs)
+        if ostudy is None:
+            return
+        rows = {r.number for r in study.records()}
+        trials = ostudy.get_trials(deepcopy=False)
+        rederived = []
+        for trial in trials:
+            if trial.state.name in _FINISHED and not trial.user_attrs.get("interrupted") \
+                    and trial.number not in rows:
+                record = record_from_optuna(runner, trial, epochs)
+                study.append(record)
+                rederived.append(record)
+        shown = mask_url(storage or "")
+        warn_rederived(study, rederived, f"the Optuna storage {shown}")
+        unknown = sorted(rows - {t.number for t in trials})
+        if unknown:
+            n = len(unknown)
+            warn(f"{n} row{'s' if n != 1 else ''} of {study.trials_path} (trial number"
+                 f"{'s' if n != 1 else ''} {', '.join(map(str, unknown[:20]))}) "
+                 f"{'have' if n != 1 else 'has'} no trial in the Optuna storage {shown}; a new "
+                 "trial given the same number replaces that row in the table (the line stays "
+                 "in the file)")
+
+
+def record_from_optuna(runner, trial, epochs: int):
+    """A finished Optuna trial's row, rebuilt from the storage (its own row was lost)."""
+    curve = [float(v) for _, v in sorted(trial.intermediate_values.items())]
+    state = trial.state.name
+    if state == "COMPLETE":
+        accuracy = float(trial.value)
+    else:
+        accuracy = max(curve) if curve else None
+    note = ("row re-derived from the Optuna storage (trials.jsonl had no readable row): "
+            + ("history lost, only the per-epoch val_accuracy reported to the pruner is kept"
+               if curve else "history lost"))
+    return rederived_record(
+        runner, trial_id=str(trial.number), number=trial.number, state=state,
+        config=trial.params, note=note, val_accuracy=accuracy,
+        history={"val_accuracy": curve} if curve else {},
+        epochs_run=len(curve) or (epochs if state == "COMPLETE" else 0),
+        wall_time_s=round(trial.duration.total_seconds(), 3) if trial.duration else 0.0,
+        started_at=_utc(trial.datetime_start), finished_at=_utc(trial.datetime_complete))
+
+
+def _utc(moment) -> str | None:
+    # Optuna records local naive datetimes; the table records UTC, to the second.
+    if moment is None:
+        return None
+    return moment.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def count_finished(ostudy) -> int:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from search.results._selection import REFERENCE_MODELS, is_number, is_tested, selected_trial
-from search.results._table import TrialRecord, read_json, read_trials, results_root, study_dir
+from search.results._table import (
+    TrialRecord,
+    describe_lines,
+    read_json,
+    read_table,
+    results_root,
+    study_dir,
+)
 
 
 @dataclasses.dataclass
@@ -28,6 +35,8 @@ class StudyResults:
     meta: dict[str, Any]
     trials: list[TrialRecord]
     best: dict[str, Any] | None = None
+    # Line numbers of trials.jsonl that hold no readable row (torn by a crash, garbled).
+    unreadable_lines: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def engine(self) -> str:
@@ -180,7 +189,24 @@ def load_results(
             notes.append(f"Study {name!r} not found ({directory} does not exist).")
             continue
         meta = _read_json_or_note(directory / "study.json", notes) or {}
-        trials = read_trials(directory / "trials.jsonl")
+        table = read_table(directory / "trials.jsonl")
+        trials = table.records
+        if table.unreadable:
+            notes.append(
+                f"Study {name!r}: {describe_lines(table.unreadable_lines, of=table.path)}, "
+                "left out here. Running the search again moves unreadable lines to "
+                f"{table.path.name}.unreadable and re-derives the rows of finished trials from "
+                "the engine's own records."
+            )
+        aside = directory / "trials.jsonl.unreadable"
+        if aside.exists():
+            kept = sum(1 for line in aside.read_bytes().split(b"\n") if line.strip())
+            if kept:
+                notes.append(
+                    f"Study {name!r}: {kept} earlier unreadable line{'s' if kept != 1 else ''} "
+                    f"{'are' if kept != 1 else 'is'} kept in {aside} (set aside by the search; "
+                    "check and delete it once you no longer need it)."
+                )
         if not trials:
             notes.append(f"Study {name!r} has no finished trials yet.")
         best = None
@@ -192,7 +218,8 @@ def load_results(
                 f"Study {name!r} has no best.json yet (search still running?): its best trial is "
                 "listed by validation accuracy only."
             )
-        loaded.append(StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials, best))
+        loaded.append(StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials,
+                                   best, unreadable_lines=table.unreadable_lines))
     return ResultsTree(root=root, baselines=baselines, studies=loaded, notes=notes)
 
 

@@ -67,6 +67,25 @@ def test_a_study_with_only_failed_trials_gets_a_message_not_figures(tmp_path):
     assert "confusion" not in dashboard.figure_names and "history" in dashboard.figure_names
 
 
+def test_the_dashboard_page_lists_the_unreadable_rows(tmp_path):
+    import json
+
+    from search.results import TrialRecord, append_trial, write_json
+
+    def row(n):
+        return TrialRecord("torn-study", "keras-tuner", "random", "cnn", str(n), n, "COMPLETE",
+                           {"units": 8}, val_accuracy=0.5, epochs_run=1)
+
+    d = tmp_path / "searches" / "torn-study"
+    write_json(d / "study.json", {"study": "torn-study", "engine": "keras-tuner",
+                                  "algorithm": "random", "space": "cnn"})
+    append_trial(d / "trials.jsonl", row(0))
+    with open(d / "trials.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row(1).to_dict())[:40])  # torn by a crash mid-write
+    page = render_dashboard(load_results(tmp_path)).html
+    assert "Study &#x27;torn-study&#x27;: 1 line of" in page and "could not be read (line 2)" in page
+
+
 def test_cli_writes_only_the_requested_study(results_tree, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["--results", str(results_tree), "--study", KT_STUDY, "--out", str(out)]) == 0

@@ -141,3 +141,42 @@ def test_bad_engine_arguments_name_the_value_and_choices():
         get_engine("keras-tuner", "random", pruner="median")
     with pytest.raises(SearchError, match=r"unknown engine 'sklearn'; choices: keras-tuner, optuna"):
         get_engine("sklearn")
+
+
+def test_torn_rows_are_set_aside_and_re_derived_from_the_oracle_records(
+        tiny_data, tmp_path, flaky_space, capsys):
+    search(tiny_data, tmp_path, space=flaky_space, trials=3, study="flaky-kt")
+    study_dir = tmp_path / "searches" / "flaky-kt"
+    table = study_dir / "trials.jsonl"
+    before = read_trials(table)
+    lines = table.read_text().splitlines()
+    lines[1] = "\x00\x00" + lines[1][:20]  # garbled: the NaN trial (FAIL)
+    table.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])  # torn: the good one
+    capsys.readouterr()
+
+    search(tiny_data, tmp_path, space=flaky_space, trials=3, study="flaky-kt")
+    err = capsys.readouterr().err
+    assert (f"warning: {table}: 2 lines could not be read (lines 2, 3); moved to "
+            f"{table}.unreadable") in err
+    assert "2 finished trials (1, 2) had no readable row" in err and "keras-tuner" in err
+    rows = read_trials(table)
+    assert [r.trial_id for r in rows] == ["0", "1", "2"]  # nothing was trained again
+    records = {p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")}
+    assert rows[0].to_dict() == before[0].to_dict()
+    for row, old in zip(rows[1:], before[1:]):
+        assert (row.state, row.config, row.number) == (old.state, old.config, old.number)
+        assert "row re-derived from keras-tuner's trial record" in row.error
+        assert row.params == old.params and row.input_size == old.input_size
+    assert rows[2].val_accuracy == records["trial_2"]["score"] == before[2].val_accuracy
+    assert rows[2].epochs_run == 1
+    assert len((study_dir / "trials.jsonl.unreadable").read_text().splitlines()) == 2
+    assert json.load(open(study_dir / "best.json"))["trial_id"] == "2"
+
+
+def test_an_unreadable_keras_tuner_record_is_named_not_a_traceback(tiny_data, tmp_path, flaky_space):
+    record = tmp_path / "searches" / "flaky-kt" / "tuner" / "trial_0" / "trial.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"trial_id": "0", "hyperpar')  # torn by a kill mid-write
+    with pytest.raises(SearchError, match=r"keras-tuner's trial record .*trial_0/trial\.json cannot "
+                                          r"be read .*--study NAME"):
+        search(tiny_data, tmp_path, space=flaky_space, trials=1, study="flaky-kt")

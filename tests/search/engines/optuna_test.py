@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from search.engines import get_engine
 from search.study import SearchError
 from search.engines.optuna import declared_kinds
-from search.results import read_trials
+from search.results import read_json, read_trials
 from search.run import run_search
 from spaces import BuildContext, Space, get_space
 
@@ -260,3 +261,137 @@ def test_bad_engine_arguments_name_the_value_and_choices():
         get_engine("optuna", "bayesian")
     with pytest.raises(SearchError, match=r"unknown pruner 'asha'; choices: median, hyperband, none"):
         get_engine("optuna", "tpe", pruner="asha")
+
+
+# ------------------------------------------------------------------ storage: URL and driver
+
+def _driver_installed(*modules: str) -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in modules)
+
+
+@pytest.mark.parametrize("url, hint", [
+    ("postgresql://me:s3cret@db.example:5432/art", 'pip install "art-arch-search[postgres]"'),
+    ("postgresql+psycopg2://me:s3cret@db.example/art", 'pip install "art-arch-search[postgres]"'),
+    ("mysql://me:s3cret@db.example/art", "pip install mysqlclient"),
+])
+def test_storage_whose_driver_is_missing_is_refused_before_anything_is_written(
+        url, hint, tmp_path, capsys):
+    from search.run import main
+
+    if _driver_installed("psycopg", "psycopg2", "MySQLdb"):
+        pytest.skip("a database driver is installed here")
+    with pytest.raises(SearchError) as exc:
+        get_engine("optuna", "tpe", storage=url)
+    message = str(exc.value)
+    assert "\n" not in message and "s3cret" not in message
+    assert url.replace("s3cret", "***") in message and hint in message
+    code = main(["--space", "cnn", "--synthetic", "--storage", url, "--results", str(tmp_path),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --storage ") and "Traceback" not in err
+    assert "s3cret" not in err and hint in err
+    assert not (tmp_path / "searches").exists()  # no study.json for a study that never started
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("db.sqlite", "is not a database URL"),
+    ("postgres://me:s3cret@db.example/art", "unknown database 'postgres'"),
+    ("postgresql://me:s3cret@db.example:port/art", "is not a database URL"),
+    ("sqlite:///{tmp}/a-file/sub/optuna.db", "cannot create folder {tmp}/a-file/sub, {tmp}/a-file is a file"),
+])
+def test_malformed_storage_url_is_refused_before_anything_is_written(url, expected, tmp_path,
+                                                                    capsys):
+    from search.run import main
+
+    (tmp_path / "a-file").write_text("")
+    url, expected = url.format(tmp=tmp_path), expected.format(tmp=tmp_path)
+    tmp_path = tmp_path / "results"
+
+    with pytest.raises(SearchError, match=re.escape(expected)) as exc:
+        get_engine("optuna", "tpe", storage=url)
+    assert "s3cret" not in str(exc.value) and "\n" not in str(exc.value)
+    assert main(["--space", "cnn", "--synthetic", "--storage", url, "--results", str(tmp_path),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --storage ") and expected in err and "Traceback" not in err
+    assert not (tmp_path / "searches").exists()
+
+
+def test_resume_without_storage_uses_the_recorded_one_and_refuses_another(
+        tiny_data, tmp_path, flaky_space):
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=1, storage=elsewhere,
+           pruner="none")
+    study_dir = tmp_path / "searches" / "flaky"
+    # A SQLite file in a folder that does not exist yet is fine: the folder is made.
+    search(tiny_data, tmp_path, space=flaky_space, study="new", trials=1, pruner="none",
+           storage=f"sqlite:///{tmp_path / 'dbs' / 'new.db'}")
+    assert (tmp_path / "dbs" / "new.db").is_file()
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=2, pruner="none")
+    assert not (study_dir / "optuna.db").exists()  # no fresh study in the default file
+    stored = optuna.load_study(study_name="flaky", storage=elsewhere)
+    assert [t.number for t in stored.trials if t.state.is_finished()] == [0, 1]
+    assert [r.number for r in read_trials(study_dir / "trials.jsonl")] == [0, 1]
+    assert read_json(study_dir / "study.json")["config"]["storage"] == elsewhere
+
+    third = tmp_path / "third.db"
+    with pytest.raises(SearchError, match=r"was run with --storage .*elsewhere\.db"):
+        search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=3,
+               storage=f"sqlite:///{third}", pruner="none")
+    assert not third.exists()
+
+
+# ------------------------------------------------------- the table against the storage
+
+def tear_lines(path: Path, *, garble: tuple[int, ...] = (), tear_last: bool = True) -> None:
+    """Garble whole lines (0-based) and tear the last one: what a crash or a full disk leaves."""
+    lines = path.read_text().splitlines()
+    for i in garble:
+        lines[i] = "\x00\x00" + lines[i][:20]
+    text = "\n".join(lines)
+    path.write_text(text[: len(text) - len(lines[-1]) // 2] if tear_last else text + "\n")
+
+
+def test_torn_row_is_set_aside_and_re_derived_from_the_optuna_storage(
+        tiny_data, tmp_path, flaky_space, capsys):
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=3, pruner="none")
+    study_dir = tmp_path / "searches" / "flaky"
+    table = study_dir / "trials.jsonl"
+    original = table.read_text().splitlines()
+    tear_lines(table, garble=(0,))  # row 0 garbled, row 2 (the completed one) torn
+    capsys.readouterr()
+
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=4, pruner="none")
+    err = capsys.readouterr().err
+    assert (f"warning: {table}: 2 lines could not be read (lines 1, 3); moved to "
+            f"{table}.unreadable") in err
+    assert "warning: 2 finished trials (0, 2) had no readable row in" in err
+    assert "re-derived from the Optuna storage" in err
+    stored = load(study_dir, "flaky")
+    rows = check_table(study_dir, flaky_space, 4)
+    assert [r.number for r in rows] == [t.number for t in stored.trials] == [0, 1, 2, 3]
+    for n in (0, 2):
+        trial, row = stored.trials[n], rows[n]
+        assert row.state == trial.state.name and row.config == trial.params
+        assert "row re-derived from the Optuna storage" in row.error
+    assert rows[2].val_accuracy == stored.trials[2].value
+    assert rows[2].history["val_accuracy"] == list(stored.trials[2].intermediate_values.values())
+    assert rows[2].epochs_run == 1 and rows[2].started_at and rows[2].finished_at
+    # Nothing is lost: every original line is in the table or set aside beside it.
+    aside = (study_dir / "trials.jsonl.unreadable").read_text().splitlines()
+    assert len(aside) == 2 and aside[1] == original[2][: len(aside[1])]
+    # The table is whole again: the next run has nothing to set aside or re-derive.
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=4, pruner="none")
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_rows_whose_storage_holds_no_such_study_are_refused(tiny_data, tmp_path, flaky_space):
+    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=1, pruner="none")
+    study_dir = tmp_path / "searches" / "flaky"
+    (study_dir / "optuna.db").unlink()  # lost, or the study was run against another storage
+    with pytest.raises(SearchError, match=r"1 row in .*trials\.jsonl but .*optuna\.db holds no "
+                                          r"Optuna study 'flaky'"):
+        search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=2, pruner="none")
+    assert [r.number for r in read_trials(study_dir / "trials.jsonl")] == [0]

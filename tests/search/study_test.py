@@ -1,0 +1,64 @@
+"""``Study.open``: a resumed study keeps the storage it recorded, or refuses another one."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.results import read_json, write_json
+from search.study import SearchError, Study
+
+DATA = {"digest": "abc"}
+
+
+def open_study(tmp_path, storage, **kw):
+    study = Study("s", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
+    settings = {"trials": 3, "storage": storage, **kw}
+    return study, study.open(seed=0, settings=settings, data=DATA, reference_configs=[])
+
+
+def test_resuming_without_storage_keeps_the_recorded_one(tmp_path):
+    url = "postgresql://me:secret@db.example/art"
+    study, _ = open_study(tmp_path, url)
+    study, info = open_study(tmp_path, None)
+    assert info["config"]["storage"] == url
+    assert read_json(study.study_json)["config"]["storage"] == url
+    assert study.recorded_storage() == url
+    assert [run["config"]["storage"] for run in info["runs"]] == [url, url]
+
+
+def test_resuming_with_another_storage_is_refused_and_nothing_is_written(tmp_path):
+    study, _ = open_study(tmp_path, "postgresql://me:secret@db.example/art")
+    before = study.study_json.read_bytes()
+    with pytest.raises(SearchError) as exc:
+        open_study(tmp_path, "postgresql://me:secret@other.example/art")
+    message = str(exc.value)
+    assert "\n" not in message and "secret" not in message
+    assert "postgresql://me:***@db.example/art" in message
+    assert "postgresql://me:***@other.example/art" in message
+    assert "--storage" in message
+    assert study.study_json.read_bytes() == before
+    # Started on the default storage: another storage is refused too.
+    other, _ = open_study(tmp_path / "b", None)
+    with pytest.raises(SearchError, match=r"default SQLite file .*optuna\.db"):
+        open_study(tmp_path / "b", "sqlite:////somewhere/else.db")
+
+
+def test_the_same_storage_written_another_way_is_accepted(tmp_path, monkeypatch):
+    study, _ = open_study(tmp_path, None)
+    default = f"sqlite:///{(study.dir / 'optuna.db').resolve()}"
+    assert open_study(tmp_path, default)[1]["config"]["storage"] is None  # still "the default"
+    monkeypatch.chdir(tmp_path)
+    other, _ = open_study(tmp_path / "c", "sqlite:///rel.db")
+    assert open_study(tmp_path / "c", f"sqlite:///{tmp_path / 'rel.db'}")[1]["config"]["storage"] \
+        == "sqlite:///rel.db"
+
+
+def test_a_study_json_already_overwritten_by_a_storage_less_resume_still_knows_its_storage(tmp_path):
+    # An older version replaced config.storage by None on a resume without --storage; the
+    # first run's config still names the storage.
+    url = "postgresql://me:secret@db.example/art"
+    study, info = open_study(tmp_path, url)
+    info["config"] = {**info["config"], "storage": None}
+    info["runs"].append({"started_at": "later", "config": {"storage": None}})
+    write_json(study.study_json, info)
+    assert open_study(tmp_path, None)[1]["config"]["storage"] == url
