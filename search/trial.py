@@ -118,6 +118,7 @@ class TrialRunner:
                                      callbacks=callbacks, prune_exceptions=prune_exceptions)
             if record.state == "COMPLETE":
                 self.study.save_if_best(record, model)
+                self.save_predictions(hp, record, model)
         finally:
             # Free this trial's graph before the next one: without clear_session Keras keeps
             # every model's layers in its global state and memory grows trial after trial.
@@ -126,6 +127,18 @@ class TrialRunner:
             gc.collect()
             release_free_heap()
         return record
+
+    def save_predictions(self, hp: Any, record: TrialRecord, model) -> None:
+        """Keep the trial's class probabilities on validation and test (small: one row per
+        image), for ensembles built from a study's trials afterwards (search.ensemble).
+        Validation selects; the test probabilities are only read for the chosen ensemble."""
+        path = self.study.dir / "predictions" / f"trial-{record.number}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {split: np.asarray(self.space.predict(hp, model, self.data, self.ctx, split),
+                                    dtype=np.float32) for split in ("val", "test")}
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
+        tmp.replace(path)
 
     def fit(self, hp: Any, *, trial_id: str, number: int, epochs: int,
             callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()):

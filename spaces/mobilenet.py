@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from spaces.augment import REFERENCE as AUGMENT_REFERENCE
 from spaces.augment import build_augmentation
 from spaces.backbones import BACKBONES
@@ -164,12 +166,8 @@ class MobileNetSpace(Space):
             super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=callbacks,
                         batch_size=batch_size, verbose=verbose)
         else:
-            extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
-            # Cached per backbone, weights and size; random-init weights (None) are not.
-            key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
-            f_train, y_train = data.features("train", size, key, extractor)
-            f_val, y_val = data.features("val", size, key, extractor)
-            del extractor
+            f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
+            f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
             head = model.get_layer(HEAD_LAYER)
             _compile(head, learning_rate)
             head.fit(f_train, y_train, validation_data=(f_val, y_val), batch_size=batch_size,
@@ -191,8 +189,9 @@ class MobileNetSpace(Space):
             from search.data import make_dataset  # the one input pipeline
 
             key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
-            trainer, (a_train, y_train), (a_val, y_val) = self._activation_trainer(
-                model, base, cut, data, size, key)
+            trainer, cached = self._activation_trainer(model, base, cut, data, size, key,
+                                                       ("train", "val"))
+            (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
             _compile(trainer, fine_tune_lr, decay)
             trainer.fit(make_dataset(a_train, y_train, batch_size, shuffle=True),
                         validation_data=make_dataset(a_val, y_val, batch_size),
@@ -206,16 +205,49 @@ class MobileNetSpace(Space):
             **phase,
         )
 
-    def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None):
+    def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
+        """Probabilities through the cached path the model trained on: the head on pooled
+        features when the backbone stayed frozen, the tuned top on cached activations when
+        fine-tuning cached them, else the images through the whole model."""
+        base = model.get_layer(BACKBONE_LAYER)
+        size = int(model.input_shape[1])
+        if not base.trainable:
+            features, _ = self._pooled_features(model, hp.values, data, ctx, split)
+            return np.asarray(model.get_layer(HEAD_LAYER).predict(
+                features, batch_size=batch_size, verbose=0))
+        cut = next(i for i, layer in enumerate(base.layers) if layer.trainable)
+        if self.cache_activations and cut > 1 \
+                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES:
+            from search.data import make_dataset
+
+            key = BACKBONES[self._backbone_name(hp.values)].feature_key(size, ctx.weights)
+            trainer, cached = self._activation_trainer(model, base, cut, data, size, key, (split,))
+            activations, labels = cached[split]
+            return np.asarray(trainer.predict(
+                make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0))
+        return super().predict(hp, model, data, ctx, split, batch_size)
+
+    def _pooled_features(self, model, values: dict[str, Any], data, ctx: BuildContext, split: str):
+        """The frozen backbone's pooled features of a split, cached per backbone, weights and
+        size (random-init weights, None, are not cached)."""
+        import keras
+
+        size = int(model.input_shape[1])
+        extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
+        key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+        return data.features(split, size, key, extractor)
+
+    def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None,
+                            splits: tuple[str, ...]):
         """A model from the frozen part's outputs at ``cut`` to the classes, sharing every layer
-        with ``model`` (training it trains ``model``), and those outputs for train and val.
+        with ``model`` (training it trains ``model``), and those outputs with their labels
+        for each of ``splits``.
 
         The frozen lower part (BatchNorm in inference mode) is a fixed function of the image,
         so its outputs are computed once and cached under ``key`` + the cut; the tensors the
         cut crosses (one, or two where it falls inside a residual block) are its inputs.
         """
         import keras
-        import numpy as np
 
         crossing = _crossing_tensors(base, cut)
         lower = keras.Model(base.input, crossing)
@@ -224,14 +256,13 @@ class MobileNetSpace(Space):
                                              training=False))
         key = None if key is None else f"{key}-cut{cut}"
         dtype = np.dtype(self.activation_dtype)
-        train = data.features("train", size, key, extractor, dtype=dtype)
-        val = data.features("val", size, key, extractor, dtype=dtype)
+        cached = {split: data.features(split, size, key, extractor, dtype=dtype) for split in splits}
 
         upper = keras.Model(crossing, base.output)
         inputs = [keras.Input(t.shape[1:]) for t in crossing]
         x = upper(inputs)  # its BatchNorm layers are frozen: inference mode, as in model
         outputs = model.get_layer(HEAD_LAYER)(model.get_layer(FEATURES_LAYER)(x))
-        return keras.Model(inputs, outputs, name="fine_tune_on_activations"), train, val
+        return keras.Model(inputs, outputs, name="fine_tune_on_activations"), cached
 
     @staticmethod
     def phase_epochs(values: dict[str, Any], epochs: int) -> tuple[int, int]:

@@ -85,6 +85,15 @@ class Space:
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
 
+    def predict(self, hp: Any, model, data, ctx: BuildContext, split: str,
+                batch_size: int = 64):
+        """``model``'s class probabilities ``(N, classes)`` on a split's images, in the data
+        source's order (a space with cached paths may compute them without the images)."""
+        from search.data import predict_in_batches
+
+        x, _ = data.arrays(split, int(model.input_shape[1]))
+        return predict_in_batches(model, x, batch_size)
+
     def training_callbacks(self, hp: Any) -> list:
         """Callbacks that belong to the recipe (e.g. a learning-rate schedule)."""
         return []

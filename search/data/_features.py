@@ -40,20 +40,41 @@ def cached_features(manifest: SplitManifest, split: str, image_size: int, key: s
         if legacy.exists():
             return np.load(legacy, mmap_mode="r")
     x, _ = load_images(manifest, split, image_size, cache_dir=cache_dir)
-    outputs = predict_in_batches(extractor, x, batch_size)
-    arrays = [np.asarray(o).astype(dtype, copy=False)
-              for o in (outputs if isinstance(outputs, list) else [outputs])]
     if folder is None:
+        outputs = predict_in_batches(extractor, x, batch_size)
+        arrays = [np.asarray(o).astype(dtype, copy=False)
+                  for o in (outputs if isinstance(outputs, list) else [outputs])]
         return arrays[0] if len(arrays) == 1 else arrays
     folder.mkdir(parents=True, exist_ok=True)
-    for i, array in enumerate(arrays):
-        path = folder / _name(split, i, len(arrays))
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)
+    count = _stream_to_disk(extractor, x, folder, split, batch_size, dtype)
     # Written last: a kill mid-way leaves no marker, and the next run recomputes.
-    done.write_text(json.dumps({"outputs": len(arrays), "dtype": np.dtype(dtype).name}))
+    done.write_text(json.dumps({"outputs": count, "dtype": np.dtype(dtype).name}))
     return cached_features(manifest, split, image_size, key, extractor, cache_dir, batch_size, dtype)
+
+
+def _stream_to_disk(extractor, x: np.ndarray, folder: Path, split: str, batch_size: int,
+                    dtype) -> int:
+    """Run ``extractor`` over ``x`` batch by batch, writing each output straight into a
+    memory-mapped ``.npy`` file: activations of a whole split (gigabytes at a deep cut or a
+    large size) never sit in memory at once. Returns the number of outputs."""
+    from numpy.lib.format import open_memmap
+
+    files: list = []
+    for start in range(0, len(x), batch_size):
+        batch = extractor(np.asarray(x[start:start + batch_size]), training=False)
+        parts = batch if isinstance(batch, (list, tuple)) else [batch]
+        if not files:
+            files = [open_memmap(folder / (_name(split, i, len(parts)) + ".tmp.npy"), mode="w+",
+                                 dtype=dtype, shape=(len(x), *part.shape[1:]))
+                     for i, part in enumerate(parts)]
+        for out, part in zip(files, parts):
+            out[start:start + len(part)] = np.asarray(part).astype(dtype, copy=False)
+    for i, out in enumerate(files):
+        out.flush()
+        tmp = Path(out.filename)
+        del out
+        os.replace(tmp, folder / _name(split, i, len(files)))
+    return len(files)
 
 
 def _name(split: str, index: int, count: int) -> str:

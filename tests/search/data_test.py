@@ -337,3 +337,35 @@ def test_empty_class_folder_in_the_kaggle_layout_is_reported_by_its_split(art_da
     prepare_split(root, tmp_path / "results", verbose=False)
     report = json.loads((tmp_path / "results" / "data" / "data_report.json").read_text())
     assert report["empty_class_folders"] == ["validation_set/drawings"]
+
+
+def test_cached_features_stream_to_disk_once_and_keep_several_outputs(split_results, tmp_path):
+    import keras
+
+    from search.data import cached_features, load_images
+
+    manifest, _ = split_results
+    image = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    halved = keras.layers.AveragePooling2D(2)(image)
+    calls = []
+
+    class Counting(keras.Model):
+        def call(self, x, training=False):
+            calls.append(len(x))
+            return super().call(x, training=training)
+
+    one = keras.Model(image, pooled)
+    two = Counting(image, [halved, pooled])
+    x, _ = load_images(manifest, "val", 16, cache_dir=tmp_path)
+    first = cached_features(manifest, "val", 16, "pool", one, cache_dir=tmp_path, batch_size=4)
+    np.testing.assert_allclose(first, one.predict(np.asarray(x), verbose=0), rtol=1e-6)
+    a, b = cached_features(manifest, "val", 16, "two", two, cache_dir=tmp_path, batch_size=4,
+                           dtype=np.float16)
+    assert a.dtype == np.float16 and a.shape == (len(x), 8, 8, 3) and b.shape == (len(x), 3)
+    assert sum(calls) == len(x)  # batch by batch, every image once
+    again = cached_features(manifest, "val", 16, "two", two, cache_dir=tmp_path)
+    assert sum(calls) == len(x)  # read back from disk, not recomputed
+    np.testing.assert_array_equal(again[0], a)
+    folder = tmp_path / "features" / manifest.digest / "two"
+    assert sorted(p.name for p in folder.iterdir()) == ["val-0.npy", "val-1.npy", "val.done.json"]

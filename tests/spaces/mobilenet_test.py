@@ -115,3 +115,20 @@ def test_cosine_schedule_warms_up_then_decays():
     peak = 0.01 * 0.1
     assert rates[0] == pytest.approx(peak / 10) and rates[1] == pytest.approx(peak)
     assert rates[1] > rates[2] > rates[3] > 0 and rates[3] == pytest.approx(peak / 4)
+
+
+@pytest.mark.parametrize("fine_tune_layers, cache", [(0, True), (54, True), (54, False)])
+def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_layers, cache):
+    from search.data import predict_in_batches
+
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    space = MobileNetSpace(cache_activations=cache)
+    space.activation_dtype = "float32"
+    keras.utils.set_random_seed(0)
+    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers})
+    model = space.build(hp, CTX)
+    space.fit(hp, model, data, CTX, epochs=2)
+    x, _ = data.arrays("test", 32)
+    np.testing.assert_allclose(space.predict(hp, model, data, CTX, "test"),
+                               predict_in_batches(model, x), rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()

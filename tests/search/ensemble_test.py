@@ -1,0 +1,51 @@
+"""Greedy ensemble selection (Caruana et al., 2004): validation picks, with replacement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.ensemble import greedy_ensemble, standard_error
+
+
+def _one_hot(labels, classes=3, confidence=0.8):
+    p = np.full((len(labels), classes), (1 - confidence) / (classes - 1))
+    p[np.arange(len(labels)), labels] = confidence
+    return p
+
+
+def test_complementary_members_beat_each_alone():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    # a is right on the first half, b on the second; each is confidently wrong elsewhere
+    # with a weak second choice of the true class, c is right everywhere but unsure.
+    a = _one_hot([0, 1, 2, 1, 2, 0], confidence=0.9)
+    b = _one_hot([1, 2, 0, 0, 1, 2], confidence=0.9)
+    c = np.full((6, 3), 0.3)
+    c[np.arange(6), y] = 0.4
+    members = {"a": a, "b": b, "c": c}
+    singles = {k: np.mean(v.argmax(1) == y) for k, v in members.items()}
+    ensemble = greedy_ensemble(members, y, rounds=10)
+    assert ensemble.val_accuracy == 1.0 > max(singles["a"], singles["b"])
+    assert ensemble.val_accuracy == pytest.approx(np.mean(ensemble.average(members).argmax(1) == y))
+    assert ensemble.size >= 1 and abs(sum(ensemble.weights().values()) - 1) < 1e-12
+
+
+def test_best_round_is_kept_and_members_can_repeat():
+    y = np.array([0, 0, 0, 1])
+    strong = _one_hot([0, 0, 0, 1], classes=2, confidence=0.6)
+    noisy = _one_hot([1, 1, 0, 0], classes=2, confidence=0.99)
+    ensemble = greedy_ensemble({"strong": strong, "noisy": noisy}, y, rounds=5)
+    assert ensemble.counts == {"strong": ensemble.size}  # adding noise never helped
+    assert ensemble.val_accuracy == 1.0 and len(ensemble.history) == 5
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="no member"):
+        greedy_ensemble({}, [0, 1])
+    with pytest.raises(ValueError, match="2 validation predictions for 3 labels"):
+        greedy_ensemble({"a": np.ones((2, 2)) / 2}, [0, 1, 1])
+
+
+def test_standard_error_of_an_accuracy():
+    assert standard_error(0.9, 1081) == pytest.approx(0.00912, abs=1e-5)
+    assert np.isnan(standard_error(0.9, 0))
