@@ -16,24 +16,13 @@ from spaces.registry import BuildContext, Space, register_space
 MAX_BLOCKS = 5
 FILTERS = (16, 32, 64, 128)
 KERNELS = (3, 5)
-IMAGE_SIZES = (128, 256, 32)  # min, max, step of the image_size hyperparameter
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 
-def blocks_that_fit(image_size: int, kernel: int) -> int:
-    """How many conv blocks (valid ``kernel`` x ``kernel`` conv, then 2x2 max pooling) an
-    ``image_size`` px input holds before a block is left with no pixels (at most MAX_BLOCKS)."""
-    side, blocks = int(image_size), 0
-    while blocks < MAX_BLOCKS and (side - (kernel - 1)) // 2 >= 1:
-        side = (side - (kernel - 1)) // 2
-        blocks += 1
-    return blocks
-
-
-def max_conv_blocks(ctx: BuildContext) -> int:
-    """The largest ``conv_blocks`` this run's space offers: what every kernel can build at the
-    smallest input size the run can pick (see ``CNNSpace.build``)."""
-    return max(1, blocks_that_fit(ctx.image_size(IMAGE_SIZES[0]), max(KERNELS)))
+def block_shrinks(side: int, kernel: int) -> bool:
+    """Whether a block can shrink a ``side`` px map the published way (a valid ``kernel``
+    convolution, then 2x2 max pooling) and keep at least one pixel."""
+    return (side - (kernel - 1)) // 2 >= 1
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -58,21 +47,8 @@ class CNNSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         import keras
 
-        low, high, step = IMAGE_SIZES
-        image_size = ctx.image_size(hp.Int("image_size", low, high, step=step, default=high))
-        # The space offers only block counts it can build. Valid convolutions and pooling
-        # shrink the input block by block, so how many blocks fit depends on the input size
-        # and on the kernel. The range may depend on the run (ctx.max_image_size is fixed for a
-        # search), but not on sampled values: keras-tuner needs a hyperparameter's range to be
-        # the same every time it is declared in a search, and both image_size and kernel_size
-        # are sampled. So the range is sized for the worst case, the largest kernel at the
-        # smallest size the run can pick (4 blocks at full size, 2 at --max-image-size 32),
-        # rather than clamping blocks after the kernel is chosen: a clamped trial would record
-        # more blocks than its model has. A configuration from outside the range (a reference
-        # config at a low --max-image-size, an older study) still builds when it fits, and
-        # fails with the error below when it does not.
-        max_blocks = max_conv_blocks(ctx)
-        blocks = hp.Int("conv_blocks", 1, max_blocks, default=min(3, max_blocks))
+        image_size = ctx.image_size(hp.Int("image_size", 128, 256, step=32, default=256))
+        blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
         filters = [hp.Choice("filters_0", list(FILTERS), default=64)]
         for i in range(1, MAX_BLOCKS):
             # Declared under a scope so keras-tuner knows filters_i only matters when there are
@@ -89,27 +65,24 @@ class CNNSpace(Space):
         learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
         augmentation = build_augmentation(hp)
 
-        # Valid padding shrinks every block by kernel-1 before pooling halves it: say which
-        # block runs out of pixels instead of letting Keras fail with a negative shape.
-        side = image_size
-        for i in range(blocks):
-            side = (side - (kernel - 1)) // 2
-            if side < 1:
-                raise ValueError(
-                    f"{blocks} conv blocks of kernel {kernel} do not fit a {image_size} px "
-                    f"input: block {i + 1} leaves no pixels"
-                )
-
         inputs = keras.Input((image_size, image_size, 3), name="image")
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(1.0 / 255)(x)
+        side = image_size
         for i in range(blocks):
-            x = keras.layers.Conv2D(filters[i], kernel, padding="valid",
+            # The published block: a valid convolution, then 2x2 pooling. Once the map is too
+            # small for that (many blocks at a low --max-image-size), a block keeps its size
+            # (same padding, no pooling): every point of the space builds at every input
+            # size, so no trial is spent on a configuration that cannot be trained.
+            shrink = block_shrinks(side, kernel)
+            x = keras.layers.Conv2D(filters[i], kernel, padding="valid" if shrink else "same",
                                     activation=None if batch_norm else "relu")(x)
             if batch_norm:
                 x = keras.layers.BatchNormalization()(x)
                 x = keras.layers.Activation("relu")(x)
-            x = keras.layers.MaxPooling2D(2)(x)
+            if shrink:
+                x = keras.layers.MaxPooling2D(2)(x)
+                side = (side - (kernel - 1)) // 2
             if block_dropout > 0:
                 x = keras.layers.Dropout(block_dropout)(x)
         x = keras.layers.Flatten()(x) if pooling == "flatten" else keras.layers.GlobalAveragePooling2D()(x)

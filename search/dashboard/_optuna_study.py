@@ -59,14 +59,14 @@ def _load_optuna_study(study: StudyResults) -> tuple["optuna.Study | None", str 
     try:
         stored = optuna.load_study(study_name=study.meta.get("optuna_study_name") or study.name,
                                    storage=url)
-        trials = stored.get_trials(deepcopy=False)
-        directions = stored.directions
+        # Snapshot into memory: the three figures each read every trial, and a snapshot keeps
+        # them consistent while a search is still writing to the database. Trials whose values
+        # a later version of the space no longer contains are refused by add_trials: that too
+        # degrades to the study rebuilt from the table.
+        snapshot = optuna.create_study(directions=stored.directions)
+        snapshot.add_trials(stored.get_trials(deepcopy=False))
     except Exception as exc:  # noqa: BLE001 - any storage problem degrades to the rebuilt study
         return None, f"could not load Optuna study from {url}: {type(exc).__name__}: {exc}"
-    # Snapshot into memory: the three figures each read every trial, and a snapshot keeps them
-    # consistent while a search is still writing to the database.
-    snapshot = optuna.create_study(directions=directions)
-    snapshot.add_trials(trials)
     return snapshot, None
 
 

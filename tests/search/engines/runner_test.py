@@ -44,7 +44,11 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(
     record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), trial_id="0", number=0, epochs=3)
     monkeypatch.undo()
     assert record.state == "COMPLETE", record.error
-    assert calls == [("train", 32), ("val", 32)]  # the head trained on features, not images
+    # The head trained on features, not images; the kept predictions read features too.
+    assert calls == [("train", 32), ("val", 32), ("val", 32), ("test", 32)]
+    predictions = np.load(study.dir / "predictions" / "trial-0.npz")
+    assert predictions["val"].shape == (20, 5) and predictions["test"].shape == (20, 5)
+    np.testing.assert_allclose(predictions["val"].sum(1), 1.0, rtol=1e-5)
     # The row keeps the sampled point (224 px) and the size it trained at (capped to 32).
     assert record.config["image_size"] == 224 and record.input_size == 32
     assert record.epochs_run == 3 and record.trainable_params == 1280 * 64 + 64 + 64 * 5 + 5
@@ -71,8 +75,9 @@ def test_mobilenet_head_space_never_passes_images_through_the_backbone(
 
 
 def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data, tmp_path):
-    config = {**MOBILENET_NO_FT, "fine_tune_layers": 18, "fine_tune_lr_factor": 0.1,
-              "fine_tune_epochs": 2, "aug_enabled": True, "aug_flip": "horizontal",
+    config = {**MOBILENET_NO_FT, "fine_tune_layers": 20, "fine_tune_lr_factor": 0.1,
+              "fine_tune_epochs": 2, "fine_tune_schedule": "cosine",
+              "fine_tune_weight_decay": 1e-4, "aug_enabled": True, "aug_flip": "horizontal",
               "aug_rotation": 0.0, "aug_zoom": 0.1, "aug_translation": 0.0, "aug_contrast": 0.0,
               "aug_brightness": 0.1}
     runner, _ = make_runner(tmp_path, tiny_data)
@@ -83,6 +88,8 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
         out = original(self, hp, model, *args, **kwargs)
         base = model.get_layer("backbone")
         seen["trainable"] = [l.trainable for l in base.layers]
+        seen["batch_norm"] = [isinstance(l, keras.layers.BatchNormalization) for l in base.layers]
+        seen["optimizer"] = type(model.optimizer).__name__
         return out
 
     type(runner.space).fit = spy
@@ -92,13 +99,16 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
         type(runner.space).fit = original
     assert record.state == "COMPLETE", record.error
     assert record.epochs_run == 4  # 2 head epochs + 2 fine-tuning epochs
-    assert seen["trainable"] == [False] * (154 - 18) + [True] * 18
+    # The top 20 layers are tuned, their BatchNorm layers kept frozen (inference mode).
+    assert seen["trainable"] == [False] * (154 - 20) + [not bn for bn in seen["batch_norm"][-20:]]
+    assert seen["optimizer"] == "AdamW"
     keras.backend.clear_session()
 
 
 def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
     config = {**MOBILENET_NO_FT, "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1,
-              "fine_tune_epochs": 10}
+              "fine_tune_epochs": 10, "fine_tune_schedule": "plateau",
+              "fine_tune_weight_decay": 0.0}
     runner, _ = make_runner(tmp_path, tiny_data)
     record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=1)
     assert record.state == "COMPLETE" and record.epochs_run == 1
@@ -108,9 +118,9 @@ def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
 def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
     runner, study = make_runner(tmp_path, tiny_data, space="cnn")
     reference = get_space("cnn").reference_configs()[0]
-    too_deep = {**reference, "conv_blocks": 5, "filters_3": 64, "filters_4": 64, "kernel_size": 5}
-    record = runner.run(fixed_hyperparameters(too_deep), trial_id="0", number=0, epochs=1)
-    assert record.state == "FAIL" and "do not fit a 32 px input" in record.error
+    unknown = {**reference, "optimizer": "adagrad"}
+    record = runner.run(fixed_hyperparameters(unknown), trial_id="0", number=0, epochs=1)
+    assert record.state == "FAIL" and "unknown optimizer 'adagrad'" in record.error
     runner.max_params = 1000
     record = runner.run(fixed_hyperparameters(reference), trial_id="1", number=1, epochs=1)
     assert record.state == "FAIL" and "over the limit of 1,000" in record.error
