@@ -15,7 +15,10 @@ from spaces.mobilenet import MobileNetSpace, _crossing_tensors
 CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
 CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_rate": 0.01,
           "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1, "fine_tune_epochs": 2,
-          "fine_tune_schedule": "plateau", "fine_tune_weight_decay": 0.0, "aug_enabled": False}
+          "fine_tune_schedule": "plateau", "fine_tune_weight_decay": 0.0,
+          # Inference-mode BatchNorm keeps these tiny random-weight models well-conditioned:
+          # batch statistics of near-constant synthetic features amplify rounding differences.
+          "fine_tune_batch_norm": "frozen", "aug_enabled": False}
 
 
 def _train(space: MobileNetSpace, data, monkeypatch=None):
@@ -71,24 +74,29 @@ def test_half_precision_activations_stay_close(image_path_run):
     assert worst < 1e-2
 
 
-def test_fine_tuning_keeps_batch_norm_in_inference_mode():
-    """Keras 3 overrides a nested ``training=False`` with fit's ``training=True``: the unfrozen
-    BatchNorm layers must still run on their pretrained statistics, never on batch ones."""
+@pytest.mark.parametrize("batch_norm", ["frozen", "batch"])
+def test_fine_tuning_batch_norm_modes(batch_norm):
+    """Keras 3 overrides a nested ``training=False`` with fit's ``training=True``: "batch" (the
+    published code as it runs under Keras 3) trains the unfrozen BatchNorm layers on batch
+    statistics; "frozen" keeps them on their pretrained statistics, in inference mode."""
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     for space in (MobileNetSpace(cache_activations=False), MobileNetSpace()):
         keras.utils.set_random_seed(0)
-        hp = fixed_hyperparameters(CONFIG)
+        hp = fixed_hyperparameters({**CONFIG, "fine_tune_batch_norm": batch_norm})
         model = space.build(hp, CTX)
         base = model.get_layer("backbone")
         stats = {w.path: w.numpy().copy() for w in base.non_trainable_weights if "moving" in w.path}
         space.fit(hp, model, data, CTX, epochs=4)
-        moved = [p for p, w in ((w.path, w) for w in base.weights if w.path in stats)
-                 if not np.array_equal(w.numpy(), stats[p])]
-        assert moved == []
-        tuned = [l for l in base.layers[-54:] if l.trainable]
-        assert tuned and not any(isinstance(l, keras.layers.BatchNormalization) for l in tuned)
+        moved = [w.path for w in base.weights
+                 if w.path in stats and not np.array_equal(w.numpy(), stats[w.path])]
+        tuned_norms = [l for l in base.layers[-54:]
+                       if l.trainable and isinstance(l, keras.layers.BatchNormalization)]
         x, _ = data.arrays("val", 32)
-        np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-6)
+        same = np.allclose(model(x, training=True), model(x, training=False), atol=1e-6)
+        if batch_norm == "frozen":
+            assert moved == [] and tuned_norms == [] and same
+        else:
+            assert moved and tuned_norms and not same
         keras.backend.clear_session()
 
 

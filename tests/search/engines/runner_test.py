@@ -77,7 +77,7 @@ def test_mobilenet_head_space_never_passes_images_through_the_backbone(
 def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data, tmp_path):
     config = {**MOBILENET_NO_FT, "fine_tune_layers": 20, "fine_tune_lr_factor": 0.1,
               "fine_tune_epochs": 2, "fine_tune_schedule": "cosine",
-              "fine_tune_weight_decay": 1e-4, "aug_enabled": True, "aug_flip": "horizontal",
+              "fine_tune_weight_decay": 1e-4, "fine_tune_batch_norm": "frozen", "aug_enabled": True, "aug_flip": "horizontal",
               "aug_rotation": 0.0, "aug_zoom": 0.1, "aug_translation": 0.0, "aug_contrast": 0.0,
               "aug_brightness": 0.1}
     runner, _ = make_runner(tmp_path, tiny_data)
@@ -108,7 +108,7 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
 def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
     config = {**MOBILENET_NO_FT, "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1,
               "fine_tune_epochs": 10, "fine_tune_schedule": "plateau",
-              "fine_tune_weight_decay": 0.0}
+              "fine_tune_weight_decay": 0.0, "fine_tune_batch_norm": "batch"}
     runner, _ = make_runner(tmp_path, tiny_data)
     record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=1)
     assert record.state == "COMPLETE" and record.epochs_run == 1
