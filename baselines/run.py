@@ -116,14 +116,17 @@ def run_baseline(
 
 
 def format_comparison(metrics: dict[str, Any]) -> str:
-    test = metrics["test"]
+    from search.results import standard_error
+
+    test, val = metrics["test"], metrics["val"]
     published = metrics["published_accuracy"]
     lines = [
         f"{metrics['name']}: test accuracy {test['accuracy']:.4f} "
+        f"± {standard_error(test['accuracy'], test['n']):.4f} "
         f"(balanced {test['balanced_accuracy']:.4f}) on {test['n']} leak-free test images",
         f"{'':{len(metrics['name'])}}  published claim {published:.2f} (measured on a leaky split); "
         f"difference {test['accuracy'] - published:+.4f}",
-        f"  validation accuracy {metrics['val']['accuracy']:.4f}; "
+        f"  validation accuracy {val['accuracy']:.4f} ± {standard_error(val['accuracy'], val['n']):.4f}; "
         f"{len(metrics['history']['loss'])} epochs in {metrics['wall_time_s']:.0f} s",
     ]
     if metrics["changed_from_published"]:

@@ -71,8 +71,3 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
     (accuracy, neg_log_loss), chosen = best
     return Ensemble(counts={ids[i]: int(c) for i, c in enumerate(chosen) if c},
                     val_accuracy=accuracy, val_log_loss=-neg_log_loss, history=history)
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """Binomial standard error of an accuracy measured on ``n`` images."""
-    return float(np.sqrt(accuracy * (1.0 - accuracy) / n)) if n > 0 else float("nan")

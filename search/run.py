@@ -194,8 +194,15 @@ def _print_summary(outcome: dict[str, Any]) -> None:
     if best is None:
         print("no trial completed; no best model")
         return
-    print(f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}, "
-          f"test accuracy {best['test']['accuracy']:.4f} ({best['params']:,} params, "
+    from search.results import standard_error
+
+    val_se = standard_error(best["val_accuracy"], best.get("val_n"))
+    test = best["test"]
+    test_se = standard_error(test["accuracy"], test["n"])
+    print(f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}"
+          + (f" ± {val_se:.4f}" if val_se is not None else "")
+          + f", test accuracy {test['accuracy']:.4f} ± {test_se:.4f} on {test['n']} images "
+          f"(balanced {test['balanced_accuracy']:.4f}; {best['params']:,} params, "
           f"{best['image_size']} px input)")
     print(f"config: {best['config']}")
 

@@ -208,8 +208,12 @@ class Study:
                    getattr(manifest, "path", None), study=self.name, trial_id=best.trial_id)
         # A row re-derived from an engine's records may lack the parameter count: the model has it.
         params = best.params if best.params is not None else int(model.count_params())
+        val_n = len(runner.data.arrays("val", size)[1])
         summary = {
             "trial_id": best.trial_id, "config": best.config, "val_accuracy": best.val_accuracy,
+            "val_n": val_n,
+            "val_standard_error": results_mod.standard_error(best.val_accuracy, val_n),
+            "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
             "test": report, "params": params, "wall_time_s": best.wall_time_s,
             "number": best.number, "image_size": size, "retrained": retrained,
             "evaluated_at": utc_now(),

@@ -9,7 +9,7 @@ from search.dashboard._builder import PageBuilder
 from search.dashboard._style import (
     BASELINE_COLOR, TEMPLATE, Colors, RefMark, _get_reference_marks, accuracy_range, add_marks, baseline_label,
 )
-from search.results import ModelResult, ResultsTree, is_number, rank_models
+from search.results import ModelResult, ResultsTree, is_number, rank_models, standard_error
 
 
 @dataclasses.dataclass
@@ -28,6 +28,9 @@ class LeaderboardRow:
     trials_complete: int | None = None
     trials_total: int | None = None
     baseline: str | None = None  # for baseline rows: "cnn" | "mobilenet"
+    # Binomial standard errors of the two accuracies (None where the image count is unknown).
+    val_se: float | None = None
+    test_se: float | None = None
 
 
 @dataclasses.dataclass
@@ -41,7 +44,9 @@ class LeaderboardInfo:
 def _row(model: ModelResult) -> LeaderboardRow:
     test = model.test or {}
     scores = dict(test_accuracy=test.get("accuracy"), balanced_accuracy=test.get("balanced_accuracy"),
-                  val_accuracy=model.val_accuracy, params=model.params, wall_time_s=model.wall_time_s)
+                  val_accuracy=model.val_accuracy, params=model.params, wall_time_s=model.wall_time_s,
+                  val_se=standard_error(model.val_accuracy, model.val_n),
+                  test_se=standard_error(test.get("accuracy"), test.get("n")))
     if model.study is None:
         return LeaderboardRow(model=baseline_label(model.name), kind="baseline", baseline=model.name,
                               engine="-", algorithm="-", space=model.name, **scores)
@@ -135,6 +140,11 @@ def section(page: PageBuilder) -> None:
         page.empty("No models yet: train a baseline or run a search, then regenerate this page.")
 
 
+def _pct_se(value: float | None, se: float | None) -> str:
+    """An accuracy with its standard error in points: "91.9% ± 0.8"."""
+    return _pct(value) + (f" ± {se * 100:.1f}" if is_number(value) and se is not None else "")
+
+
 def _pct(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}%}" if isinstance(value, (int, float)) else "–"
 
@@ -166,7 +176,8 @@ def _summary_html(summary: SummaryInfo) -> str:
     return (
         '<div class="answer">'
         f"<p><b>Best model: {html.escape(best.model)}</b> (highest validation accuracy, "
-        f"{_pct(best.val_accuracy)}) — test accuracy <b>{_pct(best.test_accuracy)}</b> "
+        f"{_pct_se(best.val_accuracy, best.val_se)}) — test accuracy "
+        f"<b>{_pct_se(best.test_accuracy, best.test_se)}</b> "
         f"(balanced {_pct(best.balanced_accuracy)}), {_params(best.params)} parameters, "
         f"{_duration(best.wall_time_s)} of training.</p><ul>{deltas}</ul></div>"
     )
@@ -178,12 +189,15 @@ def _leaderboard_table(info: LeaderboardInfo) -> str:
     rows = []
     for rank, r in enumerate(info.rows, start=1):
         trials = f"{r.trials_complete} / {r.trials_total}" if r.trials_total is not None else "–"
-        cells = (rank, r.model, r.engine, r.algorithm, r.space, _pct(r.test_accuracy),
-                 _pct(r.balanced_accuracy), _pct(r.val_accuracy), _params(r.params), _duration(r.wall_time_s), trials)
+        cells = (rank, r.model, r.engine, r.algorithm, r.space, _pct_se(r.test_accuracy, r.test_se),
+                 _pct(r.balanced_accuracy), _pct_se(r.val_accuracy, r.val_se), _params(r.params),
+                 _duration(r.wall_time_s), trials)
         rows.append(f'<tr class="{r.kind}">' + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return (
         '<table class="leaderboard"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
         + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        + '<p class="small">Searched models without a test accuracy have no best.json yet (search still '
-        "running); they rank after the tested ones, by validation accuracy.</p>"
+        + '<p class="small">Accuracies are shown ± one binomial standard error (about 0.8 points '
+        "on this split's validation and test images at 90%): rows closer than two standard errors "
+        "are within noise. Searched models without a test accuracy have no best.json yet (search "
+        "still running); they rank after the tested ones, by validation accuracy.</p>"
     )

@@ -15,7 +15,8 @@ What lives here, and is public through this module only (the ``_`` modules are p
   one), :func:`selected_trial` (the trial best.json names, else ``best_trial``),
   :func:`rank_models` / :func:`best_model` (across models, by validation accuracy; the test
   split only reports), :data:`REFERENCE_MODELS` (baseline name -> title and published
-  accuracy), :func:`reference_title`, :func:`published_accuracy`.
+  accuracy), :func:`reference_title`, :func:`published_accuracy`, and :func:`standard_error` (every
+  score is shown with its binomial standard error).
 
 Who may import it: anything (engines, baselines, ``search.export``, ``search.dashboard``).
 It imports nothing else of this project, so no import cycle can pass through it; plotly,
@@ -34,6 +35,7 @@ from search.results._selection import (
     rank_models,
     reference_title,
     selected_trial,
+    standard_error,
 )
 from search.results._table import (
     RESULTS_DIR_ENV,
@@ -83,6 +85,7 @@ __all__ = [
     "reference_title",
     "results_root",
     "selected_trial",
+    "standard_error",
     "set_aside_unreadable",
     "study_dir",
     "write_csv",

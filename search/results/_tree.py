@@ -76,6 +76,7 @@ class ModelResult:
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     trial_id: str | None = None  # studies: the selected trial
     study: StudyResults | None = None  # studies: where it comes from
+    val_n: int | None = None  # validation images behind val_accuracy (for its standard error)
 
     @property
     def tested(self) -> bool:
@@ -109,6 +110,7 @@ def _baseline_model(root: Path, name: str, metrics: dict[str, Any]) -> ModelResu
         params=params.get("total") if isinstance(params, dict) else params,
         wall_time_s=metrics.get("wall_time_s"),
         config=metrics.get("config", {}),
+        val_n=(metrics.get("val") or {}).get("n"),
     )
 
 
@@ -134,6 +136,7 @@ def _study_model(study: StudyResults) -> ModelResult | None:
         config=recorded("config") or {},
         trial_id=None if trial_id in (None, "") else str(trial_id),
         study=study,
+        val_n=best.get("val_n") or ((study.meta.get("data") or {}).get("counts") or {}).get("val"),
     )
 
 

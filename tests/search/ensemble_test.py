@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.ensemble import greedy_ensemble, standard_error
+from search.ensemble import greedy_ensemble
+from search.results import standard_error
 
 
 def _one_hot(labels, classes=3, confidence=0.8):
@@ -48,4 +49,4 @@ def test_bad_input_is_named():
 
 def test_standard_error_of_an_accuracy():
     assert standard_error(0.9, 1081) == pytest.approx(0.00912, abs=1e-5)
-    assert np.isnan(standard_error(0.9, 0))
+    assert standard_error(0.9, 0) is None and standard_error(None, 10) is None

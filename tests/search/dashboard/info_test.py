@@ -120,6 +120,25 @@ def test_leaderboard_orders_tested_models_by_validation_then_untested_ones():
     assert (untested.trials_complete, untested.trials_total) == (1, 2)
 
 
+def test_every_score_carries_its_standard_error():
+    b = {"cnn": baseline("cnn", [0.85] * 5, [0.8] * 5)}
+    with_n = study("with_n", [trial(0, val=0.9)],
+                   best={"trial_id": "0", "val_accuracy": 0.9, "val_n": 400, "test": report([0.9] * 5, 2)})
+    from_meta = study("from_meta", [trial(0, val=0.8)],
+                      meta={"engine": "optuna", "algorithm": "tpe", "space": "cnn",
+                            "data": {"counts": {"val": 100}}})
+    rows = {r.model: r for r in _leaderboard._get_leaderboard_info(tree(b, [with_n, from_meta])).rows}
+    tested = rows["with_n"]
+    assert tested.val_se == pytest.approx(math.sqrt(0.9 * 0.1 / 400))
+    test = with_n.best["test"]
+    assert tested.test_se == pytest.approx(math.sqrt(test["accuracy"] * (1 - test["accuracy"]) / test["n"]))
+    assert rows["from_meta"].val_se == pytest.approx(0.04) and rows["from_meta"].test_se is None
+    base = rows["baseline: scratch CNN"]
+    assert base.val_se == pytest.approx(math.sqrt(base.val_accuracy * (1 - base.val_accuracy) / 250))
+    table = _leaderboard._leaderboard_table(_leaderboard._get_leaderboard_info(tree(b, [with_n])))
+    assert f"{tested.val_accuracy * 100:.1f}% ± {tested.val_se * 100:.1f}" in table
+
+
 def test_summary_names_the_best_model_and_its_margin_over_each_reference():
     b = {"cnn": baseline("cnn", [0.85] * 5, [0.8] * 5)}
     s = study("s", [trial(0, val=0.95)], best={"trial_id": "0", "test": report([0.95] * 5, 4)})

@@ -103,6 +103,11 @@ def check_best(study_dir, records):
     top = max(complete, key=lambda r: (r.val_accuracy, -r.number))
     assert best["trial_id"] == top.trial_id and best["val_accuracy"] == top.val_accuracy
     assert best["test"]["n"] == 20 and 0.0 <= best["test"]["accuracy"] <= 1.0
+    # Every score carries its binomial standard error.
+    assert best["val_n"] == 20 and best["val_standard_error"] == pytest.approx(
+        (best["val_accuracy"] * (1 - best["val_accuracy"]) / 20) ** 0.5)
+    assert best["test_standard_error"] == pytest.approx(
+        (best["test"]["accuracy"] * (1 - best["test"]["accuracy"]) / 20) ** 0.5)
     assert len(best["test"]["confusion_matrix"]) == 5
     assert (study_dir / "best_model.keras").exists()
     return best
