@@ -50,11 +50,26 @@ class DyingSpace(FlakySpace):
         return [{"fate": "die", "mode": "ok", "units": 8}, {"fate": "live", "mode": "ok", "units": 8}]
 
 
+@pytest.fixture(scope="module")
+def optuna_pair(tiny_data, tmp_path_factory):
+    """The same 7-trial Optuna search, one child per trial and in this process: shared by the
+    same-rows and the flat-memory tests (a child per trial costs seconds to start)."""
+    root = tmp_path_factory.mktemp("optuna-pair")
+    isolated = search(tiny_data, root / "child", trials=7, epochs=1, isolate=True)
+    in_process = search(tiny_data, root / "here", trials=7, epochs=1, isolate=False)
+    return isolated, in_process
+
+
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
-def test_isolated_trials_give_the_same_rows_as_in_process_ones(engine, tiny_data, tmp_path):
-    isolated = search(tiny_data, tmp_path / "child", engine=engine, trials=3, isolate=True)
-    in_process = search(tiny_data, tmp_path / "here", engine=engine, trials=3, isolate=False)
-    rows = check_table(isolated["study_dir"], "cnn", 3)
+def test_isolated_trials_give_the_same_rows_as_in_process_ones(engine, tiny_data, tmp_path, request):
+    if engine == "optuna":
+        isolated, in_process = request.getfixturevalue("optuna_pair")
+        n = 7
+    else:
+        isolated = search(tiny_data, tmp_path / "child", engine=engine, trials=3, isolate=True)
+        in_process = search(tiny_data, tmp_path / "here", engine=engine, trials=3, isolate=False)
+        n = 3
+    rows = check_table(isolated["study_dir"], "cnn", n)
     check_best(isolated["study_dir"], rows)
     here = read_trials(in_process["study_dir"] / "trials.jsonl")
     # Same configurations, same seeds: the same training, whichever process ran it.
@@ -93,8 +108,8 @@ def test_a_trial_killed_by_the_kernel_is_a_fail_row_and_the_search_goes_on(tiny_
     assert out["best"]["trial_id"] == rows[1].trial_id
 
 
-def test_the_search_process_memory_stays_flat_across_isolated_trials(tiny_data, tmp_path):
-    out = search(tiny_data, tmp_path, trials=7, epochs=1, isolate=True)
+def test_the_search_process_memory_stays_flat_across_isolated_trials(optuna_pair):
+    out, _ = optuna_pair
     anon = [line["rss_anon_mb"] for line in resources(out["study_dir"])]
     assert len(anon) == 7 and all(a is not None for a in anon)
     # From trial 2 on (the first ones pay one-off imports and Optuna's set-up): in-process,
