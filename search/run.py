@@ -74,7 +74,9 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
                       progress=progress)
     best = the_study.finalize(runner)
-    return {"study_dir": the_study.dir, "records": the_study.records(), "best": best}
+    ensemble = read_json(the_study.ensemble_json) if the_study.ensemble_json.exists() else None
+    return {"study_dir": the_study.dir, "records": the_study.records(), "best": best,
+            "ensemble": ensemble}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +207,12 @@ def _print_summary(outcome: dict[str, Any]) -> None:
           f"(balanced {test['balanced_accuracy']:.4f}; {best['params']:,} params, "
           f"{best['image_size']} px input)")
     print(f"config: {best['config']}")
+    ensemble = outcome.get("ensemble")
+    if ensemble:
+        test = ensemble["test"]
+        print(f"ensemble of {len(ensemble['members'])} trials (picked on validation): "
+              f"val_accuracy {ensemble['val_accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+              f"± {ensemble['test_standard_error']:.4f} (balanced {test['balanced_accuracy']:.4f})")
 
 
 if __name__ == "__main__":

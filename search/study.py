@@ -48,6 +48,10 @@ class Study:
         # The best model so far, kept while the search runs (git-ignored checkpoints/), so
         # the final test evaluation restores it instead of retraining.
         self.checkpoint_path = self.dir / "checkpoints" / "best_trial.keras"
+        # Each completed trial's class probabilities on val and test (search.trial), and the
+        # ensemble built from them on validation (search.ensemble).
+        self.predictions_dir = self.dir / "predictions"
+        self.ensemble_json = self.dir / "ensemble.json"
         self.checkpoint_meta = self.dir / "checkpoints" / "best_trial.json"
 
     # -- study.json ---------------------------------------------------------------------------
@@ -175,7 +179,8 @@ class Study:
         The checkpoint saved when the trial ran is restored; if it is missing or belongs to
         another trial (a kill between the row and the checkpoint), the trial is retrained from
         its config. Nothing is re-evaluated while the best trial is unchanged, so the test
-        split is touched once per best model, never for selection.
+        split is touched once per best model, never for selection. Then the ensemble of the
+        study's trials is rebuilt (``build_ensemble``), scored on test once per composition.
         """
         best = self.best_record()
         if best is None:
@@ -183,6 +188,7 @@ class Study:
         if self.best_json.exists() and self.best_model_path.exists():
             previous = results_mod.read_json(self.best_json)
             if previous.get("trial_id") == best.trial_id:
+                self.build_ensemble(runner.data)
                 return previous
 
         import keras
@@ -221,6 +227,48 @@ class Study:
         results_mod.write_json(self.best_json, summary)
         del model
         keras.backend.clear_session()
+        self.build_ensemble(runner.data)
+        return summary
+
+    def build_ensemble(self, data, rounds: int = 25) -> dict[str, Any] | None:
+        """Greedy ensemble selection over the completed trials' kept predictions, on
+        validation only; its test accuracy is computed once per ensemble and written to
+        ensemble.json. None when fewer than two trials kept predictions."""
+        import numpy as np
+
+        from search._metrics import classification_metrics
+        from search.ensemble import greedy_ensemble
+
+        kept = {}
+        for record in results_mod.completed_trials(self.records()):
+            path = self.predictions_dir / f"trial-{record.number}.npz"
+            if path.exists():
+                with np.load(path) as npz:
+                    kept[record.trial_id] = (npz["val"], npz["test"])
+        if len(kept) < 2:
+            return None
+        y_val, y_test = data.labels("val"), data.labels("test")
+        ensemble = greedy_ensemble({k: v for k, (v, _) in kept.items()}, y_val, rounds=rounds)
+        members = dict(sorted(ensemble.counts.items(), key=lambda kv: int(kv[0])))
+        if self.ensemble_json.exists():
+            previous = results_mod.read_json(self.ensemble_json)
+            if previous.get("members") == members:
+                return previous  # the same ensemble: the test split is not read again
+        test_probabilities = ensemble.average({k: t for k, (_, t) in kept.items()})
+        report = classification_metrics(y_test, test_probabilities.argmax(-1), data.class_names)
+        summary = {
+            "members": members, "size": ensemble.size, "rounds": rounds,
+            "candidates": len(kept),
+            "val_accuracy": ensemble.val_accuracy, "val_n": int(len(y_val)),
+            "val_standard_error": results_mod.standard_error(ensemble.val_accuracy, len(y_val)),
+            "val_log_loss": ensemble.val_log_loss,
+            "test": report,
+            "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
+            "note": ("greedy selection with replacement (Caruana et al. 2004) on validation; "
+                     "its validation score is the one it was picked on, an optimistic estimate"),
+            "evaluated_at": utc_now(),
+        }
+        results_mod.write_json(self.ensemble_json, summary)
         return summary
 
 

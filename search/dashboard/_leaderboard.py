@@ -138,6 +138,62 @@ def section(page: PageBuilder) -> None:
         page.add(_leaderboard_table(leaderboard))
     else:
         page.empty("No models yet: train a baseline or run a search, then regenerate this page.")
+    ensembles = _get_ensemble_info(page.tree)
+    if ensembles:
+        page.add(_ensemble_table(ensembles))
+
+
+@dataclasses.dataclass
+class EnsembleRow:
+    study: str
+    trials: int  # distinct member trials
+    size: int  # picks, with replacement
+    candidates: int
+    val_accuracy: float | None
+    val_se: float | None
+    test_accuracy: float | None
+    test_se: float | None
+    balanced_accuracy: float | None
+    single_val_accuracy: float | None  # the study's best single model, for comparison
+    single_test_accuracy: float | None
+
+
+def _get_ensemble_info(tree: ResultsTree) -> list[EnsembleRow]:
+    """Each study's greedy ensemble (ensemble.json) beside its best single model."""
+    rows = []
+    for study in tree.studies:
+        e = study.ensemble
+        if not e:
+            continue
+        test, best = e.get("test") or {}, study.best or {}
+        rows.append(EnsembleRow(
+            study=study.name, trials=len(e.get("members") or {}), size=int(e.get("size") or 0),
+            candidates=int(e.get("candidates") or 0), val_accuracy=e.get("val_accuracy"),
+            val_se=standard_error(e.get("val_accuracy"), e.get("val_n")),
+            test_accuracy=test.get("accuracy"), test_se=standard_error(test.get("accuracy"), test.get("n")),
+            balanced_accuracy=test.get("balanced_accuracy"),
+            single_val_accuracy=best.get("val_accuracy"),
+            single_test_accuracy=(best.get("test") or {}).get("accuracy")))
+    return rows
+
+
+def _ensemble_table(rows: list[EnsembleRow]) -> str:
+    head = ("study", "members (picks) of candidates", "val acc.", "test acc.", "balanced acc.",
+            "best single model: val / test")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            r.study, f"{r.trials} ({r.size}) of {r.candidates}", _pct_se(r.val_accuracy, r.val_se),
+            _pct_se(r.test_accuracy, r.test_se), _pct(r.balanced_accuracy),
+            f"{_pct(r.single_val_accuracy)} / {_pct(r.single_test_accuracy)}")) + "</tr>"
+        for r in rows)
+    return (
+        "<h3>Ensembles</h3><p class=\"small\">Each study's trials combined by greedy selection with "
+        "replacement on validation (Caruana et al. 2004). The validation score is the one the "
+        "ensemble was picked on, so it is optimistic; the test score is read once. Ensembles are "
+        "not yet exported as one model.</p>"
+        '<table class="leaderboard"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>" + body + "</tbody></table>"
+    )
 
 
 def _pct_se(value: float | None, se: float | None) -> str:

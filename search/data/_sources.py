@@ -38,6 +38,10 @@ class DataSource:
         """What the data is, recorded beside results (source, digest, classes, counts)."""
         raise NotImplementedError
 
+    def labels(self, split: str) -> np.ndarray:
+        """int32 labels of a split, in the order of ``arrays`` (no images are loaded)."""
+        raise NotImplementedError
+
     def dataset(self, split: str, image_size: int, batch_size: int, shuffle: bool, seed: int = 0):
         x, y = self.arrays(split, image_size)
         return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
@@ -108,6 +112,9 @@ class ArrayData(DataSource):
             self._resized[key] = np.clip(np.round(resized), 0, 255).astype(np.uint8)
         return self._resized[key], y
 
+    def labels(self, split: str) -> np.ndarray:
+        return self._splits[split][1]
+
     def describe(self) -> dict[str, Any]:
         digest = hashlib.sha256()
         for split in SPLITS:
@@ -157,7 +164,7 @@ class ManifestData(DataSource):
 
         f = cached_features(self.manifest, split, image_size, key, extractor,
                             cache_dir=self.cache_dir, dtype=dtype)
-        y = self.labels(split)
+        y = self._manifest_labels(split)
         keep = self._keep(split, y)
         if keep is not None:
             f = [a[keep] for a in f] if isinstance(f, list) else f[keep]
@@ -165,6 +172,12 @@ class ManifestData(DataSource):
         return f, y
 
     def labels(self, split: str) -> np.ndarray:
+        """Labels in the order of ``arrays`` (thinned like it for --subset)."""
+        y = self._manifest_labels(split)
+        keep = self._keep(split, y)
+        return y if keep is None else y[keep]
+
+    def _manifest_labels(self, split: str) -> np.ndarray:
         """Labels in manifest order (the order of load_images and cached features)."""
         names = self.class_names
         return np.array([names.index(e["label"]) for e in self.manifest.subset(split)], dtype=np.int32)

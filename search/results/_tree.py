@@ -37,6 +37,8 @@ class StudyResults:
     best: dict[str, Any] | None = None
     # Line numbers of trials.jsonl that hold no readable row (torn by a crash, garbled).
     unreadable_lines: list[int] = dataclasses.field(default_factory=list)
+    # ensemble.json: the greedy ensemble of the study's trials, picked on validation.
+    ensemble: dict[str, Any] | None = None
 
     @property
     def engine(self) -> str:
@@ -221,8 +223,10 @@ def load_results(
                 f"Study {name!r} has no best.json yet (search still running?): its best trial is "
                 "listed by validation accuracy only."
             )
+        ensemble = _read_json_or_note(directory / "ensemble.json", notes)
         loaded.append(StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials,
-                                   best, unreadable_lines=table.unreadable_lines))
+                                   best, unreadable_lines=table.unreadable_lines,
+                                   ensemble=ensemble if isinstance(ensemble, dict) else None))
     return ResultsTree(root=root, baselines=baselines, studies=loaded, notes=notes)
 
 

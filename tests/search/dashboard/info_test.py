@@ -311,3 +311,18 @@ def test_loading_notes_unknown_studies_broken_files_and_missing_best(results_tre
     text = " ".join(loaded.notes)
     assert "Could not read" in text and "'no_such_study' not found" in text and "no best.json" in text
     assert math.isfinite(_leaderboard._get_leaderboard_info(loaded).rows[-1].val_accuracy)
+
+
+def test_ensembles_are_shown_beside_the_best_single_model():
+    best = {"trial_id": "0", "val_accuracy": 0.9, "test": report([0.9] * 5, 2)}
+    ensemble = {"members": {"0": 2, "3": 1}, "size": 3, "candidates": 5, "val_accuracy": 0.93,
+                "val_n": 300, "test": report([0.92] * 5, 5)}
+    with_ensemble = study("e", [trial(0, val=0.9)], best=best)
+    with_ensemble.ensemble = ensemble
+    rows = _leaderboard._get_ensemble_info(tree(None, [with_ensemble, study("plain", [trial(0, val=0.5)])]))
+    assert len(rows) == 1 and (rows[0].trials, rows[0].size, rows[0].candidates) == (2, 3, 5)
+    assert rows[0].val_se == pytest.approx(math.sqrt(0.93 * 0.07 / 300))
+    assert rows[0].test_accuracy == ensemble["test"]["accuracy"]
+    assert (rows[0].single_val_accuracy, rows[0].single_test_accuracy) == (0.9, best["test"]["accuracy"])
+    table = _leaderboard._ensemble_table(rows)
+    assert "2 (3) of 5" in table and "optimistic" in table

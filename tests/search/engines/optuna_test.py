@@ -55,6 +55,16 @@ def test_tpe_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
         assert t.state.name == r.state
         if r.state == "COMPLETE":
             assert t.value == pytest.approx(r.val_accuracy)
+    # Every completed trial kept its predictions; the ensemble is picked from them on
+    # validation (round one is the best single trial, so it scores at least as well there).
+    complete = [r for r in records if r.state == "COMPLETE"]
+    assert sorted(p.name for p in (study_dir / "predictions").iterdir()) == \
+        sorted(f"trial-{r.number}.npz" for r in complete)
+    ensemble = read_json(study_dir / "ensemble.json")
+    assert set(ensemble["members"]) <= {r.trial_id for r in complete}
+    assert ensemble["val_accuracy"] >= max(r.val_accuracy for r in complete) - 1e-9
+    assert ensemble["test"]["n"] == 20 and ensemble["val_n"] == 20
+    assert out["ensemble"] == ensemble
 
 
 def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
