@@ -242,6 +242,7 @@ def test_dataset_batches_and_reproducible_shuffle():
 
 # --- the real data ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/art-images is not here")
 def test_pipeline_on_the_shared_dataset(tmp_path):

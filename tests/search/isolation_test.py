@@ -18,6 +18,10 @@ from search.data import synthetic_data
 from .engines.conftest import FlakySpace, PruneableSpace, check_best, check_table
 
 
+
+# Every test here trains models (and starts child processes): not in the fast subset.
+pytestmark = pytest.mark.slow
+
 def search(data, tmp_path, **kw):
     kw.setdefault("engine", "optuna")
     kw.setdefault("algorithm", "random")

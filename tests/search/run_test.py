@@ -33,6 +33,7 @@ def test_bad_input_names_the_value_and_the_choices(argv, message, capsys, tmp_pa
     assert not (tmp_path / "searches").exists() or not any((tmp_path / "searches").iterdir())
 
 
+@pytest.mark.slow
 def test_defaults_and_study_name(tmp_path, capsys):
     args = build_parser().parse_args(["--space", "cnn"])
     assert (args.engine, args.algorithm, args.trials, args.epochs) == ("optuna", None, 20, 10)

@@ -145,6 +145,7 @@ def _random_configs(space: Space, n: int, seed: int) -> list[dict]:
     return configs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn", "mobilenet", "mobilenet-head"])
 def test_same_config_builds_the_same_model_through_both_engines(name):
     space = get_space(name)
@@ -169,6 +170,7 @@ def test_same_config_builds_the_same_model_through_both_engines(name):
     assert built >= 2
 
 
+@pytest.mark.slow
 def test_every_cnn_block_count_builds_at_every_input_size():
     """A block shrinks the map the published way while it can and keeps its size after that,
     so no (blocks, kernel, size) combination is unbuildable and the published model is
@@ -177,9 +179,9 @@ def test_every_cnn_block_count_builds_at_every_input_size():
 
     assert block_shrinks(256, 3) and block_shrinks(5, 3) and not block_shrinks(4, 5)
     reference = get_space("cnn").reference_configs()[0]
-    # 32 px (the --max-image-size of the issue) and 16 px: blocks that shrink, then blocks
-    # that cannot, for both kernels; larger inputs only shrink more blocks the published way.
-    for size in (16, 32):
+    # 32 px (the --max-image-size of the issue): blocks that shrink, then blocks that cannot,
+    # for both kernels; larger inputs only shrink more blocks the published way.
+    for size in (32,):
         for kernel in KERNELS:
             for blocks in range(1, MAX_BLOCKS + 1):
                 config = {**reference, "conv_blocks": blocks, "kernel_size": kernel,

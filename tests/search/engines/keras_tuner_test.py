@@ -29,6 +29,7 @@ def search(data, tmp_path, **kw):
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 
+@pytest.mark.slow
 def test_random_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
     out = search(tiny_data, tmp_path, algorithm="random", trials=3, epochs=2, seed=1)
     study_dir = out["study_dir"]
@@ -63,6 +64,7 @@ def test_every_oracle_proposes_the_reference_config_first(algorithm, tmp_path):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 def test_the_same_seed_proposes_the_same_configs_seed_0_included(tiny_data, tmp_path):
     # keras-tuner draws a random seed when given 0 (`seed or random.randint(...)`).
     first = search(tiny_data, tmp_path / "a", algorithm="random", trials=4, seed=0)
@@ -72,6 +74,7 @@ def test_the_same_seed_proposes_the_same_configs_seed_0_included(tiny_data, tmp_
     assert len({json.dumps(c, sort_keys=True) for c in configs}) == 4  # really sampled
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
     search(tiny_data, tmp_path, trials=2, seed=2)
     study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
@@ -87,6 +90,7 @@ def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_pat
     assert sum(1 for _ in open(study_dir / "trials.jsonl")) == lines_before + 2
 
 
+@pytest.mark.slow
 def test_interrupt_mid_trial_then_resume_retries_only_the_interrupted_trial(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         search(tiny_data, tmp_path, trials=3, epochs=2, callbacks=[InterruptSecondTraining()])
@@ -112,6 +116,7 @@ def test_interrupt_mid_trial_then_resume_retries_only_the_interrupted_trial(tiny
     assert sum(1 for _ in open(study_dir / "trials.jsonl")) == 3
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):
     out = search(tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-kt")
     rows = check_table(out["study_dir"], flaky_space, 4)
@@ -124,6 +129,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path,
     assert best["config"]["mode"] == "ok"
 
 
+@pytest.mark.slow
 def test_hyperband_gives_trials_epoch_budgets(tiny_data, tmp_path, flaky_space):
     out = search(tiny_data, tmp_path, space=flaky_space, algorithm="hyperband", trials=6, epochs=3)
     rows = check_table(out["study_dir"], flaky_space, 6)
@@ -143,6 +149,7 @@ def test_bad_engine_arguments_name_the_value_and_choices():
         get_engine("sklearn")
 
 
+@pytest.mark.slow
 def test_torn_rows_are_set_aside_and_re_derived_from_the_oracle_records(
         tiny_data, tmp_path, flaky_space, capsys):
     search(tiny_data, tmp_path, space=flaky_space, trials=3, study="flaky-kt")

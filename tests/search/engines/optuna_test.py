@@ -41,6 +41,7 @@ def load(study_dir: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}")
 
 
+@pytest.mark.slow
 def test_tpe_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
     out = search(tiny_data, tmp_path, trials=3, epochs=2, seed=1)
     study_dir = out["study_dir"]
@@ -67,6 +68,7 @@ def test_tpe_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
     assert out["ensemble"] == ensemble
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_path):
     search(tiny_data, tmp_path, algorithm="random", trials=2, seed=5)
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
@@ -83,6 +85,7 @@ def test_resume_keeps_finished_trials_and_does_not_rerun_them(tiny_data, tmp_pat
     assert len(load(study_dir, "cnn-optuna-random").trials) == 4
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_trial_then_resume_redoes_only_that_trial(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         search(tiny_data, tmp_path, trials=3, epochs=2, callbacks=[InterruptSecondTraining()])
@@ -105,6 +108,7 @@ def test_ctrl_c_mid_trial_then_resume_redoes_only_that_trial(tiny_data, tmp_path
     assert sum(1 for _ in open(study_dir / "trials.jsonl")) == 3
 
 
+@pytest.mark.slow
 def test_trial_left_running_by_a_killed_process_is_failed_and_redone(tiny_data, tmp_path):
     search(tiny_data, tmp_path, trials=1)
     study_dir = tmp_path / "searches" / "cnn-optuna-tpe"
@@ -122,6 +126,7 @@ def test_trial_left_running_by_a_killed_process_is_failed_and_redone(tiny_data, 
     assert [r.number for r in rows] == [0, 2]
 
 
+@pytest.mark.slow
 def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
     from search.results import TrialRecord, append_trial
 
@@ -224,6 +229,7 @@ def is_running(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its exit status is left to collect
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):
     out = search(tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-optuna",
                  pruner="none")
@@ -237,6 +243,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path,
     assert check_best(out["study_dir"], rows)["config"]["mode"] == "ok"
 
 
+@pytest.mark.slow
 def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path):
     # Enqueue a weak config after strong ones: with n_startup_trials=3 and one warm-up epoch,
     # the median pruner stops it after epoch 2 when it trails the earlier trials.
@@ -248,6 +255,7 @@ def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path):
     assert load(out["study_dir"], "prune").trials[3].state.name == "PRUNED"
 
 
+@pytest.mark.slow
 def test_cmaes_runs_on_a_numeric_space_and_refuses_a_categorical_only_one(tiny_data, tmp_path):
     out = search(tiny_data, tmp_path, algorithm="cmaes", trials=2)
     assert len(read_trials(out["study_dir"] / "trials.jsonl")) == 2
@@ -329,6 +337,7 @@ def test_malformed_storage_url_is_refused_before_anything_is_written(url, expect
     assert not (tmp_path / "searches").exists()
 
 
+@pytest.mark.slow
 def test_resume_without_storage_uses_the_recorded_one_and_refuses_another(
         tiny_data, tmp_path, flaky_space):
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
@@ -364,6 +373,7 @@ def tear_lines(path: Path, *, garble: tuple[int, ...] = (), tear_last: bool = Tr
     path.write_text(text[: len(text) - len(lines[-1]) // 2] if tear_last else text + "\n")
 
 
+@pytest.mark.slow
 def test_torn_row_is_set_aside_and_re_derived_from_the_optuna_storage(
         tiny_data, tmp_path, flaky_space, capsys):
     search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=3, pruner="none")

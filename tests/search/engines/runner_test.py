@@ -18,6 +18,10 @@ MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,
                    "learning_rate": 0.01, "fine_tune_layers": 0, "aug_enabled": False}
 
 
+
+# Every test here trains models (and starts child processes): not in the fast subset.
+pytestmark = pytest.mark.slow
+
 def make_runner(tmp_path, data, space="mobilenet"):
     study = Study("unit", engine="optuna", algorithm="tpe", space=space, root=tmp_path)
     ctx = BuildContext(num_classes=5, max_image_size=32, weights=None)
