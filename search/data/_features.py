@@ -61,7 +61,7 @@ def _stream_to_disk(extractor, x: np.ndarray, folder: Path, split: str, batch_si
 
     files: list = []
     for start in range(0, len(x), batch_size):
-        batch = extractor(np.asarray(x[start:start + batch_size]), training=False)
+        batch = extractor.predict_on_batch(np.asarray(x[start:start + batch_size]))
         parts = batch if isinstance(batch, (list, tuple)) else [batch]
         if not files:
             files = [open_memmap(folder / (_name(split, i, len(parts)) + ".tmp.npy"), mode="w+",
