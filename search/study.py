@@ -70,6 +70,7 @@ class Study:
                         f"study {self.name!r} in {self.dir} was created with {key}={info.get(key)!r}, "
                         f"not {value!r}; pass --study NAME to start a different study"
                     )
+            self._check_same_space(info, reference_configs)
             old_digest = (info.get("data") or {}).get("digest")
             if old_digest and data.get("digest") and old_digest != data["digest"]:
                 raise SearchError(
@@ -113,6 +114,24 @@ class Study:
                 "without --storage (its recorded storage is used), or pass --study NAME to start "
                 "a different study")
         return {**settings, "storage": recorded}
+
+    def _check_same_space(self, info: dict[str, Any], reference_configs: list[dict[str, Any]]) -> None:
+        """Refuse to resume a study whose space has changed since it was created: its engine
+        would meet trials from another space (Optuna refuses changed distributions inside
+        every new trial). The recorded reference configurations tell the version apart."""
+        recorded = info.get("reference_configs")
+        current = json.loads(json.dumps(reference_configs, default=str))
+        if recorded is None or recorded == current:
+            return
+        old = {k for config in recorded for k in config}
+        new = {k for config in current for k in config}
+        changes = [f"added {', '.join(sorted(new - old))}" if new - old else "",
+                   f"removed {', '.join(sorted(old - new))}" if old - new else ""]
+        what = "; ".join(c for c in changes if c) or "values changed"
+        raise SearchError(
+            f"study {self.name!r} in {self.dir} was created with another version of space "
+            f"{self.space!r} (its reference configuration differs: {what}); it cannot be "
+            "resumed with this one: pass --study NAME to start a new study")
 
     # -- trials ----------------------------------------------------------------------------
     def records(self) -> list[TrialRecord]:

@@ -62,3 +62,17 @@ def test_a_study_json_already_overwritten_by_a_storage_less_resume_still_knows_i
     info["runs"].append({"started_at": "later", "config": {"storage": None}})
     write_json(study.study_json, info)
     assert open_study(tmp_path, None)[1]["config"]["storage"] == url
+
+
+def test_resuming_after_the_space_changed_is_refused(tmp_path):
+    study = Study("s", engine="optuna", algorithm="tpe", space="mobilenet", root=tmp_path)
+    old = [{"image_size": 224, "fine_tune_layers": 54}]
+    study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=old)
+    # The same space resumes; tuples and lists of the same values are the same JSON.
+    study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=list(old))
+    before = read_json(study.study_json)
+    new = [{**old[0], "fine_tune_schedule": "plateau"}]
+    with pytest.raises(SearchError, match=r"another version of space 'mobilenet'.*added "
+                                          r"fine_tune_schedule.*--study NAME"):
+        study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=new)
+    assert read_json(study.study_json) == before  # nothing written
