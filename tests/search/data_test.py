@@ -366,3 +366,23 @@ def test_cached_features_stream_to_disk_once_and_keep_several_outputs(split_resu
     np.testing.assert_array_equal(again[0], a)
     folder = tmp_path / "features" / manifest.digest / "two"
     assert sorted(p.name for p in folder.iterdir()) == ["val-0.npy", "val-1.npy", "val.done.json"]
+
+
+def test_every_data_source_feeds_batches_through_make_dataset(split_results, tmp_path, monkeypatch):
+    """One dataset() path: the in-memory and the manifest source both gather batches by index
+    (make_dataset), neither embeds its arrays in the graph."""
+    from search.data import ManifestData, _sources, synthetic_data
+
+    calls = []
+    original = _sources.make_dataset
+    monkeypatch.setattr(_sources, "make_dataset",
+                        lambda x, y, **kw: calls.append((len(x), kw)) or original(x, y, **kw))
+    manifest, _ = split_results
+    sources = [synthetic_data(n_train=8, n_val=4, n_test=4, image_size=16),
+               ManifestData(manifest, cache_dir=tmp_path)]
+    for source in sources:
+        ds = source.dataset("val", 16, batch_size=2, shuffle=True, seed=3)
+        x, y = next(iter(ds))
+        assert x.shape[1:] == (16, 16, 3) and x.dtype.name == "uint8" and len(y) == 2
+    assert [kw for _, kw in calls] == [{"batch_size": 2, "shuffle": True, "seed": 3}] * 2
+    assert "from_tensor_slices" not in open(_sources.__file__).read()
