@@ -106,7 +106,7 @@ def run_baseline(
         "changed_from_published": changed,
         "seed": seed,
         "split": {"manifest": str(manifest.path), "digest": manifest.digest,
-                  "sizes": {s: int(len(source.arrays(s, size)[1])) for s in ("train", "val", "test")}},
+                  "sizes": {s: int(len(source.labels(s))) for s in ("train", "val", "test")}},
         "model": str(model_path),
         "versions": environment_info(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

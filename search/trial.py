@@ -148,7 +148,7 @@ class TrialRunner:
         final ones; it is None when the build failed. The caller frees it."""
         import keras
 
-        from search.training import BestWeights, HistoryRecorder
+        from search.training import BestWeights, HistoryRecorder, count_params
 
         started_at = utc_now()
         t0 = time.perf_counter()
@@ -158,9 +158,9 @@ class TrialRunner:
         keras.utils.set_random_seed(self.seed + number)
         try:
             model = self.space.build(hp, self.ctx)
-            params = int(model.count_params())
+            counts = count_params(model)
+            params, trainable = counts["total"], counts["trainable"]
             input_size = _input_size(model)
-            trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
             if self.max_params is not None and params > self.max_params:
                 raise ConfigurationError(
                     f"model has {params:,} parameters, over the limit of {self.max_params:,}")

@@ -189,12 +189,11 @@ class MobileNetSpace(Space):
         schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
         phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
                      callbacks=[*schedule, *callbacks], verbose=verbose)
-        if self.cache_activations and not has_augmentation and cut > 1 \
-                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES:
+        if not has_augmentation and self._caches_activations(base, cut):
             from search.data import make_dataset  # the one input pipeline
 
-            key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
-            trainer, cached = self._activation_trainer(model, base, cut, data, size, key,
+            trainer, cached = self._activation_trainer(model, base, cut, data, size,
+                                                       self._feature_key(values, size, ctx),
                                                        ("train", "val"))
             (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
             _compile(trainer, fine_tune_lr, decay)
@@ -221,12 +220,13 @@ class MobileNetSpace(Space):
             return np.asarray(model.get_layer(HEAD_LAYER).predict(
                 features, batch_size=batch_size, verbose=0))
         cut = next(i for i, layer in enumerate(base.layers) if layer.trainable)
-        if self.cache_activations and cut > 1 \
-                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES:
+        # Augmentation is off at inference, so even an augmented trial predicts exactly here.
+        if self._caches_activations(base, cut):
             from search.data import make_dataset
 
-            key = BACKBONES[self._backbone_name(hp.values)].feature_key(size, ctx.weights)
-            trainer, cached = self._activation_trainer(model, base, cut, data, size, key, (split,))
+            trainer, cached = self._activation_trainer(model, base, cut, data, size,
+                                                       self._feature_key(hp.values, size, ctx),
+                                                       (split,))
             activations, labels = cached[split]
             return np.asarray(trainer.predict(
                 make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0))
@@ -239,8 +239,17 @@ class MobileNetSpace(Space):
 
         size = int(model.input_shape[1])
         extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
-        key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
-        return data.features(split, size, key, extractor)
+        return data.features(split, size, self._feature_key(values, size, ctx), extractor)
+
+    def _feature_key(self, values: dict[str, Any], size: int, ctx: BuildContext) -> str | None:
+        """Names this trial's frozen-backbone outputs in the caches (None: random init)."""
+        return BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+
+    def _caches_activations(self, base, cut: int) -> bool:
+        """Whether the top of ``base`` from ``cut`` on trains and predicts on cached outputs of
+        the part below (not the whole network, not a cut too large to be worth caching)."""
+        return (self.cache_activations and cut > 1
+                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES)
 
     def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None,
                             splits: tuple[str, ...]):
@@ -265,7 +274,9 @@ class MobileNetSpace(Space):
 
         upper = keras.Model(crossing, base.output)
         inputs = [keras.Input(t.shape[1:]) for t in crossing]
-        x = upper(inputs)  # its BatchNorm layers are frozen: inference mode, as in model
+        # The same layers as the model's top: BatchNorm behaves exactly as it does there
+        # (frozen, or on batch statistics while training: fine_tune_batch_norm).
+        x = upper(inputs)
         outputs = model.get_layer(HEAD_LAYER)(model.get_layer(FEATURES_LAYER)(x))
         return keras.Model(inputs, outputs, name="fine_tune_on_activations"), cached
 
