@@ -1,6 +1,10 @@
 """Evaluate a saved model on any folder of class sub-folders, or on the split's test set.
 
     python -m search.evaluate results/baselines/mobilenet/model.keras --data DIR [--json]
+    python -m search.evaluate exports/<name>/model.tflite --split test
+
+The model is a ``.keras``, ``.tflite`` or ``.onnx`` file, a TensorFlow SavedModel folder, or an
+export bundle folder, run by the format's own runtime; the report says which (``model``).
 
 One evaluation function (:func:`evaluate_model`) serves baselines, searches and this command.
 A folder that shares images (exact or near copies) with the model's training or validation
@@ -35,6 +39,12 @@ from search.data import (
 
 
 def predict_classes(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Top-1 output per image: a Keras model through the tf.data pipeline, an exported model
+    (:class:`search.model_io.LoadedModel`) through its own runtime, one batch at a time."""
+    from search.model_io import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return np.argmax(model.predict(x, batch_size), axis=-1)
     return np.argmax(predict_in_batches(model, x, batch_size), axis=-1)
 
 
@@ -110,7 +120,8 @@ def _guessed_names(model, class_names: list[str], folder: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a saved .keras model (with its .json sidecar when ours)")
+    parser.add_argument("model", help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
+                        "export bundle folder (with its .json sidecar when ours)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--data", help="folder of <class>/ sub-folders (or the Kaggle layout)")
     target.add_argument("--split", choices=["val", "test"],
@@ -119,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-overlap", action="store_true",
                         help="score a folder even if it shares images with the training data")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--format", help="with a bundle folder: which of its formats to score "
+                        "(default: the first that loads, Keras first)")
     args = parser.parse_args(argv)
 
-    from search.model_io import load_model
+    from search.model_io import open_model
 
     try:
-        model, meta = load_model(args.model)
+        model, meta = open_model(args.model, args.format)
         if args.data:
             report = evaluate_folder(model, meta, args.data, args.allow_overlap, args.batch_size)
         else:
@@ -136,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:  # DataNotFound, Split, Leak errors included
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    report["model"] = {"path": str(model.path), "format": model.format, "runtime": model.runtime}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"scored by {model.runtime}: {model.format} model {model.path}")
+        print(format_report(report))
     return 0
 
 

@@ -1,15 +1,30 @@
-"""Export a trained model for use: the best one overall, a study's best, or a baseline.
+"""Export a trained model for use: the best one overall, a study's best, a baseline, or a file.
 
     python -m search.export --best [--out exports/best]
-    python -m search.export --study cnn-keras-tuner-hyperband
-    python -m search.export --baseline mobilenet --saved-model
+    python -m search.export --baseline mobilenet --format keras,savedmodel,tflite,onnx --quantize
+    python -m search.export --model path/to/model.keras --format onnx
 
-Writes ``model.keras`` with its ``model.json`` sidecar (class names, input size), a
-``MODEL_CARD.md`` (where it came from, its leak-free test scores, the configuration), and
-with ``--saved-model`` a TensorFlow SavedModel for serving. "Best" means the highest
-validation accuracy among the scored models (baselines and each study's best, all on the
-same split), chosen by ``search.results.best_model`` like the dashboard's leaderboard; the
-test split only reports, so the exported model's test score is not the luckiest of several.
+Writes an export bundle: the model in each format asked for (``model.keras``,
+``saved_model/``, ``model.tflite`` and with ``--quantize`` ``model-int8.tflite``,
+``model.onnx``), its ``model.json`` sidecar (class names, input size), ``export.json`` (what
+was written and how each file was checked) and a ``MODEL_CARD.md``. Every model takes raw RGB
+pixels 0-255 at its input size (preprocessing is inside), and answers class probabilities in
+the order of the class names.
+
+Every file is checked right after it is written: loaded back in its own runtime and fed the
+same sample of real images (the model's test split, or ``--sample DIR``), decoded as
+``search.predict`` decodes them; it must give the Keras model's top-1 class on every image and
+probabilities within 1e-4 (the int8 variant, lossy by design: the same top-1 class on at least
+95% of them). A format whose converter fails, or whose file fails the check, is reported by
+name with the reason and the others are still written.
+
+Exit status: 0 when every format was written and passed its check; 1 when some did not (the
+others are written); 2 when nothing was written (bad input, no model).
+
+"Best" means the highest validation accuracy among the scored models (baselines and each
+study's best, all on the same split), chosen by ``search.results.best_model`` like the
+dashboard's leaderboard; the test split only reports, so the exported model's test score is
+not the luckiest of several.
 """
 
 from __future__ import annotations
@@ -17,11 +32,23 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from search.model_io import load_model, sidecar_path
-from search.results import ModelResult, best_model, load_results, write_json
+import numpy as np
+
+from search._formats import checksum, size_bytes
+from search.data import IMAGE_SUFFIXES, decode_image, load_manifest
+from search.model_io import BUNDLE_RECORD, FORMATS, FormatError, load_model, sidecar_path
+from search.results import ModelResult, best_model, environment_info, load_results, write_json
+
+# What --format accepts; --quantize adds the int8 variant of tflite.
+CLI_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+DEFAULT_CHECK_IMAGES = 32
 
 
 class ExportError(ValueError):
@@ -48,39 +75,288 @@ def choose(found: list[ModelResult], study: str | None, baseline: str | None) ->
     return best
 
 
-def export(choice: ModelResult, out: Path, saved_model: bool = False) -> Path:
+# --- the sample every exported file is checked on -------------------------------------------
+
+@dataclass
+class Sample:
+    paths: list[str]
+    images: np.ndarray  # uint8 (n, S, S, 3), decoded by search.data.decode_image as predict does
+    origin: str  # where the images came from, in words
+
+
+def _evenly(items: list, n: int) -> list:
+    """``n`` items spread over the list (every class of a sorted split is represented)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def sample_images(meta: dict[str, Any], n: int, folder: str | Path | None = None) -> Sample:
+    """``n`` real images at the model's input size: from ``folder`` (its image files, sorted),
+    else from the test split of the model's split manifest."""
+    size = int(meta["image_size"])
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ExportError(f"--sample {folder}: not a folder of images")
+        paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        origin = f"folder {folder}"
+    else:
+        manifest_path = meta.get("manifest")
+        if not manifest_path or not Path(manifest_path).exists():
+            raise ExportError("cannot check the exported files on real images: the model's split "
+                              f"manifest {manifest_path or '(none recorded)'} is missing; pass "
+                              "--sample DIR (a folder of images)")
+        manifest = load_manifest(manifest_path)
+        paths = [Path(manifest.data_root) / e["path"] for e in manifest.subset("test")]
+        origin = f"test split of {manifest_path}"
+    images, used = [], []
+    for path in _evenly(paths, n):
+        try:
+            images.append(decode_image(path, size))
+            used.append(str(path))
+        except Exception:  # noqa: BLE001 - an undecodable file is not a sample; the next one is
+            continue
+    if not used:
+        raise ExportError(f"no decodable image to check the exported files on in {origin}"
+                          + ("" if folder is not None else "; pass --sample DIR (a folder of images)"))
+    return Sample(used, np.stack(images), f"{len(used)} images from the {origin}")
+
+
+# --- writing and checking a bundle ---------------------------------------------------------
+
+def _probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    return np.concatenate([np.asarray(model.predict_on_batch(images[i:i + batch_size].astype(np.float32)))
+                           for i in range(0, len(images), batch_size)])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else '(no message)'}"
+
+
+def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarray) -> dict[str, Any]:
+    """Load ``path`` back in its own runtime and compare its answers on the sample with the
+    Keras model's: top-1 class per image and the largest probability difference."""
+    fmt = FORMATS[format_name]
+    loaded = FORMATS[format_name].load(path)
+    got = loaded.predict(sample.images, batch_size=32)
+    if got.shape != expected.shape:
+        raise FormatError(f"{path} answers shape {got.shape}, the Keras model {expected.shape}")
+    diff = np.abs(got - expected)
+    same = got.argmax(axis=1) == expected.argmax(axis=1)
+    agreement = float(same.mean())
+    max_diff = float(diff.max())
+    problems = []
+    if agreement < fmt.min_agreement:
+        problems.append(f"top-1 class agrees on {int(same.sum())} of {len(same)} images, "
+                        f"needs {fmt.min_agreement:.0%}")
+    if fmt.max_abs_diff is not None and max_diff > fmt.max_abs_diff:
+        problems.append(f"probabilities differ by up to {max_diff:.2g}, tolerance {fmt.max_abs_diff:g}")
+    return {
+        "runtime": loaded.runtime,
+        "top1_agreement": agreement,
+        "top1_agreeing": int(same.sum()),
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": float(diff.mean()),
+        "tolerance": {"max_abs_diff": fmt.max_abs_diff, "min_top1_agreement": fmt.min_agreement},
+        "disagreements": [
+            {"path": sample.paths[i], "keras": int(expected[i].argmax()), "this": int(got[i].argmax())}
+            for i in np.flatnonzero(~same)[:20]],
+        "status": "mismatch" if problems else "ok",
+        **({"reason": "; ".join(problems)} if problems else {}),
+    }
+
+
+def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Sequence[str],
+                 sample: Sample, about: Sequence[str] = (), source: str | None = None,
+                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Write ``model`` (any Keras model taking ``(batch, S, S, 3)`` pixels 0-255) into ``out`` in
+    each of ``formats``, check every file on ``sample`` against ``model``, and write
+    ``model.json`` (``sidecar``), ``export.json`` and ``MODEL_CARD.md`` (``about``: markdown
+    lines on where the model came from and its scores). Returns the ``export.json`` record.
+
+    A format whose writer or check fails is recorded (``status`` ``failed`` or ``mismatch``,
+    with ``reason``); the others are still written.
+    """
+    out = Path(out)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    class_names = list(sidecar.get("class_names") or [])
+    size = int(sidecar.get("image_size") or 0)
+    shape = tuple(model.input_shape)
+    if shape[1:] != (size, size, 3):
+        raise ExportError(f"the model takes input {shape}, but its sidecar says {size} x {size} RGB images")
+    if int(model.output_shape[-1]) != len(class_names):
+        raise ExportError(f"the model has {model.output_shape[-1]} outputs but its sidecar names "
+                          f"{len(class_names)} classes")
+    if sample.images.shape[1:] != (size, size, 3):
+        raise ExportError(f"the check sample is {sample.images.shape[1:]}, not {size} x {size} x 3")
+
+    expected = _probabilities(model, sample.images)
+    if (out / BUNDLE_RECORD).exists():
+        # Re-exporting into a bundle: a format not written this time must not linger beside a
+        # model.json and export.json that no longer describe it.
+        for fmt in FORMATS.values():
+            if fmt.name not in formats:
+                _remove(out / fmt.filename)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "model.json", {**sidecar, **({"exported_from": source} if source else {})})
+    written: dict[str, dict[str, Any]] = {}
+    for name in formats:
+        fmt = FORMATS[name]
+        path = out / fmt.filename
+        entry: dict[str, Any] = {"file": fmt.filename}
+        log(f"writing {name} ({fmt.filename}) ...")
+        started = time.perf_counter()
+        try:
+            fmt.write(model, path)
+        except Exception as exc:  # noqa: BLE001 - one converter's failure must not stop the others
+            _remove(path)  # half a file, or the previous export's: either would pass for this one
+            written[name] = {**entry, "status": "failed", "reason": f"converter failed: {_one_line(exc)}"}
+            continue
+        entry["seconds_to_write"] = round(time.perf_counter() - started, 2)
+        entry["size_bytes"] = size_bytes(path)
+        entry["sha256"] = checksum(path)
+        try:
+            entry.update(check_file(name, path, sample, expected))
+        except Exception as exc:  # noqa: BLE001 - written but unusable: say so, go on
+            entry.update(status="failed", reason=f"written but cannot be run: {_one_line(exc)}")
+        written[name] = entry
+    record = {
+        "class_names": class_names,
+        "image_size": size,
+        "input": (f"RGB pixels 0-255 (float32; uint8 values cast), shape (batch, {size}, {size}, 3), "
+                  "each image resized to the input size as search.predict does (bilinear, aspect "
+                  "ratio not kept); the preprocessing is inside the model"),
+        "output": "class probabilities (softmax), in the order of class_names",
+        "source": source,
+        "manifest": sidecar.get("manifest"),
+        "check": {"images": len(sample.paths), "from": sample.origin, "paths": sample.paths,
+                  "reference": "the Keras model before export, predict_on_batch in float32"},
+        "formats": written,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {**environment_info(), **_export_versions()},
+    }
+    write_json(out / BUNDLE_RECORD, record)
+    (out / "MODEL_CARD.md").write_text(model_card(list(about), record), encoding="utf-8")
+    return record
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _export_versions() -> dict[str, str]:
+    found = {}
+    for dist in ("tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def export(choice: ModelResult, out: Path, formats: Sequence[str], sample_folder: str | None = None,
+           check_images: int = DEFAULT_CHECK_IMAGES, log: Callable[[str], None] = lambda line: None
+           ) -> dict[str, Any]:
     source = Path(choice.model_path)
     if not source.exists():
         raise ExportError(f"{source} is missing (models are not committed: rerun the run that "
                           "made it, on this machine)")
+    return export_file(source, out, formats, sample_folder, check_images, about=_scores(choice), log=log)
+
+
+def export_file(source: Path, out: Path, formats: Sequence[str], sample_folder: str | None = None,
+                check_images: int = DEFAULT_CHECK_IMAGES, about: Sequence[str] = (),
+                log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Export a saved ``.keras`` model with its sidecar (see :func:`write_bundle`)."""
+    if source.suffix != ".keras":
+        raise ExportError(f"{source}: export reads a .keras model (with its .json sidecar)")
     model, meta = load_model(source)  # fails clearly on a broken file before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, out / "model.keras")
-    write_json(sidecar_path(out / "model.keras"), {**meta, "exported_from": str(source)})
-    if saved_model:
-        model.export(str(out / "saved_model"), format="tf_saved_model")
-    (out / "MODEL_CARD.md").write_text(model_card(choice, meta), encoding="utf-8")
-    return out
+    if not meta.get("class_names") or not meta.get("image_size"):
+        raise ExportError(f"{source} has no sidecar ({sidecar_path(source)}) naming its classes and "
+                          "input size; an exported model's callers would have nothing else")
+    sample = sample_images(meta, check_images, sample_folder)
+    about = list(about) or [f"# model {source}", "", "- test scores: not recorded with this model; "
+                            "`python -m search.evaluate BUNDLE --split test` measures them"]
+    return write_bundle(model, meta, out, formats, sample, about=about, source=str(source), log=log)
 
 
-def model_card(choice: ModelResult, meta: dict[str, Any]) -> str:
+def _scores(choice: ModelResult) -> list[str]:
     test = choice.test
     lines = [
         f"# {choice.kind} {choice.name}",
         "",
-        f"- input: {meta.get('image_size')} x {meta.get('image_size')} RGB, uint8 pixels 0-255",
-        f"- classes (output order): {', '.join(meta.get('class_names') or test['classes'])}",
         f"- leak-free test accuracy {test['accuracy']:.4f}, balanced {test['balanced_accuracy']:.4f} "
-        f"on {test['n']} images (scored once)",
+        f"on {test['n']} images (scored once, with the Keras model; every exported file agrees "
+        "with it on the check sample below)",
     ]
     if choice.val_accuracy is not None:
         lines.append(f"- validation accuracy (used for selection) {choice.val_accuracy:.4f}")
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     for name, m in test["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "Configuration:", "", "```", *(f"{k}: {v}" for k, v in sorted(choice.config.items())), "```",
-              "", "Use: `python -m search.predict model.keras IMAGE...`", ""]
+    lines += ["", "Configuration:", "", "```", *(f"{k}: {v}" for k, v in sorted(choice.config.items())), "```"]
+    return lines
+
+
+def model_card(about: list[str], record: dict[str, Any]) -> str:
+    size = record["image_size"]
+    lines = [*about, "",
+             f"- input: {size} x {size} RGB, pixels 0-255 (preprocessing is inside the model)",
+             f"- classes (output order): {', '.join(record['class_names'])}",
+             "", "## Exported files", "",
+             f"Each file was loaded back in its own runtime and fed {record['check']['from']}, "
+             "decoded as `search.predict` does, against the Keras model.", "",
+             "| format | file | size | runtime | top-1 agreement | max abs. prob. difference | tolerance | check |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, e in record["formats"].items():
+        if e["status"] == "failed":
+            lines.append(f"| {name} | {e['file']} | - | - | - | - | - | failed: {e['reason']} |")
+            continue
+        tol = e["tolerance"]
+        stated = (f"<= {tol['max_abs_diff']:g}, same top-1 on every image" if tol["max_abs_diff"] is not None
+                  else f"same top-1 on >= {tol['min_top1_agreement']:.0%} of images")
+        verdict = "ok" if e["status"] == "ok" else f"mismatch: {e['reason']}"
+        lines.append(f"| {name} | {e['file']} | {e['size_bytes'] / 1e6:.2f} MB | {e['runtime']} | "
+                     f"{e['top1_agreeing']}/{record['check']['images']} | {e['max_abs_diff']:.2g} | "
+                     f"{stated} | {verdict} |")
+    lines += ["", "Use: `python -m search.predict BUNDLE_OR_FILE IMAGE...` (any of the files above, "
+              "or this folder); `python -m search.evaluate BUNDLE_OR_FILE --split test`.", ""]
     return "\n".join(lines)
+
+
+def parse_formats(text: str, quantize: bool, saved_model: bool) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CLI_FORMATS]
+    if unknown or not names:
+        raise ExportError(f"--format {text!r}: unknown format {', '.join(unknown) or '(none given)'}; "
+                          f"give any of {','.join(CLI_FORMATS)}, separated by commas")
+    if saved_model and "savedmodel" not in names:
+        names.append("savedmodel")
+    if quantize:
+        if "tflite" not in names:
+            raise ExportError("--quantize writes the int8 variant of the TFLite model: add tflite to --format")
+        names.insert(names.index("tflite") + 1, "tflite-int8")
+    return list(dict.fromkeys(names))
+
+
+def summary_lines(record: dict[str, Any]) -> list[str]:
+    n = record["check"]["images"]
+    lines = []
+    for name, e in record["formats"].items():
+        if e["status"] == "failed":
+            lines.append(f"  {name:<12} {e['file']:<18} FAILED: {e['reason']}")
+            continue
+        verdict = "ok" if e["status"] == "ok" else f"MISMATCH: {e['reason']}"
+        lines.append(f"  {name:<12} {e['file']:<18} {e['size_bytes'] / 1e6:7.2f} MB  top-1 "
+                     f"{e['top1_agreeing']}/{n}  max |dp| {e['max_abs_diff']:.1e}  {verdict}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,21 +367,50 @@ def main(argv: list[str] | None = None) -> int:
                        help="the highest validation accuracy (default)")
     which.add_argument("--study", help="a study's best model")
     which.add_argument("--baseline", help="cnn or mobilenet")
+    which.add_argument("--model", help="a saved .keras model with its .json sidecar")
     parser.add_argument("--out", help="output folder (default exports/<name>)")
     parser.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
-    parser.add_argument("--saved-model", action="store_true", help="also write a TF SavedModel")
+    parser.add_argument("--format", default="keras",
+                        help=f"formats to write, any of {','.join(CLI_FORMATS)} (default keras)")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also write a dynamic-range int8 TFLite model (needs tflite in --format)")
+    parser.add_argument("--saved-model", action="store_true", help="also write a TF SavedModel "
+                        "(the same as adding savedmodel to --format)")
+    parser.add_argument("--sample", help="folder of images to check the exported files on "
+                        "(default: the model's test split)")
+    parser.add_argument("--check-images", type=int, default=DEFAULT_CHECK_IMAGES,
+                        help=f"how many images to check each file on (default {DEFAULT_CHECK_IMAGES})")
     args = parser.parse_args(argv)
     try:
-        choice = choose(candidates(args.results), args.study, args.baseline)
-        out = export(choice, Path(args.out or Path("exports") / choice.name), args.saved_model)
+        formats = parse_formats(args.format, args.quantize, args.saved_model)
+        if args.check_images < 1:
+            raise ExportError(f"--check-images {args.check_images}: give at least 1")
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        if args.model:
+            source = Path(args.model)
+            if not source.exists():
+                raise ExportError(f"--model {source}: not found")
+            what = f"model {source}"
+            out = Path(args.out or Path("exports") / source.parent.name)
+            record = export_file(source, out, formats, args.sample, args.check_images, log=log)
+        else:
+            choice = choose(candidates(args.results), args.study, args.baseline)
+            val = choice.val_accuracy
+            what = (f"{choice.kind} {choice.name} ("
+                    + (f"validation accuracy {val:.4f}, " if val is not None else "")
+                    + f"test accuracy {choice.test['accuracy']:.4f})")
+            out = Path(args.out or Path("exports") / choice.name)
+            record = export(choice, out, formats, args.sample, args.check_images, log=log)
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    val = choice.val_accuracy
-    print(f"exported {choice.kind} {choice.name} ("
-          + (f"validation accuracy {val:.4f}, " if val is not None else "")
-          + f"test accuracy {choice.test['accuracy']:.4f}) to {out}")
-    return 0
+    print(f"exported {what} to {out}, checked on {record['check']['from']}:")
+    print("\n".join(summary_lines(record)))
+    bad = [name for name, e in record["formats"].items() if e["status"] != "ok"]
+    for name in bad:
+        e = record["formats"][name]
+        print(f"{e['status']}: {name} ({out / e['file']}): {e['reason']}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""Classify images with a saved model.
+"""Classify images with a saved model of any exported format.
 
     python -m search.predict results/searches/<study>/best_model.keras IMAGE_OR_FOLDER ... [--top 3] [--json]
+    python -m search.predict exports/<name>/ IMAGE ...            # an export bundle folder
+    python -m search.predict exports/<name>/model.onnx IMAGE ...  # or any of its files
+
+The model is a ``.keras``, ``.tflite`` or ``.onnx`` file, a TensorFlow SavedModel folder, or an
+export bundle folder (``python -m search.export``), run by the format's own runtime; the first
+line of the output (or ``format``/``runtime`` in every JSON row) says which one scored.
 
 Exit status: 0 when every input was classified; 1 when some could not be (a path not found, a
 folder without images, an unreadable file: each gets its own line, the rest are classified);
@@ -34,10 +40,13 @@ def predict_files(model, meta: dict[str, Any], paths: Sequence[Path], top: int =
             rows.append({"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
     if images:
         probabilities = model.predict(np.stack(images), batch_size=64, verbose=0)
+        scored_by = ({"format": model.format, "runtime": model.runtime}
+                     if hasattr(model, "runtime") else {})
         for i, p in zip(where, probabilities):
             order = np.argsort(p)[::-1][:top]
             rows[i]["top"] = [{"class": names[j], "probability": float(p[j])} for j in order]
             rows[i]["class"] = names[order[0]]
+            rows[i].update(scored_by)
     return rows
 
 
@@ -74,13 +83,16 @@ def _nothing_to_classify(problems: list[dict[str, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a saved .keras model (its .json sidecar names the classes)")
+    parser.add_argument("model", help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
+                        "export bundle folder (the sidecar or the bundle names the classes)")
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--format", help="with a bundle folder: which of its formats to run "
+                        "(default: the first that loads, Keras first)")
     args = parser.parse_args(argv)
 
-    from search.model_io import load_model
+    from search.model_io import open_model
 
     items = expand(args.images)
     paths = [item for item in items if isinstance(item, Path)]
@@ -88,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_nothing_to_classify(items)}", file=sys.stderr)
         return 2
     try:
-        model, meta = load_model(args.model)
-    except (FileNotFoundError, ValueError) as exc:
+        model, meta = open_model(args.model, args.format)
+    except (FileNotFoundError, ValueError) as exc:  # FormatError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     predicted = iter(predict_files(model, meta, paths, max(1, args.top)))
@@ -97,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        print(f"scored by {model.runtime}: {model.format} model {model.path}")
         for row in rows:
             if row.get("error") in (NOT_FOUND, NO_IMAGES):
                 print(f"{row['path']}: {row['error']}")
