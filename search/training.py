@@ -76,6 +76,31 @@ class HistoryRecorder(keras.callbacks.Callback):
             self.nan_at = epoch
 
 
+class EngineCallbacks(keras.callbacks.Callback):
+    """The engine's callbacks of one trial (Optuna's pruning callback: they judge the trial
+    from its epochs' logs), kept apart from the trial's own so that a space can choose which
+    epochs are judged and under which step numbers (``reporting_from``)."""
+
+    def __init__(self, callbacks=(), first_epoch: int = 0, first_step: int = 0):
+        super().__init__()
+        self.callbacks = list(callbacks)
+        self.first_epoch = first_epoch
+        self.first_step = first_step
+
+    def reporting_from(self, first_epoch: int, first_step: int) -> "EngineCallbacks":
+        """The same callbacks, told epoch ``first_epoch`` as step ``first_step`` and so on."""
+        return EngineCallbacks(self.callbacks, first_epoch, first_step)
+
+    def set_model(self, model):
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch - self.first_epoch + self.first_step, logs)
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keep the weights of the best val_accuracy epoch of ``target`` (the whole model, even
     while a sub-model such as a head is the one being fitted) and restore them at the end,

@@ -117,8 +117,14 @@ class TrialRunner:
             record, model = self.fit(hp, trial_id=trial_id, number=number, epochs=epochs,
                                      callbacks=callbacks, prune_exceptions=prune_exceptions)
             if record.state == "COMPLETE":
-                self.study.save_if_best(record, model)
-                self.save_predictions(hp, record, model)
+                predictions = self.predictions(hp, model)
+                # The trial's score is what its kept model predicts on validation, as it will
+                # be used (with test-time flip averaging where the trial chose it), not an
+                # epoch's log line.
+                record.val_accuracy = float(np.mean(
+                    np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
+                self.study.save_if_best(record, self.space.inference_model(hp, model))
+                self.save_predictions(record, predictions)
         finally:
             # Free this trial's graph before the next one: without clear_session Keras keeps
             # every model's layers in its global state and memory grows trial after trial.
@@ -128,14 +134,18 @@ class TrialRunner:
             release_free_heap()
         return record
 
-    def save_predictions(self, hp: Any, record: TrialRecord, model) -> None:
+    def predictions(self, hp: Any, model) -> dict[str, np.ndarray]:
+        """The kept model's class probabilities on validation and test, as the space predicts
+        them (through its cached paths)."""
+        return {split: np.asarray(self.space.predict(hp, model, self.data, self.ctx, split),
+                                  dtype=np.float32) for split in ("val", "test")}
+
+    def save_predictions(self, record: TrialRecord, arrays: dict[str, np.ndarray]) -> None:
         """Keep the trial's class probabilities on validation and test (small: one row per
         image), for ensembles built from a study's trials afterwards (search.ensemble).
         Validation selects; the test probabilities are only read for the chosen ensemble."""
         path = self.study.dir / "predictions" / f"trial-{record.number}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {split: np.asarray(self.space.predict(hp, model, self.data, self.ctx, split),
-                                    dtype=np.float32) for split in ("val", "test")}
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
         tmp.replace(path)
@@ -148,7 +158,7 @@ class TrialRunner:
         final ones; it is None when the build failed. The caller frees it."""
         import keras
 
-        from search.training import BestWeights, HistoryRecorder, count_params
+        from search.training import BestWeights, EngineCallbacks, HistoryRecorder, count_params
 
         started_at = utc_now()
         t0 = time.perf_counter()
@@ -169,7 +179,7 @@ class TrialRunner:
                 hp, model, self.data, self.ctx, epochs=epochs, batch_size=self.batch_size,
                 verbose=self.verbose,
                 callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
-                           *self.callbacks, *callbacks],
+                           *self.callbacks, EngineCallbacks(callbacks)],
             )
             if recorder.nan_at is not None:
                 error = f"loss became NaN/inf in epoch {recorder.nan_at}; training stopped"
@@ -208,7 +218,7 @@ class TrialRunner:
                                 number=record.number, epochs=max(1, record.epochs_run))
         if again.state != "COMPLETE":
             raise RuntimeError(f"retraining trial {record.trial_id} failed: {again.error}")
-        return model
+        return self.space.inference_model(fixed_hyperparameters(record.config), model)
 
 
 def _input_size(model) -> int | None:

@@ -2,7 +2,7 @@
 
 What is searched, apart from how (``search.engines``) and how a trial runs (``search.trial``).
 Importing this package registers the built-in spaces (``cnn``, ``mobilenet``,
-``mobilenet-head``). A new space is one new module with a ``@register_space("name")`` class,
+``mobilenet-cached``, ``mobilenet-head``). A new space is one new module with a ``@register_space("name")`` class,
 imported below; a space declares its hyperparameters where it builds its model. Pretrained
 backbones' facts (constructor, input scaling, layers, weights file) are one table,
 ``spaces/backbones.py``; ``spaces/augment.py`` is the augmentation sub-space the image spaces
@@ -17,6 +17,7 @@ from spaces.registry import BuildContext, Space, get_space, list_spaces, registe
 # Built-in spaces register themselves on import.
 from spaces import cnn as _cnn  # noqa: E402,F401
 from spaces import mobilenet as _mobilenet  # noqa: E402,F401
+from spaces import mobilenet_cached as _mobilenet_cached  # noqa: E402,F401
 from spaces import mobilenet_head as _mobilenet_head  # noqa: E402,F401
 
 __all__ = ["BuildContext", "Space", "get_space", "list_spaces", "register_space"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from spaces.augment import PREFIX as AUGMENT_PREFIX
 from spaces.augment import REFERENCE as AUGMENT_REFERENCE
 from spaces.augment import build_augmentation
 from spaces.backbones import BACKBONES
@@ -46,7 +47,8 @@ class MobileNetSpace(Space):
     activation_dtype = "float16"
 
     def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",), *,
-                 fine_tune: bool = True, augment: bool = True, cache_activations: bool = True):
+                 fine_tune: bool = True, augment: bool = True, cache_activations: bool = True,
+                 image_sizes: tuple[int, int] = (128, 320), max_fine_tune_layers: int | None = None):
         unknown = [b for b in backbones if b not in BACKBONES]
         if unknown:
             raise ValueError(f"unknown backbone(s) {unknown}; choices: {', '.join(BACKBONES)}")
@@ -59,6 +61,10 @@ class MobileNetSpace(Space):
         # the head, on the frozen part's outputs cached once per size and cut (exact, and
         # several times cheaper per epoch than passing every image through the backbone).
         self.cache_activations = cache_activations
+        # The input-size range (step 32) and the deepest fine-tuning cut offered: a space
+        # sized for a CPU budget narrows them (mobilenet-cached).
+        self.image_sizes = image_sizes
+        self.max_fine_tune_layers = max_fine_tune_layers
 
     def build(self, hp: Any, ctx: BuildContext):
         import keras
@@ -69,7 +75,7 @@ class MobileNetSpace(Space):
             backbone_name = self.backbones[0]
         spec = BACKBONES[backbone_name]
         # The ImageNet weights run at any size; finer detail helps tell drawings from engravings.
-        image_size = ctx.image_size(hp.Int("image_size", 128, 320, step=32, default=224))
+        image_size = ctx.image_size(hp.Int("image_size", *self.image_sizes, step=32, default=224))
         head_units = hp.Int("head_units", 64, 512, step=64, default=128)
         head_dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
@@ -78,7 +84,8 @@ class MobileNetSpace(Space):
         # recipe's cut (from index 100 of 154: 54 layers, two layers into block 11).
         fine_tune_layers = 0
         if self.fine_tune:
-            depths = fine_tune_depths(spec)
+            depths = [d for d in fine_tune_depths(spec)
+                      if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers]
             fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True, default=54)
             with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
                 hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
@@ -94,6 +101,15 @@ class MobileNetSpace(Space):
                 # inference mode, as the recipe meant it.
                 hp.Choice("fine_tune_batch_norm", ["batch", "frozen"], default="batch")
         augmentation = build_augmentation(hp) if self.augment else None
+        # Mirror images are the one augmentation that survives caching: the frozen part's
+        # outputs on flipped images are cached beside the originals (exact), and every
+        # training epoch draws one of the two views per row. Where the model augments its
+        # own images (random flips among them) the flag has no meaning.
+        with _unless_augmenting(hp, self.augment):
+            hp.Boolean("flip_views", default=False)
+        # Test-time flip averaging: the kept model averages its probabilities over the image
+        # and its mirror image; it is built into the saved model (``inference_model``).
+        hp.Boolean("tta_flip", default=False)
         if fine_tune_layers > spec.num_layers:
             raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
                              f"{spec.num_layers} layers of {backbone_name}")
@@ -159,6 +175,8 @@ class MobileNetSpace(Space):
         """
         import keras
 
+        from search.training import EngineCallbacks
+
         values = hp.values
         size = int(model.input_shape[1])
         learning_rate = float(values["learning_rate"])
@@ -166,17 +184,32 @@ class MobileNetSpace(Space):
         head_epochs, fine_tune_epochs = self.phase_epochs(values, epochs)
         has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
 
+        flip_views = bool(values.get("flip_views")) and not has_augmentation
+        # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
+        # phase says little about where fine-tuning ends (the published recipe's first
+        # fine-tuning epoch falls 23-35 points below its head phase, then recovers).
+        head_callbacks = list(callbacks)
+        if fine_tune_epochs > 0:
+            head_callbacks = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
         if has_augmentation:
-            super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=callbacks,
+            super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=head_callbacks,
                         batch_size=batch_size, verbose=verbose)
         else:
+            from search.data import make_dataset
+
             f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
             f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
             head = model.get_layer(HEAD_LAYER)
             _compile(head, learning_rate)
-            head.fit(f_train, y_train, validation_data=(f_val, y_val), batch_size=batch_size,
-                     shuffle=True, epochs=head_epochs,
-                     callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose)
+            fit_args = dict(validation_data=(f_val, y_val), epochs=head_epochs,
+                            callbacks=[*self.training_callbacks(hp), *head_callbacks],
+                            verbose=verbose)
+            if flip_views:
+                flipped, _ = self._pooled_features(model, values, data, ctx, "train", True)
+                head.fit(_both_views(f_train, flipped, y_train, batch_size), shuffle=False,
+                         **fit_args)
+            else:
+                head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
 
         if fine_tune_epochs <= 0:
             return
@@ -187,23 +220,35 @@ class MobileNetSpace(Space):
         fine_tune_lr = learning_rate * float(values["fine_tune_lr_factor"])
         decay = float(values.get("fine_tune_weight_decay") or 0.0)
         schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
+        # Reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning epoch
+        # of every trial is compared with the others' k-th, never with a head epoch.
+        judged = [c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks) else c
+                  for c in callbacks]
         phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-                     callbacks=[*schedule, *callbacks], verbose=verbose)
+                     callbacks=[*schedule, *judged], verbose=verbose)
         if not has_augmentation and self._caches_activations(base, cut):
             from search.data import make_dataset  # the one input pipeline
 
-            trainer, cached = self._activation_trainer(model, base, cut, data, size,
-                                                       self._feature_key(values, size, ctx),
+            key = self._feature_key(values, size, ctx)
+            trainer, cached = self._activation_trainer(model, base, cut, data, size, key,
                                                        ("train", "val"))
             (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
             _compile(trainer, fine_tune_lr, decay)
-            trainer.fit(make_dataset(a_train, y_train, batch_size, shuffle=True),
-                        validation_data=make_dataset(a_val, y_val, batch_size),
+            if flip_views:
+                _, mirrored = self._activation_trainer(model, base, cut, data, size, key,
+                                                       ("train",), flipped=True)
+                train = _both_views(a_train, mirrored["train"][0], y_train, batch_size)
+            else:
+                train = make_dataset(a_train, y_train, batch_size, shuffle=True)
+            trainer.fit(train, validation_data=make_dataset(a_val, y_val, batch_size),
                         shuffle=False, **phase)  # the dataset shuffles itself
             return
         _compile(model, fine_tune_lr, decay)
+        train = data.dataset("train", size, batch_size, shuffle=True)
+        if flip_views:
+            train = train.map(_mirror_half)
         model.fit(
-            data.dataset("train", size, batch_size, shuffle=True),
+            train,
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             shuffle=False,  # the dataset shuffles itself
             **phase,
@@ -212,11 +257,29 @@ class MobileNetSpace(Space):
     def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """Probabilities through the cached path the model trained on: the head on pooled
         features when the backbone stayed frozen, the tuned top on cached activations when
-        fine-tuning cached them, else the images through the whole model."""
+        fine-tuning cached them, else the images through the whole model; averaged with the
+        mirror images' (cached the same way) where the trial averages over flips."""
+        views = (False, True) if hp.values.get("tta_flip") else (False,)
+        return np.mean([self._predict_view(hp, model, data, ctx, split, batch_size, flipped)
+                        for flipped in views], axis=0)
+
+    def inference_model(self, hp: Any, model):
+        """``model``, averaging its probabilities over the image and its mirror image where
+        the trial chose test-time flip averaging (so the saved and exported model does it)."""
+        if not hp.values.get("tta_flip"):
+            return model
+        import keras
+
+        image = keras.Input(model.input_shape[1:], name="image")
+        mirrored = keras.ops.flip(image, axis=2)
+        averaged = keras.layers.Average(name="flip_average")([model(image), model(mirrored)])
+        return keras.Model(image, averaged, name=f"{model.name}_flip_tta")
+
+    def _predict_view(self, hp, model, data, ctx, split, batch_size, flipped):
         base = model.get_layer(BACKBONE_LAYER)
         size = int(model.input_shape[1])
         if not base.trainable:
-            features, _ = self._pooled_features(model, hp.values, data, ctx, split)
+            features, _ = self._pooled_features(model, hp.values, data, ctx, split, flipped)
             return np.asarray(model.get_layer(HEAD_LAYER).predict(
                 features, batch_size=batch_size, verbose=0))
         cut = next(i for i, layer in enumerate(base.layers) if layer.trainable)
@@ -226,20 +289,30 @@ class MobileNetSpace(Space):
 
             trainer, cached = self._activation_trainer(model, base, cut, data, size,
                                                        self._feature_key(hp.values, size, ctx),
-                                                       (split,))
+                                                       (split,), flipped=flipped)
             activations, labels = cached[split]
             return np.asarray(trainer.predict(
                 make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0))
+        if flipped:
+            from search.data import predict_in_batches
+
+            x, _ = data.arrays(split, size)
+            return np.asarray(predict_in_batches(_mirrored(model), x, batch_size))
         return super().predict(hp, model, data, ctx, split, batch_size)
 
-    def _pooled_features(self, model, values: dict[str, Any], data, ctx: BuildContext, split: str):
-        """The frozen backbone's pooled features of a split, cached per backbone, weights and
-        size (random-init weights, None, are not cached)."""
+    def _pooled_features(self, model, values: dict[str, Any], data, ctx: BuildContext, split: str,
+                         flipped: bool = False):
+        """The frozen backbone's pooled features of a split (of its mirror images with
+        ``flipped``), cached per backbone, weights and size (random-init weights, None, are
+        not cached)."""
         import keras
 
         size = int(model.input_shape[1])
         extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
-        return data.features(split, size, self._feature_key(values, size, ctx), extractor)
+        key = self._feature_key(values, size, ctx)
+        if flipped:
+            extractor, key = _mirrored(extractor), _mirrored_key(key)
+        return data.features(split, size, key, extractor)
 
     def _feature_key(self, values: dict[str, Any], size: int, ctx: BuildContext) -> str | None:
         """Names this trial's frozen-backbone outputs in the caches (None: random init)."""
@@ -252,7 +325,7 @@ class MobileNetSpace(Space):
                 and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES)
 
     def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None,
-                            splits: tuple[str, ...]):
+                            splits: tuple[str, ...], flipped: bool = False):
         """A model from the frozen part's outputs at ``cut`` to the classes, sharing every layer
         with ``model`` (training it trains ``model``), and those outputs with their labels
         for each of ``splits``.
@@ -269,6 +342,8 @@ class MobileNetSpace(Space):
         extractor = keras.Model(image, lower(model.get_layer("backbone_scaling")(image),
                                              training=False))
         key = None if key is None else f"{key}-cut{cut}"
+        if flipped:  # the same outputs for the splits' mirror images
+            extractor, key = _mirrored(extractor), _mirrored_key(key)
         dtype = np.dtype(self.activation_dtype)
         cached = {split: data.features(split, size, key, extractor, dtype=dtype) for split in splits}
 
@@ -307,7 +382,53 @@ class MobileNetSpace(Space):
             "fine_tune_weight_decay": 0.0,
             "fine_tune_batch_norm": "batch",
             **AUGMENT_REFERENCE,
+            "flip_views": False,
+            "tta_flip": False,
         }]
+
+
+def _unless_augmenting(hp: Any, augment: bool):
+    """The scope of a hyperparameter that only means something while the model does not
+    augment its own images."""
+    import contextlib
+
+    if not augment:
+        return contextlib.nullcontext()
+    return hp.conditional_scope(f"{AUGMENT_PREFIX}enabled", [False])
+
+
+def _mirrored(extractor):
+    """``extractor`` (any one-input model) applied to the horizontal mirror image of its input."""
+    import keras
+
+    image = keras.Input(extractor.input_shape[1:])
+    return keras.Model(image, extractor(keras.ops.flip(image, axis=2)))
+
+
+def _mirrored_key(key: str | None) -> str | None:
+    return None if key is None else f"{key}-mirrored"
+
+
+def _both_views(original, mirrored, labels, batch_size: int):
+    """Batches that draw, every epoch, one random set of as many rows as there are images
+    from the cached outputs of the images and of their mirror images (one array each, or
+    tuples of arrays where a cut crosses several tensors)."""
+    from search.data import StackedRows, make_dataset
+
+    if isinstance(original, (tuple, list)):
+        rows = tuple(StackedRows(a, b) for a, b in zip(original, mirrored))
+    else:
+        rows = StackedRows(original, mirrored)
+    return make_dataset(rows, np.concatenate([labels, labels]), batch_size, shuffle=True,
+                        epoch_size=len(labels))
+
+
+def _mirror_half(images, labels):
+    """A batch with a random half of its images mirrored (the image path's flip views)."""
+    import tensorflow as tf
+
+    flip = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images), labels
 
 
 def fine_tune_depths(spec) -> list[int]:

@@ -94,6 +94,11 @@ class Space:
         x, _ = data.arrays(split, int(model.input_shape[1]))
         return predict_in_batches(model, x, batch_size)
 
+    def inference_model(self, hp: Any, model):
+        """The model to save and export for a trained ``model``: ``model`` itself, or one that
+        wraps it (e.g. test-time augmentation the trial chose)."""
+        return model
+
     def training_callbacks(self, hp: Any) -> list:
         """Callbacks that belong to the recipe (e.g. a learning-rate schedule)."""
         return []

@@ -14,6 +14,7 @@ the ``_*`` modules are private.
 """
 
 from search.data._cache import (
+    StackedRows,
     decode_image,
     decode_resized,
     default_cache_dir,
@@ -52,6 +53,7 @@ from search.data._split import (
 
 __all__ = [
     "ArrayData",
+    "StackedRows",
     "DataNotFoundError",
     "DataSource",
     "IMAGE_SUFFIXES",

@@ -99,6 +99,7 @@ def make_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    epoch_size: int | None = None,
 ) -> Any:
     """A prefetching ``tf.data.Dataset`` of ``(x, int32 labels)`` batches.
 
@@ -108,6 +109,10 @@ def make_dataset(
     arrays by index instead of embedding the arrays in the graph, so a gigabyte-sized cache
     costs no copy and no 2 GB graph limit. Shuffling is reshuffled every epoch from ``seed``,
     so runs are reproducible.
+
+    ``epoch_size`` (with ``shuffle``) makes each epoch a fresh random draw of that many rows
+    without replacement: over cached views of every image (:class:`StackedRows`, e.g. the
+    originals and their mirror images) an epoch then costs what one view's epoch costs.
     """
     import tensorflow as tf
 
@@ -133,8 +138,50 @@ def make_dataset(
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if epoch_size is not None and epoch_size < n:
+            ds = ds.take(epoch_size)
     ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class StackedRows:
+    """Several arrays of the same row shape read as one, without copying them (each may be a
+    memory-mapped cache of a gigabyte): ``rows[idx]`` gathers from whichever array holds
+    each index. :func:`make_dataset` takes it wherever it takes an array."""
+
+    def __init__(self, *arrays: np.ndarray):
+        if not arrays:
+            raise ValueError("StackedRows needs at least one array")
+        if len({a.shape[1:] for a in arrays}) != 1 or len({a.dtype for a in arrays}) != 1:
+            raise ValueError("stacked arrays must share their row shape and dtype: "
+                             f"{[(a.shape[1:], str(a.dtype)) for a in arrays]}")
+        self.arrays = arrays
+        self.starts = np.cumsum([0, *(len(a) for a in arrays)])
+        self.dtype = arrays[0].dtype
+        self.shape = (int(self.starts[-1]), *arrays[0].shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        idx = np.asarray(idx)
+        if idx.ndim == 0:
+            idx = idx.reshape(1)
+            return self[idx][0]
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"row index out of range 0..{len(self) - 1}")
+        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+        which = np.searchsorted(self.starts, idx, side="right") - 1
+        for k, array in enumerate(self.arrays):
+            mask = which == k
+            if mask.any():
+                # Sorted reads from a memory map are sequential; put rows back in order after.
+                local = idx[mask] - self.starts[k]
+                order = np.argsort(local)
+                rows = np.empty((len(local), *self.shape[1:]), dtype=self.dtype)
+                rows[order] = np.asarray(array[local[order]])
+                out[mask] = rows
+        return out
 
 
 def predict_in_batches(model, images: np.ndarray, batch_size: int = 64):

@@ -386,3 +386,31 @@ def test_every_data_source_feeds_batches_through_make_dataset(split_results, tmp
         assert x.shape[1:] == (16, 16, 3) and x.dtype.name == "uint8" and len(y) == 2
     assert [kw for _, kw in calls] == [{"batch_size": 2, "shuffle": True, "seed": 3}] * 2
     assert "from_tensor_slices" not in open(_sources.__file__).read()
+
+
+def test_stacked_rows_gather_across_arrays_in_the_asked_order(tmp_path):
+    from search.data import StackedRows
+
+    a = np.arange(12, dtype=np.float16).reshape(6, 2)
+    np.save(tmp_path / "b.npy", -np.arange(8, dtype=np.float16).reshape(4, 2) - 1)
+    b = np.load(tmp_path / "b.npy", mmap_mode="r")  # a memory map, as the caches are
+    rows = StackedRows(a, b)
+    assert len(rows) == 10 and rows.shape == (10, 2) and rows.dtype == np.float16
+    both = np.concatenate([a, b])
+    idx = np.array([9, 0, 7, 3, 6, 5])
+    np.testing.assert_array_equal(rows[idx], both[idx])
+    with pytest.raises(IndexError):
+        rows[np.array([10])]
+    with pytest.raises(ValueError, match="row shape"):
+        StackedRows(a, np.zeros((3, 3), np.float16))
+
+
+def test_an_epoch_size_draws_that_many_distinct_rows_afresh_every_epoch():
+    from search.data import make_dataset
+
+    x = np.arange(20, dtype=np.float32).reshape(20, 1)
+    ds = make_dataset(x, np.zeros(20, np.int32), batch_size=4, shuffle=True, epoch_size=10)
+    epochs = [np.concatenate([b[0].numpy().ravel() for b in ds]) for _ in range(3)]
+    for rows in epochs:
+        assert len(rows) == 10 and len(set(rows.tolist())) == 10
+    assert len({tuple(sorted(r.tolist())) for r in epochs}) > 1  # another draw each epoch

@@ -11,7 +11,7 @@ from search.run import build_parser, main
 def test_list_spaces(capsys):
     assert main(["--list-spaces"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["cnn", "mobilenet", "mobilenet-head"]
+    assert names == ["cnn", "mobilenet", "mobilenet-cached", "mobilenet-head"]
 
 
 @pytest.mark.parametrize("argv, message", [

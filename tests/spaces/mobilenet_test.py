@@ -146,3 +146,81 @@ def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_lay
     np.testing.assert_allclose(space.predict(hp, model, data, CTX, "test"),
                                predict_in_batches(model, x), rtol=1e-4, atol=1e-5)
     keras.backend.clear_session()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fine_tune_layers, cache", [(0, True), (54, True), (54, False)])
+def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
+        fine_tune_layers, cache, tmp_path):
+    """Mirror images train every path (cached features, cached activations, images), and a
+    trial that averages over flips predicts what its saved inference model computes on the
+    images: the mean of the image's and its mirror image's probabilities."""
+    from search.data import predict_in_batches
+
+    from spaces.backbones import BACKBONES
+
+    try:  # random-init backbones answer every tiny image alike; a mirror image must matter
+        ctx = BuildContext(num_classes=5, max_image_size=32,
+                           weights=BACKBONES["mobilenet_v2"].keras_weights("imagenet"))
+    except RuntimeError:
+        pytest.skip("no MobileNetV2 ImageNet weights in Keras' cache (README: Quick start)")
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    space = MobileNetSpace(cache_activations=cache)
+    space.activation_dtype = "float32"
+    keras.utils.set_random_seed(0)
+    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers,
+                                "flip_views": True, "tta_flip": True})
+    model = space.build(hp, ctx)
+    history = keras.callbacks.History()
+    space.fit(hp, model, data, ctx, epochs=4, callbacks=[history])
+    assert len(history.history["val_accuracy"]) == 4  # both phases trained
+    x, _ = data.arrays("test", 32)
+    plain = predict_in_batches(model, x)
+    mirrored = predict_in_batches(model, np.ascontiguousarray(x[:, :, ::-1]))
+    predicted = space.predict(hp, model, data, ctx, "test")
+    np.testing.assert_allclose(predicted, (plain + mirrored) / 2, rtol=1e-4, atol=1e-5)
+    assert np.abs(plain - mirrored).max() > 1e-4  # the mirror image is another input
+
+    saved = tmp_path / "m.keras"
+    space.inference_model(hp, model).save(saved)
+    keras.backend.clear_session()
+    loaded = keras.saving.load_model(saved, compile=False)
+    np.testing.assert_allclose(predict_in_batches(loaded, x), predicted, rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()
+
+
+def test_without_flip_averaging_the_inference_model_is_the_model():
+    space = MobileNetSpace()
+    hp = fixed_hyperparameters({**CONFIG, "flip_views": False, "tta_flip": False})
+    model = space.build(hp, CTX)
+    assert space.inference_model(hp, model) is model
+    keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone():
+    """The engine's callbacks (the pruner's) see no head epoch of a fine-tuning trial; its
+    k-th fine-tuning epoch is reported as step ``epochs + k``."""
+    from search.training import EngineCallbacks
+
+    class Steps(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.steps = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.steps.append(epoch)
+
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    space = MobileNetSpace()
+    for fine_tune_layers, expected in [(54, [6, 7]), (0, [0, 1, 2, 3, 4, 5])]:
+        keras.utils.set_random_seed(0)
+        hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers,
+                                    "flip_views": False, "tta_flip": False,
+                                    "learning_rate": 1e-4})  # no early stop in 6 epochs
+        model = space.build(hp, CTX)
+        judged, seen = Steps(), Steps()
+        space.fit(hp, model, data, CTX, epochs=6, callbacks=[seen, EngineCallbacks([judged])])
+        assert judged.steps == expected
+        assert seen.steps == list(range(6))  # the trial's own callbacks see every epoch
+        keras.backend.clear_session()

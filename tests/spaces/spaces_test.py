@@ -118,7 +118,7 @@ def test_mobilenet_head_searches_the_published_frozen_phase_only():
     hp = kt.HyperParameters()
     head.build(hp, CTX_32)
     assert {h.name for h in hp.space} == {"image_size", "head_units", "head_dropout",
-                                           "learning_rate"}
+                                           "learning_rate", "flip_views", "tta_flip"}
     # Its reference is the frozen phase of the published recipe: the same model.
     head_ref, full_ref = head.reference_configs()[0], full.reference_configs()[0]
     assert all(full_ref[key] == value for key, value in head_ref.items())
