@@ -25,6 +25,10 @@ from search.results import TrialRecord
 from spaces.registry import BuildContext, Space
 
 
+# Complete trials whose models a study keeps (the best by validation), for ensembles.
+KEPT_MODELS = 10
+
+
 class ConfigurationError(ValueError):
     """A configuration that cannot be trained (raised before any training)."""
 
@@ -123,8 +127,10 @@ class TrialRunner:
                 # epoch's log line.
                 record.val_accuracy = float(np.mean(
                     np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
-                self.study.save_if_best(record, self.space.inference_model(hp, model))
+                inference = self.space.inference_model(hp, model)
+                self.study.save_if_best(record, inference)
                 self.save_predictions(record, predictions)
+                self.keep_model(record, inference)
         finally:
             # Free this trial's graph before the next one: without clear_session Keras keeps
             # every model's layers in its global state and memory grows trial after trial.
@@ -149,6 +155,27 @@ class TrialRunner:
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
         tmp.replace(path)
+
+    def keep_model(self, record: TrialRecord, model) -> None:
+        """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation),
+        so that an ensemble picked from them afterwards can be built and exported without
+        training its members again; a model that drops out of that set is deleted (disk
+        stays bounded: about 10 MB per MobileNetV2 model)."""
+        folder = self.study.dir / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        others = [r for r in self.study.records()
+                  if r.state == "COMPLETE" and r.val_accuracy is not None
+                  and r.trial_id != record.trial_id]
+        ranked = sorted([*others, record], key=lambda r: (-r.val_accuracy, r.number))
+        keep = {f"trial-{r.number}.keras" for r in ranked[:KEPT_MODELS]}
+        name = f"trial-{record.number}.keras"
+        if name in keep:
+            tmp = folder / f"trial-{record.number}.tmp.keras"
+            model.save(tmp)
+            tmp.replace(folder / name)
+        for path in folder.glob("trial-*.keras"):
+            if path.name not in keep and ".tmp." not in path.name:
+                path.unlink(missing_ok=True)
 
     def fit(self, hp: Any, *, trial_id: str, number: int, epochs: int,
             callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()):

@@ -50,3 +50,28 @@ def test_bad_input_is_named():
 def test_standard_error_of_an_accuracy():
     assert standard_error(0.9, 1081) == pytest.approx(0.00912, abs=1e-5)
     assert standard_error(0.9, 0) is None and standard_error(None, 10) is None
+
+
+def test_a_study_keeps_the_models_of_its_best_trials_only(tmp_path, monkeypatch):
+    import types
+
+    import keras
+
+    from search import trial as trial_mod
+    from search.results import TrialRecord
+
+    monkeypatch.setattr(trial_mod, "KEPT_MODELS", 2)
+    rows = []
+    study = types.SimpleNamespace(dir=tmp_path, records=lambda: list(rows))
+    runner = trial_mod.TrialRunner.__new__(trial_mod.TrialRunner)
+    runner.study = study
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    for number, val in enumerate([0.5, 0.7, 0.6, 0.4, 0.8]):
+        record = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn",
+                             trial_id=str(number), number=number, state="COMPLETE",
+                             config={}, val_accuracy=val)
+        runner.keep_model(record, model)
+        rows.append(record)
+    kept = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert kept == ["trial-1.keras", "trial-4.keras"]  # the two best: 0.8 and 0.7
+    assert keras.saving.load_model(tmp_path / "models" / "trial-4.keras").count_params() == 8
