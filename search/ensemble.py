@@ -71,3 +71,34 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
     (accuracy, neg_log_loss), chosen = best
     return Ensemble(counts={ids[i]: int(c) for i, c in enumerate(chosen) if c},
                     val_accuracy=accuracy, val_log_loss=-neg_log_loss, history=history)
+
+
+def ensemble_model(members: Sequence[tuple[object, float]], name: str = "ensemble"):
+    """One Keras model of weighted members: raw RGB pixels 0-255 in, at the largest member's
+    input size; each member sees the image resized to its own input size (antialiased
+    bilinear) and the weighted sum of their probabilities comes out.
+
+    ``members`` are ``(keras model, weight)`` pairs, weights summing to 1 (an ``Ensemble``'s
+    ``weights()``). A member's own resize from the larger input is not the decoder's resize
+    from the original file, so the built model's accuracy is measured on the images, not
+    copied from the ensemble's kept predictions.
+    """
+    import keras
+
+    if not members:
+        raise ValueError("an ensemble model needs at least one member")
+    total = sum(float(w) for _, w in members)
+    if abs(total - 1) > 1e-6:
+        raise ValueError(f"ensemble weights sum to {total:g}, not 1")
+    if len(members) == 1:
+        return members[0][0]
+    size = max(int(m.input_shape[1]) for m, _ in members)
+    image = keras.Input((size, size, 3), name="image")
+    outputs = []
+    for i, (model, weight) in enumerate(members):
+        own = int(model.input_shape[1])
+        x = image if own == size else keras.layers.Resizing(
+            own, own, interpolation="bilinear", antialias=True, name=f"resize_{i}_{own}")(image)
+        model.name = f"member_{i}_{model.name}"  # members may share a name (same space)
+        outputs.append(keras.layers.Rescaling(float(weight), name=f"weight_{i}")(model(x)))
+    return keras.Model(image, keras.layers.Add(name="weighted_sum")(outputs), name=name)

@@ -21,7 +21,7 @@ import numpy as np
 
 from search._process import release_free_heap, rss_mb, utc_now
 from search.hyperparameters import fixed_hyperparameters, hp_config
-from search.results import TrialRecord
+from search.results import TrialRecord, ranked_trials
 from spaces.registry import BuildContext, Space
 
 
@@ -163,11 +163,8 @@ class TrialRunner:
         stays bounded: about 10 MB per MobileNetV2 model)."""
         folder = self.study.dir / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        others = [r for r in self.study.records()
-                  if r.state == "COMPLETE" and r.val_accuracy is not None
-                  and r.trial_id != record.trial_id]
-        ranked = sorted([*others, record], key=lambda r: (-r.val_accuracy, r.number))
-        keep = {f"trial-{r.number}.keras" for r in ranked[:KEPT_MODELS]}
+        others = [r for r in self.study.records() if r.trial_id != record.trial_id]
+        keep = {f"trial-{r.number}.keras" for r in ranked_trials([*others, record])[:KEPT_MODELS]}
         name = f"trial-{record.number}.keras"
         if name in keep:
             tmp = folder / f"trial-{record.number}.tmp.keras"

@@ -63,10 +63,16 @@ def completed_trials(records: Iterable[TrialRecord]) -> list[TrialRecord]:
     return [r for r in records if r.state == "COMPLETE" and is_number(r.val_accuracy)]
 
 
+def ranked_trials(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The one rule for ranking a study's trials: completed trials by validation accuracy,
+    highest first, ties to the earlier trial (lower ``number``)."""
+    return sorted(completed_trials(records), key=lambda r: (-r.val_accuracy, r.number))
+
+
 def best_trial(records: Iterable[TrialRecord]) -> TrialRecord | None:
-    """The one rule for a study's best trial: the highest validation accuracy among its
-    completed trials, ties to the earlier trial (lower ``number``); ``None`` if none completed."""
-    return max(completed_trials(records), key=lambda r: (r.val_accuracy, -r.number), default=None)
+    """A study's best trial: the first of :func:`ranked_trials`; ``None`` if none completed."""
+    ranked = ranked_trials(records)
+    return ranked[0] if ranked else None
 
 
 def selected_trial(records: Sequence[TrialRecord], best: dict[str, Any] | None = None) -> TrialRecord | None:

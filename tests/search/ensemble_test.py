@@ -75,3 +75,32 @@ def test_a_study_keeps_the_models_of_its_best_trials_only(tmp_path, monkeypatch)
     kept = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert kept == ["trial-1.keras", "trial-4.keras"]  # the two best: 0.8 and 0.7
     assert keras.saving.load_model(tmp_path / "models" / "trial-4.keras").count_params() == 8
+
+
+def test_an_ensemble_builds_into_one_saved_model_of_its_weighted_members(tmp_path):
+    import keras
+
+    from search.ensemble import ensemble_model
+
+    def member(size, seed):
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255),
+                                 keras.layers.GlobalAveragePooling2D(),
+                                 keras.layers.Dense(3, activation="softmax")], name="cnn")
+
+    a, b, small = member(16, 0), member(16, 1), member(8, 2)
+    x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("float32")
+    same = ensemble_model([(a, 0.75), (b, 0.25)])
+    np.testing.assert_allclose(same.predict(x, verbose=0),
+                               0.75 * a.predict(x, verbose=0) + 0.25 * b.predict(x, verbose=0),
+                               rtol=1e-5)
+    mixed = ensemble_model([(a, 0.5), (small, 0.5)])
+    assert mixed.input_shape == (None, 16, 16, 3)  # the largest member's size
+    resized = keras.layers.Resizing(8, 8, antialias=True)(x)
+    expected = 0.5 * a.predict(x, verbose=0) + 0.5 * small.predict(resized, verbose=0)
+    np.testing.assert_allclose(mixed.predict(x, verbose=0), expected, rtol=1e-5)
+    mixed.save(tmp_path / "e.keras")
+    loaded = keras.saving.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="sum to 0.5"):
+        ensemble_model([(a, 0.25), (b, 0.25)])
