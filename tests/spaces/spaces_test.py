@@ -175,7 +175,7 @@ def test_every_cnn_block_count_builds_at_every_input_size():
     """A block shrinks the map the published way while it can and keeps its size after that,
     so no (blocks, kernel, size) combination is unbuildable and the published model is
     unchanged (7,449,221 parameters at 256 px, tested above)."""
-    from spaces.cnn import KERNELS, MAX_BLOCKS, block_shrinks
+    from spaces.cnn import BLOCK_TYPES, KERNELS, MAX_BLOCKS, block_shrinks
 
     assert block_shrinks(256, 3) and block_shrinks(5, 3) and not block_shrinks(4, 5)
     reference = get_space("cnn").reference_configs()[0]
@@ -184,14 +184,35 @@ def test_every_cnn_block_count_builds_at_every_input_size():
     for size in (32,):
         for kernel in KERNELS:
             for blocks in range(1, MAX_BLOCKS + 1):
-                config = {**reference, "conv_blocks": blocks, "kernel_size": kernel,
-                          **{f"filters_{i}": 16 for i in range(MAX_BLOCKS)}}
-                model = get_space("cnn").build(
-                    fixed_hyperparameters(config),
-                    BuildContext(num_classes=5, max_image_size=size, weights=None))
-                assert model.output_shape == (None, 5)
-                assert sum(type(l).__name__ == "Conv2D" for l in model.layers) == blocks
-                keras.backend.clear_session()
+                for block_type in BLOCK_TYPES:
+                    config = {**reference, "conv_blocks": blocks, "kernel_size": kernel,
+                              "block_type": block_type,
+                              **{f"filters_{i}": 16 for i in range(MAX_BLOCKS)}}
+                    model = get_space("cnn").build(
+                        fixed_hyperparameters(config),
+                        BuildContext(num_classes=5, max_image_size=size, weights=None))
+                    assert model.output_shape == (None, 5)
+                    convs = {"plain": "Conv2D", "separable": "SeparableConv2D",
+                             "residual": "Add"}[block_type]
+                    assert sum(type(l).__name__ == convs for l in model.layers) == blocks
+                    keras.backend.clear_session()
+
+
+def test_cnn_cosine_schedule_decays_over_the_trials_epochs():
+    from search.data import synthetic_data
+
+    data = synthetic_data(n_train=20, n_val=10, n_test=10, image_size=32, seed=0)
+    space = get_space("cnn")
+    config = {**space.reference_configs()[0], "conv_blocks": 1, "filters_0": 16,
+              "schedule": "cosine", "learning_rate": 1e-3}
+    hp = fixed_hyperparameters(config)
+    model = space.build(hp, BuildContext(num_classes=5, max_image_size=32, weights=None))
+    history = keras.callbacks.History()
+    space.fit(hp, model, data, CTX_32, epochs=4, callbacks=[history])
+    rates = history.history["learning_rate"]
+    assert rates[0] == pytest.approx(1e-3) and rates[2] == pytest.approx(5e-4)
+    assert rates[0] > rates[1] > rates[2] > rates[3] > 0
+    keras.backend.clear_session()
 
 
 def test_cnn_search_at_32px_proposes_every_depth_and_kernel():
