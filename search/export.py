@@ -139,7 +139,7 @@ def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarra
     """Load ``path`` back in its own runtime and compare its answers on the sample with the
     Keras model's: top-1 class per image and the largest probability difference."""
     fmt = FORMATS[format_name]
-    loaded = FORMATS[format_name].load(path)
+    loaded = fmt.load(path)
     got = loaded.predict(sample.images, batch_size=32)
     if got.shape != expected.shape:
         raise FormatError(f"{path} answers shape {got.shape}, the Keras model {expected.shape}")
