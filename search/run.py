@@ -31,7 +31,8 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                max_image_size: int | None = None, batch_size: int = 32, weights: str | None = None,
                max_params: int | None = 50_000_000, callbacks: Iterable = (),
                progress: bool = True, verbose: int = 0, isolate: bool = True,
-               extra_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra_settings: dict[str, Any] | None = None,
+               heartbeat: int | None = None) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
     ``space`` is a registered name or a ``spaces.Space``; ``data`` a ``search.data`` source
@@ -56,7 +57,12 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     if seed is None:
         # Resuming without --seed keeps the study's seed.
         seed = read_json(the_study.study_json).get("seed", 0) if the_study.study_json.exists() else 0
-    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage)
+    if heartbeat is not None and engine != "optuna":
+        raise SearchError(f"--heartbeat applies to --engine optuna only (its workers share a "
+                          f"study through the storage), not {engine!r}")
+    # The heartbeat is Optuna's; only that engine takes it.
+    beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
+    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage, **beat)
 
     ctx = BuildContext(num_classes=len(data.class_names), max_image_size=max_image_size,
                        weights=weights)
@@ -90,13 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithm", help="keras-tuner: random | bayesian | hyperband (default random); "
                                        "optuna: tpe | random | cmaes (default tpe)")
     p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
-    p.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
+    p.add_argument("--trials", type=int, default=20,
+                   help="finished trials the study should reach, all its workers together")
     p.add_argument("--max-time", type=float, help="seconds; no new trial starts after this")
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
     p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
     p.add_argument("--seed", type=int, help="search seed (default 0; a resumed study keeps its own)")
-    p.add_argument("--storage", help="optuna RDB URL (default sqlite in the study folder)")
+    p.add_argument("--storage", help="optuna RDB URL (default sqlite in the study folder); "
+                                     "workers started with one postgresql:// URL share the study")
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
+                   help="optuna only: how often a running trial reports to the storage (default "
+                        "30); a trial silent for 3 beats (its worker died) is retried elsewhere")
     p.add_argument("--subset", type=float, help="fraction of the training split to train on (low fidelity)")
     p.add_argument("--max-image-size", type=int,
                    help="cap on the input size a trial may pick (low fidelity)")
@@ -156,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
             progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
+            heartbeat=args.heartbeat,
         )
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,16 @@ class Study:
                 return record
         return None
 
-    def append(self, record: TrialRecord) -> None:
+    @property
+    def worker(self) -> str:
+        """``host:/abs/folder``: where this machine keeps the study (and the weights it trains)."""
+        return f"{socket.gethostname()}:{self.dir.resolve()}"
+
+    def append(self, record: TrialRecord, *, stamp: bool = True) -> None:
+        """Append a row; ``stamp`` names this machine's folder as the trial's worker when the
+        row names none (False: a row copied or re-derived from another worker's records)."""
+        if stamp and record.worker is None:
+            record.worker = self.worker
         results_mod.append_trial(self.trials_path, record)
         results_mod.write_csv(self.records(), self.csv_path)
 

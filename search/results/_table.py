@@ -72,6 +72,10 @@ class TrialRecord:
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
+    # "host:/abs/study/folder" of the worker that trained it: the one place its weights can be
+    # (that folder's checkpoints/ and best_model.keras, if it was that worker's best); the rest
+    # of the row is also in a shared Optuna storage.
+    worker: str | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
