@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from search.study import SearchError, Study
 from spaces.registry import BuildContext, Space
 
 OBJECTIVE = "val_accuracy"
+# keras-tuner's distributed mode: a chief serves the oracle over gRPC, workers ask it for
+# trials. Refused here (see KerasTunerEngine.__init__ and the README).
+_CHIEF_WORKER_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 
 
 def _kt():
@@ -183,6 +187,14 @@ class KerasTunerEngine(Engine):
         if storage is not None:
             raise SearchError("--storage is an Optuna database URL; keras-tuner keeps its state "
                               "in results/searches/<study>/tuner/")
+        chief_worker = [v for v in _CHIEF_WORKER_VARIABLES if v in os.environ]
+        if chief_worker:
+            raise SearchError(
+                f"{', '.join(chief_worker)} {'is' if len(chief_worker) == 1 else 'are'} set: "
+                "keras-tuner's chief/worker mode does not work with this runner (each worker "
+                "would keep its own table and best model, and a dead worker's trial is never "
+                "retried); unset them, and for many workers on one study use --engine optuna "
+                "--storage postgresql://... (README, Search)")
         super().__init__(algorithm, seed=seed)
 
     def run(self, runner, study: Study, *, trials: int, epochs: int,
