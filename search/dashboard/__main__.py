@@ -21,7 +21,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open", action="store_true", help="open the page in a web browser")
     parser.add_argument("--serve", action="store_true", help="serve the page on localhost until Ctrl-C")
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000; 0: any free port)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage the --study NAMEs ran on (e.g. postgresql://...): their "
+                        "rows are first copied from it into <results>/searches/<study>/, so a study "
+                        "whose workers ran on other machines is shown whole")
     args = parser.parse_args(argv)
+    if args.storage is not None:
+        if not args.study:
+            print("error: --storage needs --study NAME (which studies to read from it)", file=sys.stderr)
+            return 2
+        from search.engines.optuna import sync_from_storage
+        from search.study import SearchError
+
+        for name in args.study:
+            try:
+                synced = sync_from_storage(args.storage, name, args.results)
+            except SearchError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            workers = synced["workers"]
+            print(f"study {name}: {len(synced['added'])} row(s) copied from the storage into "
+                  f"{synced['study_dir']}; models stay with their workers: "
+                  f"{', '.join(workers) if workers else 'none recorded'}", file=sys.stderr)
+            if synced["without_row"]:
+                print(f"note: study {name}: {len(synced['without_row'])} finished trial(s) were run "
+                      "by a version that kept no row in the storage; they are left out",
+                      file=sys.stderr)
 
     path, dashboard = write_dashboard(out=args.out, results=args.results, studies=args.study)
     for note in dashboard.notes:
