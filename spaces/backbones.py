@@ -38,6 +38,11 @@ class Backbone:
     weights_file: str
     weights_url: str  # the folder keras.applications downloads the file from
     weights_sha256: str
+    # Earlier blocks' outputs whose per-channel mean and standard deviation a head may see
+    # beside the pooled final features (texture statistics, in the manner of style
+    # features: stroke and hatching patterns that tell a drawing from an engraving live in
+    # mid-level feature maps more than in the final, object-level ones).
+    texture_layers: tuple[str, ...] = ()
 
     @property
     def weights_help(self) -> str:
@@ -105,6 +110,8 @@ BACKBONES: dict[str, Backbone] = {
         weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         weights_url="https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
         weights_sha256="524115fc2d488de5011f8a98291bb815ddd6f8e5f234c1ca1bf7df6572d6ea46",
+        # The last residual sums at 1/8 and 1/16 of the input side (32 and 96 channels).
+        texture_layers=("block_5_add", "block_12_add"),
     ),
 }
 

@@ -110,6 +110,15 @@ class MobileNetSpace(Space):
         # Test-time flip averaging: the kept model averages its probabilities over the image
         # and its mirror image; it is built into the saved model (``inference_model``).
         hp.Boolean("tta_flip", default=False)
+        # What the head sees: the pooled final features, or those and the per-channel mean
+        # and standard deviation of earlier blocks (the backbone table's texture_layers).
+        # Heads of frozen backbones only: the statistics come from below any fine-tuning cut.
+        texture = False
+        if spec.texture_layers:
+            with _when_frozen(hp, self.fine_tune):
+                texture = hp.Choice("head_inputs", ["pooled", "pooled+texture"],
+                                    default="pooled") == "pooled+texture"
+            texture = texture and fine_tune_layers == 0
         if fine_tune_layers > spec.num_layers:
             raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
                              f"{spec.num_layers} layers of {backbone_name}")
@@ -118,12 +127,21 @@ class MobileNetSpace(Space):
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
         base = spec.build(image_size, ctx.weights)
+        if texture:  # the same layers, with the earlier blocks' outputs as outputs too
+            base = keras.Model(base.input, [base.output, *(base.get_layer(name).output
+                                                          for name in spec.texture_layers)])
         base.name = BACKBONE_LAYER
         base.trainable = False
         # Frozen here, BatchNorm runs in inference mode. Once the top is unfrozen, Keras 3
         # overrides this training=False during fit (see unfreeze_top).
         x = base(x, training=False)
-        features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+        if texture:
+            final, *earlier = x
+            features = keras.layers.Concatenate(name=FEATURES_LAYER)(
+                [keras.layers.GlobalAveragePooling2D()(final),
+                 *(s for block in earlier for s in _channel_mean_and_std(block))])
+        else:
+            features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
         head = keras.Sequential(
             [
                 keras.Input((features.shape[-1],)),
@@ -316,7 +334,10 @@ class MobileNetSpace(Space):
 
     def _feature_key(self, values: dict[str, Any], size: int, ctx: BuildContext) -> str | None:
         """Names this trial's frozen-backbone outputs in the caches (None: random init)."""
-        return BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+        key = BACKBONES[self._backbone_name(values)].feature_key(size, ctx.weights)
+        if key is not None and values.get("head_inputs") == "pooled+texture":
+            key += "-texture"
+        return key
 
     def _caches_activations(self, base, cut: int) -> bool:
         """Whether the top of ``base`` from ``cut`` on trains and predicts on cached outputs of
@@ -395,6 +416,26 @@ def _unless_augmenting(hp: Any, augment: bool):
     if not augment:
         return contextlib.nullcontext()
     return hp.conditional_scope(f"{AUGMENT_PREFIX}enabled", [False])
+
+
+def _when_frozen(hp: Any, fine_tune: bool):
+    """The scope of a hyperparameter that only means something while the backbone stays
+    frozen (fine_tune_layers = 0), or no scope in a space that never fine-tunes."""
+    import contextlib
+
+    if not fine_tune:
+        return contextlib.nullcontext()
+    return hp.conditional_scope("fine_tune_layers", [0])
+
+
+def _channel_mean_and_std(x):
+    """Per-channel mean and standard deviation over a feature map's positions."""
+    import keras
+
+    mean = keras.layers.GlobalAveragePooling2D()(x)
+    mean_square = keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
+    variance = keras.ops.maximum(mean_square - keras.ops.square(mean), 0.0)
+    return mean, keras.ops.sqrt(variance + 1e-6)
 
 
 def _mirrored(extractor):

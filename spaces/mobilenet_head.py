@@ -3,6 +3,7 @@
 The published MobileNetV2 recipe reaches most of its accuracy in its frozen phase (on this
 split its first frozen epoch already scored 91.2% on validation, the whole recipe 91.3%).
 This space searches that phase alone: input size, head width and dropout, learning rate,
+what the head sees (pooled features, or those and earlier blocks' texture statistics),
 mirror-image views and test-time flip averaging; no fine-tuning, no augmentation layers, so the backbone is a fixed function of the image and every
 trial trains on backbone features cached once per input size, in seconds on a CPU.
 """
@@ -26,4 +27,4 @@ class MobileNetHeadSpace(MobileNetSpace):
     def reference_configs(self) -> list[dict[str, Any]]:
         # The published recipe's frozen phase.
         return [{"image_size": 224, "head_units": 128, "head_dropout": 0.2, "learning_rate": 1e-2,
-                 "flip_views": False, "tta_flip": False}]
+                 "flip_views": False, "tta_flip": False, "head_inputs": "pooled"}]

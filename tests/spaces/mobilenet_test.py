@@ -18,7 +18,9 @@ CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_ra
           "fine_tune_schedule": "plateau", "fine_tune_weight_decay": 0.0,
           # Inference-mode BatchNorm keeps these tiny random-weight models well-conditioned:
           # batch statistics of near-constant synthetic features amplify rounding differences.
-          "fine_tune_batch_norm": "frozen", "aug_enabled": False}
+          "fine_tune_batch_norm": "frozen", "aug_enabled": False,
+          "flip_views": False, "tta_flip": False,
+          "head_inputs": "pooled"}  # (only read where fine_tune_layers is 0)
 
 
 def _train(space: MobileNetSpace, data, monkeypatch=None):
@@ -179,7 +181,9 @@ def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
     mirrored = predict_in_batches(model, np.ascontiguousarray(x[:, :, ::-1]))
     predicted = space.predict(hp, model, data, ctx, "test")
     np.testing.assert_allclose(predicted, (plain + mirrored) / 2, rtol=1e-4, atol=1e-5)
-    assert np.abs(plain - mirrored).max() > 1e-4  # the mirror image is another input
+    features = keras.Model(model.input, model.get_layer("features").output)
+    assert not np.allclose(predict_in_batches(features, x),  # the mirror image is another input
+                           predict_in_batches(features, np.ascontiguousarray(x[:, :, ::-1])))
 
     saved = tmp_path / "m.keras"
     space.inference_model(hp, model).save(saved)
@@ -224,3 +228,34 @@ def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone():
         assert judged.steps == expected
         assert seen.steps == list(range(6))  # the trial's own callbacks see every epoch
         keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_a_texture_head_sees_earlier_blocks_channel_statistics(tmp_path):
+    """``head_inputs="pooled+texture"``: the head's input is the pooled final features and
+    the per-channel mean and standard deviation of the backbone table's texture layers, and
+    the cached-feature path predicts what the saved model computes on the images."""
+    from search.data import predict_in_batches
+    from spaces.backbones import BACKBONES
+
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    space = MobileNetSpace()
+    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": 0, "flip_views": False,
+                                "tta_flip": False, "head_inputs": "pooled+texture"})
+    model = space.build(hp, CTX)
+    assert model.get_layer("features").output.shape == (None, 1280 + 2 * (32 + 96))
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+    x, _ = data.arrays("test", 32)
+    mid = keras.Model(base.input, base.get_layer(BACKBONES["mobilenet_v2"].texture_layers[0]).output)
+    mid.set_weights(model.get_layer("backbone").get_weights()[:len(mid.get_weights())])
+    maps = np.asarray(mid.predict(x / 127.5 - 1, verbose=0), dtype=np.float64)
+    features = keras.Model(model.input, model.get_layer("features").output).predict(x, verbose=0)
+    np.testing.assert_allclose(features[:, 1280:1280 + 32], maps.mean(axis=(1, 2)), atol=1e-4)
+    np.testing.assert_allclose(features[:, 1312:1344], maps.std(axis=(1, 2)), atol=1e-3)
+    space.fit(hp, model, data, CTX, epochs=1)
+    model.save(tmp_path / "t.keras")
+    predicted = space.predict(hp, model, data, CTX, "test")
+    keras.backend.clear_session()
+    loaded = keras.saving.load_model(tmp_path / "t.keras", compile=False)
+    np.testing.assert_allclose(predict_in_batches(loaded, x), predicted, rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()

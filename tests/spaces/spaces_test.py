@@ -20,8 +20,9 @@ def layer_signature(model) -> list[tuple[str, str, int]]:
     """Layer types, output shapes and parameter counts, nested models included."""
     out = []
     for layer in model.layers:
-        out.append((type(layer).__name__, str(getattr(layer, "output", None) is not None
-                                               and tuple(layer.output.shape)), layer.count_params()))
+        output = getattr(layer, "output", None)
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(output if output is not None else [])]
+        out.append((type(layer).__name__, str(shapes), layer.count_params()))
         if isinstance(layer, keras.Model):
             out.extend(layer_signature(layer))
     return out
@@ -118,10 +119,13 @@ def test_mobilenet_head_searches_the_published_frozen_phase_only():
     hp = kt.HyperParameters()
     head.build(hp, CTX_32)
     assert {h.name for h in hp.space} == {"image_size", "head_units", "head_dropout",
-                                           "learning_rate", "flip_views", "tta_flip"}
+                                           "learning_rate", "flip_views", "tta_flip",
+                                           "head_inputs"}
     # Its reference is the frozen phase of the published recipe: the same model.
     head_ref, full_ref = head.reference_configs()[0], full.reference_configs()[0]
-    assert all(full_ref[key] == value for key, value in head_ref.items())
+    # (The published head sees the pooled features; fine-tuning configs have no head_inputs.)
+    assert head_ref["head_inputs"] == "pooled"
+    assert all(full_ref[key] == value for key, value in head_ref.items() if key != "head_inputs")
     head_model, _ = kt_build(head, head_ref, BuildContext(num_classes=5))
     full_model, _ = kt_build(full, full_ref, BuildContext(num_classes=5))
     assert layer_signature(head_model) == layer_signature(full_model)
