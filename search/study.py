@@ -267,9 +267,12 @@ class Study:
 
         from search._metrics import classification_metrics
         from search.ensemble import greedy_ensemble
+        from search.trial import KEPT_MODELS
 
+        # The candidates are the trials whose models the study keeps (its best by
+        # validation), so the ensemble picked can be built into one model without training.
         kept = {}
-        for record in results_mod.completed_trials(self.records()):
+        for record in results_mod.ranked_trials(self.records())[:KEPT_MODELS]:
             path = self.predictions_dir / f"trial-{record.number}.npz"
             if path.exists():
                 with np.load(path) as npz:
