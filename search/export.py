@@ -3,6 +3,7 @@
     python -m search.export --best [--out exports/best]
     python -m search.export --baseline mobilenet --format keras,savedmodel,tflite,onnx --quantize
     python -m search.export --model path/to/model.keras --format onnx
+    python -m search.export --study NAME --ensemble --format keras,tflite
 
 Writes an export bundle: the model in each format asked for (``model.keras``,
 ``saved_model/``, ``model.tflite`` and with ``--quantize`` ``model-int8.tflite``,
@@ -287,6 +288,76 @@ def export_file(source: Path, out: Path, formats: Sequence[str], sample_folder: 
     return write_bundle(model, meta, out, formats, sample, about=about, source=str(source), log=log)
 
 
+def export_ensemble(study_name: str, results: str | None, out: Path, formats: Sequence[str],
+                    sample_folder: str | None = None, check_images: int = DEFAULT_CHECK_IMAGES,
+                    log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Build a study's ensemble (``ensemble.json``: members picked on validation) into one
+    Keras model from its members' kept models, score that model once on the test split (its
+    own accuracy, not the kept predictions': each member now reads the image resized from the
+    ensemble's input size), and export it like any model."""
+    import keras
+
+    from search.ensemble import ensemble_model
+    from search.evaluate import evaluate_model
+    from search.results import read_json, read_trials, standard_error
+    from search.study import SearchError, Study
+
+    try:
+        study = Study.existing(study_name, results)
+    except SearchError as exc:
+        raise ExportError(str(exc)) from None
+    if not study.ensemble_json.exists():
+        raise ExportError(f"study {study_name!r} has no ensemble ({study.ensemble_json}): an "
+                          "ensemble is built when a search with two or more completed trials ends")
+    if not sidecar_path(study.best_model_path).exists():
+        raise ExportError(f"{study.best_model_path} has no sidecar naming the classes: resume "
+                          f"the study once (python -m search.run ... --study {study_name}) to "
+                          "write its best model")
+    chosen = read_json(study.ensemble_json)
+    meta = read_json(sidecar_path(study.best_model_path))
+    by_id = {r.trial_id: r for r in read_trials(study.trials_path)}
+    members = []
+    for trial_id, count in chosen["members"].items():
+        record = by_id.get(str(trial_id))
+        path = study.kept_model_path(record) if record is not None else None
+        if path is None:
+            raise ExportError(f"the model of ensemble member trial {trial_id} of study "
+                              f"{study_name!r} was not kept (models/ holds the best trials' "
+                              "models only): export the study's best model (--study without "
+                              "--ensemble)")
+        log(f"member trial {trial_id} (weight {count}/{chosen['size']}): {path}")
+        members.append((keras.saving.load_model(path, compile=False), count / chosen["size"]))
+    model = ensemble_model(members, name=f"{study_name}_ensemble")
+    size = int(model.input_shape[1])
+    sidecar = {**{k: meta.get(k) for k in ("class_names", "manifest", "versions")},
+               "image_size": size, "study": study_name, "ensemble": chosen["members"]}
+    test = None
+    if meta.get("manifest") and Path(meta["manifest"]).exists():
+        from search.data import load_images
+
+        manifest = load_manifest(meta["manifest"])
+        log(f"scoring the built ensemble on the test split at {size} px ...")
+        x, y = load_images(manifest, "test", size, verbose=False)
+        test = evaluate_model(model, x, y, meta["class_names"])
+    sample = sample_images(sidecar, check_images, sample_folder)
+    about = [f"# ensemble of study {study_name}", "",
+             f"- members (trial: times picked): {chosen['members']}, picked on validation by "
+             "greedy selection with replacement; validation accuracy of the kept predictions "
+             f"{chosen['val_accuracy']:.4f} (optimistic: the score it was picked on)"]
+    if test is not None:
+        se = standard_error(test["accuracy"], test["n"])
+        about.append(f"- this exported model's leak-free test accuracy {test['accuracy']:.4f} "
+                     f"± {se:.4f}, balanced {test['balanced_accuracy']:.4f} on {test['n']} "
+                     "images (scored once, as built; the kept predictions gave "
+                     f"{chosen['test']['accuracy']:.4f})")
+    record = write_bundle(model, sidecar, out, formats, sample, about=about,
+                          source=f"ensemble of study {study_name}", log=log)
+    if test is not None:
+        record["test_of_exported_model"] = test
+        write_json(out / BUNDLE_RECORD, record)
+    return record
+
+
 def _scores(choice: ModelResult) -> list[str]:
     test = choice.test
     lines = [
@@ -368,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--study", help="a study's best model")
     which.add_argument("--baseline", help="cnn or mobilenet")
     which.add_argument("--model", help="a saved .keras model with its .json sidecar")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="with --study: the study's ensemble, built into one model")
     parser.add_argument("--out", help="output folder (default exports/<name>)")
     parser.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
     parser.add_argument("--format", default="keras",
@@ -386,7 +459,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.check_images < 1:
             raise ExportError(f"--check-images {args.check_images}: give at least 1")
         log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-        if args.model:
+        if args.ensemble and not args.study:
+            raise ExportError("--ensemble exports a study's ensemble: add --study NAME")
+        if args.ensemble:
+            what = f"the ensemble of study {args.study}"
+            out = Path(args.out or Path("exports") / f"{args.study}-ensemble")
+            record = export_ensemble(args.study, args.results, out, formats, args.sample,
+                                     args.check_images, log=log)
+        elif args.model:
             source = Path(args.model)
             if not source.exists():
                 raise ExportError(f"--model {source}: not found")

@@ -55,6 +55,16 @@ class Study:
         self.ensemble_json = self.dir / "ensemble.json"
         self.checkpoint_meta = self.dir / "checkpoints" / "best_trial.json"
 
+    @classmethod
+    def existing(cls, name: str, root: str | os.PathLike | None = None) -> "Study":
+        """An existing study folder, with the engine, algorithm and space its study.json names."""
+        folder = results_mod.study_dir(name, root)
+        if not (folder / "study.json").exists():
+            raise SearchError(f"no study {name!r} under {folder.parent} (no {folder / 'study.json'})")
+        info = results_mod.read_json(folder / "study.json")
+        return cls(name, engine=str(info.get("engine", "")), algorithm=str(info.get("algorithm", "")),
+                   space=str(info.get("space", "")), root=root)
+
     # -- study.json ---------------------------------------------------------------------------
     def open(self, *, seed: int, settings: dict[str, Any], data: dict[str, Any],
              reference_configs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,6 +269,19 @@ class Study:
         self.build_ensemble(runner.data)
         return summary
 
+    def kept_model_path(self, record: TrialRecord) -> Path | None:
+        """Where the study keeps ``record``'s model as it is used (flip averaging included):
+        ``models/trial-N.keras``, else the best-trial checkpoint when it is that trial's;
+        None when neither is there (a trial that fell out of the best kept, or ran before
+        models were kept)."""
+        path = self.dir / "models" / f"trial-{record.number}.keras"
+        if path.exists():
+            return path
+        if self.checkpoint_meta.exists() and self.checkpoint_path.exists():
+            if results_mod.read_json(self.checkpoint_meta).get("trial_id") == record.trial_id:
+                return self.checkpoint_path
+        return None
+
     def build_ensemble(self, data, rounds: int = 25) -> dict[str, Any] | None:
         """Greedy ensemble selection over the completed trials' kept predictions, on
         validation only; its test accuracy is computed once per ensemble and written to
@@ -270,11 +293,11 @@ class Study:
         from search.trial import KEPT_MODELS
 
         # The candidates are the trials whose models the study keeps (its best by
-        # validation), so the ensemble picked can be built into one model without training.
+        # validation), so the ensemble picked builds into one model without training.
         kept = {}
         for record in results_mod.ranked_trials(self.records())[:KEPT_MODELS]:
             path = self.predictions_dir / f"trial-{record.number}.npz"
-            if path.exists():
+            if path.exists() and self.kept_model_path(record) is not None:
                 with np.load(path) as npz:
                     kept[record.trial_id] = (npz["val"], npz["test"])
         if len(kept) < 2:

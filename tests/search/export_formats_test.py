@@ -271,3 +271,51 @@ def test_predict_and_evaluate_name_what_they_cannot_open(tmp_path, capsys):
         assert capsys.readouterr().err.startswith(f"error: {said}")
         assert evaluate_main([str(target), "--data", str(images)]) == 2
         assert capsys.readouterr().err.startswith(f"error: {said}")
+
+
+def _study_with_ensemble(root: Path) -> Path:
+    """A finished study folder as a search leaves it: two trials' kept models (32 and 16 px),
+    the best model with its sidecar, and the ensemble picked on validation."""
+    from search.results import TrialRecord, append_trial, write_json
+
+    folder = root / "searches" / "s"
+    for number, size in [(0, 32), (1, 16)]:
+        _save_tiny_classifier(folder / "models" / f"trial-{number}.keras", image_size=size)
+        append_trial(folder / "trials.jsonl", TrialRecord(
+            study="s", engine="optuna", algorithm="tpe", space="cnn", trial_id=str(number),
+            number=number, state="COMPLETE", config={}, val_accuracy=0.9 - number / 10))
+    _save_tiny_classifier(folder / "best_model.keras")
+    write_json(folder / "study.json", {"study": "s", "engine": "optuna", "algorithm": "tpe",
+                                       "space": "cnn"})
+    write_json(folder / "ensemble.json", {"members": {"0": 2, "1": 1}, "size": 3,
+                                          "val_accuracy": 0.95, "test": {"accuracy": 0.9}})
+    return folder
+
+
+@pytest.mark.slow
+def test_a_studys_ensemble_exports_as_one_model_of_its_weighted_members(tmp_path, capsys):
+    import keras
+
+    from search.data import decode_image
+
+    folder = _study_with_ensemble(tmp_path)
+    images = make_class_folders(tmp_path / "images", {c: 1 for c in CLASSES}, seed=4)
+    bundle = tmp_path / "bundle"
+    code = export_main(["--study", "s", "--ensemble", "--results", str(tmp_path),
+                        "--sample", str(images), "--out", str(bundle)])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((bundle / "export.json").read_text())
+    assert record["formats"]["keras"]["status"] == "ok" and record["image_size"] == 32
+    files = sorted(images.rglob("*.jpg"))
+    x = np.stack([decode_image(f, 32) for f in files]).astype("float32")
+    big = keras.saving.load_model(folder / "models" / "trial-0.keras")
+    small = keras.saving.load_model(folder / "models" / "trial-1.keras")
+    expected = (2 * big.predict_on_batch(x)
+                + small.predict_on_batch(keras.layers.Resizing(16, 16, antialias=True)(x))) / 3
+    exported = keras.saving.load_model(bundle / "model.keras")
+    np.testing.assert_allclose(exported.predict_on_batch(x), expected, rtol=1e-4, atol=1e-6)
+
+    (folder / "models" / "trial-1.keras").unlink()  # a member whose model was not kept
+    assert export_main(["--study", "s", "--ensemble", "--results", str(tmp_path),
+                        "--sample", str(images), "--out", str(tmp_path / "b2")]) == 2
+    assert "model of ensemble member trial 1 of study 's' was not kept" in capsys.readouterr().err
