@@ -31,6 +31,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                max_image_size: int | None = None, batch_size: int = 32, weights: str | None = None,
                max_params: int | None = 50_000_000, callbacks: Iterable = (),
                progress: bool = True, verbose: int = 0, isolate: bool = True,
+               cv_folds: int | None = None,
                extra_settings: dict[str, Any] | None = None,
                heartbeat: int | None = None) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
@@ -69,14 +70,14 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     settings = {
         "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
         "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
-        "weights": weights, "max_params": max_params, "isolate": isolate,
+        "weights": weights, "max_params": max_params, "isolate": isolate, "cv_folds": cv_folds,
         **(extra_settings or {}),
     }
     the_study.open(seed=seed, settings=settings, data=data.describe(),
                    reference_configs=space.reference_configs())
     runner = TrialRunner(space, data, the_study, ctx=ctx, batch_size=batch_size, seed=seed,
                          max_params=max_params, verbose=verbose, callbacks=callbacks,
-                         isolate=isolate)
+                         isolate=isolate, cv_folds=cv_folds)
     search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
                       progress=progress)
     best = the_study.finalize(runner)
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-size", type=int,
                    help="cap on the input size a trial may pick (low fidelity)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="also K-fold cross-validate cheap trials (heads on cached features) over "
+                        "train + validation, folds never splitting a duplicate group; reported "
+                        "beside the validation score, which still selects")
     p.add_argument("--weights", help="backbone weights: imagenet | none | PATH.h5 "
                                      "(default imagenet: Keras' cache, see spaces/backbones.py)")
     p.add_argument("--results", help="results root (default $ART_RESULTS, then ./results)")
@@ -147,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SearchError(f"unknown engine {args.engine!r}; choices: {', '.join(DEFAULT_ALGORITHMS)}")
         if args.subset is not None and not 0 < args.subset <= 1:
             raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
+        if args.cv is not None and args.cv < 2:
+            raise SearchError(f"--cv {args.cv}: cross-validation needs at least 2 folds")
         weights = _resolve_weights(args.weights, space)
         if args.synthetic:
             from search.data import synthetic_data
@@ -167,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
             progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
-            heartbeat=args.heartbeat,
+            heartbeat=args.heartbeat, cv_folds=args.cv,
         )
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)
@@ -218,6 +225,10 @@ def _print_summary(outcome: dict[str, Any]) -> None:
           + f", test accuracy {test['accuracy']:.4f} ± {test_se:.4f} on {test['n']} images "
           f"(balanced {test['balanced_accuracy']:.4f}; {best['params']:,} params, "
           f"{best['image_size']} px input)")
+    cv = best.get("cv")
+    if cv:
+        print(f"  its {cv['folds']}-fold cross-validation over train + validation: "
+              f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images")
     print(f"config: {best['config']}")
     ensemble = outcome.get("ensemble")
     if ensemble:

@@ -260,7 +260,7 @@ class Study:
             "val_standard_error": results_mod.standard_error(best.val_accuracy, val_n),
             "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
             "test": report, "params": params, "wall_time_s": best.wall_time_s,
-            "number": best.number, "image_size": size, "retrained": retrained,
+            "number": best.number, "image_size": size, "retrained": retrained, "cv": best.cv,
             "evaluated_at": utc_now(),
         }
         results_mod.write_json(self.best_json, summary)

@@ -43,7 +43,7 @@ class TrialRunner:
     def __init__(self, space: Space, data, study=None, *, ctx: BuildContext | None = None,
                  batch_size: int = 32, seed: int = 0, max_params: int | None = 50_000_000,
                  verbose: int = 0, callbacks: Iterable = (), isolate: bool = False,
-                 restore_best_epoch: bool = True):
+                 restore_best_epoch: bool = True, cv_folds: int | None = None):
         self.space = space
         self.data = data
         self.study = study
@@ -60,6 +60,9 @@ class TrialRunner:
         # A search keeps each trial's best validation epoch (the score it reports); a
         # published recipe keeps its final weights, as published.
         self.restore_best_epoch = restore_best_epoch
+        # k-fold cross-validation of cheap trials over train + validation (search.crossval):
+        # a second, tighter estimate beside the validation score; selection stays on the latter.
+        self.cv_folds = cv_folds
 
     @property
     def labels(self) -> dict[str, str]:
@@ -128,6 +131,11 @@ class TrialRunner:
                 record.val_accuracy = float(np.mean(
                     np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
                 inference = self.space.inference_model(hp, model)
+                if self.cv_folds and self.space.cross_validates(hp):
+                    keras.utils.set_random_seed(self.seed + number)
+                    record.cv = self.space.cross_validate(
+                        hp, model, self.data, self.ctx, self.cv_folds, epochs=epochs,
+                        batch_size=self.batch_size, seed=self.seed)
                 self.study.save_if_best(record, inference)
                 self.save_predictions(record, predictions)
                 self.keep_model(record, inference)

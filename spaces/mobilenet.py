@@ -281,6 +281,50 @@ class MobileNetSpace(Space):
         return np.mean([self._predict_view(hp, model, data, ctx, split, batch_size, flipped)
                         for flipped in views], axis=0)
 
+    def cross_validates(self, hp: Any) -> bool:
+        # A head on cached features trains in seconds; fine-tuning or augmenting does not.
+        values = hp.values
+        return int(values.get("fine_tune_layers") or 0) == 0 and not values.get("aug_enabled")
+
+    def cross_validate(self, hp: Any, model, data, ctx: BuildContext, folds: int, *,
+                       epochs: int, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+        """Fresh heads of the trial's configuration, one per fold of train + validation pooled,
+        trained as the trial's head was (its epochs, schedule, early stopping on the held-out
+        rows, mirror-image views) and scored on the held-out rows (flip-averaged where the
+        trial averages)."""
+        import keras
+
+        from search.crossval import group_folds, summarize
+
+        values = hp.values
+        head_epochs, _ = self.phase_epochs(values, epochs)
+        splits = ("train", "val")
+        x = np.concatenate([self._pooled_features(model, values, data, ctx, s)[0] for s in splits])
+        y = np.concatenate([data.labels(s) for s in splits])
+        groups = np.concatenate([data.groups(s) for s in splits])
+        mirrored = None
+        if values.get("flip_views") or values.get("tta_flip"):
+            mirrored = np.concatenate([self._pooled_features(model, values, data, ctx, s, True)[0]
+                                       for s in splits])
+        head = model.get_layer(HEAD_LAYER)
+        correct = []
+        for train, held in group_folds(y, groups, folds, seed):
+            fold_head = keras.models.clone_model(head)  # the same layers, fresh weights
+            _compile(fold_head, float(values["learning_rate"]))
+            fit_args = dict(validation_data=(x[held], y[held]), epochs=head_epochs, verbose=0,
+                            callbacks=self.training_callbacks(hp))
+            if values.get("flip_views"):
+                fold_head.fit(_both_views(x[train], mirrored[train], y[train], batch_size),
+                              shuffle=False, **fit_args)
+            else:
+                fold_head.fit(x[train], y[train], batch_size=batch_size, shuffle=True, **fit_args)
+            probabilities = fold_head.predict(x[held], batch_size=256, verbose=0)
+            if values.get("tta_flip"):
+                probabilities = (probabilities
+                                 + fold_head.predict(mirrored[held], batch_size=256, verbose=0)) / 2
+            correct.append(np.argmax(probabilities, axis=1) == y[held])
+        return summarize(correct)
+
     def inference_model(self, hp: Any, model):
         """``model``, averaging its probabilities over the image and its mirror image where
         the trial chose test-time flip averaging (so the saved and exported model does it)."""

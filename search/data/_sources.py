@@ -42,6 +42,13 @@ class DataSource:
         """int32 labels of a split, in the order of ``arrays`` (no images are loaded)."""
         raise NotImplementedError
 
+    def groups(self, split: str) -> np.ndarray:
+        """Duplicate-group ids of a split's images, in the order of ``arrays``, unique across
+        splits (copies of one picture share one). Without deduplication every image is its
+        own group."""
+        offset = {name: i * 10**9 for i, name in enumerate(SPLITS)}[split]
+        return offset + np.arange(len(self.labels(split)), dtype=np.int64)
+
     def dataset(self, split: str, image_size: int, batch_size: int, shuffle: bool, seed: int = 0):
         x, y = self.arrays(split, image_size)
         return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
@@ -176,6 +183,12 @@ class ManifestData(DataSource):
         y = self._manifest_labels(split)
         keep = self._keep(split, y)
         return y if keep is None else y[keep]
+
+    def groups(self, split: str) -> np.ndarray:
+        """The split manifest's duplicate groups (exact and near copies), thinned like ``labels``."""
+        g = np.array([int(e["group"]) for e in self.manifest.subset(split)], dtype=np.int64)
+        keep = self._keep(split, self._manifest_labels(split))
+        return g if keep is None else g[keep]
 
     def _manifest_labels(self, split: str) -> np.ndarray:
         """Labels in manifest order (the order of load_images and cached features)."""

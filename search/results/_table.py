@@ -76,6 +76,11 @@ class TrialRecord:
     # (that folder's checkpoints/ and best_model.keras, if it was that worker's best); the rest
     # of the row is also in a shared Optuna storage.
     worker: str | None = None
+    # k-fold cross-validation of the trial's configuration over train + validation, folds
+    # never splitting a duplicate group (--cv K, cheap trials only): {"folds", "accuracy",
+    # "standard_error", "fold_accuracy", "n"}. It reports how sure a score is; selection
+    # stays on val_accuracy.
+    cv: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:

@@ -414,3 +414,29 @@ def test_an_epoch_size_draws_that_many_distinct_rows_afresh_every_epoch():
     for rows in epochs:
         assert len(rows) == 10 and len(set(rows.tolist())) == 10
     assert len({tuple(sorted(r.tolist())) for r in epochs}) > 1  # another draw each epoch
+
+
+def test_cross_validation_folds_keep_duplicate_groups_whole(split_results):
+    """Folds over train + validation pooled: every row held out once, and the copies of one
+    picture (its duplicate group, as the split manifest records it) never on both sides."""
+    from search.crossval import group_folds, summarize
+    from search.data import ManifestData
+
+    manifest, _ = split_results
+    data = ManifestData(manifest)
+    y = np.concatenate([data.labels(s) for s in ("train", "val")])
+    groups = np.concatenate([data.groups(s) for s in ("train", "val")])
+    entries = manifest.subset("train") + manifest.subset("val")
+    assert groups.tolist() == [e["group"] for e in entries]
+    assert len(set(groups.tolist())) < len(groups)  # the fixture has copies
+    folds = group_folds(y, groups, 3, seed=0)
+    held = np.concatenate([h for _, h in folds])
+    assert sorted(held.tolist()) == list(range(len(y)))
+    for train, out in folds:
+        assert not set(groups[train]) & set(groups[out])
+    report = summarize([np.array([1, 1, 0, 1]), np.array([1, 0])])
+    assert report["accuracy"] == pytest.approx(4 / 6) and report["n"] == 6
+    assert report["fold_accuracy"] == [0.75, 0.5]
+    assert report["standard_error"] == pytest.approx(np.std([0.75, 0.5], ddof=1) / np.sqrt(2))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        group_folds(y, groups, 1)

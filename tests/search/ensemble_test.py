@@ -104,3 +104,58 @@ def test_an_ensemble_builds_into_one_saved_model_of_its_weighted_members(tmp_pat
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="sum to 0.5"):
         ensemble_model([(a, 0.25), (b, 0.25)])
+
+
+@pytest.mark.slow
+def test_cheap_trials_are_cross_validated_beside_their_validation_score(tmp_path):
+    """--cv K: a trial the space calls cheap also gets its K-fold report, kept in its row and
+    in best.json; selection stays on val_accuracy."""
+    from search.results import read_json
+    from search.run import run_search
+
+    from .engines.conftest import FlakySpace
+
+    class CheapSpace(FlakySpace):
+        def cross_validates(self, hp):
+            return hp.values["units"] == 8
+
+        def cross_validate(self, hp, model, data, ctx, folds, *, epochs, batch_size=32, seed=0):
+            return {"folds": folds, "accuracy": 0.5, "standard_error": 0.1,
+                    "fold_accuracy": [0.5] * folds, "n": 60}
+
+        def reference_configs(self):
+            return [{"mode": "ok", "units": 8}, {"mode": "ok", "units": 12}]
+
+    from search.data import synthetic_data
+
+    data = synthetic_data(n_train=20, n_val=10, n_test=10, image_size=32, seed=0)
+    outcome = run_search(CheapSpace(), data, trials=2, epochs=1, results=tmp_path,
+                         max_image_size=32, isolate=False, progress=False, cv_folds=3)
+    rows = {r.config["units"]: r for r in outcome["records"]}
+    assert rows[8].cv["folds"] == 3 and rows[12].cv is None
+    best = read_json(outcome["study_dir"] / "best.json")
+    assert best["cv"] == rows[int(best["config"]["units"])].cv
+
+
+@pytest.mark.slow
+def test_a_frozen_heads_cross_validation_trains_one_head_per_fold():
+    import keras
+
+    from search.data import synthetic_data
+    from search.hyperparameters import fixed_hyperparameters
+    from spaces import BuildContext, get_space
+
+    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+    space, ctx = get_space("mobilenet-head"), BuildContext(num_classes=5, max_image_size=32)
+    hp = fixed_hyperparameters({**space.reference_configs()[0], "flip_views": True,
+                                "tta_flip": True})
+    import types
+
+    fine_tuning = types.SimpleNamespace(values=get_space("mobilenet").reference_configs()[0])
+    assert not get_space("mobilenet").cross_validates(fine_tuning)  # not cheap: fine-tunes
+    model = space.build(hp, ctx)
+    assert space.cross_validates(hp)
+    space.fit(hp, model, data, ctx, epochs=1)
+    report = space.cross_validate(hp, model, data, ctx, 2, epochs=1)
+    assert report["folds"] == 2 and report["n"] == 60 and len(report["fold_accuracy"]) == 2
+    keras.backend.clear_session()
