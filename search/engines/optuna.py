@@ -421,8 +421,19 @@ class OptunaEngine(Engine):
                     # if one of them dies its trial is retried here.
                     time.sleep(pause)
                     continue
-                ostudy.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus),
-                                gc_after_trial=False)  # the runner clears the session and collects
+                try:
+                    ostudy.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus),
+                                    gc_after_trial=False)  # the runner clears the session and collects
+                except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+                    # Optuna refuses to update or tell a trial that is already finished.
+                    if isinstance(exc, ValueError) and "Cannot tell a" not in str(exc):
+                        raise
+                    # Another worker took this trial for dead (its beats came later than the
+                    # grace period) and queued it again: the row stays in this table, the
+                    # storage counts the retry. A longer --heartbeat avoids it.
+                    warn("a trial of this worker was failed by another worker while it ran (its "
+                         f"heartbeat was over {GRACE_BEATS * self.heartbeat} s late) and is retried "
+                         "there; raise --heartbeat on a machine this busy")
         finally:
             bar.close()
         # Other workers' rows (other machines write their own trials.jsonl) join this table, so
