@@ -15,7 +15,8 @@ from search.trial import TrialRunner
 from spaces import BuildContext, get_space
 
 MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,
-                   "learning_rate": 0.01, "fine_tune_layers": 0, "aug_enabled": False}
+                   "learning_rate": 0.01, "fine_tune_layers": 0, "aug_enabled": False,
+                   "flip_views": False, "tta_flip": False, "head_inputs": "pooled"}
 
 
 
