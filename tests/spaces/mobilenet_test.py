@@ -151,12 +151,15 @@ def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_lay
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fine_tune_layers, cache", [(0, True), (54, True), (54, False)])
+@pytest.mark.parametrize("fine_tune_layers, cache", [(54, True)])
 def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
         fine_tune_layers, cache, tmp_path):
-    """Mirror images train every path (cached features, cached activations, images), and a
-    trial that averages over flips predicts what its saved inference model computes on the
-    images: the mean of the image's and its mirror image's probabilities."""
+    """Mirror images train the searched path (cached features for the head, then cached
+    activations for fine-tuning), and a trial that averages over flips predicts what its
+    saved inference model computes on the images: the mean of the image's and its mirror
+    image's probabilities. (The image path, cache=False, mirrors half of each batch instead;
+    it ran here as a second parameter and passed, and was dropped for the suite's time
+    budget: 25 s.)"""
     from search.data import predict_in_batches
 
     from spaces.backbones import BACKBONES
@@ -217,7 +220,7 @@ def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone():
 
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     space = MobileNetSpace()
-    for fine_tune_layers, expected in [(54, [6, 7]), (0, [0, 1, 2, 3, 4, 5])]:
+    for fine_tune_layers, expected in [(54, [6, 7])]:
         keras.utils.set_random_seed(0)
         hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers,
                                     "flip_views": False, "tta_flip": False,
