@@ -299,7 +299,7 @@ def export_ensemble(study_name: str, results: str | None, out: Path, formats: Se
 
     from search.ensemble import ensemble_model
     from search.evaluate import evaluate_model
-    from search.results import read_json, read_trials, standard_error
+    from search.results import read_json, standard_error
     from search.study import SearchError, Study
 
     try:
@@ -315,7 +315,7 @@ def export_ensemble(study_name: str, results: str | None, out: Path, formats: Se
                           "write its best model")
     chosen = read_json(study.ensemble_json)
     meta = read_json(sidecar_path(study.best_model_path))
-    by_id = {r.trial_id: r for r in read_trials(study.trials_path)}
+    by_id = {r.trial_id: r for r in study.records()}
     members = []
     for trial_id, count in chosen["members"].items():
         record = by_id.get(str(trial_id))

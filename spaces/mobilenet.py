@@ -105,7 +105,7 @@ class MobileNetSpace(Space):
         # outputs on flipped images are cached beside the originals (exact), and every
         # training epoch draws one of the two views per row. Where the model augments its
         # own images (random flips among them) the flag has no meaning.
-        with _unless_augmenting(hp, self.augment):
+        with _scope(hp, f"{AUGMENT_PREFIX}enabled", [False], self.augment):
             hp.Boolean("flip_views", default=False)
         # Test-time flip averaging: the kept model averages its probabilities over the image
         # and its mirror image; it is built into the saved model (``inference_model``).
@@ -115,7 +115,7 @@ class MobileNetSpace(Space):
         # Heads of frozen backbones only: the statistics come from below any fine-tuning cut.
         texture = False
         if spec.texture_layers:
-            with _when_frozen(hp, self.fine_tune):
+            with _scope(hp, "fine_tune_layers", [0], self.fine_tune):
                 texture = hp.Choice("head_inputs", ["pooled", "pooled+texture"],
                                     default="pooled") == "pooled+texture"
             texture = texture and fine_tune_layers == 0
@@ -247,14 +247,12 @@ class MobileNetSpace(Space):
         if not has_augmentation and self._caches_activations(base, cut):
             from search.data import make_dataset  # the one input pipeline
 
-            key = self._feature_key(values, size, ctx)
-            trainer, cached = self._activation_trainer(model, base, cut, data, size, key,
-                                                       ("train", "val"))
+            trainer, cached, mirrored = self._activation_trainer(
+                model, base, cut, data, size, self._feature_key(values, size, ctx),
+                ("train", "val"), mirrored_splits=("train",) if flip_views else ())
             (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
             _compile(trainer, fine_tune_lr, decay)
             if flip_views:
-                _, mirrored = self._activation_trainer(model, base, cut, data, size, key,
-                                                       ("train",), flipped=True)
                 train = _both_views(a_train, mirrored["train"][0], y_train, batch_size)
             else:
                 train = make_dataset(a_train, y_train, batch_size, shuffle=True)
@@ -349,10 +347,10 @@ class MobileNetSpace(Space):
         if self._caches_activations(base, cut):
             from search.data import make_dataset
 
-            trainer, cached = self._activation_trainer(model, base, cut, data, size,
-                                                       self._feature_key(hp.values, size, ctx),
-                                                       (split,), flipped=flipped)
-            activations, labels = cached[split]
+            trainer, cached, mirrored = self._activation_trainer(
+                model, base, cut, data, size, self._feature_key(hp.values, size, ctx),
+                () if flipped else (split,), mirrored_splits=(split,) if flipped else ())
+            activations, labels = (mirrored if flipped else cached)[split]
             return np.asarray(trainer.predict(
                 make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0))
         if flipped:
@@ -390,10 +388,10 @@ class MobileNetSpace(Space):
                 and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES)
 
     def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None,
-                            splits: tuple[str, ...], flipped: bool = False):
+                            splits: tuple[str, ...], mirrored_splits: tuple[str, ...] = ()):
         """A model from the frozen part's outputs at ``cut`` to the classes, sharing every layer
         with ``model`` (training it trains ``model``), and those outputs with their labels
-        for each of ``splits``.
+        for each of ``splits``, and for the mirror images of ``mirrored_splits``.
 
         The frozen lower part (BatchNorm in inference mode) is a fixed function of the image,
         so its outputs are computed once and cached under ``key`` + the cut; the tensors the
@@ -407,10 +405,13 @@ class MobileNetSpace(Space):
         extractor = keras.Model(image, lower(model.get_layer("backbone_scaling")(image),
                                              training=False))
         key = None if key is None else f"{key}-cut{cut}"
-        if flipped:  # the same outputs for the splits' mirror images
-            extractor, key = _mirrored(extractor), _mirrored_key(key)
         dtype = np.dtype(self.activation_dtype)
         cached = {split: data.features(split, size, key, extractor, dtype=dtype) for split in splits}
+        mirrored = {}
+        if mirrored_splits:  # the same outputs for the mirror images
+            flipped, flipped_key = _mirrored(extractor), _mirrored_key(key)
+            mirrored = {split: data.features(split, size, flipped_key, flipped, dtype=dtype)
+                        for split in mirrored_splits}
 
         upper = keras.Model(crossing, base.output)
         inputs = [keras.Input(t.shape[1:]) for t in crossing]
@@ -418,7 +419,7 @@ class MobileNetSpace(Space):
         # (frozen, or on batch statistics while training: fine_tune_batch_norm).
         x = upper(inputs)
         outputs = model.get_layer(HEAD_LAYER)(model.get_layer(FEATURES_LAYER)(x))
-        return keras.Model(inputs, outputs, name="fine_tune_on_activations"), cached
+        return keras.Model(inputs, outputs, name="fine_tune_on_activations"), cached, mirrored
 
     @staticmethod
     def phase_epochs(values: dict[str, Any], epochs: int) -> tuple[int, int]:
@@ -452,24 +453,13 @@ class MobileNetSpace(Space):
         }]
 
 
-def _unless_augmenting(hp: Any, augment: bool):
-    """The scope of a hyperparameter that only means something while the model does not
-    augment its own images."""
+def _scope(hp: Any, parent: str, values: list, parent_declared: bool):
+    """``hp.conditional_scope(parent, values)`` where the space declares ``parent`` (flip
+    views mean something only without augmentation layers, texture heads only on a frozen
+    backbone); no scope in a space without that hyperparameter."""
     import contextlib
 
-    if not augment:
-        return contextlib.nullcontext()
-    return hp.conditional_scope(f"{AUGMENT_PREFIX}enabled", [False])
-
-
-def _when_frozen(hp: Any, fine_tune: bool):
-    """The scope of a hyperparameter that only means something while the backbone stays
-    frozen (fine_tune_layers = 0), or no scope in a space that never fine-tunes."""
-    import contextlib
-
-    if not fine_tune:
-        return contextlib.nullcontext()
-    return hp.conditional_scope("fine_tune_layers", [0])
+    return hp.conditional_scope(parent, values) if parent_declared else contextlib.nullcontext()
 
 
 def _channel_mean_and_std(x):
