@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Any, Iterable, Sequence
 
 DEFAULT_ALGORITHMS = {"keras-tuner": "random", "optuna": "tpe"}
@@ -77,7 +78,8 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                    reference_configs=space.reference_configs())
     runner = TrialRunner(space, data, the_study, ctx=ctx, batch_size=batch_size, seed=seed,
                          max_params=max_params, verbose=verbose, callbacks=callbacks,
-                         isolate=isolate, cv_folds=cv_folds)
+                         isolate=isolate, cv_folds=cv_folds,
+                         stop_at=None if max_time is None else time.time() + float(max_time))
     search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
                       progress=progress)
     best = the_study.finalize(runner)
@@ -99,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
     p.add_argument("--trials", type=int, default=20,
                    help="finished trials the study should reach, all its workers together")
-    p.add_argument("--max-time", type=float, help="seconds; no new trial starts after this")
+    p.add_argument("--max-time", type=float, help="seconds the whole search may take: no new trial starts after this, "
+                        "and a trial still training then stops and keeps its best epoch so far")
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
     p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")

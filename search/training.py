@@ -123,6 +123,30 @@ class BestWeights(keras.callbacks.Callback):
             self.target.set_weights(self.weights)
 
 
+class StopAtTime(keras.callbacks.Callback):
+    """Stop training once the clock passes ``stop_at`` (``time.time()``), so that a search's
+    ``--max-time`` bounds its whole wall time, the running trial included. Checked after every
+    batch: a long epoch does not overrun the limit by its own length. Keras still validates
+    the partial epoch, which the trial's best-epoch rule judges like any other; a later fit of
+    the same trial (a fine-tuning phase) stops after its first batch. ``stopped_in_epoch`` is
+    the 0-based epoch it stopped, or None."""
+
+    def __init__(self, stop_at: float):
+        super().__init__()
+        self.stop_at = float(stop_at)
+        self.stopped_in_epoch: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() >= self.stop_at:
+            self.model.stop_training = True
+            if self.stopped_in_epoch is None:
+                self.stopped_in_epoch = self._epoch
+
+
 def _size(weight) -> int:
     n = 1
     for d in weight.shape:

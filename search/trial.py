@@ -43,7 +43,8 @@ class TrialRunner:
     def __init__(self, space: Space, data, study=None, *, ctx: BuildContext | None = None,
                  batch_size: int = 32, seed: int = 0, max_params: int | None = 50_000_000,
                  verbose: int = 0, callbacks: Iterable = (), isolate: bool = False,
-                 restore_best_epoch: bool = True, cv_folds: int | None = None):
+                 restore_best_epoch: bool = True, cv_folds: int | None = None,
+                 stop_at: float | None = None):
         self.space = space
         self.data = data
         self.study = study
@@ -63,6 +64,9 @@ class TrialRunner:
         # k-fold cross-validation of cheap trials over train + validation (search.crossval):
         # a second, tighter estimate beside the validation score; selection stays on the latter.
         self.cv_folds = cv_folds
+        # The search's end (``time.time()``, from --max-time): a trial still training then
+        # stops and keeps its best epoch so far, so the limit bounds the whole run.
+        self.stop_at = stop_at
 
     @property
     def labels(self) -> dict[str, str]:
@@ -190,11 +194,13 @@ class TrialRunner:
         final ones; it is None when the build failed. The caller frees it."""
         import keras
 
-        from search.training import BestWeights, EngineCallbacks, HistoryRecorder, count_params
+        from search.training import (BestWeights, EngineCallbacks, HistoryRecorder, StopAtTime,
+                                     count_params)
 
         started_at = utc_now()
         t0 = time.perf_counter()
         recorder = HistoryRecorder()
+        clock = [StopAtTime(self.stop_at)] if self.stop_at is not None else []
         state, error, model, best = "FAIL", None, None, None
         params = trainable = input_size = None
         keras.utils.set_random_seed(self.seed + number)
@@ -211,7 +217,7 @@ class TrialRunner:
                 hp, model, self.data, self.ctx, epochs=epochs, batch_size=self.batch_size,
                 verbose=self.verbose,
                 callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
-                           *self.callbacks, EngineCallbacks(callbacks)],
+                           *clock, *self.callbacks, EngineCallbacks(callbacks)],
             )
             if recorder.nan_at is not None:
                 error = f"loss became NaN/inf in epoch {recorder.nan_at}; training stopped"
@@ -239,6 +245,9 @@ class TrialRunner:
             params=params, input_size=input_size, trainable_params=trainable, error=error,
             history=history, started_at=started_at, finished_at=utc_now(),
         )
+        if state == "COMPLETE" and clock and clock[0].stopped_in_epoch is not None:
+            record.stopped = (f"the search's time limit (--max-time) ran out in epoch "
+                              f"{clock[0].stopped_in_epoch + 1} of {epochs}; kept its best epoch so far")
         if state == "COMPLETE" and self.restore_best_epoch:
             best.restore()
         return record, model

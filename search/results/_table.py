@@ -81,6 +81,9 @@ class TrialRecord:
     # "standard_error", "fold_accuracy", "n"}. It reports how sure a score is; selection
     # stays on val_accuracy.
     cv: dict[str, Any] | None = None
+    # Why a COMPLETE trial trained fewer epochs than it was given (the search's --max-time
+    # ran out while it trained); None when it ran them all or was pruned.
+    stopped: str | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
