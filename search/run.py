@@ -34,7 +34,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                progress: bool = True, verbose: int = 0, isolate: bool = True,
                cv_folds: int | None = None,
                extra_settings: dict[str, Any] | None = None,
-               heartbeat: int | None = None) -> dict[str, Any]:
+               heartbeat: int | None = None, references: bool = True) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
     ``space`` is a registered name or a ``spaces.Space``; ``data`` a ``search.data`` source
@@ -64,7 +64,8 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                           f"study through the storage), not {engine!r}")
     # The heartbeat is Optuna's; only that engine takes it.
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
-    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage, **beat)
+    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage,
+                               references=references, **beat)
 
     ctx = BuildContext(num_classes=len(data.class_names), max_image_size=max_image_size,
                        weights=weights)
@@ -72,6 +73,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
         "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
         "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
         "weights": weights, "max_params": max_params, "isolate": isolate, "cv_folds": cv_folds,
+        "references": references,
         **(extra_settings or {}),
     }
     the_study.open(seed=seed, settings=settings, data=data.describe(),
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="optuna", help="keras-tuner | optuna (default: optuna)")
     p.add_argument("--algorithm", help="keras-tuner: random | bayesian | hyperband (default random); "
                                        "optuna: tpe | random | cmaes (default tpe)")
+    p.add_argument("--skip-references", action="store_true",
+                   help="do not start a new study with the space's published recipes (their "
+                        "reproduced baselines are in results/baselines): for a small time budget")
     p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
     p.add_argument("--trials", type=int, default=20,
                    help="finished trials the study should reach, all its workers together")
@@ -177,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
             progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
-            heartbeat=args.heartbeat, cv_folds=args.cv,
+            heartbeat=args.heartbeat, cv_folds=args.cv, references=not args.skip_references,
         )
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)

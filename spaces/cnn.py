@@ -14,7 +14,9 @@ from spaces.augment import build_augmentation
 from spaces.registry import BuildContext, Space, register_space
 
 MAX_BLOCKS = 5
-FILTERS = (16, 32, 64, 128)
+# Up to 512: wide layers are affordable as separable blocks, and a net that halves its map
+# every block has few pixels left where it is widest.
+FILTERS = (16, 32, 64, 128, 256, 512)
 KERNELS = (3, 5)
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 # "plain": the published block (convolution, pooling); "separable": a depthwise-separable
@@ -22,6 +24,10 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 # "residual": two same-padded convolutions with a shortcut, then the block's pooling.
 BLOCK_TYPES = ("plain", "separable", "residual")
 SCHEDULES = ("plateau", "cosine")
+# "strided": a 3x3 stride-2 convolution (filters_0 wide) before the blocks, so every block
+# after it sees a quarter of the pixels: at 128 px a deep, wide net costs what a shallow one
+# costs on the full image, while the stem still looks at every pixel.
+STEMS = ("none", "strided")
 
 
 def block_shrinks(side: int, kernel: int) -> bool:
@@ -46,7 +52,8 @@ def make_optimizer(name: str, learning_rate: float):
 
 @register_space("cnn")
 class CNNSpace(Space):
-    description = ("scratch CNN: conv blocks (plain, separable, residual), filters, kernel, batch "
+    description = ("scratch CNN: optional strided stem, conv blocks (plain, separable, residual), "
+                   "filters, kernel, batch "
                    "norm, dropout, dense head, flatten/GAP, input size, optimizer, learning rate "
                    "and schedule, augmentation")
 
@@ -57,6 +64,7 @@ class CNNSpace(Space):
         image_size = ctx.image_size(hp.Int("image_size", 96, 256, step=32, default=256))
         blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
         block_type = hp.Choice("block_type", list(BLOCK_TYPES), default="plain")
+        stem = hp.Choice("stem", list(STEMS), default="none")
         filters = [hp.Choice("filters_0", list(FILTERS), default=64)]
         for i in range(1, MAX_BLOCKS):
             # Declared under a scope so keras-tuner knows filters_i only matters when there are
@@ -80,6 +88,13 @@ class CNNSpace(Space):
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(1.0 / 255)(x)
         side = image_size
+        if stem == "strided":
+            x = keras.layers.Conv2D(filters[0], 3, strides=2, padding="same",
+                                    activation=None if batch_norm else "relu", name="stem")(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization(name="stem_bn")(x)
+                x = keras.layers.Activation("relu", name="stem_relu")(x)
+            side = (side + 1) // 2
         for i in range(blocks):
             # The published block: a valid convolution, then 2x2 pooling. Once the map is too
             # small for that (many blocks at a low --max-image-size), a block keeps its size
@@ -141,6 +156,7 @@ class CNNSpace(Space):
             "image_size": 256,
             "conv_blocks": 3,
             "block_type": "plain",
+            "stem": "none",
             "filters_0": 64,
             "filters_1": 64,
             "filters_2": 64,
@@ -155,6 +171,42 @@ class CNNSpace(Space):
             "schedule": "plateau",
             **AUGMENT_REFERENCE,
         }]
+
+    def starting_configs(self) -> list[dict[str, Any]]:
+        return [dict(MODERN_START)]
+
+
+# Where a search with a CPU budget starts (Space.starting_configs), after the reference: a
+# small modern CNN measured on the leak-free split before it was put here (see the README's
+# cnn search): a strided stem, separable blocks with batch norm doubling in width, global
+# pooling, AdamW with cosine decay, mirror images and a little zoom and shift. About 35 s
+# an epoch at 128 px on the 2-core development machine, against 75 s for the published net.
+MODERN_START = {
+    "image_size": 128,
+    "conv_blocks": 4,
+    "block_type": "separable",
+    "stem": "strided",
+    "filters_0": 64,
+    "filters_1": 128,
+    "filters_2": 256,
+    "filters_3": 512,
+    "kernel_size": 3,
+    "batch_norm": True,
+    "block_dropout": 0.0,
+    "pooling": "gap",
+    "dense_units": 256,
+    "dense_dropout": 0.3,
+    "optimizer": "adamw",
+    "learning_rate": 3e-3,
+    "schedule": "cosine",
+    "aug_enabled": True,
+    "aug_flip": "horizontal",
+    "aug_rotation": 0.0,
+    "aug_zoom": 0.1,
+    "aug_translation": 0.1,
+    "aug_contrast": 0.0,
+    "aug_brightness": 0.0,
+}
 
 
 def _residual_block(x, filters: int, kernel: int, batch_norm: bool):

@@ -118,6 +118,14 @@ class Space:
         """Published recipes as points of this space; every new search runs them first."""
         return []
 
+    def starting_configs(self) -> list[dict[str, Any]]:
+        """Known-good points of this space (from earlier studies), queued right after the
+        references: a search that can afford a handful of trials starts from them, instead of
+        only from its sampler's random start-up draws (Optuna's ``enqueue_trial``; the
+        keras-tuner oracle here runs them first too). Every trial is still chosen by
+        validation alone."""
+        return []
+
 
 def register_space(name: str) -> Callable[[S], S]:
     """Class decorator: ``@register_space("cnn") class CNNSpace(Space): ...``."""

@@ -66,7 +66,7 @@ class Engine(abc.ABC):
     algorithms: ClassVar[tuple[str, ...]]
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None):
+                 storage: str | None = None, references: bool = True):
         if algorithm not in self.algorithms:
             raise SearchError(f"unknown algorithm {algorithm!r} for engine {self.name!r}; "
                               f"choices: {', '.join(self.algorithms)}")
@@ -74,6 +74,15 @@ class Engine(abc.ABC):
         self.seed = seed
         self.pruner = pruner
         self.storage = storage
+        self.references = references
+
+    def first_configs(self, space) -> list[tuple[dict[str, Any], dict[str, bool]]]:
+        """``(config, marks)`` a new study queues before its algorithm's own draws: the
+        space's published recipes (marked ``reference``; left out with ``references=False``),
+        then its known-good starting points (marked ``starting``)."""
+        refs = space.reference_configs() if self.references else []
+        return ([(c, {"reference": True}) for c in refs]
+                + [(c, {"starting": True}) for c in space.starting_configs()])
 
     @abc.abstractmethod
     def run(self, runner, study: Study, *, trials: int, epochs: int,

@@ -40,7 +40,8 @@ def _kt():
 
 
 class _ReferenceFirst:
-    """Oracle mixin: reference configs before the algorithm's own candidates; a deadline."""
+    """Oracle mixin: reference configs and starting points before the algorithm's own
+    candidates; a deadline."""
 
     reference_configs: list[dict[str, Any]] = []
     deadline: float | None = None
@@ -180,7 +181,7 @@ class KerasTunerEngine(Engine):
     algorithms = ("random", "bayesian", "hyperband")
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None):
+                 storage: str | None = None, references: bool = True):
         if pruner not in (None, "none"):
             raise SearchError(f"--pruner {pruner!r} applies to --engine optuna only; keras-tuner "
                               "prunes through --algorithm hyperband")
@@ -195,13 +196,14 @@ class KerasTunerEngine(Engine):
                 "would keep its own table and best model, and a dead worker's trial is never "
                 "retried); unset them, and for many workers on one study use --engine optuna "
                 "--storage postgresql://... (README, Search)")
-        super().__init__(algorithm, seed=seed)
+        super().__init__(algorithm, seed=seed, references=references)
 
     def run(self, runner, study: Study, *, trials: int, epochs: int,
             max_time: float | None = None, progress: bool = True) -> None:
         self.reconcile(runner, study, epochs=epochs)
         oracle = make_oracle(self.algorithm, runner.space, trials=trials, epochs=epochs,
                              seed=self.seed, deadline=deadline_from(max_time))
+        oracle.reference_configs = [config for config, _ in self.first_configs(runner.space)]
         done = len(study.records())
         bar = Progress(trials, done, study, enabled=progress) if progress is not None else None
         try:

@@ -321,8 +321,10 @@ class OptunaEngine(Engine):
     algorithms = ("tpe", "random", "cmaes")
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, heartbeat: int | None = None):
-        super().__init__(algorithm, seed=seed, pruner=pruner, storage=storage)
+                 storage: str | None = None, heartbeat: int | None = None,
+                 references: bool = True):
+        super().__init__(algorithm, seed=seed, pruner=pruner, storage=storage,
+                         references=references)
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
         if heartbeat is not None and (isinstance(heartbeat, bool) or int(heartbeat) != heartbeat
@@ -358,10 +360,10 @@ class OptunaEngine(Engine):
         recover_interrupted(ostudy, study)
         self.reconcile(runner, study, epochs=epochs, ostudy=ostudy, storage=storage)
         if created:
-            # Only the worker that created the study queues the references (several workers
-            # starting on a new study would each queue them).
-            for config in runner.space.reference_configs():
-                ostudy.enqueue_trial(config, user_attrs={"reference": True})
+            # Only the worker that created the study queues the references and starting
+            # points (several workers starting on a new study would each queue them).
+            for config, marks in self.first_configs(runner.space):
+                ostudy.enqueue_trial(config, user_attrs=marks)
         publish_study_meta(ostudy, study)
         ostudy.sampler = per_trial_seeded(make_sampler(self.algorithm, self.seed), self.seed)
         ostudy.pruner = make_pruner(self.pruner, epochs)
@@ -706,8 +708,9 @@ def recover_interrupted(ostudy, study: Study) -> None:
             # Two workers resuming at once may both queue it: the later-numbered copy is
             # dropped before it trains (surplus_reason).
             user_attrs = {"retry_of": trial.number}
-            if trial.user_attrs.get("reference"):
-                user_attrs["reference"] = True
+            for mark in ("reference", "starting"):
+                if trial.user_attrs.get(mark):
+                    user_attrs[mark] = True
             ostudy.enqueue_trial(trial.params, user_attrs=user_attrs)
 
 
