@@ -50,7 +50,8 @@ class CallbackFailed(Exception):
 
 def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
                    callbacks: Iterable = (),
-                   prune_exceptions: tuple[type[BaseException], ...] = ()
+                   prune_exceptions: tuple[type[BaseException], ...] = (),
+                   warm_start=None, keep_weights: bool = False
                    ) -> tuple[TrialRecord, float | None]:
     """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB).
 
@@ -76,7 +77,7 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
         try:
             parent_end.send(list(sys.path))  # so the child unpickles what this process can
             parent_end.send((_child_runner(runner), config, str(trial_id), int(number),
-                             int(epochs)))
+                             int(epochs), warm_start, bool(keep_weights)))
             while True:
                 message = parent_end.recv()
                 if message[0] == "epoch":
@@ -146,13 +147,14 @@ def _child_main(fd: int) -> int:
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
-        runner, config, trial_id, number, epochs = conn.recv()
+        runner, config, trial_id, number, epochs, warm_start, keep_weights = conn.recv()
     except EOFError:
         return 1  # the parent is gone
     try:
         record = runner.train(
             fixed_hyperparameters(config), trial_id=trial_id, number=number, epochs=epochs,
-            callbacks=[_reporter(conn)], prune_exceptions=(PrunedByParent,))
+            callbacks=[_reporter(conn)], prune_exceptions=(PrunedByParent,),
+            warm_start=warm_start, keep_weights=keep_weights)
         conn.send(("done", record, rss_mb("VmHWM")))
     except KeyboardInterrupt:
         return 130  # Ctrl-C reaches the whole process group; the parent handles it

@@ -9,6 +9,7 @@ The table's format and the rule that picks the best trial live in ``search.resul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +20,17 @@ from typing import Any
 from search import results as results_mod
 from search._process import utc_now
 from search.results import TrialRecord, TrialTable, UnreadableLine
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """Continue trial ``from_trial`` of the same configuration: load its kept weights
+    (``weights``, a ``.weights.h5`` file) and train epochs ``initial_epoch`` .. ``epochs - 1``
+    (``TrialRunner.run``; only for spaces whose ``warm_starts`` is True)."""
+
+    from_trial: str
+    weights: str
+    initial_epoch: int
 
 
 class SearchError(ValueError):
@@ -54,6 +66,20 @@ class Study:
         self.predictions_dir = self.dir / "predictions"
         self.ensemble_json = self.dir / "ensemble.json"
         self.checkpoint_meta = self.dir / "checkpoints" / "best_trial.json"
+
+    def rung_weights_path(self, trial_id: str) -> Path:
+        """Where a trial keeps its weights for a later trial that continues it (keras-tuner
+        Hyperband's promotions; git-ignored with the rest of checkpoints/)."""
+        return self.dir / "checkpoints" / "rungs" / f"trial-{trial_id}.weights.h5"
+
+    def warm_start(self, from_trial: str, initial_epoch: int) -> "WarmStart | None":
+        """Continue trial ``from_trial``'s kept weights from ``initial_epoch``; None when it
+        kept none (it failed, or its file is gone): the trial then trains from scratch."""
+        weights = self.rung_weights_path(str(from_trial))
+        if not weights.exists():
+            return None
+        return WarmStart(from_trial=str(from_trial), weights=str(weights),
+                         initial_epoch=int(initial_epoch))
 
     @classmethod
     def existing(cls, name: str, root: str | os.PathLike | None = None) -> "Study":

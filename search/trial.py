@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Iterable
+import warnings
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from search._process import release_free_heap, rss_mb, utc_now
 from search.hyperparameters import fixed_hyperparameters, hp_config
 from search.results import TrialRecord, ranked_trials
 from spaces.registry import BuildContext, Space
+
+if TYPE_CHECKING:
+    from search.study import WarmStart
 
 
 # Complete trials whose models a study keeps (the best by validation), for ensembles.
@@ -78,13 +82,15 @@ class TrialRunner:
         return {"study": s.name, "engine": s.engine, "algorithm": s.algorithm, "space": s.space}
 
     def run(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()
-            ) -> TrialRecord:
+            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
+            warm_start: WarmStart | None = None, keep_weights: bool = False) -> TrialRecord:
         """Build, train and record one trial. Exceptions become FAIL rows; an exception in
         ``prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates.
 
         ``callbacks`` (an engine's, such as Optuna's pruning callback) see every epoch's logs,
-        in this process even when the trial trains in a child.
+        in this process even when the trial trains in a child. ``warm_start`` continues
+        another trial's weights; ``keep_weights`` keeps this trial's (best-epoch) weights at
+        :meth:`Study.rung_weights_path` for a later warm start.
         """
         child_peak_mb = None
         if self.isolate:
@@ -92,10 +98,12 @@ class TrialRunner:
 
             record, child_peak_mb = train_in_child(
                 self, hp, trial_id=trial_id, number=number, epochs=epochs,
-                callbacks=callbacks, prune_exceptions=prune_exceptions)
+                callbacks=callbacks, prune_exceptions=prune_exceptions,
+                warm_start=warm_start, keep_weights=keep_weights)
         else:
             record = self.train(hp, trial_id=trial_id, number=number, epochs=epochs,
-                                callbacks=callbacks, prune_exceptions=prune_exceptions)
+                                callbacks=callbacks, prune_exceptions=prune_exceptions,
+                                warm_start=warm_start, keep_weights=keep_weights)
         self.study.append(record)
         self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"), child_peak_mb)
         return record
@@ -116,8 +124,8 @@ class TrialRunner:
         return hp_config(hp)
 
     def train(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-              callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()
-              ) -> TrialRecord:
+              callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
+              warm_start: WarmStart | None = None, keep_weights: bool = False) -> TrialRecord:
         """Build and train one trial in this process; checkpoint it if it is the best so far.
 
         Returns the row without writing it to the table (``run`` does that)."""
@@ -126,8 +134,13 @@ class TrialRunner:
         model = None
         try:
             record, model = self.fit(hp, trial_id=trial_id, number=number, epochs=epochs,
-                                     callbacks=callbacks, prune_exceptions=prune_exceptions)
+                                     callbacks=callbacks, prune_exceptions=prune_exceptions,
+                                     warm_start=warm_start)
             if record.state == "COMPLETE":
+                if keep_weights:
+                    path = self.study.rung_weights_path(record.trial_id)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    model.save_weights(path)
                 predictions = self.predictions(hp, model)
                 # The trial's score is what its kept model predicts on validation, as it will
                 # be used (with test-time flip averaging where the trial chose it), not an
@@ -187,7 +200,8 @@ class TrialRunner:
                 path.unlink(missing_ok=True)
 
     def fit(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = ()):
+            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
+            warm_start: WarmStart | None = None):
         """``(record, model)``: build and train one configuration in this process.
 
         The model holds the best validation epoch's weights (``restore_best_epoch``) or the
@@ -212,10 +226,18 @@ class TrialRunner:
             if self.max_params is not None and params > self.max_params:
                 raise ConfigurationError(
                     f"model has {params:,} parameters, over the limit of {self.max_params:,}")
+            resume = {}
+            if warm_start is not None:
+                with warnings.catch_warnings():
+                    # The optimizer starts afresh, as in keras-tuner's own Hyperband: Keras
+                    # warns that it skips the saved optimizer's variables.
+                    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                    model.load_weights(warm_start.weights)
+                resume = {"initial_epoch": int(warm_start.initial_epoch)}
             best = BestWeights(model)
             self.space.fit(
                 hp, model, self.data, self.ctx, epochs=epochs, batch_size=self.batch_size,
-                verbose=self.verbose,
+                verbose=self.verbose, **resume,
                 callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
                            *clock, *self.callbacks, EngineCallbacks(callbacks)],
             )
@@ -244,6 +266,7 @@ class TrialRunner:
             wall_time_s=round(time.perf_counter() - t0, 3),
             params=params, input_size=input_size, trainable_params=trainable, error=error,
             history=history, started_at=started_at, finished_at=utc_now(),
+            continued_from=warm_start.from_trial if warm_start is not None else None,
         )
         if state == "COMPLETE" and clock and clock[0].stopped_in_epoch is not None:
             record.stopped = (f"the search's time limit (--max-time) ran out in epoch "

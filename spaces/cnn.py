@@ -53,9 +53,9 @@ def make_optimizer(name: str, learning_rate: float):
 @register_space("cnn")
 class CNNSpace(Space):
     description = ("scratch CNN: optional strided stem, conv blocks (plain, separable, residual), "
-                   "filters, kernel, batch "
-                   "norm, dropout, dense head, flatten/GAP, input size, optimizer, learning rate "
-                   "and schedule, augmentation")
+                   "filters, kernel, batch norm, dropout, dense head, flatten/GAP, input size, "
+                   "optimizer, learning rate and schedule, augmentation")
+    warm_starts = True  # one plain fit: a promoted Hyperband trial continues its weights
 
     def build(self, hp: Any, ctx: BuildContext):
         import keras
@@ -130,7 +130,7 @@ class CNNSpace(Space):
         return compile_classifier(model, make_optimizer(optimizer, learning_rate))
 
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
-            batch_size: int = 32, verbose: int = 0) -> None:
+            batch_size: int = 32, verbose: int = 0, initial_epoch: int = 0) -> None:
         import math
 
         import keras
@@ -140,8 +140,9 @@ class CNNSpace(Space):
             peak = float(hp.values["learning_rate"])
             schedule = [keras.callbacks.LearningRateScheduler(
                 lambda epoch, _rate: peak * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))]
+        # A warm start (initial_epoch > 0) continues the schedule where its epoch index is.
         super().fit(hp, model, data, ctx, epochs=epochs, callbacks=[*schedule, *callbacks],
-                    batch_size=batch_size, verbose=verbose)
+                    batch_size=batch_size, verbose=verbose, initial_epoch=initial_epoch)
 
     def training_callbacks(self, hp: Any) -> list:
         import keras

@@ -50,6 +50,10 @@ class Space:
     description: ClassVar[str] = ""
     # True for spaces with a pretrained backbone: the run resolves BuildContext.weights.
     uses_pretrained_weights: ClassVar[bool] = False
+    # True where ``fit`` can continue a trained model of the same configuration from
+    # ``initial_epoch`` (one fit, no phases): keras-tuner's Hyperband then promotes a trial
+    # with the weights its lower rung learned instead of training it again from scratch.
+    warm_starts: ClassVar[bool] = False
 
     def build(self, hp: Any, ctx: BuildContext):
         """Declare the hyperparameters on ``hp`` and return a compiled keras model.
@@ -73,13 +77,16 @@ class Space:
             return None
 
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
-            batch_size: int = 32, verbose: int = 0) -> None:
-        """Train ``model`` on the training images, validating every epoch."""
+            batch_size: int = 32, verbose: int = 0, initial_epoch: int = 0) -> None:
+        """Train ``model`` on the training images, validating every epoch; epochs
+        ``initial_epoch`` .. ``epochs - 1`` (a warm start continues a trained model, see
+        :attr:`warm_starts`)."""
         size = int(model.input_shape[1])
         model.fit(
             data.dataset("train", size, batch_size, shuffle=True),
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             epochs=epochs,
+            initial_epoch=initial_epoch,
             callbacks=[*self.training_callbacks(hp), *callbacks],
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here

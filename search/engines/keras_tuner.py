@@ -142,18 +142,29 @@ def _tuner_class():
 
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
-            # Hyperband's rungs give each trial its epoch budget; later rungs train from
-            # scratch for the larger budget (no per-trial checkpoints are kept).
+            # Hyperband's rungs give each trial its epoch budget. A promoted configuration
+            # (tuner/trial_id names its trial on the rung below) continues that trial's kept
+            # weights from tuner/initial_epoch where the space can (Space.warm_starts), as
+            # keras-tuner's own Hyperband does; elsewhere it trains again from scratch.
             epochs = int(hp.values.get("tuner/epochs", self.epochs))
+            hyperband = "tuner/bracket" in hp.values
+            warm_starts = hyperband and self.runner.space.warm_starts
             record = self._already_finished(trial)
             if record is None:
                 record = self.runner.run(hp, trial_id=trial.trial_id, number=int(trial.trial_id),
-                                         epochs=epochs)
+                                         epochs=epochs, warm_start=self._warm_start(hp) if warm_starts else None,
+                                         keep_weights=warm_starts)
             if self.progress is not None:
                 self.progress.update(record)
             if record.state != "COMPLETE":
                 raise _kt().errors.FailedTrialError(record.error or record.state)
             return {OBJECTIVE: record.val_accuracy}
+
+        def _warm_start(self, hp):
+            parent = hp.values.get("tuner/trial_id")
+            if parent is None:  # the bracket's first rung
+                return None
+            return self.study.warm_start(str(parent), int(hp.values.get("tuner/initial_epoch", 0)))
 
         def _already_finished(self, trial):
             # A process killed after the row was written but before the oracle saved the

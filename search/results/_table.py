@@ -84,6 +84,9 @@ class TrialRecord:
     # Why a COMPLETE trial trained fewer epochs than it was given (the search's --max-time
     # ran out while it trained); None when it ran them all or was pruned.
     stopped: str | None = None
+    # The trial whose kept weights this one continued (keras-tuner Hyperband promoting a
+    # configuration to a larger epoch budget); its epochs_run counts only the new epochs.
+    continued_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
