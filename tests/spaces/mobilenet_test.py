@@ -23,21 +23,81 @@ CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_ra
           "head_inputs": "pooled"}  # (only read where fine_tune_layers is 0)
 
 
-def _train(space: MobileNetSpace, data, monkeypatch=None):
+def _data():
+    return synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
+
+
+def _train(space: MobileNetSpace, data, config=None, *, callbacks=(), predict=False) -> dict:
+    """One fit of ``config`` (CONFIG: 2 head epochs, then 2 fine-tuning epochs at the published
+    cut) and what the tests read of it: the history, the final weights, the backbone's BatchNorm
+    moving statistics that moved, its unfrozen BatchNorm layers, whether the model computes the
+    same in training and inference mode, and with ``predict`` the space's test predictions
+    beside the model's own on the images. Each fit costs seconds (tracing MobileNetV2's
+    training step), so the module's tests share the fits that train the same thing."""
+    from search.data import predict_in_batches
+
     keras.utils.set_random_seed(0)
-    hp = fixed_hyperparameters(CONFIG)
+    hp = fixed_hyperparameters(config or CONFIG)
     model = space.build(hp, CTX)
+    base = model.get_layer("backbone")
+    stats = {w.path: w.numpy().copy() for w in base.non_trainable_weights if "moving" in w.path}
     history = keras.callbacks.History()
-    space.fit(hp, model, data, CTX, epochs=4, callbacks=[history])
-    weights = [w.copy() for w in model.get_weights()]
+    space.fit(hp, model, data, CTX, epochs=4, callbacks=[history, *callbacks])
+    run = {"history": history.history, "weights": [w.copy() for w in model.get_weights()]}
+    run["moved"] = [w.path for w in base.weights
+                    if w.path in stats and not np.array_equal(w.numpy(), stats[w.path])]
+    run["tuned_norms"] = [l.name for l in base.layers[-54:]
+                          if l.trainable and isinstance(l, keras.layers.BatchNormalization)]
+    if predict:
+        x, _ = data.arrays("test", 32)
+        run["predicted"] = space.predict(hp, model, data, CTX, "test")
+        run["direct"] = predict_in_batches(model, x)
+    # Last: a training-mode call moves batch-statistics BatchNorm layers.
+    x, _ = data.arrays("val", 32)
+    run["same"] = np.allclose(model(x, training=True), model(x, training=False), atol=1e-6)
     keras.backend.clear_session()
-    return history.history, weights
+    return run
+
+
+class Steps(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps.append(epoch)
 
 
 @pytest.fixture(scope="module")
 def image_path_run():
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    return _train(MobileNetSpace(cache_activations=False), data)
+    """Fine-tuning through the image path (no cached activations)."""
+    return _train(MobileNetSpace(cache_activations=False), _data(), predict=True)
+
+
+@pytest.fixture(scope="module")
+def cached_run():
+    """The default path, as a search runs it: cached activations in float16, with an engine
+    callback (a pruner's) and a callback of the trial's own attached."""
+    from search.training import EngineCallbacks
+
+    judged, seen = Steps(), Steps()
+    run = _train(MobileNetSpace(), _data(), callbacks=[seen, EngineCallbacks([judged])])
+    return {**run, "judged": judged.steps, "seen": seen.steps}
+
+
+@pytest.fixture(scope="module")
+def cached_float32_run():
+    """Cached activations in float32, with every image batch the data source made recorded."""
+    data = _data()
+    image_batches = []
+    original = type(data).dataset
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(data), "dataset",
+                      lambda self, *a, **k: image_batches.append(a[:2]) or original(self, *a, **k))
+        space = MobileNetSpace()
+        space.activation_dtype = "float32"
+        run = _train(space, data, predict=True)
+    return {**run, "image_batches": image_batches}
 
 
 def test_the_published_cut_crosses_a_residual_block():
@@ -49,62 +109,50 @@ def test_the_published_cut_crosses_a_residual_block():
 
 
 @pytest.mark.slow
-def test_fine_tuning_on_cached_activations_is_the_image_path(image_path_run, monkeypatch):
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    image_batches = []
-    original = type(data).dataset
-    monkeypatch.setattr(type(data), "dataset",
-                        lambda self, *a, **k: image_batches.append(a[:2]) or original(self, *a, **k))
-    space = MobileNetSpace()
-    space.activation_dtype = "float32"
-    history, weights = _train(space, data)
-    monkeypatch.undo()
-    assert image_batches == []  # neither phase passed images through the backbone per epoch
-    expected_history, expected_weights = image_path_run
-    assert len(history["val_accuracy"]) == 4
-    np.testing.assert_allclose(history["loss"], expected_history["loss"], rtol=1e-4)
-    np.testing.assert_allclose(history["val_accuracy"], expected_history["val_accuracy"])
-    for got, want in zip(weights, expected_weights):
+def test_fine_tuning_on_cached_activations_is_the_image_path(cached_float32_run, image_path_run):
+    run, expected = cached_float32_run, image_path_run
+    assert run["image_batches"] == []  # neither phase passed images through the backbone per epoch
+    assert len(run["history"]["val_accuracy"]) == 4
+    np.testing.assert_allclose(run["history"]["loss"], expected["history"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(run["history"]["val_accuracy"], expected["history"]["val_accuracy"])
+    for got, want in zip(run["weights"], expected["weights"]):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.slow
-def test_half_precision_activations_stay_close(image_path_run):
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    history, weights = _train(MobileNetSpace(), data)  # float16, the default
-    expected_history, expected_weights = image_path_run
-    np.testing.assert_allclose(history["loss"], expected_history["loss"], rtol=2e-2)
-    worst = max(float(np.max(np.abs(g - w))) for g, w in zip(weights, expected_weights))
+def test_half_precision_activations_stay_close(cached_run, image_path_run):
+    # float16, the default
+    np.testing.assert_allclose(cached_run["history"]["loss"], image_path_run["history"]["loss"],
+                               rtol=2e-2)
+    worst = max(float(np.max(np.abs(g - w)))
+                for g, w in zip(cached_run["weights"], image_path_run["weights"]))
     assert worst < 1e-2
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_norm", ["frozen", "batch"])
-def test_fine_tuning_batch_norm_modes(batch_norm):
+def test_fine_tuning_batch_norm_modes(batch_norm, request):
     """Keras 3 overrides a nested ``training=False`` with fit's ``training=True``: "batch" (the
     published code as it runs under Keras 3) trains the unfrozen BatchNorm layers on batch
     statistics; "frozen" keeps them on their pretrained statistics, in inference mode."""
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    # Inference mode must hold on both paths; batch statistics are shown on the cached one.
-    paths = [MobileNetSpace()] + ([MobileNetSpace(cache_activations=False)] if batch_norm == "frozen" else [])
-    for space in paths:
-        keras.utils.set_random_seed(0)
-        hp = fixed_hyperparameters({**CONFIG, "fine_tune_batch_norm": batch_norm})
-        model = space.build(hp, CTX)
-        base = model.get_layer("backbone")
-        stats = {w.path: w.numpy().copy() for w in base.non_trainable_weights if "moving" in w.path}
-        space.fit(hp, model, data, CTX, epochs=4)
-        moved = [w.path for w in base.weights
-                 if w.path in stats and not np.array_equal(w.numpy(), stats[w.path])]
-        tuned_norms = [l for l in base.layers[-54:]
-                       if l.trainable and isinstance(l, keras.layers.BatchNormalization)]
-        x, _ = data.arrays("val", 32)
-        same = np.allclose(model(x, training=True), model(x, training=False), atol=1e-6)
-        if batch_norm == "frozen":
-            assert moved == [] and tuned_norms == [] and same
-        else:
-            assert moved and tuned_norms and not same
-        keras.backend.clear_session()
+    if batch_norm == "frozen":
+        # Inference mode must hold on both paths (CONFIG's own mode: the shared fits).
+        assert CONFIG["fine_tune_batch_norm"] == "frozen"
+        for run in (request.getfixturevalue("cached_run"), request.getfixturevalue("image_path_run")):
+            assert run["moved"] == [] and run["tuned_norms"] == [] and run["same"]
+    else:  # batch statistics are shown on the cached path
+        run = _train(MobileNetSpace(), _data(), {**CONFIG, "fine_tune_batch_norm": batch_norm})
+        assert run["moved"] and run["tuned_norms"] and not run["same"]
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone(cached_run):
+    """The engine's callbacks (the pruner's) see no head epoch of a fine-tuning trial; its
+    k-th fine-tuning epoch is reported as step ``epochs + k``: the shared fit's budget is 4
+    epochs, 2 of them fine-tuning."""
+    assert cached_run["judged"] == [4, 5]
+    assert cached_run["seen"] == list(range(4))  # the trial's own callbacks see every epoch
+    assert len(cached_run["history"]["val_accuracy"]) == 4  # no early stop
 
 
 def test_fine_tune_depths_are_block_boundaries_and_the_published_cut():
@@ -134,20 +182,19 @@ def test_cosine_schedule_warms_up_then_decays():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fine_tune_layers, cache", [(0, True), (54, True), (54, False)])
-def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_layers, cache):
-    from search.data import predict_in_batches
-
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    space = MobileNetSpace(cache_activations=cache)
-    space.activation_dtype = "float32"
-    keras.utils.set_random_seed(0)
-    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers})
-    model = space.build(hp, CTX)
-    space.fit(hp, model, data, CTX, epochs=2)
-    x, _ = data.arrays("test", 32)
-    np.testing.assert_allclose(space.predict(hp, model, data, CTX, "test"),
-                               predict_in_batches(model, x), rtol=1e-4, atol=1e-5)
-    keras.backend.clear_session()
+def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_layers, cache,
+                                                                    request):
+    """The head on cached features (fine_tune_layers 0), the tuned top on cached activations,
+    and the image path: the space's predictions are the model's own on the images. The
+    fine-tuned models are the shared float32 fits."""
+    if fine_tune_layers:
+        run = request.getfixturevalue("cached_float32_run" if cache else "image_path_run")
+    else:
+        space = MobileNetSpace(cache_activations=cache)
+        space.activation_dtype = "float32"
+        run = _train(space, _data(), {**CONFIG, "fine_tune_layers": fine_tune_layers},
+                     predict=True)
+    np.testing.assert_allclose(run["predicted"], run["direct"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -202,35 +249,6 @@ def test_without_flip_averaging_the_inference_model_is_the_model():
     model = space.build(hp, CTX)
     assert space.inference_model(hp, model) is model
     keras.backend.clear_session()
-
-
-@pytest.mark.slow
-def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone():
-    """The engine's callbacks (the pruner's) see no head epoch of a fine-tuning trial; its
-    k-th fine-tuning epoch is reported as step ``epochs + k``."""
-    from search.training import EngineCallbacks
-
-    class Steps(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.steps = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.steps.append(epoch)
-
-    data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
-    space = MobileNetSpace()
-    for fine_tune_layers, expected in [(54, [6, 7])]:
-        keras.utils.set_random_seed(0)
-        hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers,
-                                    "flip_views": False, "tta_flip": False,
-                                    "learning_rate": 1e-4})  # no early stop in 6 epochs
-        model = space.build(hp, CTX)
-        judged, seen = Steps(), Steps()
-        space.fit(hp, model, data, CTX, epochs=6, callbacks=[seen, EngineCallbacks([judged])])
-        assert judged.steps == expected
-        assert seen.steps == list(range(6))  # the trial's own callbacks see every epoch
-        keras.backend.clear_session()
 
 
 @pytest.mark.slow
