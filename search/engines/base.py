@@ -28,6 +28,7 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.total, self.done = total, done
+        self.running: str | None = None  # the running trial's last epoch (epoch_reporter)
         best = study.best_record()
         self.best = best.val_accuracy if best else None
         self.times: list[float] = []
@@ -45,10 +46,33 @@ class Progress:
         self.bar.update(1)
         self._refresh(record)
 
+    def epoch_reporter(self, number: int, epochs: int):
+        """An engine callback that shows trial ``number``'s epochs on the bar as they end
+        (a trial can train for many minutes; the bar would otherwise sit still). It sees the
+        epochs the engine judges: a transfer trial's fine-tuning epochs count on from
+        ``epochs``."""
+        bar = self
+
+        class EpochReporter:
+            def set_model(self, model):
+                pass
+
+            def on_epoch_end(self, epoch, logs=None):
+                val = (logs or {}).get("val_accuracy")
+                of = f"/{epochs}" if epoch < epochs else ""
+                bar.running = (f"#{number} epoch {epoch + 1}{of}"
+                               + (f" val {float(val):.3f}" if val is not None else ""))
+                bar._refresh(None)
+
+        return EpochReporter()
+
     def _refresh(self, record: TrialRecord | None) -> None:
         postfix = {"best": "-" if self.best is None else f"{self.best:.4f}"}
         if record is not None:
+            self.running = None
             postfix["last"] = f"#{record.number} {record.state} {record.wall_time_s:.0f}s"
+        elif getattr(self, "running", None):
+            postfix["now"] = self.running
         if self.times:
             remaining = max(self.total - self.done, 0)
             eta = remaining * sum(self.times) / len(self.times)

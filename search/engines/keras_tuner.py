@@ -151,8 +151,11 @@ def _tuner_class():
             warm_starts = hyperband and self.runner.space.warm_starts
             record = self._already_finished(trial)
             if record is None:
+                shown = ([self.progress.epoch_reporter(int(trial.trial_id), epochs)]
+                         if self.progress is not None else [])
                 record = self.runner.run(hp, trial_id=trial.trial_id, number=int(trial.trial_id),
-                                         epochs=epochs, warm_start=self._warm_start(hp) if warm_starts else None,
+                                         epochs=epochs, callbacks=shown,
+                                         warm_start=self._warm_start(hp) if warm_starts else None,
                                          keep_weights=warm_starts)
             if self.progress is not None:
                 self.progress.update(record)

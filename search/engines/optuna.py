@@ -392,7 +392,8 @@ class OptunaEngine(Engine):
             try:
                 record = runner.run(
                     hp, trial_id=str(trial.number), number=trial.number, epochs=epochs,
-                    callbacks=[KerasPruningCallback(trial, "val_accuracy")],
+                    callbacks=[KerasPruningCallback(trial, "val_accuracy"),
+                               bar.epoch_reporter(trial.number, epochs)],
                     prune_exceptions=(optuna.TrialPruned,),
                 )
             except KeyboardInterrupt:
