@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
     p.add_argument("--trials", type=int, default=20,
                    help="finished trials the study should reach, all its workers together")
-    p.add_argument("--max-time", type=float, help="seconds the whole search may take: no new trial starts after this, "
-                        "and a trial still training then stops and keeps its best epoch so far")
+    p.add_argument("--max-time", type=float,
+                   help="seconds the whole search may take: no new trial starts after this, and "
+                        "a trial still training then stops and keeps its best epoch so far")
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
     p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")

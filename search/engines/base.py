@@ -71,7 +71,7 @@ class Progress:
         if record is not None:
             self.running = None
             postfix["last"] = f"#{record.number} {record.state} {record.wall_time_s:.0f}s"
-        elif getattr(self, "running", None):
+        elif self.running:
             postfix["now"] = self.running
         if self.times:
             remaining = max(self.total - self.done, 0)
