@@ -1,13 +1,24 @@
-"""Shared fixtures: one synthetic Kaggle-layout dataset per test session, and its split."""
+"""Shared fixtures (one synthetic Kaggle-layout dataset per test session, and its split) and
+how the suite runs: the xdist scheduling, one TensorFlow thread
+per worker, garbage collection between tests."""
 
 from __future__ import annotations
 
+import gc
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One TensorFlow thread per xdist worker (and per process it starts: children inherit the
+    # environment): the suite runs as many workers as cores, and the tiny models here gain
+    # nothing from threads, while two workers' thread pools waiting on each other's cores
+    # cost a fifth of the CPU of a cnn search (measured). Set before TensorFlow is imported.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "art-images"
 
@@ -30,6 +41,55 @@ def split_results(art_dataset, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     manifest = prepare_split(art_dataset[0], results, verbose=False)
     return manifest, results
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that train or search (``slow``) first, the fast ones after: xdist hands out
+    work in this order (``--no-loadscope-reorder``), so the last units are short ones that
+    even out when the two workers finish."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` (pyproject.toml), with finer units: a module that defines a
+    module-scoped fixture (a trained search, an exported model) is one unit, so the fixture
+    is built once, on one worker; every other test is a unit of its own, so a long module's
+    tests spread over both workers."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(config.rootpath)
+    shares_a_fixture: dict[str, bool] = {}
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module not in shares_a_fixture:
+                try:
+                    text = (root / module).read_text(encoding="utf-8")
+                except OSError:
+                    text = ""
+                found = re.search(r"scope\s*=\s*[\"']module[\"']", text)
+                shares_a_fixture[module] = found is not None
+            return module if shares_a_fixture[module] else nodeid
+
+    return ModuleFixtureScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before each test (and its fixtures): collect the garbage, then move every surviving
+    object out of the garbage collector's sight (``gc.freeze``).
+
+    TensorFlow keeps part of every model a process trains alive (search/isolation.py), so a
+    test process holds more objects test after test, and every ``gc.collect()`` walks them
+    all: Keras' ``clear_session`` and the trial runner collect several times per trial, a
+    quarter of a second each once a few searches have run, about half the CPU of a tiny
+    trial. Frozen objects are still freed by reference counting; collections still free the
+    cycles a test makes and drops. Only test processes do this; a search never does."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
