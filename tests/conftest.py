@@ -1,5 +1,5 @@
-"""Shared fixtures (one synthetic Kaggle-layout dataset per test session, and its split) and
-how the suite runs: the xdist scheduling, one TensorFlow thread
+"""Shared fixtures (one synthetic Kaggle-layout dataset per test session, its split, a cnn
+baseline trained on it) and how the suite runs: the xdist scheduling, one TensorFlow thread
 per worker, garbage collection between tests."""
 
 from __future__ import annotations
@@ -41,6 +41,19 @@ def split_results(art_dataset, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     manifest = prepare_split(art_dataset[0], results, verbose=False)
     return manifest, results
+
+
+@pytest.fixture(scope="session")
+def cnn_baseline(art_dataset, tmp_path_factory):
+    """(metrics, results dir): the cnn baseline trained on ``art_dataset`` at 32 px for 2
+    epochs with seed 1, once per test process: the baseline tests check it, the evaluate,
+    export and predict tests use its model and results. Tests only read it."""
+    from baselines.run import run_baseline
+
+    results = tmp_path_factory.mktemp("cnn_baseline")
+    metrics = run_baseline("cnn", str(art_dataset[0]), str(results), seed=1, image_size=32,
+                           epochs=2, verbose=0)
+    return metrics, results
 
 
 def pytest_collection_modifyitems(items):

@@ -45,10 +45,9 @@ def test_mobilenet_phases_follow_the_published_schedule():
 
 
 @pytest.mark.slow
-def test_cnn_baseline_end_to_end(art_dataset, tmp_path, capsys):
-    root, _ = art_dataset
-    metrics = run_baseline("cnn", str(root), str(tmp_path), seed=1, image_size=32, epochs=2, verbose=0)
-    saved = json.loads((tmp_path / "baselines" / "cnn" / "metrics.json").read_text())
+def test_cnn_baseline_end_to_end(cnn_baseline):
+    metrics, results = cnn_baseline
+    saved = json.loads((results / "baselines" / "cnn" / "metrics.json").read_text())
     assert saved["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert 0.0 <= saved["test"]["accuracy"] <= 1.0
     assert len(saved["history"]["loss"]) == 2 and len(saved["history"]["epoch_time_s"]) == 2
@@ -58,21 +57,22 @@ def test_cnn_baseline_end_to_end(art_dataset, tmp_path, capsys):
     n_test = saved["split"]["sizes"]["test"]
     assert sum(map(sum, saved["test"]["confusion_matrix"])) == n_test == saved["test"]["n"]
     assert set(saved["test"]["per_class"]) == set(saved["test"]["classes"])
-    assert (tmp_path / "baselines" / "cnn" / "model.keras").exists()
+    assert (results / "baselines" / "cnn" / "model.keras").exists()
     assert "published claim 0.85" in format_comparison(metrics)
 
 
 @pytest.mark.slow
-def test_a_baseline_is_its_spaces_reference_trial(art_dataset, tmp_path):
+def test_a_baseline_is_its_spaces_reference_trial(art_dataset, cnn_baseline, tmp_path):
     """The cnn baseline and the first trial of a cnn search (the reference config, same seed,
-    same data, same epochs) train the same model: one recipe, one runner."""
+    same data, same epochs) train the same model: one recipe, one runner. (The baseline is
+    the session's, tests/conftest.py; the search reads its split.)"""
     from search.data import load_search_data
     from search.run import run_search
 
     root, _ = art_dataset
-    metrics = run_baseline("cnn", str(root), str(tmp_path), image_size=32, epochs=2, verbose=0)
-    data = load_search_data(str(root), results=str(tmp_path))
-    run_search("cnn", data, engine="optuna", algorithm="random", trials=1, epochs=2,
+    metrics, results = cnn_baseline
+    data = load_search_data(str(root), results=str(results))  # the baseline's split
+    run_search("cnn", data, engine="optuna", algorithm="random", trials=1, epochs=2, seed=1,
                results=tmp_path, max_image_size=32, isolate=False, progress=False)
     trial = read_trials(tmp_path / "searches" / "cnn-optuna-random" / "trials.jsonl")[0]
     assert trial.config == {**get_space("cnn").reference_configs()[0], "image_size": 256}

@@ -34,13 +34,10 @@ def test_metrics_refuse_mismatched_input():
         classification_metrics([], [], ["a"])
 
 
-@pytest.fixture(scope="module")
-def trained_cnn(art_dataset, tmp_path_factory):
-    from baselines.run import run_baseline
-
-    results = tmp_path_factory.mktemp("eval_results")
-    metrics = run_baseline("cnn", str(art_dataset[0]), str(results), image_size=32, epochs=1, verbose=0)
-    return metrics
+@pytest.fixture
+def trained_cnn(cnn_baseline):
+    """The session's cnn baseline (tests/conftest.py): its metrics, model path included."""
+    return cnn_baseline[0]
 
 
 @pytest.mark.slow

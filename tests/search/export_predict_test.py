@@ -13,13 +13,10 @@ from search.results import ModelResult
 from tests.fixtures import CLASSES, make_art_dataset
 
 
-@pytest.fixture(scope="module")
-def results_with_cnn(art_dataset, tmp_path_factory):
-    from baselines.run import run_baseline
-
-    results = tmp_path_factory.mktemp("export_results")
-    run_baseline("cnn", str(art_dataset[0]), str(results), image_size=32, epochs=1, verbose=0)
-    return results
+@pytest.fixture
+def results_with_cnn(cnn_baseline):
+    """The results folder of the session's cnn baseline (tests/conftest.py)."""
+    return cnn_baseline[1]
 
 
 @pytest.mark.slow
