@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -24,9 +24,6 @@ from search._process import release_free_heap, rss_mb, utc_now
 from search.hyperparameters import fixed_hyperparameters, hp_config
 from search.results import TrialRecord, ranked_trials
 from spaces.registry import BuildContext, Space
-
-if TYPE_CHECKING:
-    from search.study import WarmStart
 
 
 # Complete trials whose models a study keeps (the best by validation), for ensembles.
@@ -83,13 +80,14 @@ class TrialRunner:
 
     def run(self, hp: Any, *, trial_id: str, number: int, epochs: int,
             callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-            warm_start: WarmStart | None = None, keep_weights: bool = False) -> TrialRecord:
+            warm_start: Any = None, keep_weights: bool = False) -> TrialRecord:
         """Build, train and record one trial. Exceptions become FAIL rows; an exception in
         ``prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates.
 
         ``callbacks`` (an engine's, such as Optuna's pruning callback) see every epoch's logs,
-        in this process even when the trial trains in a child. ``warm_start`` continues
-        another trial's weights; ``keep_weights`` keeps this trial's (best-epoch) weights at
+        in this process even when the trial trains in a child. ``warm_start`` (a
+        ``search.study.WarmStart``, which this module does not import: the study imports the
+        runner) continues another trial's weights; ``keep_weights`` keeps this trial's (best-epoch) weights at
         :meth:`Study.rung_weights_path` for a later warm start.
         """
         child_peak_mb = None
@@ -125,7 +123,7 @@ class TrialRunner:
 
     def train(self, hp: Any, *, trial_id: str, number: int, epochs: int,
               callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-              warm_start: WarmStart | None = None, keep_weights: bool = False) -> TrialRecord:
+              warm_start: Any = None, keep_weights: bool = False) -> TrialRecord:
         """Build and train one trial in this process; checkpoint it if it is the best so far.
 
         Returns the row without writing it to the table (``run`` does that)."""
@@ -201,7 +199,7 @@ class TrialRunner:
 
     def fit(self, hp: Any, *, trial_id: str, number: int, epochs: int,
             callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-            warm_start: WarmStart | None = None):
+            warm_start: Any = None):
         """``(record, model)``: build and train one configuration in this process.
 
         The model holds the best validation epoch's weights (``restore_best_epoch``) or the
