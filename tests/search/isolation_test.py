@@ -1,4 +1,5 @@
-"""One child process per trial (search.isolation): same results, pruning, a killed trial, memory."""
+"""One child process per trial (search.isolation): same results, pruning, a killed trial.
+(The search process's memory across children: isolation_memory_test.py.)"""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def search(data, tmp_path, **kw):
     kw.setdefault("engine", "optuna")
     kw.setdefault("algorithm", "random")
     kw.setdefault("epochs", 2)
-    kw.setdefault("max_image_size", 32)
+    # 16 px: these tests are about the engine, not the model; the cnn space's widest
+    # configurations (512-filter blocks) train about four times faster than at 32 px.
+    kw.setdefault("max_image_size", 16)
     kw.setdefault("progress", False)
     kw.setdefault("seed", 2)
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
@@ -54,29 +57,16 @@ class DyingSpace(FlakySpace):
         return [{"fate": "die", "mode": "ok", "units": 8}, {"fate": "live", "mode": "ok", "units": 8}]
 
 
-@pytest.fixture(scope="module")
-def optuna_pair(tiny_data, tmp_path_factory):
-    """The same 7-trial Optuna search, one child per trial and in this process: shared by the
-    same-rows and the flat-memory tests (a child per trial costs seconds to start)."""
-    root = tmp_path_factory.mktemp("optuna-pair")
-    isolated = search(tiny_data, root / "child", trials=7, epochs=1, isolate=True)
-    in_process = search(tiny_data, root / "here", trials=7, epochs=1, isolate=False)
-    return isolated, in_process
-
-
-@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
-def test_isolated_trials_give_the_same_rows_as_in_process_ones(engine, tiny_data, tmp_path, request):
-    if engine == "optuna":
-        isolated, in_process = request.getfixturevalue("optuna_pair")
-        n = 7
-    else:
-        isolated = search(tiny_data, tmp_path / "child", engine=engine, trials=3, isolate=True)
-        in_process = search(tiny_data, tmp_path / "here", engine=engine, trials=3, isolate=False)
-        n = 3
+def check_same_rows(isolated, in_process, n: int) -> None:
+    """``isolated`` (n trials, a child each) has the rows of ``in_process``, the same search's
+    first trials in the search process, and each child reported its peak memory."""
     rows = check_table(isolated["study_dir"], "cnn", n)
     check_best(isolated["study_dir"], rows)
     here = read_trials(in_process["study_dir"] / "trials.jsonl")
-    # Same configurations, same seeds: the same training, whichever process ran it.
+    # Same configurations, same seeds: the same training, whichever process ran it (the
+    # in-process search may be the isolated one's first trials: draws follow the trial number).
+    assert 2 <= len(here) <= n
+    rows = rows[:len(here)]
     assert [r.config for r in rows] == [r.config for r in here]
     assert [r.state for r in rows] == [r.state for r in here]
     for a, b in zip(rows, here):
@@ -87,6 +77,15 @@ def test_isolated_trials_give_the_same_rows_as_in_process_ones(engine, tiny_data
     assert all(line["trial_peak_rss_mb"] > 100 for line in resources(isolated["study_dir"]))
     assert all(line["trial_peak_rss_mb"] is None for line in resources(in_process["study_dir"]))
     assert read_json(isolated["study_dir"] / "study.json")["config"]["isolate"] is True
+
+
+def test_isolated_keras_tuner_trials_give_the_same_rows_as_in_process_ones(tiny_data, tmp_path):
+    """(Optuna's: isolation_memory_test.py, with the search whose memory it measures.) The
+    reference and one sampled configuration."""
+    isolated = search(tiny_data, tmp_path / "child", engine="keras-tuner", trials=2, isolate=True)
+    in_process = search(tiny_data, tmp_path / "here", engine="keras-tuner", trials=2,
+                        isolate=False)
+    check_same_rows(isolated, in_process, 2)
 
 
 def test_the_engine_prunes_a_trial_that_trains_in_a_child(tiny_data, tmp_path):
@@ -110,16 +109,6 @@ def test_a_trial_killed_by_the_kernel_is_a_fail_row_and_the_search_goes_on(tiny_
     assert "allocating far too much" in log.read_text()
     assert rows[1].state == "COMPLETE"
     assert out["best"]["trial_id"] == rows[1].trial_id
-
-
-def test_the_search_process_memory_stays_flat_across_isolated_trials(optuna_pair):
-    out, _ = optuna_pair
-    anon = [line["rss_anon_mb"] for line in resources(out["study_dir"])]
-    assert len(anon) == 7 and all(a is not None for a in anon)
-    # From trial 2 on (the first ones pay one-off imports and Optuna's set-up): in-process,
-    # these same trials grow the process by about 14 MiB each (bench/search_memory_bench.py).
-    slope = np.polyfit(np.arange(len(anon) - 2), anon[2:], 1)[0]
-    assert slope < 2.0, anon
 
 
 def test_data_sources_travel_to_the_child_without_their_memory_caches():
@@ -147,7 +136,7 @@ def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_pat
 
     study = Study("broken", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
     runner = TrialRunner(get_space("cnn"), tiny_data, study, isolate=True,
-                         ctx=BuildContext(num_classes=5, max_image_size=32))
+                         ctx=BuildContext(num_classes=5, max_image_size=16))
     config = get_space("cnn").reference_configs()[0]
     record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3,
                         callbacks=[BrokenStorage()])
