@@ -37,12 +37,12 @@ def test_bad_input_names_the_value_and_the_choices(argv, message, capsys, tmp_pa
 def test_defaults_and_study_name(tmp_path, capsys):
     args = build_parser().parse_args(["--space", "cnn"])
     assert (args.engine, args.algorithm, args.trials, args.epochs) == ("optuna", None, 20, 10)
-    code = main(["--space", "cnn", "--engine", "keras-tuner", "--synthetic", "--trials", "2",
+    code = main(["--space", "cnn", "--engine", "keras-tuner", "--synthetic", "--trials", "1",
                  "--epochs", "1", "--results", str(tmp_path), "--no-progress", "--seed", "4"])
     assert code == 0
     study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
     rows = read_trials(study_dir / "trials.jsonl")
-    assert len(rows) == 2 and rows[0].number == 0
+    assert len(rows) == 1 and rows[0].number == 0
     info = read_json(study_dir / "study.json")
     assert info["seed"] == 4 and info["config"]["synthetic"] is True
     assert info["config"]["max_image_size"] == 32

@@ -193,7 +193,7 @@ def _worker(results: Path, url: str, trials: int) -> subprocess.Popen:
     # Each worker has its own results folder: what N machines sharing one database look like.
     command = [sys.executable, "-m", "search.run", "--space", "cnn", "--engine", "optuna",
                "--algorithm", "random", "--synthetic", "--trials", str(trials), "--epochs", "3",
-               "--max-image-size", "32", "--study", "shared", "--storage", url, "--heartbeat", "2",
+               "--max-image-size", "16", "--study", "shared", "--storage", url, "--heartbeat", "2",
                "--results", str(results), "--no-progress", "--in-process", "--seed", "0"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
