@@ -56,11 +56,23 @@ def cnn_baseline(art_dataset, tmp_path_factory):
     return metrics, results
 
 
+# The longest units of work (modules that run on one worker, see the scheduler below; about
+# 60-100 CPU-seconds each, measured), handed out before everything else.
+LONGEST_FIRST = ("tests/search/isolation_memory_test.py", "tests/spaces/mobilenet_test.py",
+                 "tests/search/engines/distributed_test.py")
+
+
 def pytest_collection_modifyitems(items):
-    """The tests that train or search (``slow``) first, the fast ones after: xdist hands out
-    work in this order (``--no-loadscope-reorder``), so the last units are short ones that
-    even out when the two workers finish."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest units first, then the other tests that train or search (``slow``), then
+    the fast ones: xdist hands out work in this order (``--no-loadscope-reorder``), so the
+    last units are short ones that even out when the two workers finish."""
+    def rank(item):
+        module = item.nodeid.split("::", 1)[0]
+        if module in LONGEST_FIRST:
+            return LONGEST_FIRST.index(module)
+        return len(LONGEST_FIRST) + (item.get_closest_marker("slow") is None)
+
+    items.sort(key=rank)
 
 
 def pytest_xdist_make_scheduler(config, log):
