@@ -85,9 +85,10 @@ def _oracle_classes():
     return {"random": RandomOracle, "bayesian": BayesianOracle, "hyperband": HyperbandOracle}
 
 
-def make_oracle(algorithm: str, space: Space, *, trials: int, epochs: int, seed: int,
-                deadline: float | None = None):
-    """A keras-tuner oracle for ``algorithm`` that runs ``space``'s reference configs first."""
+def make_oracle(algorithm: str, first_configs: list[dict[str, Any]], *, trials: int, epochs: int,
+                seed: int, deadline: float | None = None):
+    """A keras-tuner oracle for ``algorithm`` that runs ``first_configs`` (a space's
+    references and starting points, ``Engine.first_configs``) before its own draws."""
     kt = _kt()
     classes = _oracle_classes()
     if algorithm not in classes:
@@ -108,7 +109,7 @@ def make_oracle(algorithm: str, space: Space, *, trials: int, epochs: int, seed:
         oracle.max_trials = trials  # Hyperband has no max_trials argument; create_trial honours it
     else:
         oracle = classes[algorithm](max_trials=trials, **common)
-    oracle.reference_configs = list(space.reference_configs())
+    oracle.reference_configs = list(first_configs)
     oracle.deadline = deadline
     return oracle
 
@@ -215,9 +216,9 @@ class KerasTunerEngine(Engine):
     def run(self, runner, study: Study, *, trials: int, epochs: int,
             max_time: float | None = None, progress: bool = True) -> None:
         self.reconcile(runner, study, epochs=epochs)
-        oracle = make_oracle(self.algorithm, runner.space, trials=trials, epochs=epochs,
+        first = [config for config, _ in self.first_configs(runner.space)]
+        oracle = make_oracle(self.algorithm, first, trials=trials, epochs=epochs,
                              seed=self.seed, deadline=deadline_from(max_time))
-        oracle.reference_configs = [config for config, _ in self.first_configs(runner.space)]
         done = len(study.records())
         bar = Progress(trials, done, study, enabled=progress) if progress is not None else None
         try:

@@ -51,7 +51,7 @@ def test_random_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
 @pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
 def test_every_oracle_proposes_the_reference_config_first(algorithm, tmp_path):
     space = get_space("mobilenet")
-    oracle = make_oracle(algorithm, space, trials=5, epochs=3, seed=0)
+    oracle = make_oracle(algorithm, space.reference_configs(), trials=5, epochs=3, seed=0)
     oracle._set_project_dir(str(tmp_path), "p")
     hp = kt.HyperParameters()
     space.build(hp, BuildContext(num_classes=5, max_image_size=32))
