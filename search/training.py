@@ -152,3 +152,34 @@ def _size(weight) -> int:
     for d in weight.shape:
         n *= int(d)
     return n
+
+
+class RungEnd(keras.callbacks.Callback):
+    """Marks the end of a fidelity rung (search.fidelity.climb): on the rung's last epoch it
+    appends the rung's record to ``log`` (size trained at, data fraction, last epoch, best
+    validation accuracy in the rung, whether it continued the previous rung's weights,
+    seconds) and puts ``rung`` and ``rung_score`` into the epoch's logs, where the engine's
+    callbacks, which come after it, judge the trial."""
+
+    def __init__(self, index: int, rung, image_size: int, continued: bool, log: list):
+        super().__init__()
+        self.index, self.rung, self.image_size = index, rung, image_size
+        self.continued, self.log = continued, log
+        self.best: float | None = None
+        self._t0 = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is not None and (self.best is None or float(value) > self.best):
+            self.best = float(value)
+        if epoch + 1 != self.rung.epochs or self.best is None or logs is None:
+            return
+        self.log.append({"rung": self.index, "image_size": self.image_size,
+                         "fraction": self.rung.fraction, "epochs": self.rung.epochs,
+                         "val_accuracy": self.best, "continued": self.continued,
+                         "seconds": round(time.perf_counter() - self._t0, 3)})
+        logs["rung"] = float(self.index)
+        logs["rung_score"] = self.best

@@ -1,0 +1,237 @@
+"""Fidelity rungs: a trial is judged cheaply first and pays full price only if it earns it.
+
+A ``Ladder`` is a few ``Rung``\\ s; each caps the input size, uses a fraction of the training
+split and ends at an epoch. A trial trains rung after rung and *continues*: the next rung
+builds its model at the larger size and takes over the weights (a network with global pooling
+has the same weights at every input size: progressive resizing), on more of the data (the
+fractions are nested, so no image a rung saw is dropped), with the epoch count and the
+learning-rate schedule going on where they were. After every rung but the last, the engine
+compares the trial with the others that reached that rung (successive halving: Optuna's
+``SuccessiveHalvingPruner`` with the rung's step ``reduction_factor ** rung``) and stops it or
+lets it climb, so the top rung costs a promoted trial only its increment.
+
+    --rungs auto                      the space's ladder for --epochs (cnn: 64 px on 25% of the
+                                      training images, 96 px on 50%, full size on all)
+    --rungs 64:0.25:4,96:0.5:8,128:1:16   size:fraction:epoch per rung (size "-" = uncapped)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+# Successive halving keeps the best third of the trials at each rung.
+REDUCTION_FACTOR = 3
+
+
+class FidelityError(ValueError):
+    """A ladder that cannot be climbed (the message names the rung and what to change)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """``image_size``: cap on the input side (None: the trial's own size); ``fraction`` of the
+    training split; ``epochs``: the epoch count at the end of this rung (cumulative)."""
+
+    image_size: int | None
+    fraction: float
+    epochs: int
+
+    def describe(self) -> str:
+        size = "full size" if self.image_size is None else f"{self.image_size} px"
+        return f"{size}, {self.fraction:.0%} of train, to epoch {self.epochs}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ladder:
+    rungs: tuple[Rung, ...]
+    reduction_factor: int = REDUCTION_FACTOR
+
+    def __post_init__(self) -> None:
+        check_ladder(self.rungs)
+
+    @property
+    def epochs(self) -> int:
+        return self.rungs[-1].epochs
+
+    def step(self, rung: int) -> int:
+        """The step a trial reports rung ``rung``'s score at: successive halving with
+        ``min_resource=1`` judges rung ``k`` at step ``reduction_factor ** k``."""
+        return self.reduction_factor ** rung
+
+    def rung_of_step(self, step: int) -> int | None:
+        steps = {self.step(k): k for k in range(len(self.rungs))}
+        return steps.get(int(step))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rungs": [dataclasses.asdict(r) for r in self.rungs],
+                "reduction_factor": self.reduction_factor}
+
+    @classmethod
+    def from_dict(cls, info: dict[str, Any]) -> "Ladder":
+        return cls(tuple(Rung(**r) for r in info["rungs"]),
+                   int(info.get("reduction_factor", REDUCTION_FACTOR)))
+
+
+def check_ladder(rungs: Sequence[Rung]) -> None:
+    if not rungs:
+        raise FidelityError("a fidelity ladder needs at least one rung")
+    for i, rung in enumerate(rungs):
+        if not 0 < rung.fraction <= 1:
+            raise FidelityError(f"rung {i}: fraction {rung.fraction} must be in (0, 1]")
+        if rung.image_size is not None and rung.image_size < 16:
+            raise FidelityError(f"rung {i}: image size {rung.image_size} must be at least 16 px")
+        if rung.epochs < 1:
+            raise FidelityError(f"rung {i}: its last epoch {rung.epochs} must be at least 1")
+    for i, (low, high) in enumerate(zip(rungs, rungs[1:]), start=1):
+        if high.epochs <= low.epochs:
+            raise FidelityError(f"rung {i} must end at a later epoch than rung {i - 1} "
+                                f"({high.epochs} <= {low.epochs})")
+        if high.fraction < low.fraction:
+            raise FidelityError(f"rung {i} uses less data than rung {i - 1} "
+                                f"({high.fraction} < {low.fraction}); fractions only grow")
+        if low.image_size is None and high.image_size is not None:
+            raise FidelityError(f"rung {i} caps the size after rung {i - 1} did not; sizes only grow")
+        if None not in (low.image_size, high.image_size) and high.image_size < low.image_size:
+            raise FidelityError(f"rung {i} is smaller than rung {i - 1} "
+                                f"({high.image_size} < {low.image_size} px); sizes only grow")
+
+
+def parse_ladder(spec: str) -> Ladder:
+    """``"64:0.25:4,96:0.5:8,-:1:16"`` -> a Ladder (size ``-`` means uncapped)."""
+    rungs = []
+    for i, part in enumerate(p.strip() for p in spec.split(",")):
+        fields = part.split(":")
+        try:
+            if len(fields) != 3:
+                raise ValueError
+            size = None if fields[0].strip() in ("-", "") else int(fields[0])
+            rungs.append(Rung(size, float(fields[1]), int(fields[2])))
+        except ValueError:
+            raise FidelityError(f"--rungs: rung {i} {part!r} is not size:fraction:epoch "
+                                "(e.g. 64:0.25:4,96:0.5:8,-:1:16)") from None
+    return Ladder(tuple(rungs))
+
+
+def default_ladder(sizes: Sequence[int | None], epochs: int,
+                   fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> Ladder:
+    """A ladder over ``sizes`` (the last usually None: full size) ending at ``epochs``: each
+    rung ends at an equal share of the epochs (a third each for three rungs), so the early
+    rungs, run by every trial, cost a small part of a full trial."""
+    n = len(sizes)
+    if epochs < n:
+        raise FidelityError(f"--epochs {epochs} is too few for {n} rungs: give at least {n}")
+    ends = [max(1, round(epochs * (k + 1) / n)) for k in range(n)]
+    return Ladder(tuple(Rung(s, float(f), e) for s, f, e in zip(sizes, fractions, ends)))
+
+
+def nested_fraction(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``fraction`` of each class, at least one image per class, *nested*:
+    for one seed, a smaller fraction's images are all in a larger one's (a rung that continues
+    a trial adds images to what it saw, never swaps them)."""
+    if not 0 < fraction <= 1:
+        raise FidelityError(f"fraction must be in (0, 1], got {fraction}")
+    labels = np.asarray(labels)
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        order = np.random.default_rng([seed, int(label)]).permutation(members)
+        keep.append(order[: max(1, int(round(len(members) * fraction)))])
+    return np.sort(np.concatenate(keep))
+
+
+def train_fraction(data, fraction: float, seed: int = 0):
+    """``data`` with its training split thinned to a nested ``fraction`` per class
+    (:func:`nested_fraction`); validation and test stay whole, so every rung is scored on
+    the same images. ``data`` itself at 1."""
+    if fraction >= 1:
+        return data
+    return _TrainFraction(data, fraction, seed)
+
+
+class _TrainFraction:
+    """A DataSource view (duck-typed, like every source): the base's arrays, labels, groups
+    and cached features, with the training rows picked by :func:`nested_fraction`."""
+
+    def __init__(self, base, fraction: float, seed: int):
+        self.base, self.fraction = base, float(fraction)
+        self.class_names = base.class_names
+        self.index = nested_fraction(base.labels("train"), fraction, seed)
+
+    def _pick(self, split: str, value):
+        if split != "train":
+            return value
+        if isinstance(value, tuple):
+            return tuple(v[self.index] for v in value)
+        return value[self.index]
+
+    def arrays(self, split: str, image_size: int):
+        x, y = self.base.arrays(split, image_size)
+        return self._pick(split, x), self._pick(split, y)
+
+    def labels(self, split: str):
+        return self._pick(split, self.base.labels(split))
+
+    def groups(self, split: str):
+        return self._pick(split, self.base.groups(split))
+
+    def features(self, split: str, image_size: int, key, extractor, dtype=np.float32):
+        f, y = self.base.features(split, image_size, key, extractor, dtype)
+        return self._pick(split, f), self._pick(split, y)
+
+    def dataset(self, split: str, image_size: int, batch_size: int, shuffle: bool, seed: int = 0):
+        from search.data import make_dataset
+
+        x, y = self.arrays(split, image_size)
+        return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.base.describe(), "train_fraction": self.fraction}
+
+
+def carry_weights(source, target) -> bool:
+    """Copy ``source``'s weights into ``target`` where every weight has the same shape (the
+    same configuration built at another input size, with global pooling); False where they
+    differ (a flattening head: its dense layer grows with the image), and nothing is copied."""
+    old, new = source.get_weights(), target.get_weights()
+    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new)):
+        return False
+    target.set_weights(old)
+    return True
+
+
+def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callbacks,
+          rungs_log: list, batch_size: int = 32, verbose: int = 0, seed: int = 0):
+    """Train ``hp``'s configuration rung by rung and return the last rung's model.
+
+    Each rung builds the model at its size (``ctx`` capped), continues the previous rung's
+    weights where they fit (else trains from scratch, from epoch 0), and trains on its
+    fraction of the training split up to its epoch. ``trial_callbacks(model)`` gives the
+    trial's own callbacks for a rung's model; ``engine_callbacks`` (the engine's, which may
+    stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
+    accuracy) in the logs of each rung's last epoch. ``rungs_log`` receives one dict per rung
+    climbed, also when the engine stops the trial."""
+    from search.training import RungEnd
+
+    model, start = None, 0
+    for k, rung in enumerate(ladder.rungs):
+        rung_ctx = dataclasses.replace(ctx, max_image_size=_cap(ctx.max_image_size, rung.image_size))
+        previous, model = model, space.build(hp, rung_ctx)
+        continued = previous is not None and carry_weights(previous, model)
+        del previous
+        begin = start if continued else 0
+        marker = RungEnd(k, rung, int(model.input_shape[1]), continued, rungs_log)
+        space.fit(hp, model, train_fraction(data, rung.fraction, seed), rung_ctx,
+                  epochs=rung.epochs, initial_epoch=begin, batch_size=batch_size,
+                  verbose=verbose, callbacks=[*trial_callbacks(model), marker, engine_callbacks])
+        start = rung.epochs
+        if model.stop_training:  # the search's clock ran out: no later rung
+            break
+    return model
+
+
+def _cap(cap: int | None, rung_cap: int | None) -> int | None:
+    caps = [c for c in (cap, rung_cap) if c is not None]
+    return min(caps) if caps else None

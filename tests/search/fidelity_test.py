@@ -1,0 +1,188 @@
+"""Fidelity rungs (search.fidelity): the ladder, nested data fractions, the training view,
+weights carried to a larger input, and a trial climbing rungs with its engine judging each."""
+
+import numpy as np
+import optuna
+import pytest
+
+from search.fidelity import (
+    FidelityError,
+    Ladder,
+    Rung,
+    default_ladder,
+    nested_fraction,
+    parse_ladder,
+    train_fraction,
+)
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def test_parse_ladder_and_its_steps():
+    ladder = parse_ladder("64:0.25:4, 96:0.5:8, -:1:16")
+    assert ladder.rungs == (Rung(64, 0.25, 4), Rung(96, 0.5, 8), Rung(None, 1.0, 16))
+    assert ladder.epochs == 16
+    assert [ladder.step(k) for k in range(3)] == [1, 3, 9]
+    assert ladder.rung_of_step(3) == 1 and ladder.rung_of_step(2) is None
+    assert Ladder.from_dict(ladder.to_dict()) == ladder
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("64:0.25", "not size:fraction:epoch"),
+    ("64:abc:4", "not size:fraction:epoch"),
+    ("64:0:4", "fraction 0.0 must be in"),
+    ("64:0.5:4,96:0.25:8", "fractions only grow"),
+    ("96:0.5:4,64:1:8", "sizes only grow"),
+    ("-:0.5:4,64:1:8", "sizes only grow"),
+    ("64:0.5:4,96:1:4", "later epoch"),
+    ("8:1:2", "at least 16 px"),
+])
+def test_bad_ladders_are_refused_with_the_rung_named(spec, message):
+    with pytest.raises(FidelityError, match=message):
+        parse_ladder(spec)
+
+
+def test_default_ladder_splits_the_epochs():
+    ladder = default_ladder((64, 96, None), 24)
+    assert [(r.image_size, r.fraction, r.epochs) for r in ladder.rungs] == [
+        (64, 0.25, 8), (96, 0.5, 16), (None, 1.0, 24)]
+    with pytest.raises(FidelityError, match="too few"):
+        default_ladder((64, 96, None), 2)
+
+
+def test_nested_fraction_is_stratified_and_nested():
+    labels = np.repeat(np.arange(5), [100, 40, 10, 3, 1])
+    small, large = nested_fraction(labels, 0.25, seed=1), nested_fraction(labels, 0.5, seed=1)
+    assert set(small) <= set(large)
+    assert np.bincount(labels[small]).tolist() == [25, 10, 2, 1, 1]  # at least one per class
+    assert np.bincount(labels[large]).tolist() == [50, 20, 5, 2, 1]
+    assert nested_fraction(labels, 1.0).tolist() == list(range(len(labels)))
+    assert nested_fraction(labels, 0.25, seed=2).tolist() != small.tolist()
+
+
+def test_train_fraction_thins_training_only():
+    from search.data import synthetic_data
+
+    data = synthetic_data(n_train=40, n_val=20, n_test=20)
+    view = train_fraction(data, 0.5)
+    x, y = view.arrays("train", 32)
+    assert len(x) == len(y) == 20 and np.bincount(y).tolist() == [4] * 5
+    assert len(view.arrays("val", 32)[0]) == 20 and len(view.labels("test")) == 20
+    assert train_fraction(data, 1.0) is data
+    assert view.describe()["train_fraction"] == 0.5
+
+
+# The cnn space's starting point, made small: two narrow separable blocks, global pooling.
+SMALL = {"conv_blocks": 2, "filters_0": 8, "filters_1": 8, "dense_units": 64,
+         "aug_enabled": False, "schedule": "cosine"}
+
+
+def _hp(**values):
+    from search.hyperparameters import fixed_hyperparameters
+    from spaces.cnn import MODERN_START
+
+    config = {k: v for k, v in MODERN_START.items() if not k.startswith("filters_")}
+    return fixed_hyperparameters({**config, **SMALL, **values})
+
+
+@pytest.mark.slow
+def test_weights_carry_to_a_larger_input_with_global_pooling_only():
+    from search.fidelity import carry_weights
+    from spaces import BuildContext, get_space
+
+    space = get_space("cnn")
+    small = space.build(_hp(), BuildContext(5, max_image_size=16))
+    large = space.build(_hp(), BuildContext(5, max_image_size=32))
+    assert carry_weights(small, large)
+    assert all(np.array_equal(a, b) for a, b in zip(small.get_weights(), large.get_weights()))
+    flat_small = space.build(_hp(pooling="flatten"), BuildContext(5, max_image_size=16))
+    flat_large = space.build(_hp(pooling="flatten"), BuildContext(5, max_image_size=32))
+    before = [w.copy() for w in flat_large.get_weights()]
+    assert not carry_weights(flat_small, flat_large)
+    assert all(np.array_equal(a, b) for a, b in zip(before, flat_large.get_weights()))
+
+
+class _Judge:
+    """An engine callback standing in for Optuna's: records what each rung reported."""
+
+    def __init__(self, stop_after=None):
+        self.seen, self.stop_after = [], stop_after
+
+    def set_model(self, model):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "rung" in logs:
+            self.seen.append((epoch, int(logs["rung"]), logs["rung_score"]))
+            if self.stop_after is not None and int(logs["rung"]) == self.stop_after:
+                raise optuna.TrialPruned("judged")
+
+
+def _climb(ladder, judge, **values):
+    import keras
+
+    from search.data import synthetic_data
+    from search.fidelity import climb
+    from search.training import EngineCallbacks, HistoryRecorder
+    from spaces import BuildContext, get_space
+
+    keras.utils.set_random_seed(0)
+    recorder, log = HistoryRecorder(), []
+    model = climb(get_space("cnn"), _hp(**values), synthetic_data(), BuildContext(5, max_image_size=32), ladder,
+                  trial_callbacks=lambda model: [recorder], rungs_log=log,
+                  engine_callbacks=EngineCallbacks([judge]), batch_size=8)
+    return model, log, recorder
+
+
+@pytest.mark.slow
+def test_a_trial_climbs_its_rungs_continuing_its_weights():
+    ladder = parse_ladder("16:0.5:1,24:0.5:2,-:1:4")
+    judge = _Judge()
+    model, log, recorder = _climb(ladder, judge)
+    assert int(model.input_shape[1]) == 32  # the run's --max-image-size at the top rung
+    assert [(r["rung"], r["image_size"], r["fraction"], r["epochs"], r["continued"])
+            for r in log] == [(0, 16, 0.5, 1, False), (1, 24, 0.5, 2, True), (2, 32, 1.0, 4, True)]
+    # The engine saw each rung's last epoch, with that rung's best score.
+    assert [(e, k) for e, k, _ in judge.seen] == [(0, 0), (1, 1), (3, 2)]
+    assert [s for _, _, s in judge.seen] == [r["val_accuracy"] for r in log]
+    # Epochs continue: 4 in all, one history, one phase per rung.
+    assert len(recorder.history["val_accuracy"]) == 4
+    assert recorder.history["phase"] == [1, 2, 3, 3]
+
+
+@pytest.mark.slow
+def test_a_flattening_net_restarts_each_rung_and_a_stopped_trial_keeps_its_rungs():
+    ladder = parse_ladder("16:0.5:1,-:1:2")
+    judge = _Judge()
+    _, log, recorder = _climb(ladder, judge, pooling="flatten")
+    assert [r["continued"] for r in log] == [False, False]
+    assert len(recorder.history["val_accuracy"]) == 1 + 2  # the top rung trained from epoch 0
+
+    stopped = _Judge(stop_after=0)
+    with pytest.raises(optuna.TrialPruned):
+        _climb(parse_ladder("16:0.5:1,-:1:3"), stopped)
+    assert [k for _, k, _ in stopped.seen] == [0]
+
+
+def test_rung_pruning_is_successive_halving_per_rung():
+    from search.engines._rung_pruning import RungPruning, rung_pruner
+
+    ladder = parse_ladder("16:0.25:1,24:0.5:2,-:1:3")
+    study = optuna.create_study(direction="maximize", pruner=rung_pruner(ladder))
+    outcomes = []
+    for score in (0.5, 0.9, 0.4, 0.3, 0.95, 0.2):
+        trial = study.ask()
+        callback = RungPruning(trial, ladder)
+        try:
+            callback.on_epoch_end(0, {"val_accuracy": score})  # not a rung's end: ignored
+            callback.on_epoch_end(0, {"rung": 0.0, "rung_score": score})
+            callback.on_epoch_end(2, {"rung": 2.0, "rung_score": score})  # the top: never judged
+            study.tell(trial, score)
+            outcomes.append("promoted")
+        except optuna.TrialPruned as exc:
+            assert "rung 0 (16 px, 25% of train, to epoch 1)" in str(exc)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            outcomes.append("pruned")
+    # ASHA: the first trial at a rung goes on; later ones only in the best third so far.
+    assert outcomes == ["promoted", "promoted", "pruned", "pruned", "promoted", "pruned"]
+    assert all(list(t.intermediate_values) == [1] for t in study.trials)
