@@ -7,6 +7,8 @@ What lives here, and is public through this module only (the ``_`` modules are p
   that could not be read: :class:`TrialTable`, :class:`UnreadableLine`),
   :func:`set_aside_unreadable`, :func:`describe_lines`, :func:`write_csv`, :func:`write_json`,
   :func:`read_json`, :func:`results_root`, :func:`study_dir`, :func:`environment_info`.
+- ``_fidelity``   trust in the proxy: :func:`rung_report` (trials per rung, Spearman rank
+  correlation of each rung's scores with the top rung's, warnings), :func:`rung_scores`.
 - ``_tree``       a whole results folder as plain objects: :func:`load_results` gives a
   :class:`ResultsTree` of baselines and :class:`StudyResults`; :meth:`ResultsTree.models`
   lists every model it offers as a :class:`ModelResult`.
@@ -23,6 +25,7 @@ It imports nothing else of this project, so no import cycle can pass through it;
 optuna and keras are never imported here (pandas only inside :func:`write_csv`).
 """
 
+from search.results._fidelity import rung_report, rung_scores, spearman
 from search.results._selection import (
     REFERENCE_MODELS,
     ReferenceModel,
@@ -81,12 +84,15 @@ __all__ = [
     "load_results",
     "published_accuracy",
     "rank_models",
+    "rung_report",
+    "rung_scores",
     "read_json",
     "read_table",
     "read_trials",
     "reference_title",
     "results_root",
     "selected_trial",
+    "spearman",
     "standard_error",
     "set_aside_unreadable",
     "study_dir",

@@ -87,6 +87,11 @@ class TrialRecord:
     # The trial whose kept weights this one continued (keras-tuner Hyperband promoting a
     # configuration to a larger epoch budget); its epochs_run counts only the new epochs.
     continued_from: str | None = None
+    # The fidelity rungs the trial climbed (search.fidelity, --rungs): per rung its index,
+    # the image size it trained at, the fraction of the training split, its last epoch, its
+    # best validation accuracy, whether it continued the previous rung's weights, seconds.
+    # None for a trial trained in one go.
+    rungs: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
