@@ -1,0 +1,53 @@
+"""search.cost: MACs of a model, and a cost model learned from timed epochs."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from search.cost import CostModel, Timing, batches, model_macs, scaled_macs, timings_from_records
+
+
+def test_cost_model_recovers_a_power_law():
+    truth = lambda macs, n: 2e-9 * macs ** 0.8 * n  # noqa: E731
+    timings = [Timing(m, n, truth(m, n)) for m in (1e6, 4e6, 3e7, 2e8) for n in (10, 40)]
+    model = CostModel.fit(timings)
+    assert model.exponent == pytest.approx(0.8)
+    assert model.epoch_seconds(1e8, 100) == pytest.approx(truth(1e8, 100))
+    assert model.n == 8
+
+
+def test_one_kind_of_model_means_time_proportional_to_work_and_none_means_no_guess():
+    model = CostModel.fit([Timing(1_000_000, 10, 2.0), Timing(1_000_000, 20, 4.0)])
+    assert model.exponent == 1.0
+    assert model.epoch_seconds(2_000_000, 10) == pytest.approx(4.0)
+    assert CostModel.fit([]) is None
+    assert CostModel.fit([Timing(0, 10, 1.0)]) is None
+
+
+def test_timings_skip_each_fits_first_epoch_and_rows_without_macs():
+    row = SimpleNamespace(history={"epoch_time_s": [9.0, 2.0, 2.1, 5.0, 3.0],
+                                   "phase": [1, 1, 1, 2, 2], "macs": [100] * 3 + [400] * 2,
+                                   "train_batches": [10] * 5})
+    old = SimpleNamespace(history={"epoch_time_s": [1.0, 1.0]})
+    assert timings_from_records([row, old]) == [Timing(100, 10, 2.0), Timing(100, 10, 2.1),
+                                                Timing(400, 10, 3.0)]
+
+
+def test_scaling_helpers():
+    assert scaled_macs(1000, 128, 64) == 250
+    assert batches(5064, 0.25, 32) == math.ceil(1266 / 32)
+    assert batches(3, 0.1, 32) == 1
+
+
+def test_model_macs_counts_dense_and_convolutions():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 positions x 3*3*3*4 weights
+    x = keras.layers.SeparableConv2D(6, 3, padding="valid")(x)  # 6*6 x (3*3*4 + 4*6)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5)(x)  # 6*5
+    model = keras.Model(inputs, outputs)
+    assert model_macs(model) == 64 * 108 + 36 * (36 + 24) + 30
