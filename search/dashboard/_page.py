@@ -22,6 +22,7 @@ from search.dashboard._leaderboard import section as leaderboard
 from search.dashboard._learning_curves import section as learning_curves
 from search.dashboard._param_importance import section as param_importance
 from search.dashboard._per_class import section as per_class
+from search.dashboard._rungs import section as rungs
 from search.dashboard._tradeoff import section as tradeoff
 from search.results import ResultsTree, load_results
 
@@ -30,6 +31,7 @@ SECTIONS: list[tuple[str, Callable[[PageBuilder], None]]] = [
     ("leaderboard", leaderboard),  # the answer at the top, then the leaderboard
     ("tradeoff", tradeoff),
     ("history", history),
+    ("rungs", rungs),  # only where a study climbed fidelity rungs
     ("errors", confusion),
     ("errors", per_class),  # under the confusion matrices' heading
     ("learning curves", learning_curves),
