@@ -81,12 +81,13 @@ class MobileNetSpace(Space):
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
         # How many of the backbone's top layers are unfrozen after the head has trained;
         # 0 = never fine-tune. Block boundaries up to the whole network, and the published
-        # recipe's cut (from index 100 of 154: 54 layers, two layers into block 11).
+        # recipe's cut (the backbone table's published_fine_tune_layers), the default.
         fine_tune_layers = 0
         if self.fine_tune:
             depths = [d for d in fine_tune_depths(spec)
                       if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers]
-            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True, default=54)
+            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True,
+                                         default=spec.published_fine_tune_layers)
             with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
                 hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
                 hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
@@ -441,7 +442,7 @@ class MobileNetSpace(Space):
             "head_units": 128,
             "head_dropout": 0.2,
             "learning_rate": 1e-2,
-            "fine_tune_layers": 54,
+            "fine_tune_layers": BACKBONES[self.backbones[0]].published_fine_tune_layers,
             "fine_tune_lr_factor": 0.1,
             "fine_tune_epochs": 10,
             "fine_tune_schedule": "plateau",
@@ -507,9 +508,10 @@ def _mirror_half(images, labels):
 
 
 def fine_tune_depths(spec) -> list[int]:
-    """The fine-tuning depths a space offers: none, every block boundary, the published 54
-    layers, the whole network."""
-    return sorted({0, 54, *spec.block_starts, spec.num_layers})
+    """The fine-tuning depths a space offers: none, every block boundary, the published cut
+    (the backbone table's), the whole network."""
+    published = () if spec.published_fine_tune_layers is None else (spec.published_fine_tune_layers,)
+    return sorted({0, *published, *spec.block_starts, spec.num_layers})
 
 
 def _activation_values(base, cut: int) -> int:

@@ -14,7 +14,7 @@ from search.hyperparameters import fixed_hyperparameters
 from search.results import read_trials
 from search.run import build_parser
 from search.run import main as run_main
-from spaces import Space, register_space
+from spaces import Space, get_space, register_space
 
 
 class ToySpace(Space):
@@ -98,8 +98,15 @@ def test_an_unregistered_engine_or_algorithm_is_refused(registries, tmp_path, ca
 
 def test_a_toy_space_registered_here_runs_from_the_command_line(registries, tmp_path, capsys):
     register_space("toy")(ToySpace)
+    # A variant: the same space with preset keyword arguments, under its own name.
+    register_space("toy-wide", ToySpace, description="the toy with a hidden layer", units=8)
     assert run_main(["--list-spaces"]) == 0
-    assert "toy" in capsys.readouterr().out.split()
-    assert _run(tmp_path, "--space", "toy", "--trials", "1") == 0
-    rows = read_trials(tmp_path / "searches" / "toy-optuna-tpe" / "trials.jsonl")
-    assert [(r.space, r.state, r.config) for r in rows] == [("toy", "COMPLETE", ToySpace().reference_configs()[0])]
+    listed = capsys.readouterr().out.splitlines()
+    assert any(line.split()[0] == "toy" and "pooled pixels" in line for line in listed)
+    assert any(line.split()[0] == "toy-wide" and "hidden layer" in line for line in listed)
+    assert (get_space("toy-wide").units, get_space("toy-wide", units=4).units) == (8, 4)
+    assert _run(tmp_path, "--space", "toy-wide", "--trials", "1") == 0
+    rows = read_trials(tmp_path / "searches" / "toy-wide-optuna-tpe" / "trials.jsonl")
+    assert [(r.space, r.state, r.config) for r in rows] == [
+        ("toy-wide", "COMPLETE", ToySpace().reference_configs()[0])]
+    assert rows[0].params == (3 * 8 + 8) + (8 * 5 + 5)  # RGB means, the preset hidden layer, 5 classes
