@@ -110,3 +110,63 @@ def test_a_toy_space_registered_here_runs_from_the_command_line(registries, tmp_
     assert [(r.space, r.state, r.config) for r in rows] == [
         ("toy-wide", "COMPLETE", ToySpace().reference_configs()[0])]
     assert rows[0].params == (3 * 8 + 8) + (8 * 5 + 5)  # RGB means, the preset hidden layer, 5 classes
+
+
+def _write_h5(model, path) -> None:
+    from search._files import replaced_atomically
+
+    with replaced_atomically(path) as tmp:  # model.tmp.h5: Keras picks HDF5 by the extension
+        model.save(tmp)
+
+
+def _load_h5(path):
+    import keras
+
+    from search.model_io import LoadedModel
+
+    model = keras.saving.load_model(path, compile=False)
+    return LoadedModel(path, "h5", f"Keras {keras.__version__} (legacy HDF5)",
+                       model.input_shape[1], model.output_shape[-1], model.predict_on_batch)
+
+
+@pytest.fixture
+def h5_format():
+    from search.model_io import FORMATS, Format, register_format
+
+    yield register_format(Format("h5", "model.h5", _write_h5, _load_h5, max_abs_diff=1e-6,
+                                 min_agreement=1.0, preference=5, distributions=("h5py",)))
+    FORMATS.pop("h5")
+
+
+def test_a_toy_format_registered_here_exports_and_loads_back(h5_format, tmp_path, capsys):
+    import json
+
+    import keras
+    import numpy as np
+
+    from search.data import decode_image
+    from search.export import main as export_main
+    from search.model_io import open_model, save_model
+    from tests.fixtures import CLASSES, make_class_folders
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    source = save_model(keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x)),
+                        tmp_path / "source" / "model.keras", list(CLASSES), 16)
+    images = make_class_folders(tmp_path / "images", {c: 1 for c in CLASSES}, seed=1)
+    (images / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "bundle"
+    assert export_main(["--model", str(source), "--format", "keras,h5", "--sample", str(images),
+                        "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"{len(CLASSES)} images from the folder {images} (1 undecodable file skipped)" in said
+    record = json.loads((out / "export.json").read_text())
+    assert record["formats"]["h5"]["status"] == "ok" and (out / "model.h5").exists()
+    assert record["versions"]["h5py"] != "not installed"
+    # Loaded back: by its file name, and from the bundle when asked for by name.
+    loaded, meta = open_model(out / "model.h5")
+    assert (loaded.format, meta["class_names"]) == ("h5", list(CLASSES))
+    assert open_model(out, "h5")[0].format == "h5"
+    assert open_model(out)[0].format == "keras"  # preference 0 comes first
+    x = np.stack([decode_image(p, 16) for p in sorted(images.rglob("*.jpg"))[:3] if p.name != "broken.jpg"])
+    np.testing.assert_allclose(loaded.predict(x), open_model(source)[0].predict(x), atol=1e-6)
