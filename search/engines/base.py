@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, Callable, ClassVar, TypeVar
 
+from search._files import first_line
 from search.results import TrialRecord, describe_lines
 from search.study import SearchError, Study
 
@@ -149,26 +150,28 @@ def rederived_record(runner, *, trial_id: str, number: int, state: str, config: 
     lost): ``note`` goes into ``error``; the model's size is counted by building ``config``
     again (no training, no weights)."""
     return TrialRecord(**runner.labels, trial_id=str(trial_id), number=int(number), state=state,
-                       config=dict(config), error=note, **{**_model_size(runner, config), **fields})
+                       config=dict(config), error=note, **{**_model_size(runner, config, number), **fields})
 
 
-def _model_size(runner, config: dict[str, Any]) -> dict[str, int]:
+def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
     import keras
-    import numpy as np
 
     from search.hyperparameters import fixed_hyperparameters
+    from search.training import count_params
 
     try:
         model = runner.space.declare(fixed_hyperparameters(config), runner.ctx)
         if model is None:  # the space rejects this configuration (the trial failed in build)
             return {}
-        size = {"params": int(model.count_params()),
-                "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+        counted = count_params(model)
+        size = {"params": counted["total"], "trainable_params": counted["trainable"]}
         shape = getattr(model, "input_shape", None)
         if isinstance(shape, tuple) and len(shape) == 4 and shape[1] == shape[2] and shape[1]:
             size["input_size"] = int(shape[1])
         return size
-    except Exception:  # noqa: BLE001 - the size is a nicety; the row is what matters
+    except Exception as exc:  # noqa: BLE001 - the size is a nicety; the row is what matters
+        warn(f"trial {number}'s re-derived row has no parameter counts: building its "
+             f"configuration failed ({type(exc).__name__}: {first_line(exc, 200)})")
         return {}
     finally:
         keras.backend.clear_session()
