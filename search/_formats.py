@@ -7,7 +7,9 @@ preprocessing (``Rescaling``) inside, so no format needs anything but the class 
 
 Optional runtimes and converters (onnxruntime, tf2onnx, ai-edge-litert) are imported only
 when their format is used, and a missing one is a :class:`FormatError` naming the pip extra.
-A new format is one :class:`Format` entry in :data:`FORMATS`.
+A new format is one :func:`register_format` call with its :class:`Format` (from any module):
+its bundle file, writer, loader, tolerance, place in the order a bundle is opened in, whether
+``--format`` names it, and the packages whose versions ``export.json`` records.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import hashlib
 import importlib.util
 import io
-import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from search._files import first_line, replaced_atomically
 
 EXTRA = 'pip install "art-arch-search[export]"'
 
@@ -44,13 +47,27 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Format:
+    """Everything about one deployable format; :func:`register_format` makes it one."""
+
     name: str
-    filename: str  # inside a bundle
-    runtime: str  # what runs it, in words
-    write: Callable[[Any, Path], None]
+    filename: str  # inside a bundle; a file given by name is this format by its extension
+    write: Callable[[Any, Path], None]  # (Keras model, path): writes the whole file or nothing
     load: Callable[[Path], "LoadedModel"]
     max_abs_diff: float | None  # the check's tolerance on probabilities; None: not held to one
     min_agreement: float  # the share of sample images whose top-1 class must match Keras'
+    # Where it comes in the order a bundle folder is opened in (lower first).
+    preference: float
+    cli: bool = True  # named in --format (False: written on another flag's say, --quantize)
+    distributions: tuple[str, ...] = ()  # pip packages whose versions export.json records
+    # Whether a path given by name holds this format (default: a file with filename's
+    # extension); a bundle's own file name is this format before any rule.
+    holds: Callable[[Path], bool] | None = None
+
+    def recognizes(self, path: Path) -> bool:
+        if self.holds is not None:
+            return self.holds(path)
+        suffix = Path(self.filename).suffix
+        return bool(suffix) and not path.is_dir() and path.suffix == suffix
 
 
 class LoadedModel:
@@ -87,15 +104,12 @@ class LoadedModel:
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def describe(self) -> str:
-        return f"{self.format} model {self.path}, run by {self.runtime}"
 
-
-def _version(dist: str) -> str:
+def _version(dist: str, missing: str = "?") -> str:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return "?"
+        return missing
 
 
 def _image_input(path: Path, shape: Any, outputs: Any) -> tuple[int, int]:
@@ -111,8 +125,7 @@ def _image_input(path: Path, shape: Any, outputs: Any) -> tuple[int, int]:
 
 
 def _unloadable(path: Path, kind: str, exc: Exception) -> FormatError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return FormatError(f"{path} is not a loadable {kind}: {type(exc).__name__}: {reason[:300]}")
+    return FormatError(f"{path} is not a loadable {kind}: {type(exc).__name__}: {first_line(exc, 300)}")
 
 
 @contextlib.contextmanager
@@ -124,30 +137,27 @@ def _quiet():
         yield
 
 
-def _replace(tmp: Path, target: Path) -> None:
-    """Move a finished file or folder into place, so a failed write never leaves half a file."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-    os.replace(tmp, target)
-
-
 # --- Keras ----------------------------------------------------------------------------------
 
-def _write_keras(model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    _replace(tmp, path)
+def write_keras(model, path: Path) -> None:
+    """The one Keras writer: ``model.keras`` whole or not at all (a kill mid-save never
+    leaves half a model in place)."""
+    with replaced_atomically(path) as tmp:
+        model.save(tmp)
 
 
-def _load_keras(path: Path) -> LoadedModel:
+def load_keras(path: Path):
+    """The one Keras loader: the model (uncompiled), or a one-line :class:`FormatError`."""
     import keras
 
     try:
-        model = keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False)
     except Exception as exc:
         raise _unloadable(path, "Keras model", exc) from exc
+
+
+def _load_keras(path: Path) -> LoadedModel:
+    model = load_keras(path)
     size, outputs = _image_input(path, model.input_shape, model.output_shape)
     return LoadedModel(path, "keras", f"Keras {_version('keras')} (TensorFlow {_version('tensorflow')})",
                        size, outputs, model.predict_on_batch)
@@ -156,12 +166,11 @@ def _load_keras(path: Path) -> LoadedModel:
 # --- TensorFlow SavedModel ------------------------------------------------------------------
 
 def _write_saved_model(model, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    with _quiet():
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-    _replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # a folder an interrupted write left
+        with _quiet():
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+        shutil.rmtree(path, ignore_errors=True)  # a folder is renamed only where none is
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
@@ -197,9 +206,8 @@ def _tflite_writer(quantize: bool) -> Callable[[Any, Path], None]:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         with _quiet():
             flat = converter.convert()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(flat)
-        _replace(tmp, path)
+        with replaced_atomically(path) as tmp:
+            tmp.write_bytes(flat)
 
     return write
 
@@ -252,10 +260,8 @@ def _write_onnx(model, path: Path) -> None:
     # free batch dimension. It needs tf2onnx installed.
     if importlib.util.find_spec("tf2onnx") is None:
         raise FormatError(f"ONNX export needs tf2onnx, which is not installed: {EXTRA}")
-    tmp = path.with_name(path.stem + ".tmp.onnx")
-    with _quiet():
+    with replaced_atomically(path) as tmp, _quiet():
         model.export(str(tmp), format="onnx", verbose=False)
-    _replace(tmp, path)
 
 
 def _load_onnx(path: Path) -> LoadedModel:
@@ -277,36 +283,68 @@ def _load_onnx(path: Path) -> LoadedModel:
                        size, outputs, run)
 
 
-FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("keras", "model.keras", "Keras", _write_keras, _load_keras, FLOAT_MAX_ABS_DIFF, 1.0),
-    Format("savedmodel", "saved_model", "TensorFlow", _write_saved_model, _load_saved_model,
-           FLOAT_MAX_ABS_DIFF, 1.0),
-    Format("tflite", "model.tflite", "LiteRT", _tflite_writer(False), _tflite_loader("tflite"),
-           FLOAT_MAX_ABS_DIFF, 1.0),
-    Format("tflite-int8", "model-int8.tflite", "LiteRT", _tflite_writer(True),
-           _tflite_loader("tflite-int8"), None, QUANTIZED_MIN_AGREEMENT),
-    Format("onnx", "model.onnx", "onnxruntime", _write_onnx, _load_onnx, FLOAT_MAX_ABS_DIFF, 1.0),
-]}
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    """Make ``fmt`` a format of bundles, ``--format``, ``open_model`` and ``format_of``."""
+    existing = FORMATS.get(fmt.name)
+    if existing is not None and existing != fmt:
+        raise ValueError(f"format {fmt.name!r} is already registered")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def _is_saved_model(path: Path) -> bool:
+    return path.is_dir() and (path / "saved_model.pb").exists()
+
+
 # The order a bundle folder is opened in: the reference Keras file first, then the other
 # float formats, the lossy int8 variant last.
-PREFERENCE = ("keras", "savedmodel", "onnx", "tflite", "tflite-int8")
+for _fmt in [
+    Format("keras", "model.keras", write_keras, _load_keras, FLOAT_MAX_ABS_DIFF, 1.0, preference=0),
+    Format("savedmodel", "saved_model", _write_saved_model, _load_saved_model, FLOAT_MAX_ABS_DIFF,
+           1.0, preference=1, holds=_is_saved_model),
+    Format("tflite", "model.tflite", _tflite_writer(False), _tflite_loader("tflite"),
+           FLOAT_MAX_ABS_DIFF, 1.0, preference=3, distributions=("ai-edge-litert",)),
+    Format("tflite-int8", "model-int8.tflite", _tflite_writer(True), _tflite_loader("tflite-int8"),
+           None, QUANTIZED_MIN_AGREEMENT, preference=4, cli=False, distributions=("ai-edge-litert",)),
+    Format("onnx", "model.onnx", _write_onnx, _load_onnx, FLOAT_MAX_ABS_DIFF, 1.0, preference=2,
+           distributions=("tf2onnx", "onnx", "onnxruntime")),
+]:
+    register_format(_fmt)
+
+
+def by_preference() -> list[str]:
+    """Format names in the order a bundle folder is opened in."""
+    return sorted(FORMATS, key=lambda name: FORMATS[name].preference)
+
+
+def cli_formats() -> list[str]:
+    """What ``--format`` accepts (``--quantize`` adds the int8 variant of tflite)."""
+    return [name for name, fmt in FORMATS.items() if fmt.cli]
+
+
+def format_versions() -> dict[str, str]:
+    """The installed version of every package a format names (``"not installed"``)."""
+    dists = dict.fromkeys(d for fmt in FORMATS.values() for d in fmt.distributions)
+    return {dist: _version(dist, "not installed") for dist in dists}
 
 
 def format_of(path: Path) -> str:
-    """Which format a file or folder holds, from its name (a SavedModel: saved_model.pb inside)."""
+    """Which format a file or folder holds: a bundle's own file name first (model-int8.tflite
+    is the int8 variant), then each format's rule in order of preference."""
+    for name in [*(n for n in FORMATS if FORMATS[n].filename == path.name), *by_preference()]:
+        if FORMATS[name].recognizes(path):
+            return name
     if path.is_dir():
-        if (path / "saved_model.pb").exists():
-            return "savedmodel"
         raise FormatError(f"{path} is neither an export bundle (no export.json) nor a TensorFlow "
                           "SavedModel folder (no saved_model.pb)")
-    if path.suffix == ".keras":
-        return "keras"
-    if path.suffix == ".onnx":
-        return "onnx"
-    if path.suffix == ".tflite":
-        return "tflite-int8" if path.name == FORMATS["tflite-int8"].filename else "tflite"
-    raise FormatError(f"{path} is not a model this project reads: give a .keras, .tflite or .onnx "
-                      "file, a SavedModel folder, or an export bundle folder")
+    suffixes = list(dict.fromkeys(Path(f.filename).suffix for f in FORMATS.values()
+                                  if Path(f.filename).suffix))
+    given = ", ".join(suffixes[:-1]) + (f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0])
+    raise FormatError(f"{path} is not a model this project reads: give a {given} file, "
+                      "a SavedModel folder, or an export bundle folder")
 
 
 def load_format(path: Path, format_name: str | None = None) -> LoadedModel:

@@ -36,19 +36,17 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from search._formats import checksum, size_bytes
+from search._files import first_line
+from search._formats import checksum, cli_formats, format_versions, size_bytes
 from search.data import IMAGE_SUFFIXES, decode_image, load_manifest
 from search.model_io import BUNDLE_RECORD, FORMATS, FormatError, load_model, sidecar_path
 from search.results import ModelResult, best_model, environment_info, load_results, write_json
 
-# What --format accepts; --quantize adds the int8 variant of tflite.
-CLI_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 DEFAULT_CHECK_IMAGES = 32
 
 
@@ -111,17 +109,18 @@ def sample_images(meta: dict[str, Any], n: int, folder: str | Path | None = None
         manifest = load_manifest(manifest_path)
         paths = [Path(manifest.data_root) / e["path"] for e in manifest.subset("test")]
         origin = f"test split of {manifest_path}"
-    images, used = [], []
+    images, used, skipped = [], [], 0
     for path in _evenly(paths, n):
         try:
             images.append(decode_image(path, size))
             used.append(str(path))
-        except Exception:  # noqa: BLE001 - an undecodable file is not a sample; the next one is
-            continue
+        except Exception:  # noqa: BLE001 - an undecodable file is not a sample; counted below
+            skipped += 1
     if not used:
         raise ExportError(f"no decodable image to check the exported files on in {origin}"
                           + ("" if folder is not None else "; pass --sample DIR (a folder of images)"))
-    return Sample(used, np.stack(images), f"{len(used)} images from the {origin}")
+    unread = f" ({skipped} undecodable file{'s' if skipped != 1 else ''} skipped)" if skipped else ""
+    return Sample(used, np.stack(images), f"{len(used)} images from the {origin}{unread}")
 
 
 # --- writing and checking a bundle ---------------------------------------------------------
@@ -132,8 +131,7 @@ def _probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else '(no message)'}"
+    return f"{type(exc).__name__}: {first_line(exc, 300) if str(exc).strip() else '(no message)'}"
 
 
 def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarray) -> dict[str, Any]:
@@ -238,7 +236,7 @@ def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Seque
                   "reference": "the Keras model before export, predict_on_batch in float32"},
         "formats": written,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {**environment_info(), **_export_versions()},
+        "versions": {**environment_info(), **format_versions()},
     }
     write_json(out / BUNDLE_RECORD, record)
     (out / "MODEL_CARD.md").write_text(model_card(list(about), record), encoding="utf-8")
@@ -250,16 +248,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
-
-
-def _export_versions() -> dict[str, str]:
-    found = {}
-    for dist in ("tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "not installed"
-    return found
 
 
 def export(choice: ModelResult, out: Path, formats: Sequence[str], sample_folder: str | None = None,
@@ -404,10 +392,10 @@ def model_card(about: list[str], record: dict[str, Any]) -> str:
 
 def parse_formats(text: str, quantize: bool, saved_model: bool) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CLI_FORMATS]
+    unknown = [n for n in names if n not in cli_formats()]
     if unknown or not names:
         raise ExportError(f"--format {text!r}: unknown format {', '.join(unknown) or '(none given)'}; "
-                          f"give any of {','.join(CLI_FORMATS)}, separated by commas")
+                          f"give any of {','.join(cli_formats())}, separated by commas")
     if saved_model and "savedmodel" not in names:
         names.append("savedmodel")
     if quantize:
@@ -444,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default exports/<name>)")
     parser.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
     parser.add_argument("--format", default="keras",
-                        help=f"formats to write, any of {','.join(CLI_FORMATS)} (default keras)")
+                        help=f"formats to write, any of {','.join(cli_formats())} (default keras)")
     parser.add_argument("--quantize", action="store_true",
                         help="also write a dynamic-range int8 TFLite model (needs tflite in --format)")
     parser.add_argument("--saved-model", action="store_true", help="also write a TF SavedModel "

@@ -6,7 +6,8 @@ output order), the input size, and the split manifest the model was trained on, 
 images with the model's training data.
 
 :func:`open_model` opens any format ``search.export`` writes (``.keras``, ``.tflite``,
-``.onnx``, a SavedModel folder) or a whole export bundle, in the format's own runtime.
+``.onnx``, a SavedModel folder) or a whole export bundle, in the format's own runtime. A new
+format is one :func:`register_format` call (``search._formats`` holds the built-in ones).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search._formats import FORMATS, PREFERENCE, FormatError, LoadedModel, checksum, format_of, load_format
+from search._formats import (FORMATS, Format, FormatError, LoadedModel, by_preference, checksum,
+                             format_of, load_format, load_keras, register_format, write_keras)
 from search.results import environment_info, read_json, write_json
 
-__all__ = ["BUNDLE_RECORD", "FORMATS", "FormatError", "LoadedModel", "bundle_meta", "load_model",
-           "open_model", "save_model", "sidecar_path"]
+__all__ = ["BUNDLE_RECORD", "FORMATS", "Format", "FormatError", "LoadedModel", "bundle_meta",
+           "load_model", "open_model", "register_format", "save_model", "sidecar_path"]
 
 # The bundle's own record (formats written, their checks and checksums); its presence is what
 # makes a folder an export bundle.
@@ -37,10 +39,7 @@ def save_model(model, path: str | os.PathLike, class_names: list[str], image_siz
     if path.suffix != ".keras":
         raise ValueError(f"model path {path} must end in .keras")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside and renamed, so a kill mid-save never leaves a half model in place.
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    write_keras(model, path)
     write_json(sidecar_path(path), {
         "class_names": list(class_names),
         "image_size": int(image_size),
@@ -52,16 +51,12 @@ def save_model(model, path: str | os.PathLike, class_names: list[str], image_siz
 
 
 def load_model(path: str | os.PathLike):
-    """``(model, meta)``; meta is {} when the model has no sidecar (a foreign model)."""
-    import keras
-
+    """``(model, meta)``; meta is {} when the model has no sidecar (a foreign model). A file
+    Keras cannot load is a one-line :class:`FormatError` (a ValueError)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no model at {path}")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a loadable Keras model: {exc}") from exc
+    model = load_keras(path)
     side = sidecar_path(path)
     meta = read_json(side) if side.exists() else {}
     return model, meta
@@ -96,7 +91,7 @@ def open_model(path: str | os.PathLike, format: str | None = None,
     run by the format's own runtime (``model.runtime`` says which).
 
     A bundle folder opens ``format`` if given, else the first of its checked formats in
-    :data:`search._formats.PREFERENCE` that loads; a file that fails to load or differs from the
+    :func:`search._formats.by_preference` that loads; a file that fails to load or differs from the
     one export checked (its SHA-256 in ``export.json``) is passed over with a ``warning:`` line.
     A file given by name is opened or refused, never swapped for another.
     """
@@ -144,7 +139,7 @@ def _open_from_bundle(folder: Path, record: dict[str, Any], format: str | None, 
                               f"{', '.join(written) or 'none'}")
         return open_model(folder / entry["file"], format, warn)[0]
     tried = []
-    for name in PREFERENCE:
+    for name in by_preference():
         entry = formats.get(name)
         if not entry or entry.get("status") != "ok":
             continue

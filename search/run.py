@@ -1,6 +1,6 @@
 """Run an architecture search: ``python -m search.run --space cnn --engine optuna ...``.
 
-Every engine writes the common results table (search/results.py) under
+Every engine writes the common results table (``search.results``) under
 ``results/searches/<study>/``; the same command resumes an interrupted study. At the end the
 best trial (by validation accuracy) is evaluated once on the test split: ``best.json`` and
 ``best_model.keras``.
@@ -22,9 +22,6 @@ import sys
 import time
 from typing import Any, Iterable, Sequence
 
-DEFAULT_ALGORITHMS = {"keras-tuner": "random", "optuna": "tpe"}
-
-
 def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str | None = None,
                trials: int = 10, epochs: int = 10, max_time: float | None = None,
                study: str | None = None, results: str | os.PathLike | None = None,
@@ -42,16 +39,15 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
     in this process, which is faster for tiny trials. Returns ``{"study_dir", "records", "best"}``.
     """
-    from search.engines import ENGINES, get_engine
+    from search.engines import engine_class, get_engine
+    from search.engines.base import takes_option
     from search.results import read_json
     from search.study import SearchError, Study
     from search.trial import TrialRunner
     from spaces import BuildContext, get_space
 
     space = get_space(space)
-    if engine not in DEFAULT_ALGORITHMS:
-        raise SearchError(f"unknown engine {engine!r}; choices: {', '.join(ENGINES)}")
-    algorithm = algorithm or DEFAULT_ALGORITHMS[engine]
+    algorithm = algorithm or engine_class(engine).algorithms[0]  # an unknown engine raises
     if trials < 1 or epochs < 1:
         raise SearchError(f"--trials and --epochs must be at least 1 (got {trials}, {epochs})")
     name = study or f"{space.name}-{engine}-{algorithm}"
@@ -59,10 +55,10 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     if seed is None:
         # Resuming without --seed keeps the study's seed.
         seed = read_json(the_study.study_json).get("seed", 0) if the_study.study_json.exists() else 0
-    if heartbeat is not None and engine != "optuna":
+    if heartbeat is not None and not takes_option(engine, "heartbeat"):
         raise SearchError(f"--heartbeat applies to --engine optuna only (its workers share a "
                           f"study through the storage), not {engine!r}")
-    # The heartbeat is Optuna's; only that engine takes it.
+    # The heartbeat is Optuna's; only an engine whose constructor has it takes it.
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
     search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage,
                                references=references, **beat)
@@ -91,15 +87,17 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from search.engines.base import ENGINES, algorithms_help
+
     p = argparse.ArgumentParser(
         prog="python -m search.run",
         description="Architecture search over a registered space with Keras Tuner or Optuna.",
     )
     p.add_argument("--list-spaces", action="store_true", help="list the registered spaces and exit")
     p.add_argument("--space", help="registered space name (see --list-spaces)")
-    p.add_argument("--engine", default="optuna", help="keras-tuner | optuna (default: optuna)")
-    p.add_argument("--algorithm", help="keras-tuner: random | bayesian | hyperband (default random); "
-                                       "optuna: tpe | random | cmaes (default tpe)")
+    p.add_argument("--engine", default="optuna",
+                   help=f"{' | '.join(ENGINES)} (default: optuna)")
+    p.add_argument("--algorithm", help=algorithms_help())
     p.add_argument("--skip-references", action="store_true",
                    help="do not start a new study with the space's published recipes (their "
                         "reproduced baselines are in results/baselines): for a small time budget")
@@ -142,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from search.data import DataNotFoundError, SplitError
+    from search.engines import engine_class
     from search.study import SearchError
     from spaces import get_space, list_spaces
 
@@ -157,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         space = get_space(args.space)
-        if args.engine not in DEFAULT_ALGORITHMS:
-            raise SearchError(f"unknown engine {args.engine!r}; choices: {', '.join(DEFAULT_ALGORITHMS)}")
+        engine_class(args.engine)  # an unknown engine fails here, before the data is loaded
         if args.subset is not None and not 0 < args.subset <= 1:
             raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
         if args.cv is not None and args.cv < 2:

@@ -2,8 +2,11 @@
 
 What is searched, apart from how (``search.engines``) and how a trial runs (``search.trial``).
 Importing this package registers the built-in spaces (``cnn``, ``mobilenet``,
-``mobilenet-cached``, ``mobilenet-head``). A new space is one new module with a ``@register_space("name")`` class,
-imported below; a space declares its hyperparameters where it builds its model. Pretrained
+``mobilenet-cached``, ``mobilenet-head``). A new space is one new module with a
+``@register_space("name")`` class, imported below (or any module imported before the run); a
+variant of a space is one ``register_space("name", BaseSpace, **preset)`` call, and
+``get_space(name, **kwargs)`` passes keyword arguments on (timm's ``create_model``). A space
+declares its hyperparameters where it builds its model. Pretrained
 backbones' facts (constructor, input scaling, layers, weights file) are one table,
 ``spaces/backbones.py``; ``spaces/augment.py`` is the augmentation sub-space the image spaces
 share. The published recipes are the spaces' reference configurations (``baselines`` trains

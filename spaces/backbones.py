@@ -2,8 +2,8 @@
 
 A transfer space, the published MobileNetV2 baseline (which is that space's reference point),
 the feature cache and the ``--weights`` flag all read the facts here: the keras.applications
-constructor, the backbone's own input scaling, its layer count, and where its ImageNet
-weights come from. Another keras.applications model joins by adding one ``Backbone`` entry.
+constructor, the backbone's own input scaling, its layer count and published fine-tuning cut,
+and where its ImageNet weights come from. Another keras.applications model joins by adding one ``Backbone`` entry.
 
 Weights: ``"imagenet"`` resolves, at every input size, to the one no-top file trained at the
 backbone's native size, fetched the way keras.applications fetches it (``keras.utils.get_file``
@@ -35,6 +35,9 @@ class Backbone:
     # Block boundaries, as layers counted from the top: unfreezing exactly these many layers
     # cuts the network where one tensor crosses (the cheapest activations to cache).
     block_starts: tuple[int, ...]
+    # The published recipe's fine-tuning cut, as layers counted from the top (None: no
+    # published recipe fine-tunes this backbone).
+    published_fine_tune_layers: int | None
     weights_file: str
     weights_url: str  # the folder keras.applications downloads the file from
     weights_sha256: str
@@ -107,6 +110,8 @@ BACKBONES: dict[str, Backbone] = {
         num_layers=154,
         # Conv_1, block_16 ... block_1 expand, the first block's depthwise conv.
         block_starts=(3, 11, 20, 29, 38, 47, 56, 64, 73, 82, 91, 100, 109, 118, 127, 136, 145, 150),
+        # From layer index 100 of 154 on: two layers into block 11, not a block boundary.
+        published_fine_tune_layers=54,
         weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         weights_url="https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
         weights_sha256="524115fc2d488de5011f8a98291bb815ddd6f8e5f234c1ca1bf7df6572d6ea46",

@@ -69,6 +69,44 @@ class MobileNetSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         import keras
 
+        backbone_name, image_size, head_units, head_dropout, learning_rate, augmentation, texture \
+            = self._declare(hp, ctx)
+        spec = BACKBONES[backbone_name]
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = augmentation(inputs) if augmentation is not None else inputs
+        x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
+        base = spec.build(image_size, ctx.weights)
+        if texture:  # the same layers, with the earlier blocks' outputs as outputs too
+            base = keras.Model(base.input, [base.output, *(base.get_layer(name).output
+                                                          for name in spec.texture_layers)])
+        base.name = BACKBONE_LAYER
+        base.trainable = False
+        # Frozen here, BatchNorm runs in inference mode. Once the top is unfrozen, Keras 3
+        # overrides this training=False during fit (see unfreeze_top).
+        x = base(x, training=False)
+        if texture:
+            final, *earlier = x
+            features = keras.layers.Concatenate(name=FEATURES_LAYER)(
+                [keras.layers.GlobalAveragePooling2D()(final),
+                 *(s for block in earlier for s in _channel_mean_and_std(block))])
+        else:
+            features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+        head = keras.Sequential(
+            [
+                keras.Input((features.shape[-1],)),
+                keras.layers.Dense(head_units, activation="relu"),
+                keras.layers.Dropout(head_dropout),
+                keras.layers.Dense(ctx.num_classes, activation="softmax"),
+            ],
+            name=HEAD_LAYER,
+        )
+        model = keras.Model(inputs, head(features), name=f"{backbone_name}_transfer")
+        _compile(model, learning_rate)
+        return model
+
+    def _declare(self, hp: Any, ctx: BuildContext) -> tuple:
+        """Declare every hyperparameter, in a fixed order (keras-tuner learns the space by
+        building it), and return the choices the model is built from."""
         if len(self.backbones) > 1:
             backbone_name = hp.Choice("backbone", list(self.backbones), default=self.backbones[0])
         else:
@@ -81,12 +119,13 @@ class MobileNetSpace(Space):
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
         # How many of the backbone's top layers are unfrozen after the head has trained;
         # 0 = never fine-tune. Block boundaries up to the whole network, and the published
-        # recipe's cut (from index 100 of 154: 54 layers, two layers into block 11).
+        # recipe's cut (the backbone table's published_fine_tune_layers), the default.
         fine_tune_layers = 0
         if self.fine_tune:
             depths = [d for d in fine_tune_depths(spec)
                       if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers]
-            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True, default=54)
+            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True,
+                                         default=spec.published_fine_tune_layers)
             with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
                 hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
                 hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
@@ -122,38 +161,8 @@ class MobileNetSpace(Space):
         if fine_tune_layers > spec.num_layers:
             raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
                              f"{spec.num_layers} layers of {backbone_name}")
+        return backbone_name, image_size, head_units, head_dropout, learning_rate, augmentation, texture
 
-        inputs = keras.Input((image_size, image_size, 3), name="image")
-        x = augmentation(inputs) if augmentation is not None else inputs
-        x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
-        base = spec.build(image_size, ctx.weights)
-        if texture:  # the same layers, with the earlier blocks' outputs as outputs too
-            base = keras.Model(base.input, [base.output, *(base.get_layer(name).output
-                                                          for name in spec.texture_layers)])
-        base.name = BACKBONE_LAYER
-        base.trainable = False
-        # Frozen here, BatchNorm runs in inference mode. Once the top is unfrozen, Keras 3
-        # overrides this training=False during fit (see unfreeze_top).
-        x = base(x, training=False)
-        if texture:
-            final, *earlier = x
-            features = keras.layers.Concatenate(name=FEATURES_LAYER)(
-                [keras.layers.GlobalAveragePooling2D()(final),
-                 *(s for block in earlier for s in _channel_mean_and_std(block))])
-        else:
-            features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
-        head = keras.Sequential(
-            [
-                keras.Input((features.shape[-1],)),
-                keras.layers.Dense(head_units, activation="relu"),
-                keras.layers.Dropout(head_dropout),
-                keras.layers.Dense(ctx.num_classes, activation="softmax"),
-            ],
-            name=HEAD_LAYER,
-        )
-        model = keras.Model(inputs, head(features), name=f"{backbone_name}_transfer")
-        _compile(model, learning_rate)
-        return model
 
     def training_callbacks(self, hp: Any) -> list:
         """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
@@ -191,18 +200,11 @@ class MobileNetSpace(Space):
         ``epochs`` is the trial's whole budget: fine-tuning takes ``fine_tune_epochs`` of it,
         at most half (:meth:`phase_epochs`), so a low-fidelity trial mostly trains the head.
         """
-        import keras
-
         from search.training import EngineCallbacks
 
-        values = hp.values
-        size = int(model.input_shape[1])
-        learning_rate = float(values["learning_rate"])
-        fine_tune_layers = int(values.get("fine_tune_layers") or 0)
-        head_epochs, fine_tune_epochs = self.phase_epochs(values, epochs)
+        head_epochs, fine_tune_epochs = self.phase_epochs(hp.values, epochs)
         has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
-
-        flip_views = bool(values.get("flip_views")) and not has_augmentation
+        flip_views = bool(hp.values.get("flip_views")) and not has_augmentation
         # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
         # phase says little about where fine-tuning ends (the published recipe's first
         # fine-tuning epoch falls 23-35 points below its head phase, then recovers).
@@ -213,37 +215,48 @@ class MobileNetSpace(Space):
             super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=head_callbacks,
                         batch_size=batch_size, verbose=verbose)
         else:
-            from search.data import make_dataset
+            self._fit_head_on_features(hp, model, data, ctx, head_epochs, head_callbacks,
+                                       batch_size, verbose, flip_views)
+        if fine_tune_epochs > 0:
+            # Reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning
+            # epoch of every trial is compared with the others' k-th, never with a head epoch.
+            judged = [c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks)
+                      else c for c in callbacks]
+            self._fine_tune(hp, model, data, ctx, head_epochs, fine_tune_epochs, judged,
+                            batch_size, verbose, has_augmentation, flip_views)
 
-            f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
-            f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
-            head = model.get_layer(HEAD_LAYER)
-            _compile(head, learning_rate)
-            fit_args = dict(validation_data=(f_val, y_val), epochs=head_epochs,
-                            callbacks=[*self.training_callbacks(hp), *head_callbacks],
-                            verbose=verbose)
-            if flip_views:
-                flipped, _ = self._pooled_features(model, values, data, ctx, "train", True)
-                head.fit(_both_views(f_train, flipped, y_train, batch_size), shuffle=False,
-                         **fit_args)
-            else:
-                head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
+    def _fit_head_on_features(self, hp, model, data, ctx, epochs, callbacks, batch_size, verbose,
+                              flip_views) -> None:
+        """The head phase on the frozen backbone's cached pooled features."""
+        values = hp.values
+        f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
+        f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
+        head = model.get_layer(HEAD_LAYER)
+        _compile(head, float(values["learning_rate"]))
+        fit_args = dict(validation_data=(f_val, y_val), epochs=epochs,
+                        callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose)
+        if flip_views:
+            flipped, _ = self._pooled_features(model, values, data, ctx, "train", True)
+            head.fit(_both_views(f_train, flipped, y_train, batch_size), shuffle=False, **fit_args)
+        else:
+            head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
 
-        if fine_tune_epochs <= 0:
-            return
+    def _fine_tune(self, hp, model, data, ctx, head_epochs, fine_tune_epochs, callbacks,
+                   batch_size, verbose, has_augmentation, flip_views) -> None:
+        """The fine-tuning phase, epochs ``head_epochs`` on: the unfrozen top on cached
+        activations at the cut where it can, else through the image path."""
+        values = hp.values
+        size = int(model.input_shape[1])
+        fine_tune_layers = int(values.get("fine_tune_layers") or 0)
         base = model.get_layer(BACKBONE_LAYER)
         cut = len(base.layers) - fine_tune_layers
         unfreeze_top(base, fine_tune_layers,
                      freeze_batch_norm=values.get("fine_tune_batch_norm") == "frozen")
-        fine_tune_lr = learning_rate * float(values["fine_tune_lr_factor"])
+        fine_tune_lr = float(values["learning_rate"]) * float(values["fine_tune_lr_factor"])
         decay = float(values.get("fine_tune_weight_decay") or 0.0)
         schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
-        # Reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning epoch
-        # of every trial is compared with the others' k-th, never with a head epoch.
-        judged = [c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks) else c
-                  for c in callbacks]
         phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-                     callbacks=[*schedule, *judged], verbose=verbose)
+                     callbacks=[*schedule, *callbacks], verbose=verbose)
         if not has_augmentation and self._caches_activations(base, cut):
             from search.data import make_dataset  # the one input pipeline
 
@@ -441,7 +454,7 @@ class MobileNetSpace(Space):
             "head_units": 128,
             "head_dropout": 0.2,
             "learning_rate": 1e-2,
-            "fine_tune_layers": 54,
+            "fine_tune_layers": BACKBONES[self.backbones[0]].published_fine_tune_layers,
             "fine_tune_lr_factor": 0.1,
             "fine_tune_epochs": 10,
             "fine_tune_schedule": "plateau",
@@ -507,9 +520,10 @@ def _mirror_half(images, labels):
 
 
 def fine_tune_depths(spec) -> list[int]:
-    """The fine-tuning depths a space offers: none, every block boundary, the published 54
-    layers, the whole network."""
-    return sorted({0, 54, *spec.block_starts, spec.num_layers})
+    """The fine-tuning depths a space offers: none, every block boundary, the published cut
+    (the backbone table's), the whole network."""
+    published = () if spec.published_fine_tune_layers is None else (spec.published_fine_tune_layers,)
+    return sorted({0, *published, *spec.block_starts, spec.num_layers})
 
 
 def _activation_values(base, cut: int) -> int:

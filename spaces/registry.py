@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, ClassVar, TypeVar
 
-_SPACES: dict[str, type["Space"]] = {}
+_SPACES: dict[str, "_Registered"] = {}
 
 S = TypeVar("S", bound=type["Space"])
 
@@ -44,7 +44,8 @@ class BuildContext:
 
 
 class Space:
-    """Base class of a search space; subclasses override ``build`` and ``reference_configs``."""
+    """Base class of a search space; subclasses override ``build``, ``reference_configs`` and
+    ``starting_configs``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -134,34 +135,64 @@ class Space:
         return []
 
 
-def register_space(name: str) -> Callable[[S], S]:
-    """Class decorator: ``@register_space("cnn") class CNNSpace(Space): ...``."""
+@dataclasses.dataclass(frozen=True)
+class _Registered:
+    """A registered space: what builds it, with which preset keyword arguments."""
+
+    factory: Callable[..., "Space"]
+    preset: dict[str, Any]
+    description: str | None  # None: the factory's own (its class attribute)
+
+
+def register_space(name: str, factory: Callable[..., "Space"] | None = None, *,
+                   description: str | None = None, **preset: Any):
+    """Register a space under ``name``, timm style. As a class decorator,
+    ``@register_space("cnn") class CNNSpace(Space): ...``; a variant of a registered space is
+    a call that presets its keyword arguments, ``register_space("mobilenet-cached",
+    MobileNetSpace, description="...", augment=False)``, not a subclass. ``get_space(name,
+    **kwargs)`` builds ``factory(**preset, **kwargs)``."""
 
     def decorator(cls: S) -> S:
-        if not (isinstance(cls, type) and issubclass(cls, Space)):
-            raise TypeError(f"@register_space({name!r}) expects a Space subclass, got {cls!r}")
+        if not callable(cls) or (isinstance(cls, type) and not issubclass(cls, Space)):
+            raise TypeError(f"register_space({name!r}) expects a Space subclass or a factory "
+                            f"of spaces, got {cls!r}")
+        entry = _Registered(cls, dict(preset), description)
         existing = _SPACES.get(name)
-        # Re-registering the same class (a module imported twice) is harmless; two different
-        # classes under one name would make `--space` ambiguous.
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"space {name!r} is already registered by {existing.__qualname__}")
-        cls.name = name
-        _SPACES[name] = cls
+        # Registering the same again (a module imported twice) is harmless; two different
+        # spaces under one name would make `--space` ambiguous.
+        if existing is not None and (existing.factory.__qualname__ != cls.__qualname__
+                                     or existing.preset != entry.preset):
+            raise ValueError(f"space {name!r} is already registered by "
+                             f"{existing.factory.__qualname__}")
+        if factory is None and isinstance(cls, type):
+            cls.name = name  # the class's own registration names it
+        _SPACES[name] = entry
         return cls
 
+    if factory is not None:
+        decorator(factory)
+        return None
     return decorator
 
 
-def get_space(name: "str | Space") -> Space:
-    """A new instance of the registered space ``name`` (a Space instance passes through)."""
+def get_space(name: "str | Space", **kwargs: Any) -> Space:
+    """A new instance of the registered space ``name``, its preset keyword arguments updated
+    with ``kwargs`` (a Space instance passes through)."""
     if isinstance(name, Space):
         return name
     try:
-        return _SPACES[name]()
+        entry = _SPACES[name]
     except KeyError:
         raise ValueError(
             f"unknown space {name!r}; registered spaces: {', '.join(list_spaces()) or '(none)'}"
         ) from None
+    space = entry.factory(**{**entry.preset, **kwargs})
+    if not isinstance(space, Space):
+        raise TypeError(f"space {name!r}: its factory returned {space!r}, not a Space")
+    space.name = name  # a variant is its own space: studies and results are filed under it
+    if entry.description is not None:
+        space.description = entry.description
+    return space
 
 
 def list_spaces() -> list[str]:

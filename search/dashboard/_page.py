@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from search._files import write_text_atomically
 from search.dashboard._builder import PageBuilder
 from search.dashboard._confusion import section as confusion
 from search.dashboard._history import section as history
@@ -70,9 +71,7 @@ def write_dashboard(
     out = Path(out) if out is not None else tree.root / "dashboard.html"
     dashboard = render_dashboard(tree)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(dashboard.html, encoding="utf-8")
-    os.replace(tmp, out)  # a browser reloading mid-write never sees half a page
+    write_text_atomically(out, dashboard.html)  # a browser reloading never sees half a page
     return out, dashboard
 
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from search._files import replaced_atomically
 from search.data._decode import open_rgb
 from search.data._split import SplitManifest
 from search.results import results_root
@@ -195,9 +196,8 @@ def predict_in_batches(model, images: np.ndarray, batch_size: int = 64):
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:  # x.tmp.npy: np.save keeps a .npy name as it is
+        np.save(tmp, array)
 
 
 def _progress(total: int, desc: str, verbose: bool):

@@ -12,11 +12,14 @@ The cache knows nothing about backbones: the caller names what the extractor com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from search._files import replaced_atomically
 
 from search.data._cache import default_cache_dir, load_images, predict_in_batches
 from search.data._split import SplitManifest
@@ -60,21 +63,23 @@ def _stream_to_disk(extractor, x: np.ndarray, folder: Path, split: str, batch_si
     from numpy.lib.format import open_memmap
 
     files: list = []
-    for start in range(0, len(x), batch_size):
-        batch = extractor.predict_on_batch(np.asarray(x[start:start + batch_size]))
-        parts = batch if isinstance(batch, (list, tuple)) else [batch]
-        if not files:
-            files = [open_memmap(folder / (_name(split, i, len(parts)) + ".tmp.npy"), mode="w+",
-                                 dtype=dtype, shape=(len(x), *part.shape[1:]))
-                     for i, part in enumerate(parts)]
-        for out, part in zip(files, parts):
-            out[start:start + len(part)] = np.asarray(part).astype(dtype, copy=False)
-    for i, out in enumerate(files):
-        out.flush()
-        tmp = Path(out.filename)
-        del out
-        os.replace(tmp, folder / _name(split, i, len(files)))
-    return len(files)
+    # Each file is written beside its name and renamed when the whole split is written.
+    with contextlib.ExitStack() as renames:
+        for start in range(0, len(x), batch_size):
+            batch = extractor.predict_on_batch(np.asarray(x[start:start + batch_size]))
+            parts = batch if isinstance(batch, (list, tuple)) else [batch]
+            if not files:
+                files = [open_memmap(renames.enter_context(
+                            replaced_atomically(folder / _name(split, i, len(parts)))),
+                            mode="w+", dtype=dtype, shape=(len(x), *part.shape[1:]))
+                         for i, part in enumerate(parts)]
+            for out, part in zip(files, parts):
+                out[start:start + len(part)] = np.asarray(part).astype(dtype, copy=False)
+        count = len(files)
+        for out in files:
+            out.flush()
+        files = out = None  # the maps are closed before their files are renamed
+    return count
 
 
 def _name(split: str, index: int, count: int) -> str:

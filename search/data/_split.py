@@ -185,8 +185,6 @@ def build_split(
     Refuses (``SplitError``) data that cannot make a classifier's split: nothing decodable,
     fewer than two classes, or a class with fewer distinct pictures than the split's folds.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     readable = [s for s in scanned if s.ok]
     corrupt = [s for s in scanned if not s.ok]
     if not readable:
@@ -203,6 +201,52 @@ def build_split(
     kept = [(s, int(g)) for s, g in zip(readable, group_of) if int(g) not in conflicting]
     class_names = sorted({s.label for s, _ in kept})
     left_out = _classes_left_out(scanned, class_names, conflicting, readable, group_of)
+    _check_two_classes(class_names, left_out, empty_class_folders, data_root)
+    labels = np.array([class_names.index(s.label) for s, _ in kept])
+    groups = np.array([g for _, g in kept])
+    _check_enough_pictures(labels, groups, class_names, data_root, fractions)
+    split_of_row = _assign_splits(labels, groups, seed, fractions)
+    entries = [
+        {"path": s.path, "label": s.label, "split": split, "group": g,
+         "sha256": s.sha256, "phash": s.phash}
+        for (s, g), split in zip(kept, split_of_row)
+    ]
+    manifest = SplitManifest(data_root, seed, fractions, near_threshold, class_names, entries)
+    manifest.check_disjoint()
+
+    report = _split_report(scanned, readable, corrupt, group_of, conflicting, dup_stats, kept,
+                           groups, left_out, empty_class_folders, manifest)
+    return manifest, report
+
+
+def _split_report(scanned, readable, corrupt, group_of, conflicting, dup_stats, kept, groups,
+                  left_out, empty_class_folders, manifest: SplitManifest) -> dict[str, Any]:
+    """What the split kept and left out, and why (``split_report.json``)."""
+    conflict_files = collections.defaultdict(list)
+    for s, g in zip(readable, group_of):
+        if int(g) in conflicting:
+            conflict_files[int(g)].append({"path": s.path, "label": s.label})
+    return {
+        "data_root": manifest.data_root,
+        "files": len(scanned),
+        "decoded": len(readable),
+        "corrupt": {"count": len(corrupt),
+                    "files": [{"path": s.path, "reason": s.reason} for s in corrupt]},
+        "modes_converted_to_rgb": dict(collections.Counter(s.mode for s in readable if s.mode != "RGB")),
+        "duplicates": {"near_threshold_bits": manifest.near_threshold, **dup_stats},
+        "label_conflicts": {"groups": len(conflicting),
+                            "files": sum(len(v) for v in conflict_files.values()),
+                            "detail": list(conflict_files.values())},
+        "empty_class_folders": list(empty_class_folders),
+        "classes_left_out": left_out,
+        "kept_files": len(kept),
+        "kept_groups": len(set(groups.tolist())),
+        "split": {"seed": manifest.seed, "fractions": list(manifest.fractions), "digest": manifest.digest,
+                  "counts": manifest.counts()},
+    }
+
+
+def _check_two_classes(class_names, left_out, empty_class_folders, data_root) -> None:
     if len(class_names) < 2:
         found = (f"only one class with usable images, {class_names[0]!r}" if class_names
                  else "no class with usable images")
@@ -213,8 +257,9 @@ def build_split(
             "data folder one <class>/ sub-folder of images per class"
         )
 
-    labels = np.array([class_names.index(s.label) for s, _ in kept])
-    groups = np.array([g for _, g in kept])
+
+def _check_enough_pictures(labels, groups, class_names, data_root, fractions) -> None:
+    """Every class needs a distinct picture (duplicate group) in each fold."""
     n_groups_per_class = [len({g for g, l in zip(groups, labels) if l == c}) for c in range(len(class_names))]
     n_files_per_class = np.bincount(labels, minlength=len(class_names))
     too_few = [c for c, n in enumerate(n_groups_per_class) if n < _FOLDS]
@@ -229,9 +274,16 @@ def build_split(
             f"pictures to {'that class folder' if len(too_few) == 1 else 'those class folders'} "
             f"or remove {'it' if len(too_few) == 1 else 'them'}."
         )
-    folds = np.empty(len(kept), dtype=int)
+
+
+def _assign_splits(labels, groups, seed: int, fractions) -> list[str]:
+    """Each row's split: stratified folds of whole duplicate groups, the folds dealt to test,
+    val and train."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = np.empty(len(labels), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=_FOLDS, shuffle=True, random_state=seed)
-    for fold, (_, fold_idx) in enumerate(splitter.split(np.zeros(len(kept)), labels, groups)):
+    for fold, (_, fold_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         folds[fold_idx] = fold
     # Folds are assigned to splits in a seeded random order, test first, then val, then train.
     fold_order = np.random.default_rng(seed).permutation(_FOLDS)
@@ -240,38 +292,7 @@ def build_split(
     split_of_fold = {}
     for rank, fold in enumerate(fold_order):
         split_of_fold[int(fold)] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-
-    entries = [
-        {"path": s.path, "label": s.label, "split": split_of_fold[int(f)], "group": g,
-         "sha256": s.sha256, "phash": s.phash}
-        for (s, g), f in zip(kept, folds)
-    ]
-    manifest = SplitManifest(data_root, seed, fractions, near_threshold, class_names, entries)
-    manifest.check_disjoint()
-
-    conflict_files = collections.defaultdict(list)
-    for s, g in zip(readable, group_of):
-        if int(g) in conflicting:
-            conflict_files[int(g)].append({"path": s.path, "label": s.label})
-    report = {
-        "data_root": data_root,
-        "files": len(scanned),
-        "decoded": len(readable),
-        "corrupt": {"count": len(corrupt),
-                    "files": [{"path": s.path, "reason": s.reason} for s in corrupt]},
-        "modes_converted_to_rgb": dict(collections.Counter(s.mode for s in readable if s.mode != "RGB")),
-        "duplicates": {"near_threshold_bits": near_threshold, **dup_stats},
-        "label_conflicts": {"groups": len(conflicting),
-                            "files": sum(len(v) for v in conflict_files.values()),
-                            "detail": list(conflict_files.values())},
-        "empty_class_folders": list(empty_class_folders),
-        "classes_left_out": left_out,
-        "kept_files": len(kept),
-        "kept_groups": len(set(groups.tolist())),
-        "split": {"seed": seed, "fractions": list(fractions), "digest": manifest.digest,
-                  "counts": manifest.counts()},
-    }
-    return manifest, report
+    return [split_of_fold[int(f)] for f in folds]
 
 
 def _classes_left_out(scanned, class_names, conflicting, readable, group_of) -> list[dict[str, Any]]:

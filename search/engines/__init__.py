@@ -2,12 +2,14 @@
 
 An engine decides (keras-tuner's oracles, Optuna's samplers and pruners) and hands each
 configuration to the shared ``search.trial.TrialRunner``, which trains it. A new engine is one
-module here with an ``Engine`` subclass, named in ``ENGINES``. Engines are imported lazily
+``Engine`` subclass decorated ``@register_engine("name")``, in this package or any module
+imported before the run (its ``algorithms`` are the ``--algorithm`` choices, the first the
+default). The built-in engines are named in ``ENGINES`` and imported lazily
 (keras-tuner and Optuna are only loaded for the engine in use). Only ``search.run`` (and
 tests) import this package; engines import ``search.study`` and ``search.hyperparameters``,
 never the runner's modules back.
 """
 
-from search.engines.base import ENGINES, Engine, get_engine
+from search.engines.base import ENGINES, Engine, engine_class, get_engine, register_engine
 
-__all__ = ["ENGINES", "Engine", "get_engine"]
+__all__ = ["ENGINES", "Engine", "engine_class", "get_engine", "register_engine"]

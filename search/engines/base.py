@@ -11,8 +11,9 @@ import abc
 import math
 import sys
 import time
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
+from search._files import first_line
 from search.results import TrialRecord, describe_lines
 from search.study import SearchError, Study
 
@@ -87,6 +88,7 @@ class Engine(abc.ABC):
     """Decides which configurations to try; the shared TrialRunner trains them."""
 
     name: ClassVar[str]
+    # The --algorithm choices; the first is the default.
     algorithms: ClassVar[tuple[str, ...]]
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
@@ -148,46 +150,94 @@ def rederived_record(runner, *, trial_id: str, number: int, state: str, config: 
     lost): ``note`` goes into ``error``; the model's size is counted by building ``config``
     again (no training, no weights)."""
     return TrialRecord(**runner.labels, trial_id=str(trial_id), number=int(number), state=state,
-                       config=dict(config), error=note, **{**_model_size(runner, config), **fields})
+                       config=dict(config), error=note, **{**_model_size(runner, config, number), **fields})
 
 
-def _model_size(runner, config: dict[str, Any]) -> dict[str, int]:
+def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
     import keras
-    import numpy as np
 
     from search.hyperparameters import fixed_hyperparameters
+    from search.training import count_params
 
     try:
         model = runner.space.declare(fixed_hyperparameters(config), runner.ctx)
         if model is None:  # the space rejects this configuration (the trial failed in build)
             return {}
-        size = {"params": int(model.count_params()),
-                "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+        counted = count_params(model)
+        size = {"params": counted["total"], "trainable_params": counted["trainable"]}
         shape = getattr(model, "input_shape", None)
         if isinstance(shape, tuple) and len(shape) == 4 and shape[1] == shape[2] and shape[1]:
             size["input_size"] = int(shape[1])
         return size
-    except Exception:  # noqa: BLE001 - the size is a nicety; the row is what matters
+    except Exception as exc:  # noqa: BLE001 - the size is a nicety; the row is what matters
+        warn(f"trial {number}'s re-derived row has no parameter counts: building its "
+             f"configuration failed ({type(exc).__name__}: {first_line(exc, 200)})")
         return {}
     finally:
         keras.backend.clear_session()
 
 
-ENGINES: dict[str, str] = {
+# name -> the engine class, or "module:Class" for a built-in one imported on first use (an
+# engine loads its library, keras-tuner or Optuna, only when it runs).
+ENGINES: dict[str, "str | type[Engine]"] = {
     "keras-tuner": "search.engines.keras_tuner:KerasTunerEngine",
     "optuna": "search.engines.optuna:OptunaEngine",
 }
 
+E = TypeVar("E", bound=type[Engine])
 
-def get_engine(name: str, algorithm: str | None = None, **kwargs: Any) -> Engine:
-    """Engine ``name`` with ``algorithm`` (its default when None); imports it lazily."""
+
+def register_engine(name: str) -> Callable[[E], E]:
+    """Class decorator, ``@register_engine("toy") class ToyEngine(Engine): ...``: the engine is
+    then ``--engine toy``, its ``algorithms`` the ``--algorithm`` choices (the first is the
+    default). Works from any module, in the package or outside it."""
+
+    def decorator(cls: E) -> E:
+        if not (isinstance(cls, type) and issubclass(cls, Engine)):
+            raise TypeError(f"@register_engine({name!r}) expects an Engine subclass, got {cls!r}")
+        if not getattr(cls, "algorithms", ()):
+            raise TypeError(f"engine {cls.__qualname__} names no algorithms (its first is the default)")
+        existing = ENGINES.get(name)
+        if isinstance(existing, type) and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"engine {name!r} is already registered by {existing.__qualname__}")
+        cls.name = name
+        ENGINES[name] = cls
+        return cls
+
+    return decorator
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The class of the registered engine ``name`` (a built-in one is imported here)."""
     import importlib
 
     if name not in ENGINES:
         raise SearchError(f"unknown engine {name!r}; choices: {', '.join(ENGINES)}")
-    module, cls_name = ENGINES[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    entry = ENGINES[name]
+    if isinstance(entry, str):
+        module, cls_name = entry.split(":")
+        entry = ENGINES[name] = getattr(importlib.import_module(module), cls_name)
+    return entry
+
+
+def get_engine(name: str, algorithm: str | None = None, **kwargs: Any) -> Engine:
+    """Engine ``name`` with ``algorithm`` (its first algorithm when None)."""
+    cls = engine_class(name)
     return cls(algorithm or cls.algorithms[0], **kwargs)
+
+
+def algorithms_help() -> str:
+    """Each registered engine's algorithms, its default first: for ``--algorithm``'s help."""
+    return "; ".join(f"{name}: {' | '.join(engine_class(name).algorithms)} "
+                     f"(default {engine_class(name).algorithms[0]})" for name in ENGINES)
+
+
+def takes_option(name: str, option: str) -> bool:
+    """Whether engine ``name``'s constructor has the keyword ``option`` (``heartbeat``: an
+    option only one engine has is refused by name for the others, not by a TypeError)."""
+    import inspect
+
+    return option in inspect.signature(engine_class(name).__init__).parameters
 
 
 def deadline_from(max_time: float | None) -> float | None:

@@ -5,8 +5,9 @@
   ``FailedTrialError`` (no retries) and the search goes on.
 - The oracles (random, bayesian, hyperband) are keras-tuner's own, with one mixin: their
   source of fresh candidates (``_random_values``, used by all three for new trials) returns the
-  space's reference configs first, so trial 0 of every new search is the published recipe,
-  and ``populate_space`` stops once ``--max-time`` has passed.
+  configurations to run first (``Engine.first_configs``: the space's published recipes, then
+  its starting points), so trial 0 of every new search is the published recipe, and
+  ``populate_space`` stops once ``--max-time`` has passed.
 - The project folder is ``results/searches/<study>/tuner/``; ``overwrite=False`` reloads the
   oracle, so the same command resumes: finished trials stay, and a trial that was running
   when the process died is retried under its own id (keras-tuner's retry queue).
@@ -40,14 +41,14 @@ def _kt():
 
 
 class _ReferenceFirst:
-    """Oracle mixin: reference configs and starting points before the algorithm's own
-    candidates; a deadline."""
+    """Oracle mixin: the configurations to run first (references, then starting points)
+    before the algorithm's own candidates; a deadline."""
 
-    reference_configs: list[dict[str, Any]] = []
+    first_configs: list[dict[str, Any]] = []
     deadline: float | None = None
 
     def _random_values(self):
-        for config in self.reference_configs:
+        for config in self.first_configs:
             values = self._values_from(config)
             if not self._duplicate(values):
                 return values
@@ -109,7 +110,7 @@ def make_oracle(algorithm: str, first_configs: list[dict[str, Any]], *, trials: 
         oracle.max_trials = trials  # Hyperband has no max_trials argument; create_trial honours it
     else:
         oracle = classes[algorithm](max_trials=trials, **common)
-    oracle.reference_configs = list(first_configs)
+    oracle.first_configs = list(first_configs)
     oracle.deadline = deadline
     return oracle
 
@@ -133,7 +134,7 @@ def _tuner_class():
     class SpaceTuner(kt.Tuner):
         """keras-tuner Tuner whose trials run through the shared TrialRunner."""
 
-        def __init__(self, oracle, *, runner, study: Study, epochs: int, progress: Progress | None):
+        def __init__(self, oracle, *, runner, study: Study, epochs: int, progress: Progress):
             self.runner = runner
             self.study = study
             self.epochs = epochs
@@ -152,14 +153,12 @@ def _tuner_class():
             warm_starts = hyperband and self.runner.space.warm_starts
             record = self._already_finished(trial)
             if record is None:
-                shown = ([self.progress.epoch_reporter(int(trial.trial_id), epochs)]
-                         if self.progress is not None else [])
+                shown = [self.progress.epoch_reporter(int(trial.trial_id), epochs)]
                 record = self.runner.run(hp, trial_id=trial.trial_id, number=int(trial.trial_id),
                                          epochs=epochs, callbacks=shown,
                                          warm_start=self._warm_start(hp) if warm_starts else None,
                                          keep_weights=warm_starts)
-            if self.progress is not None:
-                self.progress.update(record)
+            self.progress.update(record)
             if record.state != "COMPLETE":
                 raise _kt().errors.FailedTrialError(record.error or record.state)
             return {OBJECTIVE: record.val_accuracy}
@@ -220,13 +219,12 @@ class KerasTunerEngine(Engine):
         oracle = make_oracle(self.algorithm, first, trials=trials, epochs=epochs,
                              seed=self.seed, deadline=deadline_from(max_time))
         done = len(study.records())
-        bar = Progress(trials, done, study, enabled=progress) if progress is not None else None
+        bar = Progress(trials, done, study, enabled=progress)  # disabled, it shows nothing
         try:
             tuner = _tuner_class()(oracle, runner=runner, study=study, epochs=epochs, progress=bar)
             tuner.search(verbose=0)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     def reconcile(self, runner, study: Study, *, epochs: int) -> None:
         """Unreadable lines set aside (see ``Engine.reconcile``); then every trial keras-tuner

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
+from search._files import replaced_atomically
+
 try:
     import fcntl
 except ImportError:  # not POSIX: appends and set-asides go unlocked
@@ -207,12 +209,10 @@ def set_aside_unreadable(path: str | os.PathLike) -> list[UnreadableLine]:
                 out.write(b"".join(f + b"\n" for f in fresh))
                 out.flush()
                 os.fsync(out.fileno())
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as out:
+        with replaced_atomically(path) as tmp, open(tmp, "wb") as out:
             out.write(b"".join(ln.row + b"\n" for ln in lines if ln.row is not None))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
     return moved
 
 
@@ -311,11 +311,9 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> No
     """Write JSON atomically (temp file + rename) so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=indent, default=_json_default)
         fh.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: str | os.PathLike) -> Any:

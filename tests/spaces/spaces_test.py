@@ -61,6 +61,44 @@ def test_register_space_rejects_a_second_class_under_the_same_name():
             pass
 
 
+def test_a_variant_is_its_base_space_with_preset_keyword_arguments():
+    from spaces.backbones import BACKBONES
+    from spaces.mobilenet import MobileNetSpace
+
+    cut = BACKBONES["mobilenet_v2"].published_fine_tune_layers
+    cached = get_space("mobilenet-cached")
+    assert type(cached) is MobileNetSpace and cached.name == "mobilenet-cached"
+    assert (cached.augment, cached.image_sizes, cached.max_fine_tune_layers) == (False, (160, 288), cut)
+    assert f"published {cut} layers" in cached.description
+    assert get_space("mobilenet").name == "mobilenet"  # the base keeps its own name
+    hp = kt.HyperParameters()
+    cached.build(hp, CTX_32)
+    depths = hp.space[[h.name for h in hp.space].index("fine_tune_layers")]
+    assert max(depths.values) == cut and depths.default == cut
+    # get_space passes keyword arguments through, over the preset ones (timm's create_model).
+    narrow = get_space("mobilenet-cached", image_sizes=(160, 192))
+    assert (narrow.image_sizes, narrow.augment) == ((160, 192), False)
+    assert get_space("mobilenet", fine_tune=False).fine_tune is False
+
+
+def test_register_space_refuses_what_is_not_a_space(monkeypatch):
+    import spaces.registry as registry
+
+    monkeypatch.setattr(registry, "_SPACES", dict(registry._SPACES))
+    with pytest.raises(TypeError, match="expects a Space subclass"):
+        register_space("dict", dict)
+    register_space("not-a-space", lambda: object())
+    with pytest.raises(TypeError, match="its factory returned"):
+        get_space("not-a-space")
+    # The same variant registered again (a module imported twice) is harmless; another is not.
+    from spaces.mobilenet import MobileNetSpace
+
+    register_space("v", MobileNetSpace, augment=False)
+    register_space("v", MobileNetSpace, augment=False)
+    with pytest.raises(ValueError, match="already registered"):
+        register_space("v", MobileNetSpace, augment=True)
+
+
 @pytest.mark.parametrize("name", ["cnn", "mobilenet", "mobilenet-head"])
 def test_reference_config_is_exactly_a_point_of_its_space(name):
     space = get_space(name)
