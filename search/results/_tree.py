@@ -152,11 +152,22 @@ def load_results(
     """Load baselines and studies under ``results`` (default: :func:`search.results.results_root`).
 
     ``studies=None`` means every folder under ``<results>/searches/`` that holds a
-    ``trials.jsonl`` or ``study.json``.
+    ``trials.jsonl`` or ``study.json``. What could not be read becomes a note, not an error.
     """
     root = results_root(results)
     notes: list[str] = []
+    baselines = _load_baselines(root, notes)
+    loaded = []
+    for name in _study_names(root, studies, notes):
+        directory = study_dir(name, root)
+        if not directory.is_dir():
+            notes.append(f"Study {name!r} not found ({directory} does not exist).")
+            continue
+        loaded.append(_load_study(name, directory, notes))
+    return ResultsTree(root=root, baselines=baselines, studies=loaded, notes=notes)
 
+
+def _load_baselines(root: Path, notes: list[str]) -> dict[str, dict[str, Any]]:
     baselines: dict[str, dict[str, Any]] = {}
     for name in REFERENCE_MODELS:
         path = root / "baselines" / name / "metrics.json"
@@ -174,60 +185,57 @@ def load_results(
             f"No reproduced baseline for {', '.join(missing)} (expected "
             f"{root / 'baselines' / '<name>' / 'metrics.json'}); the leaderboard shows only their published accuracies."
         )
+    return baselines
 
+
+def _study_names(root: Path, studies: list[str] | None, notes: list[str]) -> list[str]:
+    if studies is not None:
+        return list(studies)
     searches = root / "searches"
-    if studies is None:
-        names = sorted(
-            p.name
-            for p in (searches.iterdir() if searches.is_dir() else [])
-            if p.is_dir() and ((p / "trials.jsonl").exists() or (p / "study.json").exists())
-        )
-        if not names:
-            notes.append(f"No studies yet under {searches}.")
-    else:
-        names = list(studies)
+    names = sorted(
+        p.name
+        for p in (searches.iterdir() if searches.is_dir() else [])
+        if p.is_dir() and ((p / "trials.jsonl").exists() or (p / "study.json").exists())
+    )
+    if not names:
+        notes.append(f"No studies yet under {searches}.")
+    return names
 
-    loaded = []
-    for name in names:
-        directory = study_dir(name, root)
-        if not directory.is_dir():
-            notes.append(f"Study {name!r} not found ({directory} does not exist).")
-            continue
-        meta = _read_json_or_note(directory / "study.json", notes) or {}
-        table = read_table(directory / "trials.jsonl")
-        trials = table.records
-        if table.unreadable:
-            notes.append(
-                f"Study {name!r}: {describe_lines(table.unreadable_lines, of=table.path)}, "
-                "left out here. Running the search again moves unreadable lines to "
-                f"{table.path.name}.unreadable and re-derives the rows of finished trials from "
-                "the engine's own records."
-            )
-        aside = directory / "trials.jsonl.unreadable"
-        if aside.exists():
-            kept = sum(1 for line in aside.read_bytes().split(b"\n") if line.strip())
-            if kept:
-                notes.append(
-                    f"Study {name!r}: {kept} earlier unreadable line{'s' if kept != 1 else ''} "
-                    f"{'are' if kept != 1 else 'is'} kept in {aside} (set aside by the search; "
-                    "check and delete it once you no longer need it)."
-                )
-        if not trials:
-            notes.append(f"Study {name!r} has no finished trials yet.")
-        best = None
-        if (directory / "best.json").exists():
-            best = _read_json_or_note(directory / "best.json", notes)
-            best = best if isinstance(best, dict) else None
-        elif trials:
-            notes.append(
-                f"Study {name!r} has no best.json yet (search still running?): its best trial is "
-                "listed by validation accuracy only."
-            )
-        ensemble = _read_json_or_note(directory / "ensemble.json", notes)
-        loaded.append(StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials,
-                                   best, unreadable_lines=table.unreadable_lines,
-                                   ensemble=ensemble if isinstance(ensemble, dict) else None))
-    return ResultsTree(root=root, baselines=baselines, studies=loaded, notes=notes)
+
+def _load_study(name: str, directory: Path, notes: list[str]) -> StudyResults:
+    meta = _read_json_or_note(directory / "study.json", notes) or {}
+    table = read_table(directory / "trials.jsonl")
+    trials = table.records
+    if table.unreadable:
+        notes.append(
+            f"Study {name!r}: {describe_lines(table.unreadable_lines, of=table.path)}, "
+            "left out here. Running the search again moves unreadable lines to "
+            f"{table.path.name}.unreadable and re-derives the rows of finished trials from "
+            "the engine's own records."
+        )
+    aside = directory / "trials.jsonl.unreadable"
+    kept = sum(1 for line in aside.read_bytes().split(b"\n") if line.strip()) if aside.exists() else 0
+    if kept:
+        notes.append(
+            f"Study {name!r}: {kept} earlier unreadable line{'s' if kept != 1 else ''} "
+            f"{'are' if kept != 1 else 'is'} kept in {aside} (set aside by the search; "
+            "check and delete it once you no longer need it)."
+        )
+    if not trials:
+        notes.append(f"Study {name!r} has no finished trials yet.")
+    best = None
+    if (directory / "best.json").exists():
+        best = _read_json_or_note(directory / "best.json", notes)
+        best = best if isinstance(best, dict) else None
+    elif trials:
+        notes.append(
+            f"Study {name!r} has no best.json yet (search still running?): its best trial is "
+            "listed by validation accuracy only."
+        )
+    ensemble = _read_json_or_note(directory / "ensemble.json", notes)
+    return StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials, best,
+                        unreadable_lines=table.unreadable_lines,
+                        ensemble=ensemble if isinstance(ensemble, dict) else None)
 
 
 def _read_json_or_note(path: Path, notes: list[str]) -> Any:
