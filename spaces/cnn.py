@@ -58,76 +58,14 @@ class CNNSpace(Space):
     warm_starts = True  # one plain fit: a promoted Hyperband trial continues its weights
 
     def build(self, hp: Any, ctx: BuildContext):
-        import keras
-
-        # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU.
-        image_size = ctx.image_size(hp.Int("image_size", 96, 256, step=32, default=256))
-        blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
-        block_type = hp.Choice("block_type", list(BLOCK_TYPES), default="plain")
-        stem = hp.Choice("stem", list(STEMS), default="none")
-        filters = [hp.Choice("filters_0", list(FILTERS), default=64)]
-        for i in range(1, MAX_BLOCKS):
-            # Declared under a scope so keras-tuner knows filters_i only matters when there are
-            # more than i blocks; inactive declarations return None.
-            with hp.conditional_scope("conv_blocks", list(range(i + 1, MAX_BLOCKS + 1))):
-                filters.append(hp.Choice(f"filters_{i}", list(FILTERS), default=64))
-        kernel = hp.Choice("kernel_size", list(KERNELS), default=3)
-        batch_norm = hp.Boolean("batch_norm", default=False)
-        block_dropout = hp.Float("block_dropout", 0.0, 0.5, step=0.1, default=0.4)
-        pooling = hp.Choice("pooling", ["flatten", "gap"], default="flatten")
-        dense_units = hp.Int("dense_units", 64, 512, step=64, default=128)
-        dense_dropout = hp.Float("dense_dropout", 0.0, 0.5, step=0.1, default=0.4)
-        optimizer = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
-        learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
-        # "plateau": the published ReduceLROnPlateau(0.25, 5); "cosine": cosine decay over the
-        # trial's epochs (training_callbacks).
-        hp.Choice("schedule", list(SCHEDULES), default="plateau")
-        augmentation = build_augmentation(hp)
-
-        inputs = keras.Input((image_size, image_size, 3), name="image")
-        x = augmentation(inputs) if augmentation is not None else inputs
-        x = keras.layers.Rescaling(1.0 / 255)(x)
-        side = image_size
-        if stem == "strided":
-            x = keras.layers.Conv2D(filters[0], 3, strides=2, padding="same",
-                                    activation=None if batch_norm else "relu", name="stem")(x)
-            if batch_norm:
-                x = keras.layers.BatchNormalization(name="stem_bn")(x)
-                x = keras.layers.Activation("relu", name="stem_relu")(x)
-            side = (side + 1) // 2
-        for i in range(blocks):
-            # The published block: a valid convolution, then 2x2 pooling. Once the map is too
-            # small for that (many blocks at a low --max-image-size), a block keeps its size
-            # (same padding, no pooling): every point of the space builds at every input
-            # size, so no trial is spent on a configuration that cannot be trained.
-            shrink = block_shrinks(side, kernel)
-            if block_type == "residual":
-                x = _residual_block(x, filters[i], kernel, batch_norm)
-            else:
-                conv = (keras.layers.SeparableConv2D if block_type == "separable"
-                        else keras.layers.Conv2D)
-                x = conv(filters[i], kernel, padding="valid" if shrink else "same",
-                         activation=None if batch_norm else "relu")(x)
-                if batch_norm:
-                    x = keras.layers.BatchNormalization()(x)
-                    x = keras.layers.Activation("relu")(x)
-            if shrink and block_type == "residual":
-                x = keras.layers.MaxPooling2D(2)(x)
-                side = side // 2
-            elif shrink:
-                x = keras.layers.MaxPooling2D(2)(x)
-                side = (side - (kernel - 1)) // 2
-            if block_dropout > 0:
-                x = keras.layers.Dropout(block_dropout)(x)
-        x = keras.layers.Flatten()(x) if pooling == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dense(dense_units, activation="relu")(x)
-        if dense_dropout > 0:
-            x = keras.layers.Dropout(dense_dropout)(x)
-        outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(x)
-        model = keras.Model(inputs, outputs, name="cnn")
         from search.training import compile_classifier
 
-        return compile_classifier(model, make_optimizer(optimizer, learning_rate))
+        values = _declare(hp)
+        augmentation = build_augmentation(hp)  # declared last, as it always was
+        model = _assemble(values, augmentation, ctx.image_size(values["image_size"]),
+                          ctx.num_classes)
+        return compile_classifier(model, make_optimizer(values["optimizer"],
+                                                        values["learning_rate"]))
 
     def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
             batch_size: int = 32, verbose: int = 0, initial_epoch: int = 0) -> None:
@@ -209,6 +147,94 @@ MODERN_START = {
     "aug_contrast": 0.0,
     "aug_brightness": 0.0,
 }
+
+
+def _declare(hp: Any) -> dict[str, Any]:
+    """Declare the space's hyperparameters (augmentation apart), in the order every search so
+    far sampled them (a sampler's draws follow the order), and return their values."""
+    v: dict[str, Any] = {}
+    # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU.
+    v["image_size"] = hp.Int("image_size", 96, 256, step=32, default=256)
+    v["blocks"] = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
+    v["block_type"] = hp.Choice("block_type", list(BLOCK_TYPES), default="plain")
+    v["stem"] = hp.Choice("stem", list(STEMS), default="none")
+    v["filters"] = [hp.Choice("filters_0", list(FILTERS), default=64)]
+    for i in range(1, MAX_BLOCKS):
+        # Declared under a scope so keras-tuner knows filters_i only matters when there are
+        # more than i blocks; inactive declarations return None.
+        with hp.conditional_scope("conv_blocks", list(range(i + 1, MAX_BLOCKS + 1))):
+            v["filters"].append(hp.Choice(f"filters_{i}", list(FILTERS), default=64))
+    v["kernel"] = hp.Choice("kernel_size", list(KERNELS), default=3)
+    v["batch_norm"] = hp.Boolean("batch_norm", default=False)
+    v["block_dropout"] = hp.Float("block_dropout", 0.0, 0.5, step=0.1, default=0.4)
+    v["pooling"] = hp.Choice("pooling", ["flatten", "gap"], default="flatten")
+    v["dense_units"] = hp.Int("dense_units", 64, 512, step=64, default=128)
+    v["dense_dropout"] = hp.Float("dense_dropout", 0.0, 0.5, step=0.1, default=0.4)
+    v["optimizer"] = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+    v["learning_rate"] = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+    # "plateau": the published ReduceLROnPlateau(0.25, 5); "cosine": cosine decay over the
+    # trial's epochs (training_callbacks).
+    hp.Choice("schedule", list(SCHEDULES), default="plateau")
+    return v
+
+
+def _assemble(v: dict[str, Any], augmentation, image_size: int, num_classes: int):
+    """The network for declared values ``v`` at ``image_size`` px (not compiled)."""
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = augmentation(inputs) if augmentation is not None else inputs
+    x = keras.layers.Rescaling(1.0 / 255)(x)
+    side = image_size
+    if v["stem"] == "strided":
+        x = _strided_stem(x, v["filters"][0], v["batch_norm"])
+        side = (side + 1) // 2
+    for i in range(v["blocks"]):
+        # The published block: a valid convolution, then 2x2 pooling. Once the map is too
+        # small for that (many blocks at a low --max-image-size, or a low fidelity rung), a
+        # block keeps its size (same padding, no pooling): every point of the space builds at
+        # every input size, so no trial is spent on a configuration that cannot be trained.
+        x, side = _block(x, side, v["block_type"], v["filters"][i], v["kernel"], v["batch_norm"])
+        if v["block_dropout"] > 0:
+            x = keras.layers.Dropout(v["block_dropout"])(x)
+    x = (keras.layers.Flatten()(x) if v["pooling"] == "flatten"
+         else keras.layers.GlobalAveragePooling2D()(x))
+    x = keras.layers.Dense(v["dense_units"], activation="relu")(x)
+    if v["dense_dropout"] > 0:
+        x = keras.layers.Dropout(v["dense_dropout"])(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def _strided_stem(x, filters: int, batch_norm: bool):
+    import keras
+
+    x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
+                            activation=None if batch_norm else "relu", name="stem")(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name="stem_bn")(x)
+        x = keras.layers.Activation("relu", name="stem_relu")(x)
+    return x
+
+
+def _block(x, side: int, block_type: str, filters: int, kernel: int, batch_norm: bool):
+    """One block on a ``side`` px map: ``(output, its side)``."""
+    import keras
+
+    shrink = block_shrinks(side, kernel)
+    if block_type == "residual":
+        x = _residual_block(x, filters, kernel, batch_norm)
+    else:
+        conv = keras.layers.SeparableConv2D if block_type == "separable" else keras.layers.Conv2D
+        x = conv(filters, kernel, padding="valid" if shrink else "same",
+                 activation=None if batch_norm else "relu")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation("relu")(x)
+    if not shrink:
+        return x, side
+    x = keras.layers.MaxPooling2D(2)(x)
+    return x, side // 2 if block_type == "residual" else (side - (kernel - 1)) // 2
 
 
 def _residual_block(x, filters: int, kernel: int, batch_norm: bool):
