@@ -20,9 +20,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from search._files import replaced_atomically
 from search._process import release_free_heap, rss_mb, utc_now
 from search.hyperparameters import fixed_hyperparameters, hp_config
-from search.results import TrialRecord, ranked_trials
+from search.results import TrialRecord
 from spaces.registry import BuildContext, Space
 
 
@@ -173,26 +174,24 @@ class TrialRunner:
         """Keep the trial's class probabilities on validation and test (small: one row per
         image), for ensembles built from a study's trials afterwards (search.ensemble).
         Validation selects; the test probabilities are only read for the chosen ensemble."""
-        path = self.study.dir / "predictions" / f"trial-{record.number}.npz"
+        path = self.study.predictions_dir / f"trial-{record.number}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
-        tmp.replace(path)
+        with replaced_atomically(path) as tmp:
+            np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
 
     def keep_model(self, record: TrialRecord, model) -> None:
-        """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation),
-        so that an ensemble picked from them afterwards can be built and exported without
-        training its members again; a model that drops out of that set is deleted (disk
-        stays bounded: about 10 MB per MobileNetV2 model)."""
+        """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation,
+        the one ranking: ``Study.ranked_with``), so that an ensemble picked from them
+        afterwards can be built and exported without training its members again; a model
+        that drops out of that set is deleted (disk stays bounded: about 10 MB per
+        MobileNetV2 model)."""
         folder = self.study.dir / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        others = [r for r in self.study.records() if r.trial_id != record.trial_id]
-        keep = {f"trial-{r.number}.keras" for r in ranked_trials([*others, record])[:KEPT_MODELS]}
+        keep = {f"trial-{r.number}.keras" for r in self.study.ranked_with(record)[:KEPT_MODELS]}
         name = f"trial-{record.number}.keras"
         if name in keep:
-            tmp = folder / f"trial-{record.number}.tmp.keras"
-            model.save(tmp)
-            tmp.replace(folder / name)
+            with replaced_atomically(folder / name) as tmp:
+                model.save(tmp)
         for path in folder.glob("trial-*.keras"):
             if path.name not in keep and ".tmp." not in path.name:
                 path.unlink(missing_ok=True)

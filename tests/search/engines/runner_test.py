@@ -10,6 +10,7 @@ from search.hyperparameters import fixed_hyperparameters
 from search._process import rss_mb
 from search.data import stratified_subset
 from search.results import read_json, read_trials
+from search.scoring import finalize
 from search.study import Study
 from search.trial import TrialRunner
 from spaces import BuildContext, get_space
@@ -139,11 +140,11 @@ def test_retrain_rebuilds_the_best_trial_when_its_checkpoint_is_gone(tiny_data, 
     reference = get_space("cnn").reference_configs()[0]
     runner.run(fixed_hyperparameters(reference), trial_id="0", number=0, epochs=1)
     study.checkpoint_path.unlink()
-    best = study.finalize(runner)
+    best = finalize(study, runner)
     assert best["retrained"] is True and best["trial_id"] == "0"
     assert best["test"]["n"] == 20 and study.best_model_path.exists()
     # A second finalize with the same best trial does not touch the test split again.
-    assert study.finalize(runner)["evaluated_at"] == best["evaluated_at"]
+    assert finalize(study, runner)["evaluated_at"] == best["evaluated_at"]
     keras.backend.clear_session()
 
 
