@@ -43,7 +43,7 @@ def run_baseline(
     from search.hyperparameters import fixed_hyperparameters
     from search.model_io import save_model
     from search.training import count_params
-    from search.trial import TrialRunner
+    from search.trial import TrialRequest, TrialRunner
     from spaces import BuildContext, get_space
 
     baseline = get_baseline(name)
@@ -76,8 +76,8 @@ def run_baseline(
                        weights=weights if space.uses_pretrained_weights else None)
     runner = TrialRunner(space, source, None, ctx=ctx, batch_size=batch_size, seed=seed,
                          max_params=None, verbose=verbose, restore_best_epoch=False)
-    record, model = runner.fit(fixed_hyperparameters(config), trial_id="0", number=0,
-                               epochs=budget)
+    record, model = runner.fit(fixed_hyperparameters(config),
+                               TrialRequest(trial_id="0", number=0, epochs=budget))
     if record.state != "COMPLETE":
         raise BaselineError(f"the {name} baseline did not complete: {record.error}")
 

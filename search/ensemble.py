@@ -9,14 +9,22 @@ The round with the best validation score wins; the test split only reports, once
 
 Selection by validation alone keeps this honest, but an ensemble picked from many trials on
 1,081 validation images is still an optimistic pick: report its standard error beside it.
+
+:func:`build_ensemble` does this for a study at the end of its search (``search.scoring``) and
+writes ``ensemble.json``; :func:`ensemble_model` builds the chosen ensemble into one model
+(``search.export``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from search import results as results_mod
+from search._metrics import classification_metrics
+from search._process import utc_now
 
 
 @dataclasses.dataclass
@@ -71,6 +79,54 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
     (accuracy, neg_log_loss), chosen = best
     return Ensemble(counts={ids[i]: int(c) for i, c in enumerate(chosen) if c},
                     val_accuracy=accuracy, val_log_loss=-neg_log_loss, history=history)
+
+
+def build_ensemble(study, data, rounds: int = 25) -> dict[str, Any] | None:
+    """Greedy ensemble selection over ``study``'s kept trial predictions, on validation only;
+    its test accuracy is computed once per ensemble and written to ensemble.json. None when
+    fewer than two trials kept predictions.
+
+    ``study`` is a ``search.study.Study``, ``data`` the search's data source (its labels)."""
+    kept = _kept_predictions(study)
+    if len(kept) < 2:
+        return None
+    y_val, y_test = data.labels("val"), data.labels("test")
+    ensemble = greedy_ensemble({k: v for k, (v, _) in kept.items()}, y_val, rounds=rounds)
+    members = dict(sorted(ensemble.counts.items(), key=lambda kv: int(kv[0])))
+    if study.ensemble_json.exists():
+        previous = results_mod.read_json(study.ensemble_json)
+        if previous.get("members") == members:
+            return previous  # the same ensemble: the test split is not read again
+    test_probabilities = ensemble.average({k: t for k, (_, t) in kept.items()})
+    report = classification_metrics(y_test, test_probabilities.argmax(-1), data.class_names)
+    summary = {
+        "members": members, "size": ensemble.size, "rounds": rounds,
+        "candidates": len(kept),
+        "val_accuracy": ensemble.val_accuracy, "val_n": int(len(y_val)),
+        "val_standard_error": results_mod.standard_error(ensemble.val_accuracy, len(y_val)),
+        "val_log_loss": ensemble.val_log_loss,
+        "test": report,
+        "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
+        "note": ("greedy selection with replacement (Caruana et al. 2004) on validation; "
+                 "its validation score is the one it was picked on, an optimistic estimate"),
+        "evaluated_at": utc_now(),
+    }
+    results_mod.write_json(study.ensemble_json, summary)
+    return summary
+
+
+def _kept_predictions(study) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Trial id -> (validation, test) probabilities of the trials whose models the study keeps
+    (its best by validation), so the ensemble picked builds into one model without training."""
+    from search.trial import KEPT_MODELS
+
+    kept = {}
+    for record in results_mod.ranked_trials(study.records())[:KEPT_MODELS]:
+        path = study.predictions_dir / f"trial-{record.number}.npz"
+        if path.exists() and study.kept_model_path(record) is not None:
+            with np.load(path) as npz:
+                kept[record.trial_id] = (npz["val"], npz["test"])
+    return kept
 
 
 def ensemble_model(members: Sequence[tuple[object, float]], name: str = "ensemble"):

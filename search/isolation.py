@@ -11,7 +11,10 @@ the search goes on.
 The engine, its sampler and the results table stay in the parent. The parent lets the space
 declare the trial's hyperparameters (``TrialRunner.declare``), then the child rebuilds the
 same configuration from those values, trains it with ``TrialRunner.train`` (checkpointing it if
-it is the best so far) and sends the row back. Messages on the pipe, child to parent:
+it is the best so far) and sends the row back. The parent sends its ``sys.path``, then
+``(runner, config, request)``: the runner (same space, data and study, not isolated), the
+trial's values and its ``TrialRequest`` less what stays in the parent (the engine's callbacks:
+``TrialRequest.for_child``). Messages on the pipe, child to parent:
 
 - ``("epoch", epoch, logs)`` after every epoch. The parent runs the engine's callbacks (Optuna's
   pruning callback) on those logs and answers ``("continue",)``, ``("prune", message)`` or,
@@ -27,15 +30,20 @@ leaves no orphan training on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 
 from search._process import die_with_parent, rss_mb, utc_now
+from search._request import TrialRequest
 from search.hyperparameters import fixed_hyperparameters
 from search.results import TrialRecord
 
@@ -48,48 +56,27 @@ class CallbackFailed(Exception):
     """Raised in the child when one of the engine's callbacks raised in the parent."""
 
 
-def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
-                   callbacks: Iterable = (),
-                   prune_exceptions: tuple[type[BaseException], ...] = (),
-                   warm_start=None, keep_weights: bool = False
-                   ) -> tuple[TrialRecord, float | None]:
+def train_in_child(runner, hp: Any, request: TrialRequest) -> tuple[TrialRecord, float | None]:
     """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB).
 
     ``runner`` is a ``search.trial.TrialRunner`` (duck-typed: this module never imports the
-    runner, which imports it)."""
+    runner, which imports it). The request crosses to the child without the engine's
+    callbacks (``TrialRequest.for_child``): they run here, on the epochs the child reports."""
     config = runner.declare(hp)
-    callbacks = list(callbacks)
-    parent_end, child_end = multiprocessing.Pipe()
-    started = time.perf_counter()
-    started_at = utc_now()
-    seen: dict[str, list[float]] = {}
-    record, peak_mb = None, None
+    started, started_at = time.perf_counter(), utc_now()
     # The child's stderr (TensorFlow's start-up chatter, warnings, a crash's traceback) goes to
     # the trial's log file, not over the progress bar; a dead child's error quotes its end.
-    log_path = runner.study.dir / "logs" / f"trial-{number}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = _log_path(runner, request.number)
+    parent_end, child_end = multiprocessing.Pipe()
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
             pass_fds=(child_end.fileno(),), stderr=log, env=_child_environment())
     child_end.close()  # the child's end lives in the child only: its death means EOF here
+    seen: dict[str, list[float]] = {}
     try:
-        try:
-            parent_end.send(list(sys.path))  # so the child unpickles what this process can
-            parent_end.send((_child_runner(runner), config, str(trial_id), int(number),
-                             int(epochs), warm_start, bool(keep_weights)))
-            while True:
-                message = parent_end.recv()
-                if message[0] == "epoch":
-                    _, epoch, logs = message
-                    for key, value in logs.items():
-                        seen.setdefault(key, []).append(value)
-                    parent_end.send(_verdict(callbacks, prune_exceptions, epoch, logs))
-                elif message[0] == "done":
-                    _, record, peak_mb = message
-                    break
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            pass  # the child died; its exit status says how
+        record, peak_mb = _talk_to_child(
+            parent_end, (_child_runner(runner), config, request.for_child()), request, seen)
         try:
             child.wait(timeout=120)  # exiting takes a moment; a child stuck in it is killed
         except subprocess.TimeoutExpired:
@@ -100,30 +87,63 @@ def train_in_child(runner, hp: Any, *, trial_id: str, number: int, epochs: int,
             child.wait()
         parent_end.close()
     if record is None:
-        record = _dead_child_record(runner, config, trial_id, number, child.returncode, seen,
+        record = _dead_child_record(runner, config, request, child.returncode, seen,
                                     time.perf_counter() - started, started_at, log_path)
+    elif runner.study is None:
+        log_path.unlink(missing_ok=True)  # a runner without a study leaves nothing behind
     record.config = config  # the values the engine holds (the child's are equal)
     return record, peak_mb
+
+
+def _log_path(runner, number: int) -> Path:
+    """The child's log: ``logs/trial-N.log`` in the study's folder; without a study, a
+    temporary file (removed unless the child dies, whose error names it)."""
+    if runner.study is None:
+        fd, name = tempfile.mkstemp(prefix=f"trial-{number}-", suffix=".log")
+        os.close(fd)
+        return Path(name)
+    path = runner.study.dir / "logs" / f"trial-{number}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _talk_to_child(conn, trial: tuple, request: TrialRequest,
+                   seen: dict[str, list[float]]) -> tuple[TrialRecord | None, float | None]:
+    """Send the trial, judge each epoch the child reports with the engine's callbacks (its
+    logs are gathered in ``seen``), and return the child's row and peak memory; ``(None,
+    None)`` when the child died first."""
+    try:
+        conn.send(list(sys.path))  # so the child unpickles what this process can
+        conn.send(trial)
+        while True:
+            message = conn.recv()
+            if message[0] == "epoch":
+                _, epoch, logs = message
+                for key, value in logs.items():
+                    seen.setdefault(key, []).append(value)
+                conn.send(_verdict(request, epoch, logs))
+            elif message[0] == "done":
+                _, record, peak_mb = message
+                return record, peak_mb
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return None, None  # the child died; its exit status says how
 
 
 def _child_environment() -> dict[str, str]:
     """This environment, with the folder this package was imported from first on PYTHONPATH
     (so ``-m search.isolation`` finds the same code even when it is not installed)."""
-    import os
-    from pathlib import Path
-
     root = str(Path(__file__).resolve().parents[1])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
-def _verdict(callbacks: list, prune_exceptions: tuple, epoch: int, logs: dict) -> tuple:
+def _verdict(request: TrialRequest, epoch: int, logs: dict) -> tuple:
     """Run the engine's callbacks on one epoch's logs: go on, prune, or fail the trial (an
     error in a callback fails the trial, as it would inside an in-process fit)."""
     try:
-        for callback in callbacks:
+        for callback in request.callbacks:
             callback.on_epoch_end(epoch, logs)
-    except prune_exceptions as exc:
+    except request.prune_exceptions as exc:
         return ("prune", str(exc) or "pruned")
     except Exception as exc:  # noqa: BLE001 - the trial's failure, not the search's
         return ("fail", f"{type(exc).__name__}: {exc}")
@@ -147,14 +167,14 @@ def _child_main(fd: int) -> int:
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
-        runner, config, trial_id, number, epochs, warm_start, keep_weights = conn.recv()
+        runner, config, request = conn.recv()
     except EOFError:
         return 1  # the parent is gone
+    # The engine's callbacks stayed in the parent: here, one that asks it after every epoch.
+    request = dataclasses.replace(request, callbacks=(_reporter(conn),),
+                                  prune_exceptions=(PrunedByParent,))
     try:
-        record = runner.train(
-            fixed_hyperparameters(config), trial_id=trial_id, number=number, epochs=epochs,
-            callbacks=[_reporter(conn)], prune_exceptions=(PrunedByParent,),
-            warm_start=warm_start, keep_weights=keep_weights)
+        record = runner.train(fixed_hyperparameters(config), request)
         conn.send(("done", record, rss_mb("VmHWM")))
     except KeyboardInterrupt:
         return 130  # Ctrl-C reaches the whole process group; the parent handles it
@@ -188,7 +208,7 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_time_s,
+def _dead_child_record(runner, config, request: TrialRequest, exitcode, seen, wall_time_s,
                        started_at, log_path) -> TrialRecord:
     """The FAIL row of a trial whose process ended without sending its row."""
     if exitcode is not None and exitcode < 0:
@@ -205,7 +225,8 @@ def _dead_child_record(runner, config, trial_id, number, exitcode, seen, wall_ti
     error += f"; its log is {log_path}" + (f", ending: {tail}" if tail else "")
     val_acc = [v for v in seen.get("val_accuracy", []) if math.isfinite(v)]
     return TrialRecord(
-        **runner.labels, trial_id=str(trial_id), number=int(number), state="FAIL", config=config,
+        **runner.labels, trial_id=request.trial_id, number=request.number, state="FAIL",
+        config=config,
         val_accuracy=max(val_acc) if val_acc else None, val_loss=None,
         epochs_run=len(seen.get("loss", [])), wall_time_s=round(wall_time_s, 3),
         params=None, trainable_params=None, error=error, history=seen,

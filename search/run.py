@@ -42,6 +42,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     from search.engines import engine_class, get_engine
     from search.engines.base import takes_option
     from search.results import read_json
+    from search.scoring import finalize
     from search.study import SearchError, Study
     from search.trial import TrialRunner
     from spaces import BuildContext, get_space
@@ -80,7 +81,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                          stop_at=None if max_time is None else time.time() + float(max_time))
     search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
                       progress=progress)
-    best = the_study.finalize(runner)
+    best = finalize(the_study, runner)
     ensemble = read_json(the_study.ensemble_json) if the_study.ensemble_json.exists() else None
     return {"study_dir": the_study.dir, "records": the_study.records(), "best": best,
             "ensemble": ensemble}

@@ -2,9 +2,11 @@
 
 ``Study`` is what engines and the trial runner write through: ``study.json`` (what the search
 is, created once and checked on resume), the table (``trials.jsonl`` + its ``trials.csv``
-view), per-trial memory (``resources.jsonl``), the best model so far (``checkpoints/``) and, at
-the end, the single test evaluation of the best trial (``best.json``, ``best_model.keras``).
-The table's format and the rule that picks the best trial live in ``search.results``.
+view), per-trial memory (``resources.jsonl``) and the best model so far (``checkpoints/``). It
+names the folder's other files too; the single test evaluation of the best trial that writes
+``best.json`` and ``best_model.keras`` at the end is ``search.scoring``'s, and the ensemble
+(``ensemble.json``) is ``search.ensemble``'s. The table's format and the rule that ranks the
+trials live in ``search.results``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from search import results as results_mod
+from search._files import replaced_atomically
 from search._process import utc_now
 from search.results import TrialRecord, TrialTable, UnreadableLine
 
@@ -223,77 +226,34 @@ class Study:
         """The study's best trial so far, by the one selection rule (search.results)."""
         return results_mod.best_trial(self.records())
 
+    def ranked_with(self, record: TrialRecord) -> list[TrialRecord]:
+        """The study's trials ranked by the one rule (``search.results.ranked_trials``) as
+        they stand once ``record`` is in, replacing any earlier row of the same trial; what
+        decides both the best-model checkpoint and the models kept for ensembles."""
+        others = [r for r in self.records() if r.trial_id != record.trial_id]
+        return results_mod.ranked_trials([*others, record])
+
+    # -- checkpoints ------------------------------------------------------------------------
     def save_if_best(self, record: TrialRecord, model) -> bool:
-        """Checkpoint ``model`` if ``record`` beats every earlier complete trial."""
-        best = self.best_record()
-        if best is not None and best.trial_id != record.trial_id and \
-                best.val_accuracy >= record.val_accuracy:
+        """Checkpoint ``model`` if ``record`` is the study's best trial once it is in (by
+        :meth:`ranked_with`: a tie goes to the earlier trial, whichever finished first)."""
+        ranked = self.ranked_with(record)
+        if not ranked or ranked[0].trial_id != record.trial_id:
             return False
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name("best_trial.tmp.keras")
-        model.save(tmp)
-        os.replace(tmp, self.checkpoint_path)
+        with replaced_atomically(self.checkpoint_path) as tmp:
+            model.save(tmp)
         results_mod.write_json(self.checkpoint_meta, {"trial_id": record.trial_id,
                                                       "val_accuracy": record.val_accuracy})
         return True
 
-    # -- the one test evaluation ------------------------------------------------------------
-    def finalize(self, runner) -> dict[str, Any] | None:
-        """Evaluate the best trial's model on the test split; write best.json and the model.
-
-        The checkpoint saved when the trial ran is restored; if it is missing or belongs to
-        another trial (a kill between the row and the checkpoint), the trial is retrained from
-        its config. Nothing is re-evaluated while the best trial is unchanged, so the test
-        split is touched once per best model, never for selection. Then the ensemble of the
-        study's trials is rebuilt (``build_ensemble``), scored on test once per composition.
-        """
-        best = self.best_record()
-        if best is None:
+    def checkpoint_of(self, trial_id: str) -> Path | None:
+        """The best-model checkpoint when it holds trial ``trial_id``'s model, else None (no
+        checkpoint, or another trial's: a kill between a row and its checkpoint)."""
+        if not (self.checkpoint_meta.exists() and self.checkpoint_path.exists()):
             return None
-        if self.best_json.exists() and self.best_model_path.exists():
-            previous = results_mod.read_json(self.best_json)
-            if previous.get("trial_id") == best.trial_id:
-                self.build_ensemble(runner.data)
-                return previous
-
-        import keras
-        from search.evaluate import evaluate_model
-
-        model = None
-        if self.checkpoint_meta.exists() and self.checkpoint_path.exists():
-            meta = results_mod.read_json(self.checkpoint_meta)
-            if meta.get("trial_id") == best.trial_id:
-                model = keras.saving.load_model(self.checkpoint_path, compile=False)
-        retrained = model is None
-        if retrained:
-            model = runner.retrain(best)
-        size = int(model.input_shape[1])
-        x_test, y_test = runner.data.arrays("test", size)
-        report = evaluate_model(model, x_test, y_test, runner.data.class_names)
-        from search.model_io import save_model
-
-        # The sidecar (class names, input size, split manifest) lets search.evaluate,
-        # search.predict and search.export use the model and refuse leaky test folders.
-        manifest = getattr(runner.data, "manifest", None)
-        save_model(model, self.best_model_path, runner.data.class_names, size,
-                   getattr(manifest, "path", None), study=self.name, trial_id=best.trial_id)
-        # A row re-derived from an engine's records may lack the parameter count: the model has it.
-        params = best.params if best.params is not None else int(model.count_params())
-        val_n = len(runner.data.arrays("val", size)[1])
-        summary = {
-            "trial_id": best.trial_id, "config": best.config, "val_accuracy": best.val_accuracy,
-            "val_n": val_n,
-            "val_standard_error": results_mod.standard_error(best.val_accuracy, val_n),
-            "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
-            "test": report, "params": params, "wall_time_s": best.wall_time_s,
-            "number": best.number, "image_size": size, "retrained": retrained, "cv": best.cv,
-            "evaluated_at": utc_now(),
-        }
-        results_mod.write_json(self.best_json, summary)
-        del model
-        keras.backend.clear_session()
-        self.build_ensemble(runner.data)
-        return summary
+        held = results_mod.read_json(self.checkpoint_meta).get("trial_id")
+        return self.checkpoint_path if held == str(trial_id) else None
 
     def kept_model_path(self, record: TrialRecord) -> Path | None:
         """Where the study keeps ``record``'s model as it is used (flip averaging included):
@@ -303,54 +263,7 @@ class Study:
         path = self.dir / "models" / f"trial-{record.number}.keras"
         if path.exists():
             return path
-        if self.checkpoint_meta.exists() and self.checkpoint_path.exists():
-            if results_mod.read_json(self.checkpoint_meta).get("trial_id") == record.trial_id:
-                return self.checkpoint_path
-        return None
-
-    def build_ensemble(self, data, rounds: int = 25) -> dict[str, Any] | None:
-        """Greedy ensemble selection over the completed trials' kept predictions, on
-        validation only; its test accuracy is computed once per ensemble and written to
-        ensemble.json. None when fewer than two trials kept predictions."""
-        import numpy as np
-
-        from search._metrics import classification_metrics
-        from search.ensemble import greedy_ensemble
-        from search.trial import KEPT_MODELS
-
-        # The candidates are the trials whose models the study keeps (its best by
-        # validation), so the ensemble picked builds into one model without training.
-        kept = {}
-        for record in results_mod.ranked_trials(self.records())[:KEPT_MODELS]:
-            path = self.predictions_dir / f"trial-{record.number}.npz"
-            if path.exists() and self.kept_model_path(record) is not None:
-                with np.load(path) as npz:
-                    kept[record.trial_id] = (npz["val"], npz["test"])
-        if len(kept) < 2:
-            return None
-        y_val, y_test = data.labels("val"), data.labels("test")
-        ensemble = greedy_ensemble({k: v for k, (v, _) in kept.items()}, y_val, rounds=rounds)
-        members = dict(sorted(ensemble.counts.items(), key=lambda kv: int(kv[0])))
-        if self.ensemble_json.exists():
-            previous = results_mod.read_json(self.ensemble_json)
-            if previous.get("members") == members:
-                return previous  # the same ensemble: the test split is not read again
-        test_probabilities = ensemble.average({k: t for k, (_, t) in kept.items()})
-        report = classification_metrics(y_test, test_probabilities.argmax(-1), data.class_names)
-        summary = {
-            "members": members, "size": ensemble.size, "rounds": rounds,
-            "candidates": len(kept),
-            "val_accuracy": ensemble.val_accuracy, "val_n": int(len(y_val)),
-            "val_standard_error": results_mod.standard_error(ensemble.val_accuracy, len(y_val)),
-            "val_log_loss": ensemble.val_log_loss,
-            "test": report,
-            "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
-            "note": ("greedy selection with replacement (Caruana et al. 2004) on validation; "
-                     "its validation score is the one it was picked on, an optimistic estimate"),
-            "evaluated_at": utc_now(),
-        }
-        results_mod.write_json(self.ensemble_json, summary)
-        return summary
+        return self.checkpoint_of(record.trial_id)
 
 
 def _recorded_storage(info: dict[str, Any]) -> str | None:

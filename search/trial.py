@@ -1,7 +1,8 @@
 """The shared trial runner: build a model from ``hp``, train it, return one ``TrialRecord``.
 
-Engines decide (keras-tuner's Oracle, Optuna's sampler); ``TrialRunner.run`` does the rest the
-same way for both: seed, build (the space declares its hps), train through the space's ``fit``
+Engines decide (keras-tuner's Oracle, Optuna's sampler) and ask for one trial at a time with a
+``TrialRequest`` (which trial, its epochs, its warm start, the engine's callbacks);
+``TrialRunner.run`` does the rest the same way for both: seed, build (the space declares its hps), train through the space's ``fit``
 with NaN guard and best-epoch weights, keep the best model so far, and record the row in the
 study table. With ``isolate=True`` (what ``search.run`` uses) the training happens in a fresh
 child process per trial (``search.isolation``), because TensorFlow keeps part of every trained
@@ -20,9 +21,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from search._files import replaced_atomically
 from search._process import release_free_heap, rss_mb, utc_now
+from search._request import TrialRequest
 from search.hyperparameters import fixed_hyperparameters, hp_config
-from search.results import TrialRecord, ranked_trials
+from search.results import TrialRecord
 from spaces.registry import BuildContext, Space
 
 
@@ -37,8 +40,9 @@ class ConfigurationError(ValueError):
 class TrialRunner:
     """Runs one trial for any engine and records it in the study.
 
-    ``study`` (a ``search.study.Study``) receives the rows and the best model; it may be None
-    for a runner that only fits (a baseline), whose records are labelled ``engine="baseline"``.
+    ``study`` (a ``search.study.Study``) receives the rows and the best model. It may be None
+    for a runner that only fits (a baseline): its trials train and return their rows, labelled
+    ``engine="baseline"``, and nothing is written.
     """
 
     def __init__(self, space: Space, data, study=None, *, ctx: BuildContext | None = None,
@@ -78,32 +82,25 @@ class TrialRunner:
                     "space": self.space.name}
         return {"study": s.name, "engine": s.engine, "algorithm": s.algorithm, "space": s.space}
 
-    def run(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-            warm_start: Any = None, keep_weights: bool = False) -> TrialRecord:
+    def run(self, hp: Any, request: TrialRequest) -> TrialRecord:
         """Build, train and record one trial. Exceptions become FAIL rows; an exception in
-        ``prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates.
+        ``request.prune_exceptions`` becomes a PRUNED row; KeyboardInterrupt propagates.
 
-        ``callbacks`` (an engine's, such as Optuna's pruning callback) see every epoch's logs,
-        in this process even when the trial trains in a child. ``warm_start`` (a
-        ``search.study.WarmStart``, which this module does not import: the study imports the
-        runner) continues another trial's weights; ``keep_weights`` keeps this trial's (best-epoch) weights at
-        :meth:`Study.rung_weights_path` for a later warm start.
-        """
+        With a study, the row goes to its table and the trial's model, predictions and (for
+        ``request.keep_weights``) weights to its folder; without one, nothing is written and
+        the row is only returned."""
+        if request.keep_weights and self.study is None:
+            raise ConfigurationError("keep_weights needs a study to keep the weights in")
         child_peak_mb = None
         if self.isolate:
             from search.isolation import train_in_child
 
-            record, child_peak_mb = train_in_child(
-                self, hp, trial_id=trial_id, number=number, epochs=epochs,
-                callbacks=callbacks, prune_exceptions=prune_exceptions,
-                warm_start=warm_start, keep_weights=keep_weights)
+            record, child_peak_mb = train_in_child(self, hp, request)
         else:
-            record = self.train(hp, trial_id=trial_id, number=number, epochs=epochs,
-                                callbacks=callbacks, prune_exceptions=prune_exceptions,
-                                warm_start=warm_start, keep_weights=keep_weights)
-        self.study.append(record)
-        self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"), child_peak_mb)
+            record = self.train(hp, request)
+        if self.study is not None:
+            self.study.append(record)
+            self.study.log_resources(record, rss_mb(), rss_mb("RssAnon"), child_peak_mb)
         return record
 
     def declare(self, hp: Any) -> dict[str, Any]:
@@ -121,39 +118,24 @@ class TrialRunner:
             keras.backend.clear_session()
         return hp_config(hp)
 
-    def train(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-              callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-              warm_start: Any = None, keep_weights: bool = False) -> TrialRecord:
-        """Build and train one trial in this process; checkpoint it if it is the best so far.
+    def train(self, hp: Any, request: TrialRequest) -> TrialRecord:
+        """Build and train one trial in this process, score it on what its kept model predicts
+        (:meth:`score`) and, with a study, keep what the study keeps of it (:meth:`keep`).
 
         Returns the row without writing it to the table (``run`` does that)."""
         import keras
 
         model = None
         try:
-            record, model = self.fit(hp, trial_id=trial_id, number=number, epochs=epochs,
-                                     callbacks=callbacks, prune_exceptions=prune_exceptions,
-                                     warm_start=warm_start)
+            record, model = self.fit(hp, request)
             if record.state == "COMPLETE":
-                if keep_weights:
+                if request.keep_weights:
                     path = self.study.rung_weights_path(record.trial_id)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     model.save_weights(path)
-                predictions = self.predictions(hp, model)
-                # The trial's score is what its kept model predicts on validation, as it will
-                # be used (with test-time flip averaging where the trial chose it), not an
-                # epoch's log line.
-                record.val_accuracy = float(np.mean(
-                    np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
-                inference = self.space.inference_model(hp, model)
-                if self.cv_folds and self.space.cross_validates(hp):
-                    keras.utils.set_random_seed(self.seed + number)
-                    record.cv = self.space.cross_validate(
-                        hp, model, self.data, self.ctx, self.cv_folds, epochs=epochs,
-                        batch_size=self.batch_size, seed=self.seed)
-                self.study.save_if_best(record, inference)
-                self.save_predictions(record, predictions)
-                self.keep_model(record, inference)
+                predictions = self.score(hp, model, record, request)
+                if self.study is not None:
+                    self.keep(hp, model, record, predictions)
         finally:
             # Free this trial's graph before the next one: without clear_session Keras keeps
             # every model's layers in its global state and memory grows trial after trial.
@@ -162,6 +144,33 @@ class TrialRunner:
             gc.collect()
             release_free_heap()
         return record
+
+    def score(self, hp: Any, model, record: TrialRecord,
+              request: TrialRequest) -> dict[str, np.ndarray]:
+        """Set a completed trial's validation accuracy (and, for ``cv_folds``, its
+        cross-validation) from its kept model; returns the model's predictions."""
+        import keras
+
+        predictions = self.predictions(hp, model)
+        # The trial's score is what its kept model predicts on validation, as it will be used
+        # (with test-time flip averaging where the trial chose it), not an epoch's log line.
+        record.val_accuracy = float(np.mean(
+            np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
+        if self.cv_folds and self.space.cross_validates(hp):
+            keras.utils.set_random_seed(self.seed + request.number)
+            record.cv = self.space.cross_validate(
+                hp, model, self.data, self.ctx, self.cv_folds, epochs=request.epochs,
+                batch_size=self.batch_size, seed=self.seed)
+        return predictions
+
+    def keep(self, hp: Any, model, record: TrialRecord,
+             predictions: dict[str, np.ndarray]) -> None:
+        """Keep a completed trial in the study's folder: the best-model checkpoint if it is
+        the best so far, its predictions, and its model if it is among the best kept."""
+        inference = self.space.inference_model(hp, model)
+        self.study.save_if_best(record, inference)
+        self.save_predictions(record, predictions)
+        self.keep_model(record, inference)
 
     def predictions(self, hp: Any, model) -> dict[str, np.ndarray]:
         """The kept model's class probabilities on validation and test, as the space predicts
@@ -173,114 +182,140 @@ class TrialRunner:
         """Keep the trial's class probabilities on validation and test (small: one row per
         image), for ensembles built from a study's trials afterwards (search.ensemble).
         Validation selects; the test probabilities are only read for the chosen ensemble."""
-        path = self.study.dir / "predictions" / f"trial-{record.number}.npz"
+        path = self.study.predictions_dir / f"trial-{record.number}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
-        tmp.replace(path)
+        with replaced_atomically(path) as tmp:
+            np.savez(tmp, trial_id=np.array(record.trial_id), **arrays)
 
     def keep_model(self, record: TrialRecord, model) -> None:
-        """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation),
-        so that an ensemble picked from them afterwards can be built and exported without
-        training its members again; a model that drops out of that set is deleted (disk
-        stays bounded: about 10 MB per MobileNetV2 model)."""
+        """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation,
+        the one ranking: ``Study.ranked_with``), so that an ensemble picked from them
+        afterwards can be built and exported without training its members again; a model
+        that drops out of that set is deleted (disk stays bounded: about 10 MB per
+        MobileNetV2 model)."""
         folder = self.study.dir / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        others = [r for r in self.study.records() if r.trial_id != record.trial_id]
-        keep = {f"trial-{r.number}.keras" for r in ranked_trials([*others, record])[:KEPT_MODELS]}
+        keep = {f"trial-{r.number}.keras" for r in self.study.ranked_with(record)[:KEPT_MODELS]}
         name = f"trial-{record.number}.keras"
         if name in keep:
-            tmp = folder / f"trial-{record.number}.tmp.keras"
-            model.save(tmp)
-            tmp.replace(folder / name)
+            with replaced_atomically(folder / name) as tmp:
+                model.save(tmp)
         for path in folder.glob("trial-*.keras"):
             if path.name not in keep and ".tmp." not in path.name:
                 path.unlink(missing_ok=True)
 
-    def fit(self, hp: Any, *, trial_id: str, number: int, epochs: int,
-            callbacks: Iterable = (), prune_exceptions: tuple[type[BaseException], ...] = (),
-            warm_start: Any = None):
+    def fit(self, hp: Any, request: TrialRequest):
         """``(record, model)``: build and train one configuration in this process.
 
         The model holds the best validation epoch's weights (``restore_best_epoch``) or the
-        final ones; it is None when the build failed. The caller frees it."""
+        final ones; it is None when the build failed. The caller frees it. Nothing is written
+        (``request.keep_weights`` is :meth:`train`'s)."""
         import keras
 
-        from search.training import (BestWeights, EngineCallbacks, HistoryRecorder, StopAtTime,
-                                     count_params)
+        from search.training import HistoryRecorder, StopAtTime
 
-        started_at = utc_now()
-        t0 = time.perf_counter()
+        started_at, t0 = utc_now(), time.perf_counter()
         recorder = HistoryRecorder()
-        clock = [StopAtTime(self.stop_at)] if self.stop_at is not None else []
-        state, error, model, best = "FAIL", None, None, None
-        params = trainable = input_size = None
-        keras.utils.set_random_seed(self.seed + number)
+        clock = StopAtTime(self.stop_at) if self.stop_at is not None else None
+        state, error, model, best, sizes = "FAIL", None, None, None, {}
+        keras.utils.set_random_seed(self.seed + request.number)
         try:
             model = self.space.build(hp, self.ctx)
-            counts = count_params(model)
-            params, trainable = counts["total"], counts["trainable"]
-            input_size = _input_size(model)
-            if self.max_params is not None and params > self.max_params:
-                raise ConfigurationError(
-                    f"model has {params:,} parameters, over the limit of {self.max_params:,}")
-            resume = {}
-            if warm_start is not None:
-                with warnings.catch_warnings():
-                    # The optimizer starts afresh, as in keras-tuner's own Hyperband: Keras
-                    # warns that it skips the saved optimizer's variables.
-                    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                    model.load_weights(warm_start.weights)
-                resume = {"initial_epoch": int(warm_start.initial_epoch)}
-            best = BestWeights(model)
-            self.space.fit(
-                hp, model, self.data, self.ctx, epochs=epochs, batch_size=self.batch_size,
-                verbose=self.verbose, **resume,
-                callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
-                           *clock, *self.callbacks, EngineCallbacks(callbacks)],
-            )
-            if recorder.nan_at is not None:
-                error = f"loss became NaN/inf in epoch {recorder.nan_at}; training stopped"
-            elif not recorder.history.get("val_accuracy"):
-                error = "no validation accuracy was recorded (zero epochs?)"
-            else:
-                state = "COMPLETE"
-        except prune_exceptions as exc:
+            sizes = _sizes(model)
+            if self.max_params is not None and sizes["params"] > self.max_params:
+                raise ConfigurationError(f"model has {sizes['params']:,} parameters, over the "
+                                         f"limit of {self.max_params:,}")
+            best = self._train(hp, model, request, recorder, clock)
+            state, error = _outcome(recorder)
+        except request.prune_exceptions as exc:
             state, error = "PRUNED", str(exc) or "pruned"
         except Exception as exc:  # noqa: BLE001 - any failure is this trial's, not the search's
             error = f"{type(exc).__name__}: {exc}"[:2000]
-
-        history = recorder.history
-        val_acc = history.get("val_accuracy") or []
-        best_epoch = int(np.argmax(val_acc)) if val_acc else None
-        val_loss = history.get("val_loss") or []
-        record = TrialRecord(
-            **self.labels, trial_id=str(trial_id), number=int(number), state=state,
-            config=hp_config(hp),
-            val_accuracy=float(val_acc[best_epoch]) if best_epoch is not None else None,
-            val_loss=(float(val_loss[best_epoch])
-                      if best_epoch is not None and len(val_loss) > best_epoch else None),
-            epochs_run=len(history.get("epoch_time_s", [])),
-            wall_time_s=round(time.perf_counter() - t0, 3),
-            params=params, input_size=input_size, trainable_params=trainable, error=error,
-            history=history, started_at=started_at, finished_at=utc_now(),
-            continued_from=warm_start.from_trial if warm_start is not None else None,
-        )
-        if state == "COMPLETE" and clock and clock[0].stopped_in_epoch is not None:
+        record = self._record(hp, request, state, error, recorder.history, sizes,
+                              started_at=started_at, wall_time_s=time.perf_counter() - t0)
+        if state == "COMPLETE" and clock is not None and clock.stopped_in_epoch is not None:
             record.stopped = (f"the search's time limit (--max-time) ran out in epoch "
-                              f"{clock[0].stopped_in_epoch + 1} of {epochs}; kept its best epoch so far")
+                              f"{clock.stopped_in_epoch + 1} of {request.epochs}; kept its best "
+                              "epoch so far")
         if state == "COMPLETE" and self.restore_best_epoch:
             best.restore()
         return record, model
 
+    def _train(self, hp: Any, model, request: TrialRequest, recorder, clock):
+        """Train ``model`` through the space's ``fit`` (from ``request.warm_start``'s weights
+        and epoch when given) with the trial's callbacks; returns its ``BestWeights``."""
+        import keras
+
+        from search.training import BestWeights, EngineCallbacks
+
+        resume = {}
+        warm_start = request.warm_start
+        if warm_start is not None:
+            with warnings.catch_warnings():
+                # The optimizer starts afresh, as in keras-tuner's own Hyperband: Keras
+                # warns that it skips the saved optimizer's variables.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(warm_start.weights)
+            resume = {"initial_epoch": int(warm_start.initial_epoch)}
+        best = BestWeights(model)
+        self.space.fit(
+            hp, model, self.data, self.ctx, epochs=request.epochs, batch_size=self.batch_size,
+            verbose=self.verbose, **resume,
+            callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
+                       *([clock] if clock is not None else []), *self.callbacks,
+                       EngineCallbacks(request.callbacks)],
+        )
+        return best
+
+    def _record(self, hp: Any, request: TrialRequest, state: str, error: str | None,
+                history: dict[str, list[float]], sizes: dict[str, int | None], *,
+                started_at: str, wall_time_s: float) -> TrialRecord:
+        """The trial's row: its scores are those of its best validation epoch."""
+        val_acc = history.get("val_accuracy") or []
+        best_epoch = int(np.argmax(val_acc)) if val_acc else None
+        val_loss = history.get("val_loss") or []
+        warm_start = request.warm_start
+        return TrialRecord(
+            **self.labels, trial_id=request.trial_id, number=request.number, state=state,
+            config=hp_config(hp),
+            val_accuracy=float(val_acc[best_epoch]) if best_epoch is not None else None,
+            val_loss=(float(val_loss[best_epoch])
+                      if best_epoch is not None and len(val_loss) > best_epoch else None),
+            epochs_run=len(history.get("epoch_time_s", [])), wall_time_s=round(wall_time_s, 3),
+            params=sizes.get("params"), input_size=sizes.get("input_size"),
+            trainable_params=sizes.get("trainable_params"), error=error, history=history,
+            started_at=started_at, finished_at=utc_now(),
+            continued_from=warm_start.from_trial if warm_start is not None else None,
+        )
+
     def retrain(self, record: TrialRecord):
         """Train ``record``'s config again (same seed, same epochs) and return the model at its
         best validation epoch; used only when the best trial's checkpoint is gone."""
-        again, model = self.fit(fixed_hyperparameters(record.config), trial_id=record.trial_id,
-                                number=record.number, epochs=max(1, record.epochs_run))
+        hp = fixed_hyperparameters(record.config)
+        again, model = self.fit(hp, TrialRequest(trial_id=record.trial_id, number=record.number,
+                                                 epochs=max(1, record.epochs_run)))
         if again.state != "COMPLETE":
             raise RuntimeError(f"retraining trial {record.trial_id} failed: {again.error}")
-        return self.space.inference_model(fixed_hyperparameters(record.config), model)
+        return self.space.inference_model(hp, model)
+
+
+def _sizes(model) -> dict[str, int | None]:
+    """The row's size fields of a built ``model``."""
+    from search.training import count_params
+
+    counts = count_params(model)
+    return {"params": counts["total"], "trainable_params": counts["trainable"],
+            "input_size": _input_size(model)}
+
+
+def _outcome(recorder) -> tuple[str, str | None]:
+    """``(state, error)`` of a fit that returned: COMPLETE unless its loss went NaN or it
+    recorded no validation accuracy."""
+    if recorder.nan_at is not None:
+        return "FAIL", f"loss became NaN/inf in epoch {recorder.nan_at}; training stopped"
+    if not recorder.history.get("val_accuracy"):
+        return "FAIL", "no validation accuracy was recorded (zero epochs?)"
+    return "COMPLETE", None
 
 
 def _input_size(model) -> int | None:

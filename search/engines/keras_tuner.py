@@ -26,6 +26,7 @@ from typing import Any
 
 from search.engines.base import Engine, Progress, deadline_from, rederived_record, warn_rederived
 from search.study import SearchError, Study
+from search.trial import TrialRequest
 from spaces.registry import BuildContext, Space
 
 OBJECTIVE = "val_accuracy"
@@ -154,10 +155,10 @@ def _tuner_class():
             record = self._already_finished(trial)
             if record is None:
                 shown = [self.progress.epoch_reporter(int(trial.trial_id), epochs)]
-                record = self.runner.run(hp, trial_id=trial.trial_id, number=int(trial.trial_id),
-                                         epochs=epochs, callbacks=shown,
-                                         warm_start=self._warm_start(hp) if warm_starts else None,
-                                         keep_weights=warm_starts)
+                record = self.runner.run(hp, TrialRequest(
+                    trial_id=trial.trial_id, number=int(trial.trial_id), epochs=epochs,
+                    callbacks=shown, warm_start=self._warm_start(hp) if warm_starts else None,
+                    keep_weights=warm_starts))
             self.progress.update(record)
             if record.state != "COMPLETE":
                 raise _kt().errors.FailedTrialError(record.error or record.state)

@@ -377,6 +377,7 @@ class OptunaEngine(Engine):
         from optuna_integration import KerasPruningCallback
 
         from search.hyperparameters import DefineByRunHyperParameters
+        from search.trial import TrialRequest
 
         worker = study.worker
 
@@ -390,12 +391,12 @@ class OptunaEngine(Engine):
                 raise _Surplus(why)
             hp = DefineByRunHyperParameters(trial)
             try:
-                record = runner.run(
-                    hp, trial_id=str(trial.number), number=trial.number, epochs=epochs,
-                    callbacks=[KerasPruningCallback(trial, "val_accuracy"),
-                               bar.epoch_reporter(trial.number, epochs)],
+                record = runner.run(hp, TrialRequest(
+                    trial_id=str(trial.number), number=trial.number, epochs=epochs,
+                    callbacks=(KerasPruningCallback(trial, "val_accuracy"),
+                               bar.epoch_reporter(trial.number, epochs)),
                     prune_exceptions=(optuna.TrialPruned,),
-                )
+                ))
             except KeyboardInterrupt:
                 trial.set_user_attr("interrupted", True)
                 raise

@@ -53,16 +53,14 @@ def test_standard_error_of_an_accuracy():
 
 
 def test_a_study_keeps_the_models_of_its_best_trials_only(tmp_path, monkeypatch):
-    import types
-
     import keras
 
     from search import trial as trial_mod
     from search.results import TrialRecord
+    from search.study import Study
 
     monkeypatch.setattr(trial_mod, "KEPT_MODELS", 2)
-    rows = []
-    study = types.SimpleNamespace(dir=tmp_path, records=lambda: list(rows))
+    study = Study("s", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
     runner = trial_mod.TrialRunner.__new__(trial_mod.TrialRunner)
     runner.study = study
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -71,10 +69,10 @@ def test_a_study_keeps_the_models_of_its_best_trials_only(tmp_path, monkeypatch)
                              trial_id=str(number), number=number, state="COMPLETE",
                              config={}, val_accuracy=val)
         runner.keep_model(record, model)
-        rows.append(record)
-    kept = sorted(p.name for p in (tmp_path / "models").iterdir())
+        study.append(record)
+    kept = sorted(p.name for p in (study.dir / "models").iterdir())
     assert kept == ["trial-1.keras", "trial-4.keras"]  # the two best: 0.8 and 0.7
-    assert keras.saving.load_model(tmp_path / "models" / "trial-4.keras").count_params() == 8
+    assert keras.saving.load_model(study.dir / "models" / "trial-4.keras").count_params() == 8
 
 
 def test_an_ensemble_builds_into_one_saved_model_of_its_weighted_members(tmp_path):

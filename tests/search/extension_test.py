@@ -11,6 +11,7 @@ import search.engines.base as engines
 import spaces.registry as space_registry
 from search.engines import Engine, register_engine
 from search.hyperparameters import fixed_hyperparameters
+from search.trial import TrialRequest
 from search.results import read_trials
 from search.run import build_parser
 from search.run import main as run_main
@@ -57,8 +58,8 @@ class ToyEngine(Engine):
         if self.algorithm == "reversed":
             configs.reverse()
         for number in range(len(study.records()), min(trials, len(configs))):
-            runner.run(fixed_hyperparameters(configs[number]), trial_id=str(number),
-                       number=number, epochs=epochs)
+            runner.run(fixed_hyperparameters(configs[number]),
+                       TrialRequest(trial_id=str(number), number=number, epochs=epochs))
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_pat
 
     from search.hyperparameters import fixed_hyperparameters
     from search.study import Study
-    from search.trial import TrialRunner
+    from search.trial import TrialRequest, TrialRunner
     from spaces import BuildContext, get_space
 
     class BrokenStorage(keras.callbacks.Callback):  # runs in this process, never pickled
@@ -138,8 +138,26 @@ def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_pat
     runner = TrialRunner(get_space("cnn"), tiny_data, study, isolate=True,
                          ctx=BuildContext(num_classes=5, max_image_size=16))
     config = get_space("cnn").reference_configs()[0]
-    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3,
-                        callbacks=[BrokenStorage()])
+    record = runner.run(fixed_hyperparameters(config),
+                        TrialRequest(trial_id="0", number=0, epochs=3, callbacks=[BrokenStorage()]))
     assert record.state == "FAIL" and "ValueError: the study's storage is gone" in record.error
     assert record.epochs_run == 1  # the child stopped at the first epoch's verdict
     assert read_trials(study.trials_path)[0].error == record.error
+
+
+def test_an_isolated_runner_without_a_study_writes_nothing(tiny_data, tmp_path, monkeypatch):
+    import tempfile
+
+    from search.hyperparameters import fixed_hyperparameters
+    from search.trial import TrialRequest, TrialRunner
+    from spaces import BuildContext
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the child's log goes
+    runner = TrialRunner(FlakySpace(), tiny_data, None, isolate=True,
+                         ctx=BuildContext(num_classes=5))
+    record = runner.run(fixed_hyperparameters({"mode": "ok", "units": 8}),
+                        TrialRequest(trial_id="0", number=0, epochs=1))
+    assert record.state == "COMPLETE", record.error
+    assert record.engine == "baseline" and record.config == {"mode": "ok", "units": 8}
+    assert list(tmp_path.iterdir()) == []  # not even the child's log

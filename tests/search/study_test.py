@@ -1,4 +1,5 @@
-"""``Study.open``: a resumed study keeps the storage it recorded, or refuses another one."""
+"""``Study``: a resumed study keeps the storage it recorded, or refuses another one; one rule
+for the best trial."""
 
 from __future__ import annotations
 
@@ -76,3 +77,35 @@ def test_resuming_after_the_space_changed_is_refused(tmp_path):
                                           r"fine_tune_schedule.*--study NAME"):
         study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=new)
     assert read_json(study.study_json) == before  # nothing written
+
+
+def test_one_rule_picks_the_best_trial_whatever_order_trials_finish_in(tmp_path, monkeypatch):
+    """Trials 1 and 0 tie; trial 1 finishes first. The ranking gives a tie to the earlier
+    trial (0), so the checkpoint and the kept models must follow it when it finishes."""
+    import keras
+
+    from search import trial as trial_mod
+    from search.results import TrialRecord
+
+    monkeypatch.setattr(trial_mod, "KEPT_MODELS", 1)
+    study = Study("s", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
+    runner = trial_mod.TrialRunner.__new__(trial_mod.TrialRunner)
+    runner.study = study
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    for number in (1, 0):  # as TrialRunner.train then run do: keep, then append the row
+        record = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn",
+                             trial_id=str(number), number=number, state="COMPLETE",
+                             config={}, val_accuracy=0.8)
+        assert study.save_if_best(record, model)
+        runner.keep_model(record, model)
+        study.append(record)
+    best = study.best_record()
+    assert best.trial_id == "0"
+    assert read_json(study.checkpoint_meta)["trial_id"] == "0"
+    assert study.checkpoint_of("0") == study.checkpoint_path and study.checkpoint_of("1") is None
+    assert sorted(p.name for p in (study.dir / "models").iterdir()) == ["trial-0.keras"]
+    # A later trial that only ties does not take the checkpoint.
+    late = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn", trial_id="2",
+                       number=2, state="COMPLETE", config={}, val_accuracy=0.8)
+    assert not study.save_if_best(late, model)
+    assert not list(study.checkpoint_path.parent.glob("*.tmp.*"))

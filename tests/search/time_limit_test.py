@@ -11,7 +11,7 @@ from search.hyperparameters import fixed_hyperparameters
 from search.results import read_trials
 from search.run import run_search
 from search.study import Study
-from search.trial import TrialRunner
+from search.trial import TrialRequest, TrialRunner
 from spaces import BuildContext
 
 from .engines.conftest import FlakySpace
@@ -24,8 +24,8 @@ def test_a_trial_running_when_the_time_is_up_stops_and_keeps_its_best_epoch(tiny
     study.open(seed=0, settings={}, data=tiny_data.describe(), reference_configs=[])
     runner = TrialRunner(FlakySpace(), tiny_data, study, ctx=BuildContext(num_classes=5), seed=0,
                          stop_at=time.time() - 1)  # already over: stops after the first batch
-    record = runner.run(fixed_hyperparameters({"mode": "ok", "units": 8}), trial_id="0",
-                        number=0, epochs=5)
+    record = runner.run(fixed_hyperparameters({"mode": "ok", "units": 8}),
+                        TrialRequest(trial_id="0", number=0, epochs=5))
     assert record.state == "COMPLETE", record.error
     assert record.epochs_run == 1
     assert record.stopped is not None and "epoch 1 of 5" in record.stopped
@@ -33,8 +33,8 @@ def test_a_trial_running_when_the_time_is_up_stops_and_keeps_its_best_epoch(tiny
     assert read_trials(study.trials_path)[0].stopped == record.stopped
 
     unlimited = TrialRunner(FlakySpace(), tiny_data, study, ctx=BuildContext(num_classes=5), seed=0)
-    record = unlimited.run(fixed_hyperparameters({"mode": "ok", "units": 8}), trial_id="1",
-                           number=1, epochs=2)
+    record = unlimited.run(fixed_hyperparameters({"mode": "ok", "units": 8}),
+                           TrialRequest(trial_id="1", number=1, epochs=2))
     assert record.epochs_run == 2 and record.stopped is None
 
 

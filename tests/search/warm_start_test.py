@@ -11,7 +11,7 @@ from search.hyperparameters import fixed_hyperparameters
 from search.results import read_trials
 from search.run import run_search
 from search.study import Study
-from search.trial import TrialRunner
+from search.trial import TrialRequest, TrialRunner
 from spaces import BuildContext, Space
 
 pytestmark = pytest.mark.slow  # trains (tiny) models
@@ -52,14 +52,15 @@ def test_a_warm_started_trial_continues_the_kept_weights_of_another(tiny_data, t
     study.open(seed=0, settings={}, data=tiny_data.describe(), reference_configs=[])
     runner = TrialRunner(WarmSpace(), tiny_data, study, ctx=BuildContext(num_classes=5), seed=0)
     hp = {"units": 8}
-    first = runner.run(fixed_hyperparameters(hp), trial_id="0", number=0, epochs=2,
-                       keep_weights=True)
+    first = runner.run(fixed_hyperparameters(hp),
+                       TrialRequest(trial_id="0", number=0, epochs=2, keep_weights=True))
     kept = study.rung_weights_path("0")
     assert first.state == "COMPLETE" and kept.exists() and first.continued_from is None
 
     assert study.warm_start("7", 2) is None  # a trial that kept nothing: from scratch
-    second = runner.run(fixed_hyperparameters(hp), trial_id="1", number=1, epochs=5,
-                        warm_start=study.warm_start("0", 2))
+    second = runner.run(fixed_hyperparameters(hp),
+                        TrialRequest(trial_id="1", number=1, epochs=5,
+                                     warm_start=study.warm_start("0", 2)))
     assert second.state == "COMPLETE", second.error
     assert second.continued_from == "0" and second.epochs_run == 3  # epochs 2, 3 and 4
     initial_epoch, start = WarmSpace.seen[-1]

@@ -10,8 +10,9 @@ from search.hyperparameters import fixed_hyperparameters
 from search._process import rss_mb
 from search.data import stratified_subset
 from search.results import read_json, read_trials
+from search.scoring import finalize
 from search.study import Study
-from search.trial import TrialRunner
+from search.trial import TrialRequest, TrialRunner
 from spaces import BuildContext, get_space
 
 MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,
@@ -27,6 +28,10 @@ def make_runner(tmp_path, data, space="mobilenet"):
     study = Study("unit", engine="optuna", algorithm="tpe", space=space, root=tmp_path)
     ctx = BuildContext(num_classes=5, max_image_size=32, weights=None)
     return TrialRunner(get_space(space), data, study, ctx=ctx, seed=0), study
+
+
+def request(epochs: int, number: int = 0) -> TrialRequest:
+    return TrialRequest(trial_id=str(number), number=number, epochs=epochs)
 
 
 def spy(monkeypatch, data, method: str) -> list[tuple]:
@@ -46,7 +51,7 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(
         tiny_data, tmp_path, monkeypatch):
     runner, study = make_runner(tmp_path, tiny_data)
     calls = spy(monkeypatch, tiny_data, "features")
-    record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), trial_id="0", number=0, epochs=3)
+    record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), request(3))
     monkeypatch.undo()
     assert record.state == "COMPLETE", record.error
     # The head trained on features, not images; the kept predictions read features too.
@@ -72,7 +77,7 @@ def test_mobilenet_head_space_never_passes_images_through_the_backbone(
     runner, _ = make_runner(tmp_path, tiny_data, space="mobilenet-head")
     image_batches = spy(monkeypatch, tiny_data, "dataset")
     config = get_space("mobilenet-head").reference_configs()[0]
-    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=3)
+    record = runner.run(fixed_hyperparameters(config), request(3))
     monkeypatch.undo()
     assert record.state == "COMPLETE", record.error
     assert image_batches == [] and record.epochs_run == 3
@@ -99,7 +104,7 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
 
     type(runner.space).fit = spy
     try:
-        record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=4)
+        record = runner.run(fixed_hyperparameters(config), request(4))
     finally:
         type(runner.space).fit = original
     assert record.state == "COMPLETE", record.error
@@ -115,7 +120,7 @@ def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
               "fine_tune_epochs": 10, "fine_tune_schedule": "plateau",
               "fine_tune_weight_decay": 0.0, "fine_tune_batch_norm": "batch"}
     runner, _ = make_runner(tmp_path, tiny_data)
-    record = runner.run(fixed_hyperparameters(config), trial_id="0", number=0, epochs=1)
+    record = runner.run(fixed_hyperparameters(config), request(1))
     assert record.state == "COMPLETE" and record.epochs_run == 1
     keras.backend.clear_session()
 
@@ -124,10 +129,10 @@ def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
     runner, study = make_runner(tmp_path, tiny_data, space="cnn")
     reference = get_space("cnn").reference_configs()[0]
     unknown = {**reference, "optimizer": "adagrad"}
-    record = runner.run(fixed_hyperparameters(unknown), trial_id="0", number=0, epochs=1)
+    record = runner.run(fixed_hyperparameters(unknown), request(1))
     assert record.state == "FAIL" and "unknown optimizer 'adagrad'" in record.error
     runner.max_params = 1000
-    record = runner.run(fixed_hyperparameters(reference), trial_id="1", number=1, epochs=1)
+    record = runner.run(fixed_hyperparameters(reference), request(1, number=1))
     assert record.state == "FAIL" and "over the limit of 1,000" in record.error
     assert record.epochs_run == 0 and record.params > 1000
     assert [r.state for r in read_trials(study.trials_path)] == ["FAIL", "FAIL"]
@@ -137,13 +142,13 @@ def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
 def test_retrain_rebuilds_the_best_trial_when_its_checkpoint_is_gone(tiny_data, tmp_path):
     runner, study = make_runner(tmp_path, tiny_data, space="cnn")
     reference = get_space("cnn").reference_configs()[0]
-    runner.run(fixed_hyperparameters(reference), trial_id="0", number=0, epochs=1)
+    runner.run(fixed_hyperparameters(reference), request(1))
     study.checkpoint_path.unlink()
-    best = study.finalize(runner)
+    best = finalize(study, runner)
     assert best["retrained"] is True and best["trial_id"] == "0"
     assert best["test"]["n"] == 20 and study.best_model_path.exists()
     # A second finalize with the same best trial does not touch the test split again.
-    assert study.finalize(runner)["evaluated_at"] == best["evaluated_at"]
+    assert finalize(study, runner)["evaluated_at"] == best["evaluated_at"]
     keras.backend.clear_session()
 
 
@@ -155,3 +160,17 @@ def test_helpers():
     assert np.array_equal(keep, stratified_subset(y, 0.3, seed=0))
     with pytest.raises(ValueError, match="subset fraction"):
         stratified_subset(y, 0.0, seed=0)
+
+
+def test_a_runner_without_a_study_trains_and_returns_rows_and_writes_nothing(
+        tiny_data, tmp_path, monkeypatch):
+    from .conftest import FlakySpace
+
+    monkeypatch.chdir(tmp_path)
+    runner = TrialRunner(FlakySpace(), tiny_data, None, ctx=BuildContext(num_classes=5), seed=0)
+    record = runner.run(fixed_hyperparameters({"mode": "ok", "units": 8}), request(2))
+    assert record.state == "COMPLETE", record.error
+    assert record.engine == "baseline" and record.epochs_run == 2
+    assert record.val_accuracy is not None
+    assert list(tmp_path.iterdir()) == []
+    keras.backend.clear_session()

@@ -1,0 +1,60 @@
+"""One trial to train: what an engine asks of the trial runner (``TrialRunner.run``).
+
+A request travels from the engine through the runner to the process that trains the trial
+(``search.isolation`` sends it to a child process). Most of it crosses to that child; the
+engine's judges of the trial (its callbacks, and the exceptions by which they prune) stay in
+the search process, which runs them on the epoch logs the child reports. A field marked
+:data:`STAYS_IN_PARENT` is left out of what crosses (:meth:`TrialRequest.for_child`), so a new
+per-trial option is one field here either way.
+
+This module imports nothing of the runner's, so that ``search.isolation`` (which the runner
+imports) can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Field metadata: the field stays in the search process (not picklable, or meaningful only
+# there); the child gets the field's default instead.
+STAYS_IN_PARENT = {"stays_in_parent": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRequest:
+    """One trial: which (``trial_id``, ``number``), for how long (``epochs``), from where
+    (``warm_start``) and what it keeps (``keep_weights``), with the engine's ``callbacks``.
+
+    - ``number`` seeds the trial (the runner's seed + number) and names its files.
+    - ``warm_start``: a ``search.study.WarmStart`` to continue another trial's kept weights
+      from its epoch; None trains from scratch.
+    - ``keep_weights``: keep this trial's (best-epoch) weights at
+      ``Study.rung_weights_path`` for a later warm start.
+    - ``callbacks``: the engine's (Optuna's pruning callback, the progress bar); they see every
+      epoch's logs, in the search process even when the trial trains in a child.
+    - ``prune_exceptions``: what those callbacks raise to prune the trial (a PRUNED row).
+    """
+
+    trial_id: str
+    number: int
+    epochs: int
+    warm_start: Any = None
+    keep_weights: bool = False
+    callbacks: tuple = dataclasses.field(default=(), metadata=STAYS_IN_PARENT)
+    prune_exceptions: tuple[type[BaseException], ...] = dataclasses.field(
+        default=(), metadata=STAYS_IN_PARENT)
+
+    def __post_init__(self):
+        # Engines hand over ids and numbers of their own types (keras-tuner's string ids,
+        # numpy integers); the row and the file names want plain ones.
+        for name, kind in (("trial_id", str), ("number", int), ("epochs", int),
+                           ("keep_weights", bool), ("callbacks", tuple),
+                           ("prune_exceptions", tuple)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    def for_child(self) -> TrialRequest:
+        """The request as it crosses to a child process: every :data:`STAYS_IN_PARENT` field
+        back to its default (the child gets its own stand-ins for the engine's callbacks)."""
+        return dataclasses.replace(self, **{
+            f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("stays_in_parent")})
