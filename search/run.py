@@ -42,15 +42,14 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
     in this process, which is faster for tiny trials. Returns ``{"study_dir", "records", "best"}``.
     """
-    from search.engines import ENGINES, get_engine
+    from search.engines import engine_class
     from search.results import read_json
     from search.study import SearchError, Study
     from search.trial import TrialRunner
     from spaces import BuildContext, get_space
 
     space = get_space(space)
-    if engine not in DEFAULT_ALGORITHMS:
-        raise SearchError(f"unknown engine {engine!r}; choices: {', '.join(ENGINES)}")
+    engine_cls = engine_class(engine)
     algorithm = algorithm or DEFAULT_ALGORITHMS[engine]
     if trials < 1 or epochs < 1:
         raise SearchError(f"--trials and --epochs must be at least 1 (got {trials}, {epochs})")
@@ -64,7 +63,7 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                           f"study through the storage), not {engine!r}")
     # The heartbeat is Optuna's; only that engine takes it.
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
-    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage,
+    search_engine = engine_cls(algorithm, seed=seed, pruner=pruner, storage=storage,
                                references=references, **beat)
 
     ctx = BuildContext(num_classes=len(data.class_names), max_image_size=max_image_size,
@@ -142,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from search.data import DataNotFoundError, SplitError
+    from search.engines import engine_class
     from search.study import SearchError
     from spaces import get_space, list_spaces
 
@@ -157,8 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         space = get_space(args.space)
-        if args.engine not in DEFAULT_ALGORITHMS:
-            raise SearchError(f"unknown engine {args.engine!r}; choices: {', '.join(DEFAULT_ALGORITHMS)}")
+        engine_class(args.engine)  # a wrong name fails before the data is loaded
         if args.subset is not None and not 0 < args.subset <= 1:
             raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
         if args.cv is not None and args.cv < 2:

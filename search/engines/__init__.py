@@ -8,6 +8,6 @@ tests) import this package; engines import ``search.study`` and ``search.hyperpa
 never the runner's modules back.
 """
 
-from search.engines.base import ENGINES, Engine, get_engine
+from search.engines.base import ENGINES, Engine, engine_class, get_engine
 
-__all__ = ["ENGINES", "Engine", "get_engine"]
+__all__ = ["ENGINES", "Engine", "engine_class", "get_engine"]

@@ -179,14 +179,20 @@ ENGINES: dict[str, str] = {
 }
 
 
-def get_engine(name: str, algorithm: str | None = None, **kwargs: Any) -> Engine:
-    """Engine ``name`` with ``algorithm`` (its default when None); imports it lazily."""
+def engine_class(name: str) -> type[Engine]:
+    """The ``Engine`` subclass registered as ``name`` (imported now); the one place an engine
+    name is checked."""
     import importlib
 
     if name not in ENGINES:
         raise SearchError(f"unknown engine {name!r}; choices: {', '.join(ENGINES)}")
     module, cls_name = ENGINES[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    return getattr(importlib.import_module(module), cls_name)
+
+
+def get_engine(name: str, algorithm: str | None = None, **kwargs: Any) -> Engine:
+    """Engine ``name`` with ``algorithm`` (its default when None); imports it lazily."""
+    cls = engine_class(name)
     return cls(algorithm or cls.algorithms[0], **kwargs)
 
 
