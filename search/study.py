@@ -22,6 +22,7 @@ from typing import Any
 from search import results as results_mod
 from search._files import replaced_atomically
 from search._process import utc_now
+from search._urls import sqlite_path
 from search.results import TrialRecord, TrialTable, UnreadableLine
 
 
@@ -283,7 +284,5 @@ def _storage_key(url: str | None, directory: Path) -> str:
     folder, and a SQLite URL is its file's absolute path."""
     if url is None:
         url = f"sqlite:///{directory / 'optuna.db'}"
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
-        return prefix + str(Path(url[len(prefix):].split("?", 1)[0]).resolve())
-    return url
+    path = sqlite_path(url)
+    return url if path is None else f"sqlite:///{path.resolve()}"

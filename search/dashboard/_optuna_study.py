@@ -9,9 +9,9 @@ get the same figures from the same code. optuna is imported only when a study is
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from search._urls import sqlite_path
 from search.results import StudyResults, completed_trials
 
 if TYPE_CHECKING:
@@ -32,21 +32,20 @@ def _get_optuna_study(study: StudyResults) -> tuple["optuna.Study", bool, str | 
 
 
 def _resolve_storage(study: StudyResults) -> str | None:
-    prefix = "sqlite:///"
     # search.run records a --storage URL under config; without one the engine used the
     # default, optuna.db beside trials.jsonl.
     url = study.meta.get("storage") or (study.meta.get("config") or {}).get("storage")
     if not isinstance(url, str) or not url:
-        url = prefix + "optuna.db"
-    if not url.startswith(prefix):
+        url = "sqlite:///optuna.db"
+    path = sqlite_path(url)
+    if path is None:
         return url  # another RDB (postgres, mysql): use as given
-    path = Path(url[len(prefix):])
     # The URL is usually relative to the directory the search ran from, so it breaks when the
     # results tree moves or the dashboard runs elsewhere. The database beside trials.jsonl is
     # surely this study's, so it is tried first; the URL as written only after.
     for candidate in (study.directory / path.name, path):
         if candidate.is_file():
-            return prefix + str(candidate)
+            return f"sqlite:///{candidate}"
     return None
 
 

@@ -92,10 +92,7 @@ def make_oracle(algorithm: str, first_configs: list[dict[str, Any]], *, trials: 
     """A keras-tuner oracle for ``algorithm`` that runs ``first_configs`` (a space's
     references and starting points, ``Engine.first_configs``) before its own draws."""
     kt = _kt()
-    classes = _oracle_classes()
-    if algorithm not in classes:
-        raise SearchError(f"unknown algorithm {algorithm!r} for engine 'keras-tuner'; "
-                          f"choices: {', '.join(classes)}")
+    classes = _oracle_classes()  # algorithm: checked once, by Engine.__init__
     # A failing trial must not end the search: keras-tuner stops after 3 consecutive failures
     # by default.
     # keras-tuner replaces a falsy seed by a random one (`seed or random.randint(...)`), so

@@ -1,0 +1,144 @@
+"""Samplers (tpe, random, cmaes) seeded per trial, and pruners.
+
+The names are checked once, by ``OptunaEngine`` (``ALGORITHMS``, ``PRUNERS``); the builders
+here take a name that is known to be one of them.
+"""
+
+from __future__ import annotations
+
+from search.engines.base import warn
+from search.study import SearchError
+
+
+def _tpe(seed: int):
+    import optuna
+
+    # constant_liar: a running trial (another worker's) counts as a bad result while TPE
+    # models the history, so concurrent workers do not all sample the same promising spot.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _random(seed: int):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _cmaes(seed: int):
+    import optuna
+
+    try:
+        import cmaes  # noqa: F401  (CmaEsSampler imports it lazily, at the first trial)
+    except ImportError:
+        raise SearchError("--algorithm cmaes needs the 'cmaes' package: pip install cmaes") from None
+    # Categorical hps (and conditional ones) are outside CMA-ES's model; Optuna samples
+    # them with the independent sampler, seeded too.
+    return optuna.samplers.CmaEsSampler(
+        seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+        warn_independent_sampling=False)
+
+
+_SAMPLERS = {"tpe": _tpe, "random": _random, "cmaes": _cmaes}
+ALGORITHMS = tuple(_SAMPLERS)
+
+
+def make_sampler(algorithm: str, seed: int):
+    """The sampler of ``algorithm`` (one of ``ALGORITHMS``), seeded with ``seed``."""
+    return _SAMPLERS[algorithm](seed)
+
+
+def per_trial_seeded(sampler, seed: int):
+    """``sampler`` whose random state is reset to ``seed + trial.number`` before each trial.
+
+    A sampler seeded once per process replays the same draws in every worker started at the
+    same moment (each one builds it with the same seed); trial numbers are handed out once by
+    the storage, so seeding by them gives each worker its own draws and keeps a single worker's
+    search reproducible."""
+    import optuna
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self, inner):
+            self.inner = inner
+            self.warned = False
+
+        def __str__(self) -> str:
+            return str(self.inner)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial):
+            if not reseed(self.inner, seed + trial.number):
+                # An unknown layout: at least not the other workers' draws.
+                self.inner.reseed_rng()
+                if not self.warned:
+                    self.warned = True
+                    warn(f"cannot seed {type(self.inner).__name__} per trial in this Optuna "
+                         "version (its random state moved); its draws are not reproducible")
+            self.inner.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return PerTrialSeed(sampler)
+
+
+# Optuna samplers take a seed only when built, and reseed_rng() draws a fresh random one; so
+# setting a given seed means reaching their numpy state: LazyRandomState attributes (_rng,
+# CMA-ES's _cma_rng), and inner samplers (_random_sampler, _independent_sampler).
+# tests/search/engines/optuna_internals_test.py fails if that layout changes.
+_RNG_ATTRIBUTES = ("_rng", "_cma_rng")
+_INNER_SAMPLERS = ("_random_sampler", "_independent_sampler")
+
+
+def reseed(sampler, seed: int) -> bool:
+    """Set ``sampler``'s random state (and its inner samplers') to ``seed``; False when one of
+    them keeps no random state where this looks (an Optuna version that moved it)."""
+    own = False
+    for attr in _RNG_ATTRIBUTES:
+        state = getattr(sampler, attr, None)
+        if state is not None and hasattr(state, "rng"):
+            state.rng.seed(seed % 2**32)
+            own = True
+    inners = [getattr(sampler, attr) for attr in _INNER_SAMPLERS
+              if getattr(sampler, attr, None) is not None]
+    return all([own, *(reseed(inner, seed) for inner in inners)])
+
+
+def _median(epochs: int):
+    import optuna
+
+    # Wait for a few full trials and one epoch before comparing.
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
+def _hyperband(epochs: int):
+    import optuna
+
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+
+
+def _no_pruning(epochs: int):
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+_PRUNERS = {"median": _median, "hyperband": _hyperband, "none": _no_pruning}
+PRUNERS = tuple(_PRUNERS)
+DEFAULT_PRUNER = "median"
+
+
+def make_pruner(name: str | None, epochs: int):
+    """The pruner ``name`` (one of ``PRUNERS``; None: ``DEFAULT_PRUNER``) for trials of at most
+    ``epochs`` epochs."""
+    return _PRUNERS[name or DEFAULT_PRUNER](epochs)
