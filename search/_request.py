@@ -31,6 +31,7 @@ class TrialRequest:
       from its epoch; None trains from scratch.
     - ``keep_weights``: keep this trial's (best-epoch) weights at
       ``Study.rung_weights_path`` for a later warm start.
+    - ``ladder``: the fidelity rungs to climb (``search.fidelity``), or None.
     - ``callbacks``: the engine's (Optuna's pruning callback, the progress bar); they see every
       epoch's logs, in the search process even when the trial trains in a child.
     - ``prune_exceptions``: what those callbacks raise to prune the trial (a PRUNED row).
@@ -41,6 +42,9 @@ class TrialRequest:
     epochs: int
     warm_start: Any = None
     keep_weights: bool = False
+    # A ``search.fidelity.Ladder``: train rung by rung (the engine judges each); its last rung
+    # ends at ``epochs``. None trains ``epochs`` in one go.
+    ladder: Any = None
     callbacks: tuple = dataclasses.field(default=(), metadata=STAYS_IN_PARENT)
     prune_exceptions: tuple[type[BaseException], ...] = dataclasses.field(
         default=(), metadata=STAYS_IN_PARENT)

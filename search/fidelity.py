@@ -202,8 +202,12 @@ def carry_weights(source, target) -> bool:
     return True
 
 
+class RungNotAfforded(Exception):
+    """The time left cannot pay for the next rung (the trial stops where it is)."""
+
+
 def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callbacks,
-          rungs_log: list, batch_size: int = 32, verbose: int = 0, seed: int = 0):
+          rungs_log: list, price=None, batch_size: int = 32, verbose: int = 0, seed: int = 0):
     """Train ``hp``'s configuration rung by rung and return the last rung's model.
 
     Each rung builds the model at its size (``ctx`` capped), continues the previous rung's
@@ -211,8 +215,11 @@ def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callb
     fraction of the training split up to its epoch. ``trial_callbacks(model)`` gives the
     trial's own callbacks for a rung's model; ``engine_callbacks`` (the engine's, which may
     stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
-    accuracy) in the logs of each rung's last epoch. ``rungs_log`` receives one dict per rung
-    climbed, also when the engine stops the trial."""
+    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction)``, when
+    given, predicts a rung's seconds before it starts and raises :class:`RungNotAfforded`
+    when the search cannot pay them. ``rungs_log`` receives one dict per rung climbed, also
+    when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
+    the last one."""
     from search.training import RungEnd
 
     model, start = None, 0
@@ -222,7 +229,9 @@ def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callb
         continued = previous is not None and carry_weights(previous, model)
         del previous
         begin = start if continued else 0
-        marker = RungEnd(k, rung, int(model.input_shape[1]), continued, rungs_log)
+        predicted = price(model, rung.epochs - begin, rung.fraction) if price else None
+        marker = RungEnd(k, rung, int(model.input_shape[1]), continued, rungs_log,
+                         predicted_s=predicted)
         space.fit(hp, model, train_fraction(data, rung.fraction, seed), rung_ctx,
                   epochs=rung.epochs, initial_epoch=begin, batch_size=batch_size,
                   verbose=verbose, callbacks=[*trial_callbacks(model), marker, engine_callbacks])

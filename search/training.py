@@ -169,13 +169,14 @@ class RungEnd(keras.callbacks.Callback):
     """Marks the end of a fidelity rung (search.fidelity.climb): on the rung's last epoch it
     appends the rung's record to ``log`` (size trained at, data fraction, last epoch, best
     validation accuracy in the rung, whether it continued the previous rung's weights,
-    seconds) and puts ``rung`` and ``rung_score`` into the epoch's logs, where the engine's
+    seconds, and the seconds predicted before it started) and puts ``rung`` and ``rung_score`` into the epoch's logs, where the engine's
     callbacks, which come after it, judge the trial."""
 
-    def __init__(self, index: int, rung, image_size: int, continued: bool, log: list):
+    def __init__(self, index: int, rung, image_size: int, continued: bool, log: list, *,
+                 predicted_s: float | None = None):
         super().__init__()
         self.index, self.rung, self.image_size = index, rung, image_size
-        self.continued, self.log = continued, log
+        self.continued, self.log, self.predicted_s = continued, log, predicted_s
         self.best: float | None = None
         self._t0 = time.perf_counter()
 
@@ -191,6 +192,8 @@ class RungEnd(keras.callbacks.Callback):
         self.log.append({"rung": self.index, "image_size": self.image_size,
                          "fraction": self.rung.fraction, "epochs": self.rung.epochs,
                          "val_accuracy": self.best, "continued": self.continued,
-                         "seconds": round(time.perf_counter() - self._t0, 3)})
+                         "seconds": round(time.perf_counter() - self._t0, 3),
+                         "predicted_s": (None if self.predicted_s is None
+                                         else round(self.predicted_s, 3))})
         logs["rung"] = float(self.index)
         logs["rung_score"] = self.best

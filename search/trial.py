@@ -14,6 +14,7 @@ with the published epoch budget, so a recipe has one definition: its space.
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 import warnings
@@ -24,6 +25,7 @@ import numpy as np
 from search._files import replaced_atomically
 from search._process import release_free_heap, rss_mb, utc_now
 from search._request import TrialRequest
+from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters, hp_config
 from search.results import TrialRecord
 from spaces.registry import BuildContext, Space
@@ -72,6 +74,7 @@ class TrialRunner:
         # The search's end (``time.time()``, from --max-time): a trial still training then
         # stops and keeps its best epoch so far, so the limit bounds the whole run.
         self.stop_at = stop_at
+        self._predicted_s: float | None = None  # the running trial's, before it trained
 
     @property
     def labels(self) -> dict[str, str]:
@@ -218,6 +221,7 @@ class TrialRunner:
         recorder = HistoryRecorder()
         clock = StopAtTime(self.stop_at) if self.stop_at is not None else None
         state, error, model, best, sizes = "FAIL", None, None, None, {}
+        rungs: list[dict[str, Any]] = []  # what a ladder's trial climbed, kept if it is stopped
         keras.utils.set_random_seed(self.seed + request.number)
         try:
             model = self.space.build(hp, self.ctx)
@@ -225,14 +229,21 @@ class TrialRunner:
             if self.max_params is not None and sizes["params"] > self.max_params:
                 raise ConfigurationError(f"model has {sizes['params']:,} parameters, over the "
                                          f"limit of {self.max_params:,}")
-            best = self._train(hp, model, request, recorder, clock)
+            model, best = self._train(hp, model, request, recorder, clock, rungs)
             state, error = _outcome(recorder)
+            if state == "COMPLETE" and request.ladder is not None:
+                state, error = _climbed(request.ladder, rungs)
+        except RungNotAfforded as exc:
+            state, error = "PRUNED", str(exc)
         except request.prune_exceptions as exc:
             state, error = "PRUNED", str(exc) or "pruned"
         except Exception as exc:  # noqa: BLE001 - any failure is this trial's, not the search's
             error = f"{type(exc).__name__}: {exc}"[:2000]
         record = self._record(hp, request, state, error, recorder.history, sizes,
                               started_at=started_at, wall_time_s=time.perf_counter() - t0)
+        record.rungs = rungs or None
+        predictions = [r["predicted_s"] for r in rungs if r.get("predicted_s") is not None]
+        record.predicted_s = round(sum(predictions), 3) if predictions else self._predicted_s
         if state == "COMPLETE" and clock is not None and clock.stopped_in_epoch is not None:
             record.stopped = (f"the search's time limit (--max-time) ran out in epoch "
                               f"{clock.stopped_in_epoch + 1} of {request.epochs}; kept its best "
@@ -241,13 +252,31 @@ class TrialRunner:
             best.restore()
         return record, model
 
-    def _train(self, hp: Any, model, request: TrialRequest, recorder, clock):
+    def _train(self, hp: Any, model, request: TrialRequest, recorder, clock, rungs: list):
         """Train ``model`` through the space's ``fit`` (from ``request.warm_start``'s weights
-        and epoch when given) with the trial's callbacks; returns its ``BestWeights``."""
+        and epoch when given), or climb ``request.ladder``'s rungs (the last rung's model
+        replaces ``model``), with the trial's callbacks; returns ``(model, its BestWeights)``."""
         import keras
 
         from search.training import BestWeights, EngineCallbacks
 
+        def trial_callbacks(target) -> list:
+            nonlocal best
+            best = BestWeights(target)
+            return [keras.callbacks.TerminateOnNaN(), recorder, best,
+                    *([clock] if clock is not None else []), *self.callbacks]
+
+        best = None
+        self._predicted_s = None
+        price = functools.partial(self._price, history=recorder.history)
+        if request.ladder is not None:
+            from search.fidelity import climb
+
+            model = climb(self.space, hp, self.data, self.ctx, request.ladder,
+                          trial_callbacks=trial_callbacks, rungs_log=rungs, price=price,
+                          engine_callbacks=EngineCallbacks(request.callbacks),
+                          batch_size=self.batch_size, verbose=self.verbose, seed=self.seed)
+            return model, best
         resume = {}
         warm_start = request.warm_start
         if warm_start is not None:
@@ -257,15 +286,34 @@ class TrialRunner:
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 model.load_weights(warm_start.weights)
             resume = {"initial_epoch": int(warm_start.initial_epoch)}
-        best = BestWeights(model)
+        self._predicted_s = price(model, request.epochs - resume.get("initial_epoch", 0), 1.0)
         self.space.fit(
             hp, model, self.data, self.ctx, epochs=request.epochs, batch_size=self.batch_size,
             verbose=self.verbose, **resume,
-            callbacks=[keras.callbacks.TerminateOnNaN(), recorder, best,
-                       *([clock] if clock is not None else []), *self.callbacks,
-                       EngineCallbacks(request.callbacks)],
+            callbacks=[*trial_callbacks(model), EngineCallbacks(request.callbacks)],
         )
-        return best
+        return model, best
+
+    def _price(self, model, epochs: int, fraction: float, *, history) -> float | None:
+        """Predicted seconds for ``epochs`` of ``model`` on ``fraction`` of the training split,
+        from the cost model of the study's timed epochs and this trial's own (search.cost);
+        None before anything was timed. Raises ``RungNotAfforded`` when --max-time would run
+        out before they end: the search does not start what it cannot finish."""
+        from search.cost import CostModel, batches, model_macs, timings_from_records
+
+        rows = self.study.records() if self.study is not None else []
+        costs = CostModel.fit(timings_from_records([*rows, _Timed(history)]))
+        if costs is None:
+            return None
+        steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
+        seconds = epochs * costs.epoch_seconds(model_macs(model), steps)
+        left = None if self.stop_at is None else self.stop_at - time.time()
+        if left is not None and seconds > left:
+            raise RungNotAfforded(
+                f"not started: {epochs} epoch{'s' if epochs != 1 else ''} at "
+                f"{_input_size(model)} px on {fraction:.0%} of the training split would take "
+                f"about {seconds:.0f} s, and --max-time leaves {max(left, 0):.0f} s")
+        return seconds
 
     def _record(self, hp: Any, request: TrialRequest, state: str, error: str | None,
                 history: dict[str, list[float]], sizes: dict[str, int | None], *,
@@ -306,6 +354,22 @@ def _sizes(model) -> dict[str, int | None]:
     counts = count_params(model)
     return {"params": counts["total"], "trainable_params": counts["trainable"],
             "input_size": _input_size(model)}
+
+
+def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
+    """``(state, error)`` of a ladder's trial whose fit returned: COMPLETE at the top rung;
+    stopped below it (the search's clock ran out), PRUNED: its score is not a top-rung one."""
+    if len(rungs) >= len(ladder.rungs):
+        return "COMPLETE", None
+    return "PRUNED", (f"the search's time limit (--max-time) ran out in rung {len(rungs)} of "
+                      f"{len(ladder.rungs)}; a trial below the top rung is not comparable")
+
+
+class _Timed:
+    """A trial's own history so far, as a row for ``search.cost.timings_from_records``."""
+
+    def __init__(self, history: dict):
+        self.history = history
 
 
 def _outcome(recorder) -> tuple[str, str | None]:

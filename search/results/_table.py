@@ -94,6 +94,10 @@ class TrialRecord:
     # best validation accuracy, whether it continued the previous rung's weights, seconds.
     # None for a trial trained in one go.
     rungs: list[dict[str, Any]] | None = None
+    # Seconds the search predicted this trial's training would take before it started
+    # (search.cost; the sum of its rungs' predictions), None before anything was timed. Set
+    # beside wall_time_s, it says how well the search knows its prices.
+    predicted_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
