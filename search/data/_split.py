@@ -176,24 +176,7 @@ def prepare_split(
     fractions = _check_fractions(fractions)
     data_dir = Path(data_dir)
     if manifest_path.exists() and not rebuild:
-        manifest = load_manifest(manifest_path)
-        manifest.data_root = str(data_dir.resolve())  # the same files may have moved
-        if manifest.seed != seed or tuple(manifest.fractions) != fractions:
-            raise SplitError(
-                f"{manifest_path} was built with seed {manifest.seed} and fractions "
-                f"{list(manifest.fractions)}, not seed {seed} and {list(fractions)}. Every run "
-                "must share one test split: drop the new settings, or rebuild the split on purpose "
-                "(--rebuild-split), which makes earlier results incomparable."
-            )
-        if keep_split is not None and keep_split != manifest.given_split:
-            how = "keeps the data's split folders" if manifest.given_split else "re-splits the pooled data"
-            raise SplitError(f"{manifest_path} {how}; run {'without' if manifest.given_split else 'with'} "
-                             "--keep-split, or rebuild the split on purpose (--rebuild-split)")
-        _check_files_present(manifest, data_dir)
-        if verbose:
-            print(f"Using split {manifest_path} ({manifest.digest}): "
-                  + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
-        return manifest
+        return _reuse_manifest(manifest_path, data_dir, seed, fractions, keep_split, verbose)
 
     files = list_labelled_files(data_dir)
     if not files:
@@ -220,6 +203,29 @@ def prepare_split(
     write_json(manifest_path, manifest.to_json(), indent=None)
     if verbose:
         print(f"Wrote {manifest_path} and {out_dir / 'data_report.json'}", file=sys.stderr)
+    return manifest
+
+
+def _reuse_manifest(manifest_path: Path, data_dir: Path, seed: int, fractions, keep_split: bool | None,
+                    verbose: bool) -> SplitManifest:
+    """The existing manifest, refused where it was built with other settings or other files."""
+    manifest = load_manifest(manifest_path)
+    manifest.data_root = str(data_dir.resolve())  # the same files may have moved
+    if manifest.seed != seed or tuple(manifest.fractions) != fractions:
+        raise SplitError(
+            f"{manifest_path} was built with seed {manifest.seed} and fractions "
+            f"{list(manifest.fractions)}, not seed {seed} and {list(fractions)}. Every run "
+            "must share one test split: drop the new settings, or rebuild the split on purpose "
+            "(--rebuild-split), which makes earlier results incomparable."
+        )
+    if keep_split is not None and keep_split != manifest.given_split:
+        how = "keeps the data's split folders" if manifest.given_split else "re-splits the pooled data"
+        raise SplitError(f"{manifest_path} {how}; run {'without' if manifest.given_split else 'with'} "
+                         "--keep-split, or rebuild the split on purpose (--rebuild-split)")
+    _check_files_present(manifest, data_dir)
+    if verbose:
+        print(f"Using split {manifest_path} ({manifest.digest}): "
+              + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
     return manifest
 
 
