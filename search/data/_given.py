@@ -107,7 +107,7 @@ def given_split_lines(report: dict[str, Any]) -> list[str]:
     if crossing["files_left_out"]:
         pairs = ", ".join(f"{n} {k.replace('/', ' -> ')}" for k, n in crossing["by_splits"].items())
         examples = "; ".join(f"{d['path']} ~ {d['copy_of']}" for d in crossing["examples"][:2])
-        out.append(f"warning: {crossing['files_left_out']} files are copies of pictures in an earlier given "
+        out.append(f"warning: {crossing['files_left_out']} file(s) are copies of pictures in an earlier given "
                    f"split ({pairs}) and are left out of the later one, so that no scored image "
                    f"is a copy of a training one: e.g. {examples} (all in data_report.json)")
     for split, share in given["carved_from_train"].items():

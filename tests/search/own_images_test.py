@@ -93,7 +93,7 @@ def test_keep_split_reports_copies_across_the_given_splits_and_keeps_them_out(tm
     manifest = prepare_split(root, results, verbose=False, keep_split=True)
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if "copies of pictures in an earlier" in line]
-    assert len(warning) == 1 and warning[0].startswith("warning: 3 files"), err
+    assert len(warning) == 1 and warning[0].startswith("warning: 3 file(s) are copies"), err
     assert "1 train -> val" in warning[0] and "val/cats/copy.jpg ~ train/cats/0001.jpg" in warning[0]
     assert "carved" not in err  # every split has its folder
     paths = {e["path"]: e["split"] for e in manifest.entries}
