@@ -85,8 +85,9 @@ def format_report(report: dict[str, Any]) -> str:
             f"{name:<{width}}{m['precision']:>9.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>10d}"
         )
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-    short = [n[:6] for n in names]
-    lines.append(" " * width + "".join(f"{s:>8}" for s in short))
+    # Whole class names as column headers (a cut name may not tell classes apart: "class_").
+    column = max(8, width)
+    lines.append(" " * width + "".join(f"{n:>{column}}" for n in names))
     for name, row in zip(names, report["confusion_matrix"]):
-        lines.append(f"{name:<{width}}" + "".join(f"{v:>8d}" for v in row))
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{column}d}" for v in row))
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from search.data import (
     LeakError,
     SplitError,
     decode_resized,
+    default_cache_dir,
     empty_class_folders,
     find_copies,
     list_labelled_files,
@@ -105,8 +106,9 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
 def _guessed_names(model, class_names: list[str], folder: Path) -> str:
     """What scoring a model without its sidecar (no class names) assumes, and what it breaks."""
     outputs = int(model.output_shape[-1])
-    text = (f"the model has no sidecar (.json beside the .keras file) naming its classes, so they "
-            f"are guessed from the folder names under {folder}, sorted: {', '.join(class_names)}")
+    text = (f"the {_format_name(model)} model comes with no class names (no .json sidecar beside "
+            f"it, no export.json in its bundle), so they are guessed from the folder names under "
+            f"{folder}, sorted: {', '.join(class_names)}")
     if outputs > len(class_names):
         return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
                 f"classes: predictions of outputs {len(class_names)}-{outputs - 1} have no class "
@@ -115,6 +117,22 @@ def _guessed_names(model, class_names: list[str], folder: Path) -> str:
         return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
                 f"classes: {', '.join(class_names[outputs:])} can never be predicted")
     return f"{text}; check that this is the order of the model's outputs"
+
+
+def _format_name(model) -> str:
+    """The format a model was opened as (a Keras model in memory has no ``format``)."""
+    return getattr(model, "format", None) or "Keras"
+
+
+def score_split(model, meta: dict[str, Any], split: str, batch_size: int = 64) -> dict[str, Any]:
+    """Score ``model`` on its own split manifest's ``split``, caching the decoded images in the
+    results tree the manifest belongs to (``<results>/cache``), not the current directory's."""
+    if not meta.get("manifest"):
+        raise SplitError(f"{getattr(model, 'path', 'the model')} records no split manifest; use --data DIR")
+    manifest = load_manifest(meta["manifest"])
+    cache_dir = default_cache_dir(Path(meta["manifest"]).parent.parent)  # <results>/data/split.json
+    x, y = load_images(manifest, split, int(meta["image_size"]), cache_dir=cache_dir)
+    return evaluate_model(model, x, y, manifest.class_names, batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,11 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data:
             report = evaluate_folder(model, meta, args.data, args.allow_overlap, args.batch_size)
         else:
-            if not meta.get("manifest"):
-                raise SplitError(f"{args.model} records no split manifest; use --data DIR")
-            manifest = load_manifest(meta["manifest"])
-            x, y = load_images(manifest, args.split, int(meta["image_size"]))
-            report = evaluate_model(model, x, y, manifest.class_names, args.batch_size)
+            report = score_split(model, meta, args.split, args.batch_size)
     except (FileNotFoundError, ValueError) as exc:  # DataNotFound, Split, Leak errors included
         print(f"error: {exc}", file=sys.stderr)
         return 2

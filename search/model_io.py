@@ -72,7 +72,12 @@ def bundle_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     own = sidecar_path(path)
     shared = folder / "model.json"
     side = own if own.is_file() else shared if record is not None and shared.is_file() else None
-    return (_read(side) if side else {}), record
+    meta = _read(side) if side else {}
+    if record and record.get("class_names") and not meta.get("class_names"):
+        # model.json lost: export.json names the same classes and input size.
+        meta = {**meta, "class_names": record["class_names"],
+                "image_size": meta.get("image_size") or record.get("image_size")}
+    return meta, record
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:  # FormatError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not meta.get("class_names"):
+        print(f"warning: the {model.format} model {model.path} comes with no class names (no .json "
+              "sidecar beside it, no export.json in its bundle): classes are shown as output "
+              f"indices 0-{int(model.output_shape[-1]) - 1}", file=sys.stderr)
     predicted = iter(predict_files(model, meta, paths, max(1, args.top)))
     rows = [next(predicted) if isinstance(item, Path) else item for item in items]
     if args.json:

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
     p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
+    p.add_argument("--keep-split", action="store_true", default=None,
+                   help="keep the dataset's own train/ val/ test/ folders as the split (copies "
+                        "across them are left out of the later one) instead of re-splitting")
     p.add_argument("--seed", type=int, help="search seed (default 0; a resumed study keeps its own)")
     p.add_argument("--storage", help="optuna RDB URL (default sqlite in the study folder); "
                                      "workers started with one postgresql:// URL share the study")
@@ -173,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from search.results import results_root
 
             data = load_search_data(args.data, results=str(results_root(args.results)),
-                                    subset=args.subset, seed=args.seed or 0)
+                                    subset=args.subset, seed=args.seed or 0,
+                                    keep_split=args.keep_split, progress=not args.no_progress)
             max_image_size = args.max_image_size
         outcome = run_search(
             space, data, engine=args.engine, algorithm=args.algorithm, trials=args.trials,

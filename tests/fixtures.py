@@ -153,3 +153,40 @@ def save_constant_model(path: Path, outputs: int, answer: int, image_size: int =
 
         save_model(model, path, class_names, image_size)
     return path
+
+
+def make_split_folders(root: Path, splits: dict[str, dict[str, int]], seed: int = 0,
+                       size: int = 48, mode: str = "RGB") -> Path:
+    """A dataset in the train/val(/test) layout: ``splits[folder][label]`` distinct pictures
+    under ``root/folder/label/`` (folder names as given: ``train``, ``valid``, ``Test``...);
+    ``mode`` "L" writes grayscale JPEGs."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for folder, counts in splits.items():
+        for label, n in counts.items():
+            target = root / folder / label
+            target.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                tinted = label if label in _TINTS else "engraving"
+                pattern_image(tinted, rng, size).convert(mode).save(target / f"{i:04d}.jpg", quality=95)
+    return root
+
+
+# EXIF orientation 6: the stored pixels are turned 90 degrees counter-clockwise; a viewer turns
+# them back clockwise. Phones write it instead of rotating the pixels.
+EXIF_ORIENTATION = 0x0112
+
+
+def write_rotated_jpeg(path: Path, width: int = 24, height: int = 48) -> None:
+    """A JPEG whose upright picture (``width`` x ``height``) is red above and blue below,
+    stored sideways with EXIF orientation 6: decoded without the tag, the red half is on the
+    right instead of on top."""
+    upright = np.zeros((height, width, 3), dtype=np.uint8)
+    upright[: height // 2] = (220, 30, 30)
+    upright[height // 2:] = (30, 30, 220)
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # counter-clockwise
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(path, quality=95, exif=exif)

@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
         p.add_argument("--rebuild-split", action="store_true",
                        help="replace an existing split manifest (earlier results become incomparable)")
+        p.add_argument("--keep-split", action="store_true", default=None,
+                       help="keep the dataset's own train/ val/ test/ folders as the split (copies "
+                            "across them are left out of the later one) instead of re-splitting")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     download.add_argument("--to", default="data", help="where kagglehub should put the files")
     args = parser.parse_args(argv)
 
@@ -27,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return _download(args.to)
     try:
         data_dir = locate_data(args.data)
-        manifest = prepare_split(data_dir, args.results, seed=args.seed, rebuild=args.rebuild_split)
+        manifest = prepare_split(data_dir, args.results, seed=args.seed, rebuild=args.rebuild_split,
+                                 keep_split=args.keep_split, progress=not args.no_progress)
     except (DataNotFoundError, SplitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import numpy as np
 
 from search._files import replaced_atomically
 from search.data._decode import open_rgb
-from search.data._split import SplitManifest
+from search.data._split import SplitError, SplitManifest
 from search.results import results_root
 
 CACHE_ENV = "ART_CACHE"
@@ -54,7 +54,12 @@ def load_images(
         y = np.load(y_path)
         if len(x) == len(entries) == len(y):
             return x, y
-    root = Path(data_dir or manifest.data_root)
+    root = Path(data_dir or manifest.data_root or ".")
+    if entries and not (root / entries[0]["path"]).is_file():
+        raise SplitError(
+            f"the {split} images of split {manifest.path or manifest.digest} are not cached at "
+            f"{image_size} px and not under {data_dir or manifest.data_root or 'a recorded folder'}"
+            " (data outside the project is recorded by digest only): set $ART_DATA to the dataset")
     paths = [str(root / e["path"]) for e in entries]
     y = np.array([manifest.class_names.index(e["label"]) for e in entries], dtype=np.int32)
     x = decode_resized(paths, image_size, desc=f"decode {split}@{image_size}px", verbose=verbose)

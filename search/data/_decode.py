@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 # Art scans reach tens of megapixels; they are images, not decompression bombs. Pillow's
 # default refuses ~179 MP and warns from ~89 MP. Its limit is one process-wide setting, read
@@ -43,7 +43,8 @@ def open_rgb(path: str | os.PathLike, max_side: int | None = None) -> Image.Imag
     Palette, alpha, grayscale, 16-bit and CMYK images are converted; transparent pixels are
     composited onto white (artwork scans are shown on white), not left as black.
     ``max_side`` lets JPEG decode at a reduced scale (draft mode), which is much faster for
-    big scans when only a small thumbnail is needed.
+    big scans when only a small thumbnail is needed. An EXIF orientation tag (phone photos)
+    is applied, so the network sees the picture upright, as a photo viewer shows it.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated files would "
@@ -52,7 +53,8 @@ def open_rgb(path: str | os.PathLike, max_side: int | None = None) -> Image.Imag
         if max_side is not None and img.format == "JPEG":
             img.draft("RGB", (max_side, max_side))
         img.load()
-        return to_rgb(img)
+        # exif_transpose returns a new, rotated image (or a copy when there is no tag to apply).
+        return to_rgb(ImageOps.exif_transpose(img))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

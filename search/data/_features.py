@@ -27,7 +27,7 @@ from search.data._split import SplitManifest
 
 def cached_features(manifest: SplitManifest, split: str, image_size: int, key: str | None,
                     extractor, cache_dir: str | os.PathLike | None = None,
-                    batch_size: int = 64, dtype=np.float32):
+                    batch_size: int = 64, dtype=np.float32, verbose: bool = True):
     """``extractor``'s outputs for one split's images, in manifest order, as ``dtype``: one
     array ``(N, ...)``, or a list of them when the extractor has several outputs (the tensors
     a fine-tuning cut crosses). Cached on disk under ``key``, read back memory-mapped."""
@@ -42,7 +42,7 @@ def cached_features(manifest: SplitManifest, split: str, image_size: int, key: s
         legacy = folder / f"{split}.npy"  # caches written before the done marker existed
         if legacy.exists():
             return np.load(legacy, mmap_mode="r")
-    x, _ = load_images(manifest, split, image_size, cache_dir=cache_dir)
+    x, _ = load_images(manifest, split, image_size, cache_dir=cache_dir, verbose=verbose)
     if folder is None:
         outputs = predict_in_batches(extractor, x, batch_size)
         arrays = [np.asarray(o).astype(dtype, copy=False)
@@ -52,7 +52,8 @@ def cached_features(manifest: SplitManifest, split: str, image_size: int, key: s
     count = _stream_to_disk(extractor, x, folder, split, batch_size, dtype)
     # Written last: a kill mid-way leaves no marker, and the next run recomputes.
     done.write_text(json.dumps({"outputs": count, "dtype": np.dtype(dtype).name}))
-    return cached_features(manifest, split, image_size, key, extractor, cache_dir, batch_size, dtype)
+    return cached_features(manifest, split, image_size, key, extractor, cache_dir, batch_size, dtype,
+                           verbose)
 
 
 def _stream_to_disk(extractor, x: np.ndarray, folder: Path, split: str, batch_size: int,

@@ -12,6 +12,14 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 # Sub-folders of the Kaggle download, tried in order below whatever folder is given.
 _KAGGLE_ROOTS = ("", "dataset_updated", "dataset/dataset_updated")
 KAGGLE_SPLITS = ("training_set", "validation_set")
+# Split folders of the usual layouts (PyTorch ImageFolder tutorials, Keras'
+# image_dataset_from_directory guides, the Kaggle download), matched case-insensitively.
+SPLIT_FOLDER_NAMES = {
+    "train": ("train", "training", "train_set", "training_set"),
+    "val": ("val", "valid", "validation", "val_set", "validation_set"),
+    "test": ("test", "testing", "test_set", "testing_set"),
+}
+_SPLIT_OF_NAME = {name: split for split, names in SPLIT_FOLDER_NAMES.items() for name in names}
 
 HOW_TO_GET_DATA = """\
 How to get the data:
@@ -22,8 +30,9 @@ How to get the data:
        --data PATH/TO/dataset/dataset_updated
        export ART_DATA=PATH/TO/dataset/dataset_updated
        or place it at ./data/art-images
-  Any folder of <class>/ sub-folders of images works too (the Kaggle training_set/ and
-  validation_set/ layout is recognised and pooled)."""
+  Any folder of <class>/ sub-folders of images works too, and so does one of train/, val/
+  (valid/, validation/) and test/ folders of <class>/ folders (the Kaggle training_set/ and
+  validation_set/ layout among them): they are pooled and re-split, or kept with --keep-split."""
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -51,17 +60,18 @@ def locate_data(flag: str | os.PathLike | None = None) -> Path:
         if not any(candidate.iterdir()):
             what = "that folder is empty"
         else:
-            what = ("it holds neither the Kaggle layout (training_set/ and validation_set/ of "
-                    "class folders) nor <class>/ folders of images")
+            what = ("it holds neither split folders (train/, val/, test/ or the Kaggle "
+                    "training_set/, validation_set/) of class folders nor <class>/ folders of images")
         raise DataNotFoundError(f"No dataset at {candidate} ({source}): {what}.\n{HOW_TO_GET_DATA}")
     return root
 
 
 def resolve_layout(folder: Path) -> Path | None:
-    """The folder below ``folder`` that holds the Kaggle split folders or class folders."""
+    """The folder below ``folder`` that holds split folders (train/, val/, test/, the Kaggle
+    ones) or class folders."""
     for sub in _KAGGLE_ROOTS:
         root = folder / sub if sub else folder
-        if any((root / split).is_dir() for split in KAGGLE_SPLITS):
+        if split_folders(root):
             return root
     if class_folders(folder):
         return folder
@@ -76,6 +86,41 @@ def class_folders(folder: Path) -> list[Path]:
         d for d in folder.iterdir()
         if d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir() if f.is_file())
     )
+
+
+def split_folders(root: Path) -> dict[str, list[Path]]:
+    """``root``'s sub-folders named as a split (``train``, ``Validation``, ``test_set``...), by
+    the split they name. A folder that directly holds images is a class folder, whatever its
+    name (a class may be called "test")."""
+    found: dict[str, list[Path]] = {}
+    if not root.is_dir():
+        return found
+    for d in sorted(root.iterdir()):
+        split = _SPLIT_OF_NAME.get(d.name.lower())
+        if split and d.is_dir() and not _holds_images(d):
+            found.setdefault(split, []).append(d)
+    return {s: found[s] for s in SPLIT_FOLDER_NAMES if s in found}
+
+
+def given_splits(root: Path, rel_paths: list[str]) -> list[str | None]:
+    """The split each file's folder names (``rel_paths`` relative to ``root``), or None for
+    every file of a plain ``<class>/`` layout."""
+    if not split_folders(root):
+        return [None] * len(rel_paths)
+    return [_SPLIT_OF_NAME.get(p.split("/", 1)[0].lower()) for p in rel_paths]
+
+
+def folders_beside_splits(root: Path) -> list[str]:
+    """Sub-folders of a split layout's root that are not split folders: nothing reads them."""
+    found = split_folders(root)
+    if not found:
+        return []
+    used = {d for dirs in found.values() for d in dirs}
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and d not in used)
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() for f in folder.iterdir())
 
 
 def empty_class_folders(root: Path) -> list[str]:
@@ -94,19 +139,33 @@ def empty_class_folders(root: Path) -> list[str]:
 
 
 def _split_roots(root: Path) -> list[Path]:
-    return [root / s for s in KAGGLE_SPLITS if (root / s).is_dir()] or [root]
+    return [d for dirs in split_folders(root).values() for d in dirs] or [root]
 
 
 def list_labelled_files(root: Path) -> list[tuple[Path, str]]:
-    """All ``(file, class name)`` pairs under ``root``, pooling the Kaggle splits.
+    """All ``(file, class name)`` pairs under ``root``, pooling the split folders.
 
-    The Kaggle training/validation split is not trusted (it shares copies of images), so it
-    is only a place to find files. Class names are folder names, lower-cased.
+    Class names are folder names, lower-cased; two folders side by side whose names differ
+    only in case (``Painting/``, ``painting/``) are refused rather than merged without a word.
+    Split folders are only places to find files here (the Kaggle training/validation split
+    shares copies of images); ``given_splits`` says which split a file's folder names.
     """
     files = []
     for split_root in _split_roots(root):
-        for class_dir in sorted(d for d in split_root.iterdir() if d.is_dir()):
+        class_dirs = sorted(d for d in split_root.iterdir() if d.is_dir())
+        _refuse_case_twins(class_dirs)
+        for class_dir in class_dirs:
             for f in sorted(class_dir.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
                     files.append((f, class_dir.name.lower()))
     return files
+
+
+def _refuse_case_twins(class_dirs: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for d in class_dirs:
+        twin = seen.setdefault(d.name.lower(), d)
+        if twin is not d:
+            raise DataNotFoundError(
+                f"class folders {twin} and {d} differ only in case, so they would be one class "
+                f"{d.name.lower()!r}: merge them into one folder or rename one")

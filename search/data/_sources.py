@@ -146,8 +146,9 @@ class ManifestData(DataSource):
     _MEMORY_CACHES = ("_features", "_current")
 
     def __init__(self, manifest: Any, *, subset: float | None = None, seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True):
         self.manifest = manifest
+        self.progress = progress  # decode bars (--no-progress hides them)
         self.class_names = list(manifest.class_names)
         self.subset = subset
         self.seed = seed
@@ -159,7 +160,8 @@ class ManifestData(DataSource):
         if held is not None and held[0] == image_size:
             return held[1], held[2]
         self._current.pop(split, None)  # drop the old size before loading the new one
-        x, y = load_images(self.manifest, split, image_size, cache_dir=self.cache_dir)
+        x, y = load_images(self.manifest, split, image_size, cache_dir=self.cache_dir,
+                           verbose=getattr(self, "progress", True))
         keep = self._keep(split, y)
         if keep is not None:
             x, y = x[keep], y[keep]
@@ -170,7 +172,8 @@ class ManifestData(DataSource):
         from search.data._features import cached_features
 
         f = cached_features(self.manifest, split, image_size, key, extractor,
-                            cache_dir=self.cache_dir, dtype=dtype)
+                            cache_dir=self.cache_dir, dtype=dtype,
+                            verbose=getattr(self, "progress", True))
         y = self._manifest_labels(split)
         keep = self._keep(split, y)
         if keep is not None:
@@ -206,7 +209,7 @@ class ManifestData(DataSource):
         return {
             "source": "manifest",
             "digest": self.manifest.digest,
-            "data_root": getattr(self.manifest, "data_root", None),
+            "data_root": getattr(self.manifest, "portable_data_root", lambda: None)(),
             "class_names": self.class_names,
             "counts": {s: len(self.manifest.subset(s)) for s in SPLITS},
             "subset": self.subset,
@@ -228,13 +231,20 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def load_search_data(data: str | os.PathLike | None = None, *,
                      results: str | os.PathLike | None = None, subset: float | None = None,
-                     seed: int = 0) -> ManifestData:
-    """The real dataset: located (flag, then $ART_DATA, then ./data), split once, cached."""
+                     seed: int = 0, keep_split: bool | None = None,
+                     progress: bool = True) -> ManifestData:
+    """The real dataset: located (flag, then $ART_DATA, then ./data), split once, cached.
+
+    ``keep_split`` (``--keep-split``) keeps the dataset's own train/val/test folders instead of
+    re-splitting them; ``progress=False`` (``--no-progress``) hides the scan and decode bars.
+    """
     from search.data._locate import locate_data
     from search.data._split import prepare_split
 
-    manifest = prepare_split(locate_data(data), results_dir=results)
-    return ManifestData(manifest, subset=subset, seed=seed, cache_dir=default_cache_dir(results))
+    manifest = prepare_split(locate_data(data), results_dir=results, keep_split=keep_split,
+                             progress=progress)
+    return ManifestData(manifest, subset=subset, seed=seed, cache_dir=default_cache_dir(results),
+                        progress=progress)
 
 
 def synthetic_data(n_train: int = 40, n_val: int = 20, n_test: int = 20, image_size: int = 32,

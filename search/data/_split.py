@@ -15,7 +15,15 @@ import numpy as np
 
 from search.data._decode import ScannedFile, scan_files
 from search.data._dedup import NEAR_DUPLICATE_THRESHOLD, group_duplicates
-from search.data._locate import IMAGE_SUFFIXES, empty_class_folders, list_labelled_files
+from search.data._given import given_split_lines, keep_given_split
+from search.data._locate import (
+    IMAGE_SUFFIXES,
+    empty_class_folders,
+    folders_beside_splits,
+    given_splits,
+    list_labelled_files,
+    split_folders,
+)
 from search.results import results_root, write_json
 
 SPLITS = ("train", "val", "test")
@@ -44,6 +52,7 @@ class SplitManifest:
     class_names: list[str]
     entries: list[dict[str, Any]]
     path: Path | None = None  # where the manifest was read from / written to
+    given_split: bool = False  # --keep-split: the dataset's split folders, not a re-split
 
     @property
     def digest(self) -> str:
@@ -78,10 +87,17 @@ class SplitManifest:
                 "it would score images the model trained on. Delete the manifest and rebuild it."
             )
 
+    def portable_data_root(self) -> str | None:
+        """Where the data is, as recorded on disk: relative to the project (the folder holding
+        the results tree) when it lies inside it, else None (the digest identifies the data),
+        so that no file records a machine's absolute paths."""
+        return portable_root(self.data_root, self.path)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
-            "data_root": self.data_root,
+            "data_root": self.portable_data_root(),
+            **({"given_split": True} if self.given_split else {}),
             "seed": self.seed,
             "fractions": list(self.fractions),
             "near_threshold": self.near_threshold,
@@ -95,8 +111,39 @@ class SplitManifest:
         if data.get("version") != MANIFEST_VERSION:
             raise SplitError(f"{path}: manifest version {data.get('version')} is not "
                              f"{MANIFEST_VERSION}; delete it to rebuild the split")
-        return cls(data["data_root"], data["seed"], tuple(data["fractions"]),
-                   data["near_threshold"], data["class_names"], data["entries"], path)
+        return cls(_resolve_root(data.get("data_root"), path), data["seed"],
+                   tuple(data["fractions"]), data["near_threshold"], data["class_names"],
+                   data["entries"], path, bool(data.get("given_split")))
+
+
+def _project_of(manifest_path: Path) -> Path:
+    return Path(manifest_path).resolve().parent.parent.parent  # <project>/<results>/data/split.json
+
+
+def portable_root(data_root: str, manifest_path: Path | None) -> str | None:
+    if manifest_path is None or not data_root:
+        return data_root or None
+    try:
+        return Path(data_root).resolve().relative_to(_project_of(manifest_path)).as_posix()
+    except ValueError:  # outside the project
+        return None
+
+
+def _resolve_root(recorded: str | None, manifest_path: Path | None) -> str:
+    """The absolute data folder of a manifest on disk. Data outside the project is not
+    recorded: it is looked for where ``--data`` defaults look ($ART_DATA, ./data/art-images),
+    else '' (only the cached images can be read). Manifests written before paths were made
+    portable hold an absolute path, kept as is."""
+    if not recorded:
+        from search.data._locate import DataNotFoundError, locate_data
+
+        try:
+            return str(locate_data().resolve())
+        except DataNotFoundError:
+            return ""
+    if Path(recorded).is_absolute() or manifest_path is None:
+        return recorded
+    return str((_project_of(manifest_path) / recorded).resolve())
 
 
 def default_split_dir(results_dir: str | os.PathLike | None = None) -> Path:
@@ -111,53 +158,101 @@ def prepare_split(
     near_threshold: int = NEAR_DUPLICATE_THRESHOLD,
     rebuild: bool = False,
     verbose: bool = True,
+    keep_split: bool | None = None,
+    progress: bool = True,
 ) -> SplitManifest:
     """Return the split manifest in ``<results>/data/``, building it on first use.
 
     The manifest is reused as long as it exists, so every run is scored on the same test
     images; a manifest built with another seed or other fractions is refused rather than
     silently replaced (``rebuild=True`` replaces it).
+
+    Split folders (``train/``, ``val/``, ``test/``...) are pooled and re-split leak-free, unless
+    ``keep_split`` (``--keep-split``) keeps them (see ``search.data._given``); None accepts
+    whichever an existing manifest was built with. ``progress=False`` hides the scan bar.
     """
     out_dir = default_split_dir(results_dir)
     manifest_path = out_dir / "split.json"
     fractions = _check_fractions(fractions)
     data_dir = Path(data_dir)
     if manifest_path.exists() and not rebuild:
-        manifest = load_manifest(manifest_path)
-        manifest.data_root = str(data_dir.resolve())  # the same files may have moved
-        if manifest.seed != seed or tuple(manifest.fractions) != fractions:
-            raise SplitError(
-                f"{manifest_path} was built with seed {manifest.seed} and fractions "
-                f"{list(manifest.fractions)}, not seed {seed} and {list(fractions)}. Every run "
-                "must share one test split: drop the new settings, or rebuild the split on purpose "
-                "(--rebuild-split), which makes earlier results incomparable."
-            )
-        _check_files_present(manifest, data_dir)
-        if verbose:
-            print(f"Using split {manifest_path} ({manifest.digest}): "
-                  + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
-        return manifest
+        return _reuse_manifest(manifest_path, data_dir, seed, fractions, keep_split, verbose)
 
     files = list_labelled_files(data_dir)
     if not files:
         raise SplitError(f"no image files under {data_dir} (looked for "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)")
     empty_folders = empty_class_folders(data_dir)
+    given = _given_split_of(data_dir, files) if keep_split else {}
     if verbose:
         print(f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
               file=sys.stderr)
-    scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose))
+    scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose and progress))
     manifest, report = build_split(scanned, str(data_dir.resolve()), seed, fractions, near_threshold,
                                    empty_class_folders=empty_folders)
+    notes = _split_folder_notes(data_dir, fractions, keep_split)
+    if keep_split:
+        manifest, report = keep_given_split(manifest, report, given, seed, fractions)
+        notes += given_split_lines(report)
     manifest.path = manifest_path
     # Whatever the split leaves out without failing is said on the console, not only in the report.
-    for warning in report_warnings(report):
-        print(f"warning: {warning}", file=sys.stderr)
+    for line in notes + [f"warning: {w}" for w in report_warnings(report)]:
+        print(line, file=sys.stderr)
+    report["data_root"] = manifest.portable_data_root()
     write_json(out_dir / "data_report.json", report)
     write_json(manifest_path, manifest.to_json(), indent=None)
     if verbose:
         print(f"Wrote {manifest_path} and {out_dir / 'data_report.json'}", file=sys.stderr)
     return manifest
+
+
+def _reuse_manifest(manifest_path: Path, data_dir: Path, seed: int, fractions, keep_split: bool | None,
+                    verbose: bool) -> SplitManifest:
+    """The existing manifest, refused where it was built with other settings or other files."""
+    manifest = load_manifest(manifest_path)
+    manifest.data_root = str(data_dir.resolve())  # the same files may have moved
+    if manifest.seed != seed or tuple(manifest.fractions) != fractions:
+        raise SplitError(
+            f"{manifest_path} was built with seed {manifest.seed} and fractions "
+            f"{list(manifest.fractions)}, not seed {seed} and {list(fractions)}. Every run "
+            "must share one test split: drop the new settings, or rebuild the split on purpose "
+            "(--rebuild-split), which makes earlier results incomparable."
+        )
+    if keep_split is not None and keep_split != manifest.given_split:
+        how = "keeps the data's split folders" if manifest.given_split else "re-splits the pooled data"
+        raise SplitError(f"{manifest_path} {how}; run {'without' if manifest.given_split else 'with'} "
+                         "--keep-split, or rebuild the split on purpose (--rebuild-split)")
+    _check_files_present(manifest, data_dir)
+    if verbose:
+        print(f"Using split {manifest_path} ({manifest.digest}): "
+              + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
+    return manifest
+
+
+def _given_split_of(data_dir: Path, files) -> dict[str, str | None]:
+    """--keep-split: the split each file's folder names (relative path -> split); needs train."""
+    paths = [f.relative_to(data_dir).as_posix() for f, _ in files]
+    given = dict(zip(paths, given_splits(data_dir, paths)))
+    if "train" not in given.values():
+        found = ", ".join(sorted(set(filter(None, given.values())))) or "no split folder"
+        raise SplitError(f"--keep-split needs a train/ (or training/) folder of class folders "
+                         f"under {data_dir}; it has {found}")
+    return given
+
+
+def _split_folder_notes(data_dir: Path, fractions, keep_split: bool | None) -> list[str]:
+    """One line on what happens to a dataset's own split folders, and any folder left unread."""
+    found = split_folders(data_dir)
+    if not found:
+        return []
+    names = ", ".join(f"{d.name}/" for dirs in found.values() for d in dirs)
+    lines = [f"warning: {data_dir / name} is not a split folder (train/, val/, test/ or their usual "
+             "names); it is not read" for name in folders_beside_splits(data_dir)]
+    if keep_split:
+        return lines + [f"note: keeping the split of {names} under {data_dir} (--keep-split)"]
+    split = "/".join(f"{round(f * 100)}" for f in fractions)
+    return lines + [(f"note: {names} under {data_dir} are pooled and re-split leak-free "
+                     f"{split} (--keep-split keeps their split)")]
 
 
 def load_manifest(path: str | os.PathLike) -> SplitManifest:
@@ -318,6 +413,10 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     root = report.get("data_root", "")
     out = [f"class folder {root}/{folder} holds no image files; it is left out"
            for folder in report.get("empty_class_folders", [])]
+    corrupt = report.get("corrupt", {}).get("files", [])
+    if corrupt:
+        out.append(f"{len(corrupt)} file(s) under {root} could not be decoded and are skipped: "
+                   + _first_files(corrupt, with_reason=True))
     out += [f"class {c['class']!r} under {root} is left out: {c['reason']}"
             for c in report.get("classes_left_out", [])]
     return out
@@ -326,7 +425,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
 def format_data_report(report: dict[str, Any]) -> str:
     d = report["duplicates"]
     lines = [
-        f"files: {report['files']}  decoded: {report['decoded']}  corrupt (skipped): {report['corrupt']['count']}",
+        (f"files: {report['files']}  decoded: {report['decoded']}  corrupt (skipped): {report['corrupt']['count']}"
+         + (f" ({_first_files(report['corrupt']['files'])})" if report["corrupt"].get("files") else "")),
         f"exact-duplicate groups: {d['exact_groups']} ({d['exact_files']} files)   "
         f"near-duplicate groups (phash <= {d['near_threshold_bits']} bits): {d['near_groups']} ({d['near_files']} files)",
         f"label conflicts left out: {report['label_conflicts']['groups']} groups "
@@ -337,6 +437,12 @@ def format_data_report(report: dict[str, Any]) -> str:
                      + ", ".join(report["empty_class_folders"]))
     for c in report.get("classes_left_out", []):
         lines.append(f"class left out: {c['class']} ({c['reason']})")
+    if report.get("given_split"):
+        crossing = report["given_split"]["crossing_copies"]
+        carved = "".join(f"; {s} carved out of train ({share})"
+                         for s, share in report["given_split"]["carved_from_train"].items())
+        lines.append(f"split kept from the folders (--keep-split): {crossing['files_left_out']} "
+                     f"copies across given splits left out{carved}")
     lines.append(f"kept: {report['kept_files']} files in {report['kept_groups']} "
                  "distinct-image groups")
     counts = report["split"]["counts"]
@@ -346,6 +452,16 @@ def format_data_report(report: dict[str, Any]) -> str:
         lines.append(f"{split:<7}" + "".join(f"{per_class[c]:>12}" for c in classes)
                      + f"{sum(per_class.values()):>8}")
     return "\n".join(lines)
+
+
+_NAMED_FILES = 3  # files named in a one-line warning; the report lists them all
+
+
+def _first_files(files: list[dict[str, Any]], with_reason: bool = False) -> str:
+    named = ", ".join(f"{f['path']}" + (f" ({f['reason']})" if with_reason else "")
+                      for f in files[:_NAMED_FILES])
+    more = len(files) - _NAMED_FILES
+    return named + (f" and {more} more (data_report.json lists them all)" if more > 0 else "")
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

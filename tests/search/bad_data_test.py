@@ -42,6 +42,12 @@ def _too_few(tmp_path):
     return make_class_folders(tmp_path / "too-few", {"drawings": 21, "painting": 4})
 
 
+def _case_twins(tmp_path):
+    from tests.fixtures import make_class_folders
+
+    return make_class_folders(tmp_path / "case-twins", {"Painting": 21, "painting": 21, "drawings": 21})
+
+
 COMMANDS = {
     "search.run": lambda data, results: run_main(
         ["--space", "cnn", "--data", str(data), "--results", str(results), "--no-progress",
@@ -58,6 +64,7 @@ CASES = {
     "undecodable": (_undecodable, "none of the 2 image files", "scan.jpg: UnidentifiedImageError"),
     "one-class": (_one_class, "only one class with usable images, 'drawings'", "at least two classes"),
     "too-few": (_too_few, "class 'painting' has only 4 (in 4 files)", "20 stratified folds"),
+    "case-twins": (_case_twins, "differ only in case", "Painting and "),
 }
 
 

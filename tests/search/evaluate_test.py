@@ -145,3 +145,50 @@ def test_known_classes_have_no_unknown_predictions():
     report = classification_metrics([0, 1], [0, 1], ["a", "b"])
     assert report["predicted_unknown"] == 0
     assert "no class" not in format_report(report)
+
+
+# --- issue #20 -------------------------------------------------------------------------------
+
+def test_the_warning_for_a_model_without_class_names_names_its_real_format(tmp_path, capsys):
+    from search._formats import LoadedModel
+    from search.evaluate import evaluate_folder
+    from tests.fixtures import make_class_folders
+
+    folder = make_class_folders(tmp_path / "two", {"drawings": 2, "painting": 2})
+    model = LoadedModel(tmp_path / "model.onnx", "onnx", "fake", 16, 2,
+                        lambda batch: np.tile([[0.8, 0.2]], (len(batch), 1)))
+    report = evaluate_folder(model, {}, folder)
+    assert report["n"] == 4
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "the onnx model comes with no class names" in warning[0]
+    assert ".keras" not in warning[0]
+
+
+def test_confusion_matrix_headers_are_whole_class_names():
+    names = ["class_alpha", "class_beta", "a"]
+    text = format_report(classification_metrics([0, 1, 2], [0, 1, 1], names))
+    header = text.splitlines()[text.splitlines().index(
+        "confusion matrix (rows: true, columns: predicted)") + 1]
+    assert header.split() == names
+
+
+def test_split_scoring_caches_in_the_models_results_tree_not_the_current_folder(tmp_path, monkeypatch,
+                                                                                capsys):
+    from search.data import prepare_split
+    from tests.fixtures import make_class_folders, save_constant_model
+
+    monkeypatch.delenv("ART_CACHE", raising=False)
+    data = make_class_folders(tmp_path / "project" / "data", {"drawings": 21, "painting": 21})
+    results = tmp_path / "project" / "results"
+    manifest = prepare_split(data, results, verbose=False)
+    model = save_constant_model(results / "m" / "model.keras", 2, answer=0,
+                                class_names=["drawings", "painting"])
+    sidecar = model.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "manifest": str(manifest.path)}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main([str(model), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == len(manifest.subset("test"))
+    assert not (elsewhere / "results").exists()
+    assert list((results / "cache" / "images" / manifest.digest).glob("16/test_x.npy"))
