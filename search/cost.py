@@ -47,23 +47,29 @@ def _layers(model) -> Iterable[Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One measured epoch: the model's MACs per image, training batches, seconds."""
+    """One measured epoch: the model's MACs per image, training batches, seconds; ``first``:
+    the first epoch of a fit, which also builds and traces the model's graphs."""
 
     macs: int
     batches: int
     seconds: float
+    first: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
-    scale: float  # seconds per image at 1 MAC
+    scale: float  # seconds per batch at 1 MAC per image
     exponent: float
     n: int  # timings it was fitted on
+    # What a fit's first epoch costs beyond a later one (building, tracing): the median over
+    # the fits measured, paid once per fit (a rung, a phase).
+    fit_overhead_s: float = 0.0
 
     @classmethod
     def fit(cls, timings: Sequence[Timing]) -> "CostModel | None":
-        points = [(math.log(t.macs), math.log(t.seconds / t.batches)) for t in timings
-                  if t.macs > 0 and t.batches > 0 and t.seconds > 0]
+        usable = [t for t in timings if t.macs > 0 and t.batches > 0 and t.seconds > 0]
+        points = [(math.log(t.macs), math.log(t.seconds / t.batches)) for t in usable
+                  if not t.first]
         if not points:
             return None
         xs, ys = zip(*points)
@@ -73,16 +79,24 @@ class CostModel:
         if spread > 1e-6:  # at least two kinds of model: fit the slope, kept in a sane range
             slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
             exponent = min(max(slope, 0.3), 1.5)
-        return cls(scale=math.exp(mean_y - exponent * mean_x), exponent=exponent, n=len(points))
+        model = cls(scale=math.exp(mean_y - exponent * mean_x), exponent=exponent, n=len(points))
+        extra = sorted(max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches))
+                       for t in usable if t.first)
+        overhead = extra[len(extra) // 2] if extra else 0.0
+        return dataclasses.replace(model, fit_overhead_s=overhead)
 
     def epoch_seconds(self, macs: int, batches: int) -> float:
         return self.scale * max(macs, 1) ** self.exponent * batches
+
+    def fit_seconds(self, macs: int, batches: int, epochs: int) -> float:
+        """One fit of ``epochs`` epochs: its start-up once, then the epochs."""
+        return self.fit_overhead_s + epochs * self.epoch_seconds(macs, batches)
 
 
 def timings_from_records(records: Iterable[Any]) -> list[Timing]:
     """The timed epochs of the study's rows: those that recorded their MACs per image and
     their batches (``history["macs"]`` and ``history["train_batches"]``, beside
-    ``epoch_time_s``). The first epoch of each fit is left out: it traces the graph."""
+    ``epoch_time_s``), the first epoch of each fit marked (it traces the graph)."""
     out = []
     for record in records:
         history = getattr(record, "history", None) or {}
@@ -90,8 +104,8 @@ def timings_from_records(records: Iterable[Any]) -> list[Timing]:
         macs, batches, phase = (history.get(k) or [] for k in ("macs", "train_batches", "phase"))
         for i, s in enumerate(seconds):
             first = i == 0 or (len(phase) > i and phase[i] != phase[i - 1])
-            if not first and i < len(macs) and i < len(batches):
-                out.append(Timing(int(macs[i]), int(batches[i]), float(s)))
+            if i < len(macs) and i < len(batches):
+                out.append(Timing(int(macs[i]), int(batches[i]), float(s), first))
     return out
 
 

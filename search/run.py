@@ -31,13 +31,16 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
                progress: bool = True, verbose: int = 0, isolate: bool = True,
                cv_folds: int | None = None,
                extra_settings: dict[str, Any] | None = None,
-               heartbeat: int | None = None, references: bool = True) -> dict[str, Any]:
+               heartbeat: int | None = None, references: bool = True,
+               starting_points: bool = True, rungs: str | None = None) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
     ``space`` is a registered name or a ``spaces.Space``; ``data`` a ``search.data`` source
     (``ArrayData`` or ``ManifestData``). ``isolate`` trains each trial in a child process
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
-    in this process, which is faster for tiny trials. Returns ``{"study_dir", "records", "best"}``.
+    in this process, which is faster for tiny trials. ``rungs`` ("auto" or a ladder, see
+    ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
+    the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
     from search.engines import engine_class, get_engine
     from search.engines.base import takes_option
@@ -53,29 +56,32 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
         raise SearchError(f"--trials and --epochs must be at least 1 (got {trials}, {epochs})")
     name = study or f"{space.name}-{engine}-{algorithm}"
     the_study = Study(name, engine=engine, algorithm=algorithm, space=space.name, root=results)
+    recorded = read_json(the_study.study_json) if the_study.study_json.exists() else {}
     if seed is None:
-        # Resuming without --seed keeps the study's seed.
-        seed = read_json(the_study.study_json).get("seed", 0) if the_study.study_json.exists() else 0
+        seed = recorded.get("seed", 0)  # resuming without --seed keeps the study's seed
+    ladder = _ladder(rungs, space, epochs, recorded, name)
+    epochs = ladder.epochs if ladder is not None else epochs
     if heartbeat is not None and not takes_option(engine, "heartbeat"):
         raise SearchError(f"--heartbeat applies to --engine optuna only (its workers share a "
                           f"study through the storage), not {engine!r}")
     # The heartbeat is Optuna's; only an engine whose constructor has it takes it.
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
     search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage,
-                               references=references, **beat)
-
-    ctx = BuildContext(num_classes=len(data.class_names), max_image_size=max_image_size,
-                       weights=weights)
+                               references=references, starting_points=starting_points,
+                               ladder=ladder, **beat)
     settings = {
         "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
         "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
         "weights": weights, "max_params": max_params, "isolate": isolate, "cv_folds": cv_folds,
-        "references": references,
+        "references": references, "starting_points": starting_points,
+        "rungs": ladder.to_dict() if ladder is not None else None,
         **(extra_settings or {}),
     }
     the_study.open(seed=seed, settings=settings, data=data.describe(),
                    reference_configs=space.reference_configs())
-    runner = TrialRunner(space, data, the_study, ctx=ctx, batch_size=batch_size, seed=seed,
+    runner = TrialRunner(space, data, the_study, batch_size=batch_size, seed=seed,
+                         ctx=BuildContext(num_classes=len(data.class_names),
+                                          max_image_size=max_image_size, weights=weights),
                          max_params=max_params, verbose=verbose, callbacks=callbacks,
                          isolate=isolate, cv_folds=cv_folds,
                          stop_at=None if max_time is None else time.time() + float(max_time))
@@ -85,6 +91,29 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     ensemble = read_json(the_study.ensemble_json) if the_study.ensemble_json.exists() else None
     return {"study_dir": the_study.dir, "records": the_study.records(), "best": best,
             "ensemble": ensemble}
+
+
+def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
+    """The study's fidelity ladder: ``--rungs`` ("auto": the space's sizes over ``epochs``),
+    else the one a resumed study recorded, else None. A resumed study keeps its ladder."""
+    from search.fidelity import FidelityError, Ladder, default_ladder, parse_ladder
+    from search.study import SearchError
+
+    before = (recorded.get("config") or {}).get("rungs")
+    try:
+        if rungs is None:
+            return Ladder.from_dict(before) if before else None
+        if not space.warm_starts:
+            raise SearchError(f"--rungs: space {space.name!r} cannot carry a trial from one rung "
+                              "to the next (it trains in phases); use it without --rungs")
+        ladder = (default_ladder(space.fidelity_sizes, epochs) if rungs == "auto"
+                  else parse_ladder(rungs))
+    except FidelityError as exc:
+        raise SearchError(str(exc)) from None
+    if recorded and (before or None) != ladder.to_dict():
+        raise SearchError(f"study {study!r} was run with rungs {before}, not {ladder.to_dict()}; "
+                          "resume it without --rungs, or pass --study NAME for a new study")
+    return ladder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-references", action="store_true",
                    help="do not start a new study with the space's published recipes (their "
                         "reproduced baselines are in results/baselines): for a small time budget")
-    p.add_argument("--pruner", help="optuna only: median | hyperband | none (default median)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="start a new study from nothing a person wrote in: neither the published "
+                        "recipes nor the space's starting points (judge the search by itself)")
+    p.add_argument("--rungs", metavar="auto|SPEC",
+                   help="multi-fidelity: every trial climbs rungs of input size, training data and "
+                        "epochs, and only the best third at each rung goes on (optuna). 'auto': "
+                        "the space's ladder over --epochs (cnn: 64 px on 25%% of the training "
+                        "images, 96 px on 50%%, full size on all); or size:fraction:epoch,... "
+                        "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
+                        "the trial's budget)")
+    p.add_argument("--pruner", help="optuna only: median | hyperband | halving | none (default "
+                                    "median; with --rungs: halving, median or none, default "
+                                    "halving)")
     p.add_argument("--trials", type=int, default=20,
                    help="finished trials the study should reach, all its workers together")
     p.add_argument("--max-time", type=float,
@@ -186,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
             progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
-            heartbeat=args.heartbeat, cv_folds=args.cv, references=not args.skip_references,
+            heartbeat=args.heartbeat, cv_folds=args.cv,
+            references=not (args.skip_references or args.from_scratch),
+            starting_points=not args.from_scratch, rungs=args.rungs,
         )
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)

@@ -306,7 +306,7 @@ class TrialRunner:
         if costs is None:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
-        seconds = epochs * costs.epoch_seconds(model_macs(model), steps)
+        seconds = costs.fit_seconds(model_macs(model), steps, epochs)
         left = None if self.stop_at is None else self.stop_at - time.time()
         if left is not None and seconds > left:
             raise RungNotAfforded(

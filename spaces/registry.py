@@ -55,6 +55,10 @@ class Space:
     # ``initial_epoch`` (one fit, no phases): keras-tuner's Hyperband then promotes a trial
     # with the weights its lower rung learned instead of training it again from scratch.
     warm_starts: ClassVar[bool] = False
+    # Input-size caps of ``--rungs auto``'s rungs (search.fidelity), cheapest first; None is
+    # the trial's own size. Sizes the space can train at; a space without its own keeps the
+    # full size and climbs in training data and epochs only.
+    fidelity_sizes: ClassVar[tuple[int | None, ...]] = (None, None, None)
 
     def build(self, hp: Any, ctx: BuildContext):
         """Declare the hyperparameters on ``hp`` and return a compiled keras model.

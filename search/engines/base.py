@@ -92,7 +92,8 @@ class Engine(abc.ABC):
     algorithms: ClassVar[tuple[str, ...]]
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, references: bool = True):
+                 storage: str | None = None, references: bool = True,
+                 starting_points: bool = True, ladder: Any = None):
         if algorithm not in self.algorithms:
             raise SearchError(f"unknown algorithm {algorithm!r} for engine {self.name!r}; "
                               f"choices: {', '.join(self.algorithms)}")
@@ -101,14 +102,20 @@ class Engine(abc.ABC):
         self.pruner = pruner
         self.storage = storage
         self.references = references
+        self.starting_points = starting_points
+        # A search.fidelity.Ladder: every trial climbs its rungs and is judged at each.
+        self.ladder = ladder
 
     def first_configs(self, space) -> list[tuple[dict[str, Any], dict[str, bool]]]:
         """``(config, marks)`` a new study queues before its algorithm's own draws: the
         space's published recipes (marked ``reference``; left out with ``references=False``),
-        then its known-good starting points (marked ``starting``)."""
+        then its known-good starting points (marked ``starting``; left out with
+        ``starting_points=False``). With neither, the search starts from nothing a person
+        wrote in."""
         refs = space.reference_configs() if self.references else []
+        starts = space.starting_configs() if self.starting_points else []
         return ([(c, {"reference": True}) for c in refs]
-                + [(c, {"starting": True}) for c in space.starting_configs()])
+                + [(c, {"starting": True}) for c in starts])
 
     @abc.abstractmethod
     def run(self, runner, study: Study, *, trials: int, epochs: int,

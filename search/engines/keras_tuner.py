@@ -193,7 +193,11 @@ class KerasTunerEngine(Engine):
     algorithms = ("random", "bayesian", "hyperband")
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, references: bool = True):
+                 storage: str | None = None, references: bool = True,
+                 starting_points: bool = True, ladder=None):
+        if ladder is not None:
+            raise SearchError("--rungs needs --engine optuna: keras-tuner's Hyperband promotes "
+                              "trials over epochs only (--algorithm hyperband)")
         if pruner not in (None, "none"):
             raise SearchError(f"--pruner {pruner!r} applies to --engine optuna only; keras-tuner "
                               "prunes through --algorithm hyperband")
@@ -208,7 +212,8 @@ class KerasTunerEngine(Engine):
                 "would keep its own table and best model, and a dead worker's trial is never "
                 "retried); unset them, and for many workers on one study use --engine optuna "
                 "--storage postgresql://... (README, Search)")
-        super().__init__(algorithm, seed=seed, references=references)
+        super().__init__(algorithm, seed=seed, references=references,
+                         starting_points=starting_points)
 
     def run(self, runner, study: Study, *, trials: int, epochs: int,
             max_time: float | None = None, progress: bool = True) -> None:

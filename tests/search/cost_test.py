@@ -30,8 +30,19 @@ def test_timings_skip_each_fits_first_epoch_and_rows_without_macs():
                                    "phase": [1, 1, 1, 2, 2], "macs": [100] * 3 + [400] * 2,
                                    "train_batches": [10] * 5})
     old = SimpleNamespace(history={"epoch_time_s": [1.0, 1.0]})
-    assert timings_from_records([row, old]) == [Timing(100, 10, 2.0), Timing(100, 10, 2.1),
-                                                Timing(400, 10, 3.0)]
+    assert timings_from_records([row, old]) == [
+        Timing(100, 10, 9.0, True), Timing(100, 10, 2.0), Timing(100, 10, 2.1),
+        Timing(400, 10, 5.0, True), Timing(400, 10, 3.0)]
+
+
+def test_a_fits_first_epoch_is_its_overhead_not_its_speed():
+    timings = [Timing(100, 10, 9.0, True), Timing(100, 10, 2.0), Timing(100, 10, 2.0),
+               Timing(100, 10, 6.0, True)]
+    model = CostModel.fit(timings)
+    assert model.epoch_seconds(100, 10) == pytest.approx(2.0)
+    assert model.fit_overhead_s == pytest.approx(7.0)  # the median of 7 and 4: the upper one
+    assert model.fit_seconds(100, 10, 3) == pytest.approx(13.0)
+    assert CostModel.fit([Timing(100, 10, 9.0, True)]) is None  # no steady epoch yet
 
 
 def test_scaling_helpers():

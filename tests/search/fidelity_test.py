@@ -165,7 +165,7 @@ def test_a_flattening_net_restarts_each_rung_and_a_stopped_trial_keeps_its_rungs
 
 
 def test_rung_pruning_is_successive_halving_per_rung():
-    from search.engines._rung_pruning import RungPruning, rung_pruner
+    from search.engines.optuna._rungs import RungPruning, rung_pruner
 
     ladder = parse_ladder("16:0.25:1,24:0.5:2,-:1:3")
     study = optuna.create_study(direction="maximize", pruner=rung_pruner(ladder))

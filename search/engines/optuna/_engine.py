@@ -17,6 +17,7 @@ from search.engines.base import (
     warn_rederived,
 )
 from search.engines.optuna._protocol import (
+    EVOLVED_FROM,
     HOST,
     INTERRUPTED,
     PID,
@@ -30,6 +31,7 @@ from search.engines.optuna._protocol import (
 from search.engines.optuna._samplers import (
     ALGORITHMS,
     PRUNERS,
+    RUNG_PRUNERS,
     make_pruner,
     make_sampler,
     per_trial_seeded,
@@ -43,6 +45,7 @@ from search.engines.optuna._storage import (
     open_optuna_study,
     recover_interrupted,
 )
+from search.engines.optuna._rungs import RungPruning
 from search.engines.optuna._sync import copy_missing_rows, publish_study_meta
 from search.study import SearchError, Study, mask_url
 
@@ -53,11 +56,14 @@ class OptunaEngine(Engine):
 
     def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
                  storage: str | None = None, heartbeat: int | None = None,
-                 references: bool = True):
+                 references: bool = True, starting_points: bool = True, ladder=None):
         super().__init__(algorithm, seed=seed, pruner=pruner, storage=storage,
-                         references=references)
+                         references=references, starting_points=starting_points, ladder=ladder)
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
+        if ladder is not None and pruner not in (None, *RUNG_PRUNERS):
+            raise SearchError(f"--pruner {pruner} judges epochs, not rungs; with --rungs use "
+                              f"{' or '.join(RUNG_PRUNERS)} (default {RUNG_PRUNERS[0]})")
         if heartbeat is not None and (isinstance(heartbeat, bool) or int(heartbeat) != heartbeat
                                       or heartbeat < 1):
             raise SearchError(f"--heartbeat must be a whole number of seconds, at least 1 "
@@ -92,7 +98,7 @@ class OptunaEngine(Engine):
         # warning would add a traceback per failure.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         objective = _Objective(ostudy, runner, study.worker, trials=trials, epochs=epochs,
-                               bar=bar)
+                               bar=bar, ladder=self.ladder)
         try:
             self._run_trials(ostudy, objective, trials, deadline_from(max_time))
         finally:
@@ -125,7 +131,7 @@ class OptunaEngine(Engine):
                 ostudy.enqueue_trial(config, user_attrs=marks)
         publish_study_meta(ostudy, study)
         ostudy.sampler = per_trial_seeded(make_sampler(self.algorithm, self.seed), self.seed)
-        ostudy.pruner = make_pruner(self.pruner, epochs)
+        ostudy.pruner = make_pruner(self.pruner, epochs, rungs=self.ladder is not None)
         return ostudy
 
     def _run_trials(self, ostudy, objective, trials: int, deadline: float | None) -> None:
@@ -198,13 +204,14 @@ class _Objective:
     """What Optuna runs for each trial: take the trial's slot (or drop it as surplus), train
     it with the runner, store its whole row with the trial, and report its outcome."""
 
-    def __init__(self, ostudy, runner, worker: str, *, trials: int, epochs: int, bar: Progress):
+    def __init__(self, ostudy, runner, worker: str, *, trials: int, epochs: int, bar: Progress,
+                 ladder=None):
         # Imported here, before the first trial: a missing package stops the search at once.
         from optuna_integration import KerasPruningCallback
 
         self.pruning_callback = KerasPruningCallback
         self.ostudy, self.runner, self.worker = ostudy, runner, worker
-        self.trials, self.epochs, self.bar = trials, epochs, bar
+        self.trials, self.epochs, self.bar, self.ladder = trials, epochs, bar, ladder
 
     def __call__(self, trial) -> float:
         import optuna
@@ -240,12 +247,23 @@ class _Objective:
         from search.hyperparameters import DefineByRunHyperParameters
         from search.trial import TrialRequest
 
+        # Over rungs the trial is judged once per rung (RungPruning), else on every epoch.
+        judge = (RungPruning(trial, self.ladder) if self.ladder is not None
+                 else self.pruning_callback(trial, "val_accuracy"))
+        self._note_lineage(trial)
         return self.runner.run(DefineByRunHyperParameters(trial), TrialRequest(
             trial_id=str(trial.number), number=trial.number, epochs=self.epochs,
-            callbacks=(self.pruning_callback(trial, "val_accuracy"),
-                       self.bar.epoch_reporter(trial.number, self.epochs)),
-            prune_exceptions=(optuna.TrialPruned,),
+            ladder=self.ladder, prune_exceptions=(optuna.TrialPruned,),
+            callbacks=(judge, self.bar.epoch_reporter(trial.number, self.epochs)),
         ))
+
+    def _note_lineage(self, trial) -> None:
+        """An evolved trial names its parent and the hyperparameter it changed."""
+        decisions = getattr(getattr(self.ostudy.sampler, "inner", None), "decisions", {})
+        decision = decisions.get(trial.number)
+        if decision is not None:
+            trial.set_user_attr(EVOLVED_FROM, {"trial": decision["parent"],
+                                               "mutated": decision["mutated"]})
 
 
 def declared_kinds(space, ctx) -> dict[str, str]:

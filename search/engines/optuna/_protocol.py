@@ -35,6 +35,7 @@ REFERENCE = "reference"      # a space's published recipe, queued first (Engine.
 STARTING = "starting"        # a space's known-good starting point, queued next
 MARKS = (REFERENCE, STARTING)  # carried over to a trial's retry
 # -- study user_attrs ---------------------------------------------------------------------
+EVOLVED_FROM = "evolved_from"  # regularized evolution: {"trial": parent, "mutated": name}
 STUDY_JSON = "study_json"    # study.json without its runs, for machines that never ran it
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")

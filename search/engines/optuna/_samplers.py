@@ -1,4 +1,4 @@
-"""Samplers (tpe, random, cmaes) seeded per trial, and pruners.
+"""Samplers (tpe, random, cmaes, evolution) seeded per trial, and pruners.
 
 The names are checked once, by ``OptunaEngine`` (``ALGORITHMS``, ``PRUNERS``); the builders
 here take a name that is known to be one of them.
@@ -38,7 +38,13 @@ def _cmaes(seed: int):
         warn_independent_sampling=False)
 
 
-_SAMPLERS = {"tpe": _tpe, "random": _random, "cmaes": _cmaes}
+def _evolution(seed: int):
+    from search.engines.optuna._evolution import RegularizedEvolutionSampler
+
+    return RegularizedEvolutionSampler(seed=seed)
+
+
+_SAMPLERS = {"tpe": _tpe, "random": _random, "cmaes": _cmaes, "evolution": _evolution}
 ALGORITHMS = tuple(_SAMPLERS)
 
 
@@ -74,7 +80,9 @@ def per_trial_seeded(sampler, seed: int):
             return self.inner.sample_independent(study, trial, param_name, param_distribution)
 
         def before_trial(self, study, trial):
-            if not reseed(self.inner, seed + trial.number):
+            if getattr(self.inner, "seeds_each_trial", False):
+                pass  # draws from seed + trial number by itself (regularized evolution)
+            elif not reseed(self.inner, seed + trial.number):
                 # An unknown layout: at least not the other workers' draws.
                 self.inner.reseed_rng()
                 if not self.warned:
@@ -133,12 +141,25 @@ def _no_pruning(epochs: int):
     return optuna.pruners.NopPruner()
 
 
-_PRUNERS = {"median": _median, "hyperband": _hyperband, "none": _no_pruning}
+def _halving(epochs: int):
+    import optuna
+
+    # Asynchronous successive halving: at step 1, 3, 9, ... a trial goes on only if it is in
+    # the best third of the trials that reached that step. Over --rungs, step 3**k is rung k.
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3,
+                                                  min_early_stopping_rate=0)
+
+
+_PRUNERS = {"median": _median, "hyperband": _hyperband, "halving": _halving, "none": _no_pruning}
 PRUNERS = tuple(_PRUNERS)
 DEFAULT_PRUNER = "median"
+# With --rungs a trial reports one score per rung (search.engines.optuna._rungs), at steps
+# 1, 3, 9: successive halving judges exactly those; Hyperband's brackets count epochs.
+RUNG_PRUNERS = ("halving", "median", "none")
+DEFAULT_RUNG_PRUNER = "halving"
 
 
-def make_pruner(name: str | None, epochs: int):
-    """The pruner ``name`` (one of ``PRUNERS``; None: ``DEFAULT_PRUNER``) for trials of at most
-    ``epochs`` epochs."""
-    return _PRUNERS[name or DEFAULT_PRUNER](epochs)
+def make_pruner(name: str | None, epochs: int, *, rungs: bool = False):
+    """The pruner ``name`` (one of ``PRUNERS``; None: the default) for trials of at most
+    ``epochs`` epochs, or for trials that climb fidelity rungs (``rungs``)."""
+    return _PRUNERS[name or (DEFAULT_RUNG_PRUNER if rungs else DEFAULT_PRUNER)](epochs)

@@ -1,4 +1,4 @@
-"""Regularized evolution (search.engines._evolution): tournament, one mutation, retirement,
+"""Regularized evolution (search.engines.optuna._evolution): tournament, one mutation, retirement,
 multi-fidelity fitness, reproducibility. Pure Optuna: no TensorFlow, nothing trains."""
 
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.engines._evolution import RegularizedEvolutionSampler, draw, fitness, fits, mutate
+from search.engines.optuna._evolution import RegularizedEvolutionSampler, draw, fitness, fits, mutate
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -133,7 +133,7 @@ def test_evolution_climbs_beyond_its_random_start():
 
 
 def test_the_sampler_needs_no_tensorflow():
-    code = ("import sys, search.engines._evolution; "
+    code = ("import sys, search.engines.optuna._evolution; "
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

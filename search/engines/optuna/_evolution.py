@@ -117,6 +117,9 @@ def _neighbour(value: Any, distribution: IntDistribution | FloatDistribution,
 class RegularizedEvolutionSampler(BaseSampler):
     """Tournament selection, one mutation, oldest retired (see the module's docstring)."""
 
+    # Every draw of trial N comes from seed + N already: the engine need not reseed it.
+    seeds_each_trial = True
+
     def __init__(self, *, population_size: int = 16, tournament_size: int = 4,
                  n_startup_trials: int = 8, seed: int = 0):
         if not 1 <= tournament_size <= population_size:

@@ -1,0 +1,119 @@
+"""A search over fidelity rungs (--rungs), end to end on tiny data: promotions by successive
+halving, rows that keep every rung, the ladder kept on resume, --from-scratch, the same draws
+for the same seed, and what the search refuses."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+
+from search.engines.optuna import _samplers
+from search.engines.optuna._evolution import RegularizedEvolutionSampler
+from search.hyperparameters import fixed_hyperparameters
+from search.results import read_json, read_trials
+from search.run import main, run_search
+from search.study import SearchError, Study
+from search.trial import TrialRequest, TrialRunner
+from spaces import BuildContext, get_space
+from spaces.cnn import MODERN_START
+
+pytestmark = pytest.mark.slow  # trains models
+
+LADDER = "16:0.5:1,24:1:2,-:1:3"
+
+
+@pytest.fixture
+def quick_evolution(monkeypatch):
+    """Evolution that starts its tournaments after three trials (the default waits for eight)."""
+    monkeypatch.setitem(_samplers._SAMPLERS, "evolution", lambda seed: RegularizedEvolutionSampler(
+        seed=seed, population_size=4, tournament_size=2, n_startup_trials=3))
+
+
+def _search(data, root, *, trials=7, seed=0, **kwargs):
+    return run_search("cnn", data, engine="optuna", algorithm="evolution", trials=trials,
+                      epochs=3, rungs=kwargs.pop("rungs", LADDER), results=root, seed=seed,
+                      max_image_size=32, progress=False, isolate=False, references=False,
+                      starting_points=False, study="climb", **kwargs)
+
+
+def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
+    outcome = _search(tiny_data, tmp_path)
+    rows = read_trials(outcome["study_dir"] / "trials.jsonl")
+    assert len(rows) == 7 and all(r.rungs for r in rows)
+    for r in rows:
+        climbed = [g["rung"] for g in r.rungs]
+        assert climbed == list(range(len(climbed)))
+        assert [g["image_size"] for g in r.rungs] == [16, 24, 32][:len(climbed)]
+        if r.state == "COMPLETE":
+            assert len(climbed) == 3 and r.input_size == 32
+        else:
+            assert r.state == "PRUNED" and "stopped after rung" in r.error
+    assert sum(r.state == "PRUNED" for r in rows) >= 2  # successive halving stopped some
+    best = read_json(outcome["study_dir"] / "best.json")
+    assert next(r for r in rows if r.trial_id == best["trial_id"]).state == "COMPLETE"
+    settings = read_json(outcome["study_dir"] / "study.json")["config"]
+    assert settings["rungs"]["rungs"][0] == {"image_size": 16, "fraction": 0.5, "epochs": 1}
+    assert settings["references"] is False and settings["starting_points"] is False
+    # Optuna saw one score per rung below the top, at steps 1 and 3.
+    storage = f"sqlite:///{outcome['study_dir'] / 'optuna.db'}"
+    ostudy = optuna.load_study(study_name="climb", storage=storage)
+    assert {s for t in ostudy.trials for s in t.intermediate_values} <= {1, 3}
+    assert any("evolved_from" in t.user_attrs for t in ostudy.trials)
+    # Predicted against actual: every rung after the first measured epoch has a prediction.
+    assert any(g.get("predicted_s") for r in rows for g in r.rungs)
+
+    # A resumed study keeps its ladder; another ladder is refused.
+    again = _search(tiny_data, tmp_path, trials=8, rungs=None)
+    assert read_trials(again["study_dir"] / "trials.jsonl")[-1].rungs
+    with pytest.raises(SearchError, match="was run with rungs"):
+        _search(tiny_data, tmp_path, trials=9, rungs="16:1:1,-:1:3")
+
+
+def test_same_seed_same_draws_over_rungs_pruned_trials_included(tiny_data, tmp_path,
+                                                                 quick_evolution):
+    runs = [read_trials(_search(tiny_data, tmp_path / name, seed=3)["study_dir"]
+                        / "trials.jsonl") for name in ("a", "b")]
+    assert [r.config for r in runs[0]] == [r.config for r in runs[1]]
+    assert any(r.state == "PRUNED" for r in runs[0])
+
+
+def test_from_scratch_queues_nothing_written_in(tiny_data, tmp_path):
+    outcome = run_search("cnn", tiny_data, engine="optuna", algorithm="random", trials=1,
+                         epochs=1, results=tmp_path, max_image_size=16, progress=False,
+                         isolate=False, references=False, starting_points=False)
+    (row,) = read_trials(outcome["study_dir"] / "trials.jsonl")
+    space = get_space("cnn")
+    assert row.config not in [*space.reference_configs(), MODERN_START]
+
+
+def test_a_rung_the_time_left_cannot_pay_for_is_not_started(tiny_data, tmp_path):
+    study = Study("clock", engine="optuna", algorithm="random", space="cnn", root=tmp_path)
+    study.open(seed=0, settings={}, data=tiny_data.describe(), reference_configs=[])
+    hp = fixed_hyperparameters({**MODERN_START, "conv_blocks": 1, "filters_0": 8,
+                                "aug_enabled": False})
+    ctx = BuildContext(num_classes=5, max_image_size=16)
+    measured = TrialRunner(get_space("cnn"), tiny_data, study, ctx=ctx).run(
+        hp, TrialRequest(trial_id="0", number=0, epochs=3))
+    assert measured.state == "COMPLETE" and measured.predicted_s is None  # nothing timed before
+    hurried = TrialRunner(get_space("cnn"), tiny_data, study, ctx=ctx, stop_at=time.time() + 0.01)
+    record = hurried.run(hp, TrialRequest(trial_id="1", number=1, epochs=3))
+    assert record.state == "PRUNED" and record.error.startswith("not started: 3 epochs at 16 px")
+    assert record.epochs_run == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--engine", "keras-tuner", "--rungs", "auto"], "--rungs needs --engine optuna"),
+    (["--space", "mobilenet-cached", "--rungs", "auto"], "cannot carry a trial from one rung"),
+    (["--pruner", "hyperband", "--rungs", "auto"], "judges epochs, not rungs"),
+    (["--rungs", "64:2:4"], "fraction 2.0 must be in (0, 1]"),
+    (["--rungs", "auto", "--epochs", "2"], "--epochs 2 is too few for 3 rungs"),
+])
+def test_what_a_search_over_rungs_refuses(argv, message, tmp_path, capsys):
+    args = ["--space", "cnn", "--synthetic", "--results", str(tmp_path), "--no-progress", *argv]
+    if args.count("--space") == 2:
+        args = args[2:]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
