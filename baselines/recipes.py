@@ -36,4 +36,6 @@ def get_baseline(name: str) -> Baseline:
     try:
         return BASELINES[name]
     except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}") from None
+        raise ValueError(
+            f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}"
+        ) from None

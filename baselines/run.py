@@ -54,10 +54,18 @@ def run_baseline(
     if not baseline.fine_tune_epochs:
         fine_tune_epochs = tune_epochs = 0  # a recipe without fine-tuning ignores the flag
     batch_size = batch_size or 32
-    published = {"image_size": config.get("image_size"), "epochs": baseline.epochs,
-                 "fine_tune_epochs": baseline.fine_tune_epochs, "batch_size": 32}
-    asked = {"image_size": image_size, "epochs": epochs, "fine_tune_epochs": fine_tune_epochs,
-             "batch_size": batch_size}
+    published = {
+        "image_size": config.get("image_size"),
+        "epochs": baseline.epochs,
+        "fine_tune_epochs": baseline.fine_tune_epochs,
+        "batch_size": 32,
+    }
+    asked = {
+        "image_size": image_size,
+        "epochs": epochs,
+        "fine_tune_epochs": fine_tune_epochs,
+        "batch_size": batch_size,
+    }
     changed = {k: v for k, v in asked.items() if v is not None and v != published[k]}
     if image_size is not None:
         config["image_size"] = image_size
@@ -69,25 +77,41 @@ def run_baseline(
             raise BaselineError(
                 f"--epochs {head_epochs} with --fine-tune-epochs {tune_epochs}: the {space.name} "
                 f"space gives fine-tuning at most half of a trial's epochs, so --epochs must be "
-                f"at least --fine-tune-epochs")
+                f"at least --fine-tune-epochs"
+            )
 
     source = load_search_data(data, results=results)
-    ctx = BuildContext(num_classes=len(source.class_names),
-                       weights=weights if space.uses_pretrained_weights else None)
-    runner = TrialRunner(space, source, None, ctx=ctx, batch_size=batch_size, seed=seed,
-                         max_params=None, verbose=verbose, restore_best_epoch=False)
-    record, model = runner.fit(fixed_hyperparameters(config),
-                               TrialRequest(trial_id="0", number=0, epochs=budget))
+    ctx = BuildContext(
+        num_classes=len(source.class_names),
+        weights=weights if space.uses_pretrained_weights else None,
+    )
+    runner = TrialRunner(
+        space,
+        source,
+        None,
+        ctx=ctx,
+        batch_size=batch_size,
+        seed=seed,
+        max_params=None,
+        verbose=verbose,
+        restore_best_epoch=False,
+    )
+    record, model = runner.fit(
+        fixed_hyperparameters(config), TrialRequest(trial_id="0", number=0, epochs=budget)
+    )
     if record.state != "COMPLETE":
         raise BaselineError(f"the {name} baseline did not complete: {record.error}")
 
     size = int(model.input_shape[1])
-    reports = {split: evaluate_model(model, *source.arrays(split, size), source.class_names)
-               for split in ("val", "test")}
+    reports = {
+        split: evaluate_model(model, *source.arrays(split, size), source.class_names)
+        for split in ("val", "test")
+    }
     manifest = source.manifest
     out_dir = results_root(results) / "baselines" / name
-    model_path = save_model(model, out_dir / "model.keras", source.class_names, size,
-                            manifest.path, baseline=name)
+    model_path = save_model(
+        model, out_dir / "model.keras", source.class_names, size, manifest.path, baseline=name
+    )
     trainable_at_end = count_params(model)["trainable"]
     metrics = {
         "name": name,
@@ -95,18 +119,29 @@ def run_baseline(
         "test": reports["test"],
         "val": reports["val"],
         "history": record.history,
-        "params": {"total": record.params, "trainable": record.trainable_params,
-                   "non_trainable": record.params - record.trainable_params,
-                   "trainable_at_end": trainable_at_end},
+        "params": {
+            "total": record.params,
+            "trainable": record.trainable_params,
+            "non_trainable": record.params - record.trainable_params,
+            "trainable_at_end": trainable_at_end,
+        },
         "wall_time_s": record.wall_time_s,
         "space": space.name,
-        "config": {**config, "epochs": head_epochs, "fine_tune_epochs": tune_epochs,
-                   "epoch_budget": budget, "batch_size": batch_size,
-                   "weights": ctx.weights if space.uses_pretrained_weights else None},
+        "config": {
+            **config,
+            "epochs": head_epochs,
+            "fine_tune_epochs": tune_epochs,
+            "epoch_budget": budget,
+            "batch_size": batch_size,
+            "weights": ctx.weights if space.uses_pretrained_weights else None,
+        },
         "changed_from_published": changed,
         "seed": seed,
-        "split": {"manifest": str(manifest.path), "digest": manifest.digest,
-                  "sizes": {s: int(len(source.labels(s))) for s in ("train", "val", "test")}},
+        "split": {
+            "manifest": str(manifest.path),
+            "digest": manifest.digest,
+            "sizes": {s: int(len(source.labels(s))) for s in ("train", "val", "test")},
+        },
         "model": str(model_path),
         "versions": environment_info(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -135,18 +170,26 @@ def format_comparison(metrics: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m baselines.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m baselines.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", choices=list(BASELINES))
     parser.add_argument("--epochs", type=int, help="epochs (mobilenet: frozen-phase ceiling)")
     parser.add_argument("--fine-tune-epochs", type=int, help="mobilenet only; 0 skips fine-tuning")
     parser.add_argument("--image-size", type=int, help="square input size in pixels")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--data", help="dataset folder (default: $ART_DATA, then ./data/art-images)")
+    parser.add_argument(
+        "--data", help="dataset folder (default: $ART_DATA, then ./data/art-images)"
+    )
     parser.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the split is fixed)")
-    parser.add_argument("--weights", help="mobilenet: local MobileNetV2 no-top .h5 file, or 'none' "
-                                          "for random initialisation (default: Keras' imagenet cache)")
+    parser.add_argument(
+        "--weights",
+        help="mobilenet: local MobileNetV2 no-top .h5 file, or 'none' "
+        "for random initialisation (default: Keras' imagenet cache)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     args = parser.parse_args(argv)
 
@@ -159,9 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         weights = None
         if space.uses_pretrained_weights:
             weights = get_backbone(space.backbones[0]).resolve_weights(args.weights)
-        metrics = run_baseline(args.name, args.data, args.results, args.seed, args.image_size,
-                               args.epochs, args.fine_tune_epochs, args.batch_size, weights,
-                               verbose=0 if args.quiet else "auto")
+        metrics = run_baseline(
+            args.name,
+            args.data,
+            args.results,
+            args.seed,
+            args.image_size,
+            args.epochs,
+            args.fine_tune_epochs,
+            args.batch_size,
+            weights,
+            verbose=0 if args.quiet else "auto",
+        )
     except (DataNotFoundError, SplitError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

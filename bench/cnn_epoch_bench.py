@@ -21,7 +21,9 @@ import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--steps", type=int, default=15, help="timed training steps per size")
@@ -46,24 +48,39 @@ def main() -> None:
         batch_x = np.asarray(x[: args.batch_size])
         batch_y = y[: args.batch_size]
         keras.utils.set_random_seed(0)
-        model = space.build(fixed_hyperparameters({**reference, "image_size": size}),
-                            BuildContext(num_classes=len(manifest.class_names)))
+        model = space.build(
+            fixed_hyperparameters({**reference, "image_size": size}),
+            BuildContext(num_classes=len(manifest.class_names)),
+        )
         for _ in range(3):  # warm-up: graph tracing and allocator
             model.train_on_batch(batch_x, batch_y)
         start = time.perf_counter()
         for _ in range(args.steps):
             model.train_on_batch(batch_x, batch_y)
         step_s = (time.perf_counter() - start) / args.steps
-        rows.append({"image_size": size, "params": model.count_params(), "step_s": round(step_s, 4),
-                     "epoch_s_estimate": round(step_s * steps_per_epoch, 1)})
+        rows.append(
+            {
+                "image_size": size,
+                "params": model.count_params(),
+                "step_s": round(step_s, 4),
+                "epoch_s_estimate": round(step_s * steps_per_epoch, 1),
+            }
+        )
         keras.backend.clear_session()
     for row in rows:
         row["ratio_to_first"] = round(row["step_s"] / rows[0]["step_s"], 2)
-    print(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "train_images": n_train, "batch_size": args.batch_size, "steps_per_epoch": steps_per_epoch,
-        "sizes": rows,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+                "train_images": n_train,
+                "batch_size": args.batch_size,
+                "steps_per_epoch": steps_per_epoch,
+                "sizes": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

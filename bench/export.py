@@ -48,8 +48,9 @@ def machine() -> str:
 def newest_bundle(root: Path = Path("exports")) -> Path:
     found = sorted(root.glob(f"*/{BUNDLE_RECORD}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"no export bundle under {root}/: run `python -m search.export ...` "
-                                "first, or name one")
+        raise FileNotFoundError(
+            f"no export bundle under {root}/: run `python -m search.export ...` first, or name one"
+        )
     return found[-1].parent
 
 
@@ -63,7 +64,9 @@ def sample(record: dict, size: int) -> tuple[np.ndarray, str]:
     if images:
         origin = f"{len(images)} of the bundle's check images, repeated to fill a batch"
     else:
-        images = list(np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8))
+        images = list(
+            np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)
+        )
         origin = "random pixels (the bundle's check images are not on this machine)"
     reps = -(-BATCH // len(images))
     return np.stack((images * reps)[:BATCH]), origin
@@ -76,8 +79,12 @@ def timed(call, repeats: int) -> dict[str, float]:
         call()
         seconds.append(time.perf_counter() - started)
     ms = np.array(seconds) * 1000
-    return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
-            "p90_ms": float(np.percentile(ms, 90)), "calls": repeats}
+    return {
+        "median_ms": float(np.median(ms)),
+        "p10_ms": float(np.percentile(ms, 10)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "calls": repeats,
+    }
 
 
 def bench_bundle(bundle: Path, repeats: int) -> dict:
@@ -100,37 +107,60 @@ def bench_bundle(bundle: Path, repeats: int) -> dict:
         for _ in range(3):  # first calls build graphs, allocate tensors, pick kernels
             model.predict(one, batch_size=1)
             model.predict(batch, batch_size=BATCH)
-        single = timed(lambda: model.predict(one, batch_size=1), repeats)
-        batched = timed(lambda: model.predict(batch, batch_size=BATCH), max(3, repeats // 3))
+        # timed() calls each lambda at once, inside this iteration.
+        single = timed(lambda: model.predict(one, batch_size=1), repeats)  # noqa: B023
+        batched = timed(lambda: model.predict(batch, batch_size=BATCH), max(3, repeats // 3))  # noqa: B023
         results[name] = {
-            "file": entry["file"], "size_bytes": entry["size_bytes"], "runtime": model.runtime,
-            "load_s": round(load_s, 3), "single_image": single, "batch_32": batched,
+            "file": entry["file"],
+            "size_bytes": entry["size_bytes"],
+            "runtime": model.runtime,
+            "load_s": round(load_s, 3),
+            "single_image": single,
+            "batch_32": batched,
             "batch_32_per_image_ms": batched["median_ms"] / BATCH,
         }
-        print(f"{name:<12} {entry['size_bytes'] / 1e6:7.2f} MB  one image {single['median_ms']:7.1f} ms  "
-              f"batch of 32 {batched['median_ms']:8.1f} ms ({batched['median_ms'] / BATCH:5.1f} ms/image)  "
-              f"{model.runtime}", flush=True)
+        print(
+            f"{name:<12} {entry['size_bytes'] / 1e6:7.2f} MB  one image {single['median_ms']:7.1f} ms  "
+            f"batch of 32 {batched['median_ms']:8.1f} ms ({batched['median_ms'] / BATCH:5.1f} ms/image)  "
+            f"{model.runtime}",
+            flush=True,
+        )
     return {
-        "bundle": str(bundle), "source": record.get("source"), "image_size": record["image_size"],
-        "images": origin, "machine": machine(), "date": date.today().isoformat(),
-        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
-        "threads": "each runtime's default", "versions": {**environment_info(), **record.get("versions", {})},
+        "bundle": str(bundle),
+        "source": record.get("source"),
+        "image_size": record["image_size"],
+        "images": origin,
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "threads": "each runtime's default",
+        "versions": {**environment_info(), **record.get("versions", {})},
         "formats": results,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle", nargs="?", help="export bundle folder (default: newest under exports/)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed single-image calls per format")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "bundle", nargs="?", help="export bundle folder (default: newest under exports/)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=30, help="timed single-image calls per format"
+    )
     parser.add_argument("--out", help="report file (default results/bench/export-<date>.json)")
     args = parser.parse_args(argv)
     try:
         bundle = Path(args.bundle) if args.bundle else newest_bundle()
         if not (bundle / BUNDLE_RECORD).is_file():
-            raise FileNotFoundError(f"{bundle} is not an export bundle (no {BUNDLE_RECORD}); "
-                                    "give the folder `python -m search.export` wrote")
+            raise FileNotFoundError(
+                f"{bundle} is not an export bundle (no {BUNDLE_RECORD}); "
+                "give the folder `python -m search.export` wrote"
+            )
         if args.repeats < 1:
             raise ValueError(f"--repeats {args.repeats}: give at least 1")
         report = bench_bundle(bundle, args.repeats)

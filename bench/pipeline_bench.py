@@ -22,17 +22,27 @@ import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data")
     parser.add_argument("--images", type=int, default=512, help="images of the train split to use")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 (default: Keras cache)")
+    parser.add_argument(
+        "--weights", default=None, help="MobileNetV2 no-top .h5 (default: Keras cache)"
+    )
     args = parser.parse_args()
 
     import keras
 
-    from search.data import (decode_resized, load_images, locate_data, make_dataset,
-                             predict_in_batches, prepare_split)
+    from search.data import (
+        decode_resized,
+        load_images,
+        locate_data,
+        make_dataset,
+        predict_in_batches,
+        prepare_split,
+    )
     from search.hyperparameters import fixed_hyperparameters
     from search.training import compile_classifier
     from spaces import BuildContext, get_space
@@ -59,8 +69,10 @@ def main() -> None:
     # The published MobileNetV2 is the mobilenet-head space's reference configuration.
     space = get_space("mobilenet-head")
     weights = BACKBONES["mobilenet_v2"].resolve_weights(args.weights)
-    model = space.build(fixed_hyperparameters({**space.reference_configs()[0], "image_size": args.size}),
-                        BuildContext(num_classes=len(manifest.class_names), weights=weights))
+    model = space.build(
+        fixed_hyperparameters({**space.reference_configs()[0], "image_size": args.size}),
+        BuildContext(num_classes=len(manifest.class_names), weights=weights),
+    )
     head = model.get_layer(HEAD_LAYER)
     t0 = time.perf_counter()
     model.fit(make_dataset(decoded, y, 32), epochs=1, verbose=0)
@@ -76,16 +88,23 @@ def main() -> None:
     head.fit(make_dataset(features, y, 32), epochs=1, verbose=0)
     feature_epoch_s = time.perf_counter() - t0
 
-    print(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "images": len(paths), "size": args.size,
-        "decode_resize_s": round(decode_s, 3), "read_cache_s": round(cached_s, 3),
-        "image_cache_speedup": round(decode_s / cached_s, 1),
-        "frozen_epoch_on_images_s": round(image_epoch_s, 2),
-        "frozen_epoch_on_cached_features_s": round(feature_epoch_s, 3),
-        "one_time_feature_extraction_s": round(extract_s, 2),
-        "feature_cache_speedup_per_epoch": round(image_epoch_s / feature_epoch_s, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+                "images": len(paths),
+                "size": args.size,
+                "decode_resize_s": round(decode_s, 3),
+                "read_cache_s": round(cached_s, 3),
+                "image_cache_speedup": round(decode_s / cached_s, 1),
+                "frozen_epoch_on_images_s": round(image_epoch_s, 2),
+                "frozen_epoch_on_cached_features_s": round(feature_epoch_s, 3),
+                "one_time_feature_extraction_s": round(extract_s, 2),
+                "feature_cache_speedup_per_epoch": round(image_epoch_s / feature_epoch_s, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

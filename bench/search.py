@@ -64,6 +64,7 @@ def pretrained_weights(space) -> str | None:
 
 # -- the plain loop ---------------------------------------------------------------------------
 
+
 def link_split(manifest, folder: Path) -> dict[str, Path]:
     """``{split: folder/split}`` holding ``<class>/<file>`` links to the manifest's files: the
     same split, in the layout ``image_dataset_from_directory`` reads."""
@@ -79,8 +80,16 @@ def link_split(manifest, folder: Path) -> dict[str, Path]:
     return out
 
 
-def run_plain(space_name: str, folders: dict[str, Path], *, epochs: int, budget_s: float,
-              max_image_size: int | None, seed: int, work: Path) -> dict[str, Any]:
+def run_plain(
+    space_name: str,
+    folders: dict[str, Path],
+    *,
+    epochs: int,
+    budget_s: float,
+    max_image_size: int | None,
+    seed: int,
+    work: Path,
+) -> dict[str, Any]:
     import keras
     import keras_tuner as kt
 
@@ -88,15 +97,22 @@ def run_plain(space_name: str, folders: dict[str, Path], *, epochs: int, budget_
     from spaces.mobilenet import BACKBONE_LAYER
 
     space = get_space(space_name)
-    ctx = BuildContext(num_classes=5, max_image_size=max_image_size,
-                       weights=pretrained_weights(space))
+    ctx = BuildContext(
+        num_classes=5, max_image_size=max_image_size, weights=pretrained_weights(space)
+    )
     start = time.monotonic()
     events: list[dict[str, Any]] = []
 
     def dataset(split: str, size: int):
         ds = keras.utils.image_dataset_from_directory(
-            folders[split], image_size=(size, size), batch_size=32, label_mode="int",
-            shuffle=split == "train", seed=seed, verbose=False)
+            folders[split],
+            image_size=(size, size),
+            batch_size=32,
+            label_mode="int",
+            shuffle=split == "train",
+            seed=seed,
+            verbose=False,
+        )
         return ds.ignore_errors()  # a few files TensorFlow cannot decode would end the search
 
     class Plain(kt.HyperModel):
@@ -119,22 +135,42 @@ def run_plain(space_name: str, folders: dict[str, Path], *, epochs: int, budget_
                 # The transfer-learning guide's second phase: unfreeze the top, lower the rate.
                 base = model.get_layer(BACKBONE_LAYER)
                 base.trainable = True
-                for layer in base.layers[:len(base.layers) - int(values["fine_tune_layers"])]:
+                for layer in base.layers[: len(base.layers) - int(values["fine_tune_layers"])]:
                     layer.trainable = False
-                model.compile(keras.optimizers.Adam(float(values["learning_rate"])
-                                                    * float(values["fine_tune_lr_factor"])),
-                              "sparse_categorical_crossentropy", metrics=["accuracy"])
-                more = model.fit(train, validation_data=val, initial_epoch=head_epochs,
-                                 epochs=head_epochs + fine_epochs, verbose=0)
+                model.compile(
+                    keras.optimizers.Adam(
+                        float(values["learning_rate"]) * float(values["fine_tune_lr_factor"])
+                    ),
+                    "sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                )
+                more = model.fit(
+                    train,
+                    validation_data=val,
+                    initial_epoch=head_epochs,
+                    epochs=head_epochs + fine_epochs,
+                    verbose=0,
+                )
                 curve += list(more.history.get("val_accuracy", []))
-            events.append({"end_s": round(time.monotonic() - start, 2),
-                           "trial_s": round(time.monotonic() - t0, 2), "epochs": len(curve),
-                           "val_accuracy": max(curve) if curve else None})
+            events.append(
+                {
+                    "end_s": round(time.monotonic() - start, 2),
+                    "trial_s": round(time.monotonic() - t0, 2),
+                    "epochs": len(curve),
+                    "val_accuracy": max(curve) if curve else None,
+                }
+            )
             return {"val_accuracy": max(curve) if curve else 0.0}
 
-    tuner = kt.RandomSearch(Plain(), objective="val_accuracy", max_trials=10**6, seed=seed + 1,
-                            directory=str(work / "plain-kt"), project_name=space_name,
-                            overwrite=True)
+    tuner = kt.RandomSearch(
+        Plain(),
+        objective="val_accuracy",
+        max_trials=10**6,
+        seed=seed + 1,
+        directory=str(work / "plain-kt"),
+        project_name=space_name,
+        overwrite=True,
+    )
     try:
         tuner.search()
     except kt.errors.FatalError:
@@ -149,8 +185,17 @@ def run_plain(space_name: str, folders: dict[str, Path], *, epochs: int, budget_
 
 # -- this package -----------------------------------------------------------------------------
 
-def run_package(space_name: str, data_dir: str, *, epochs: int, budget_s: float,
-                max_image_size: int | None, seed: int, work: Path) -> dict[str, Any]:
+
+def run_package(
+    space_name: str,
+    data_dir: str,
+    *,
+    epochs: int,
+    budget_s: float,
+    max_image_size: int | None,
+    seed: int,
+    work: Path,
+) -> dict[str, Any]:
     from search.data import load_search_data
     from search.results import read_trials
     from search.run import run_search
@@ -168,23 +213,40 @@ def run_package(space_name: str, data_dir: str, *, epochs: int, budget_s: float,
     # plain loop has none): the rows' finishing times are what is compared.
     from spaces import get_space
 
-    out = run_search(space_name, data, engine="keras-tuner", algorithm="random", trials=10**6,
-                     epochs=epochs, max_time=budget_s - (time.monotonic() - start),
-                     study=f"bench-{space_name}", results=results, seed=seed,
-                     max_image_size=max_image_size, progress=False,
-                     weights=pretrained_weights(get_space(space_name)))
+    out = run_search(
+        space_name,
+        data,
+        engine="keras-tuner",
+        algorithm="random",
+        trials=10**6,
+        epochs=epochs,
+        max_time=budget_s - (time.monotonic() - start),
+        study=f"bench-{space_name}",
+        results=results,
+        seed=seed,
+        max_image_size=max_image_size,
+        progress=False,
+        weights=pretrained_weights(get_space(space_name)),
+    )
     events = []
     for row in read_trials(out["study_dir"] / "trials.jsonl"):
         end = dt.datetime.fromisoformat(row.finished_at) - started
-        events.append({"end_s": round(end.total_seconds(), 2), "trial_s": row.wall_time_s,
-                       "epochs": row.epochs_run, "state": row.state,
-                       "val_accuracy": row.val_accuracy})
+        events.append(
+            {
+                "end_s": round(end.total_seconds(), 2),
+                "trial_s": row.wall_time_s,
+                "epochs": row.epochs_run,
+                "state": row.state,
+                "val_accuracy": row.val_accuracy,
+            }
+        )
     events.sort(key=lambda e: e["end_s"])
     wall = events[-1]["end_s"] if events else round(time.monotonic() - start, 2)
     return {"events": events, "wall_s": wall}
 
 
 # -- the comparison ---------------------------------------------------------------------------
+
 
 def best_so_far(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     curve, best = [], None
@@ -203,9 +265,13 @@ def summarize(side: dict[str, Any], target: float | None, equal_s: float) -> dic
     reached = next((t for t, v in curve if target is not None and v >= target), None)
     at_equal = [v for t, v in curve if t <= equal_s]
     return {
-        "trials": len(events), "trial_epochs": epochs, "wall_s": side["wall_s"],
+        "trials": len(events),
+        "trial_epochs": epochs,
+        "wall_s": side["wall_s"],
         "seconds_per_trial_epoch": round(side["wall_s"] / epochs, 2) if epochs else None,
-        "trials_per_hour": round(len(events) / side["wall_s"] * 3600, 2) if side["wall_s"] else None,
+        "trials_per_hour": round(len(events) / side["wall_s"] * 3600, 2)
+        if side["wall_s"]
+        else None,
         "time_to_target_s": reached,
         "best_val_accuracy": curve[-1][1] if curve else None,
         "best_val_accuracy_at_equal_time": at_equal[-1] if at_equal else None,
@@ -248,14 +314,21 @@ def ignore_errors_losses(data_dir: Path) -> dict[str, Any]:
     import tensorflow as tf
 
     found = {}
-    for split_dir in sorted(p for p in data_dir.rglob("*") if p.is_dir()
-                            and p.name in ("training_set", "validation_set")):
-        ds = keras.utils.image_dataset_from_directory(split_dir, image_size=(64, 64),
-                                                      batch_size=32, shuffle=False, verbose=False)
+    for split_dir in sorted(
+        p
+        for p in data_dir.rglob("*")
+        if p.is_dir() and p.name in ("training_set", "validation_set")
+    ):
+        ds = keras.utils.image_dataset_from_directory(
+            split_dir, image_size=(64, 64), batch_size=32, shuffle=False, verbose=False
+        )
         listed = len(ds.file_paths)
         yielded = int(ds.ignore_errors().reduce(tf.constant(0), lambda n, b: n + tf.shape(b[0])[0]))
         found[str(split_dir.relative_to(data_dir))] = {
-            "files_listed": listed, "images_yielded": yielded, "silently_dropped": listed - yielded}
+            "files_listed": listed,
+            "images_yielded": yielded,
+            "silently_dropped": listed - yielded,
+        }
     return found
 
 
@@ -267,21 +340,39 @@ def side_main(args) -> None:
 
         manifest = prepare_split(locate_data(args.data), verbose=False)
         folders = link_split(manifest, work / "links")
-        out = run_plain(args.spaces, folders, epochs=args.epochs, budget_s=args.minutes_per_side * 60,
-                        max_image_size=args.max_image_size, seed=args.seed, work=work)
+        out = run_plain(
+            args.spaces,
+            folders,
+            epochs=args.epochs,
+            budget_s=args.minutes_per_side * 60,
+            max_image_size=args.max_image_size,
+            seed=args.seed,
+            work=work,
+        )
     else:
-        out = run_package(args.spaces, args.data, epochs=args.epochs,
-                          budget_s=args.minutes_per_side * 60, max_image_size=args.max_image_size,
-                          seed=args.seed, work=work)
+        out = run_package(
+            args.spaces,
+            args.data,
+            epochs=args.epochs,
+            budget_s=args.minutes_per_side * 60,
+            max_image_size=args.max_image_size,
+            seed=args.seed,
+            work=work,
+        )
     out["peak_rss_mb"] = peak_rss_mb()
     print("BENCH-RESULT " + json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.search", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.search",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", default=os.environ.get("ART_DATA", "../shared/data/art-images"))
-    p.add_argument("--spaces", default=",".join(SPACES), help="comma-separated (default: all three)")
+    p.add_argument(
+        "--spaces", default=",".join(SPACES), help="comma-separated (default: all three)"
+    )
     p.add_argument("--minutes-per-side", type=float, default=4.0)
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial, both sides")
     p.add_argument("--max-image-size", type=int, default=128, help="input size cap, both sides")
@@ -297,25 +388,36 @@ def main(argv: list[str] | None = None) -> int:
     spaces = [s for s in args.spaces.split(",") if s]
     unknown = [s for s in spaces if s not in SPACES]
     if unknown:
-        print(f"error: --spaces {','.join(unknown)}: not benchmarked here; choose from "
-              f"{', '.join(SPACES)}", file=sys.stderr)
+        print(
+            f"error: --spaces {','.join(unknown)}: not benchmarked here; choose from "
+            f"{', '.join(SPACES)}",
+            file=sys.stderr,
+        )
         return 2
     if args.minutes_per_side <= 0 or args.epochs < 1:
         print("error: --minutes-per-side must be positive and --epochs at least 1", file=sys.stderr)
         return 2
     if not Path(args.data).is_dir():
-        print(f"error: --data {args.data}: no such folder (the art-images dataset)", file=sys.stderr)
+        print(
+            f"error: --data {args.data}: no such folder (the art-images dataset)", file=sys.stderr
+        )
         return 2
 
     report: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
-        "machine": (f"{platform.node()}: {os.cpu_count()} CPU cores, no GPU; the 2-core development "
-                    "machine, shared with other jobs while this ran (both sides saw the same "
-                    "kind of load, back to back, not the same load)"),
-        "settings": {"minutes_per_side": args.minutes_per_side, "epochs_per_trial": args.epochs,
-                     "max_image_size": args.max_image_size, "seed": args.seed,
-                     "algorithm": "random search on both sides (keras-tuner's RandomSearch)",
-                     "command": "python -m bench.search " + " ".join(sys.argv[1:])},
+        "machine": (
+            f"{platform.node()}: {os.cpu_count()} CPU cores, no GPU; the 2-core development "
+            "machine, shared with other jobs while this ran (both sides saw the same "
+            "kind of load, back to back, not the same load)"
+        ),
+        "settings": {
+            "minutes_per_side": args.minutes_per_side,
+            "epochs_per_trial": args.epochs,
+            "max_image_size": args.max_image_size,
+            "seed": args.seed,
+            "algorithm": "random search on both sides (keras-tuner's RandomSearch)",
+            "command": "python -m bench.search " + " ".join(sys.argv[1:]),
+        },
         "spaces": {},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -325,41 +427,77 @@ def main(argv: list[str] | None = None) -> int:
         for side in ("plain", "package"):
             work = Path(tempfile.mkdtemp(prefix=f"bench-{space}-{side}-"))
             try:
-                print(f"{space}: {side} side, {args.minutes_per_side} min ...", file=sys.stderr, flush=True)
+                print(
+                    f"{space}: {side} side, {args.minutes_per_side} min ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 proc = subprocess.run(
-                    [sys.executable, "-m", "bench.search", "--side", side, "--spaces", space,
-                     "--work", str(work), "--data", args.data, "--epochs", str(args.epochs),
-                     "--minutes-per-side", str(args.minutes_per_side),
-                     "--max-image-size", str(args.max_image_size), "--seed", str(args.seed)],
-                    cwd=REPO, env=env, capture_output=True, text=True)
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.search",
+                        "--side",
+                        side,
+                        "--spaces",
+                        space,
+                        "--work",
+                        str(work),
+                        "--data",
+                        args.data,
+                        "--epochs",
+                        str(args.epochs),
+                        "--minutes-per-side",
+                        str(args.minutes_per_side),
+                        "--max-image-size",
+                        str(args.max_image_size),
+                        "--seed",
+                        str(args.seed),
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")), None)
+            line = next(
+                (ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")), None
+            )
             if proc.returncode != 0 or line is None:
                 print(f"error: {space} {side} side failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
-            sides[side] = json.loads(line[len("BENCH-RESULT "):])
+            sides[side] = json.loads(line[len("BENCH-RESULT ") :])
         equal = min(sides["plain"]["wall_s"], sides["package"]["wall_s"])
         plain, package = (summarize(sides[s], target, equal) for s in ("plain", "package"))
         ratios = {
             "trials_per_hour": ratio(package["trials_per_hour"], plain["trials_per_hour"]),
-            "seconds_per_trial_epoch": ratio(package["seconds_per_trial_epoch"],
-                                             plain["seconds_per_trial_epoch"]),
+            "seconds_per_trial_epoch": ratio(
+                package["seconds_per_trial_epoch"], plain["seconds_per_trial_epoch"]
+            ),
             "time_to_target": ratio(package["time_to_target_s"], plain["time_to_target_s"]),
-            "best_val_accuracy_at_equal_time": ratio(package["best_val_accuracy_at_equal_time"],
-                                                     plain["best_val_accuracy_at_equal_time"]),
+            "best_val_accuracy_at_equal_time": ratio(
+                package["best_val_accuracy_at_equal_time"], plain["best_val_accuracy_at_equal_time"]
+            ),
             "peak_rss": ratio(package["peak_rss_mb"], plain["peak_rss_mb"]),
         }
         report["spaces"][space] = {
-            "target_val_accuracy": target, "target_from": target_from,
-            "equal_time_s": equal, "plain": plain, "package": package,
+            "target_val_accuracy": target,
+            "target_from": target_from,
+            "equal_time_s": equal,
+            "plain": plain,
+            "package": package,
             "ratios_package_over_plain": ratios,
             "goal_trials_per_hour_ratio": GOALS[space],
             "goal_met": ratios["trials_per_hour"] is not None
             and ratios["trials_per_hour"] >= GOALS[space],
         }
-        print(f"{space}: trials/hour {plain['trials_per_hour']} plain, {package['trials_per_hour']} "
-              f"package (x{ratios['trials_per_hour']})", file=sys.stderr, flush=True)
+        print(
+            f"{space}: trials/hour {plain['trials_per_hour']} plain, {package['trials_per_hour']} "
+            f"package (x{ratios['trials_per_hour']})",
+            file=sys.stderr,
+            flush=True,
+        )
     if not args.no_losses:
         report["ignore_errors_losses"] = ignore_errors_losses(Path(args.data))
     out = Path(args.out)
@@ -370,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         earlier = json.loads(stem.with_suffix(".json").read_text())
         for name, entry in earlier.get("spaces", {}).items():
             if name not in report["spaces"]:
-                report["spaces"][name] = {**entry, "run": entry.get("run", earlier["settings"]["command"])}
+                report["spaces"][name] = {
+                    **entry,
+                    "run": entry.get("run", earlier["settings"]["command"]),
+                }
         if "ignore_errors_losses" not in report and "ignore_errors_losses" in earlier:
             report["ignore_errors_losses"] = earlier["ignore_errors_losses"]
     for entry in report["spaces"].values():
@@ -391,16 +532,29 @@ def write_figure(report: dict[str, Any], path: Path) -> None:
         entry = report["spaces"][name]
         for side, colour in (("plain", "#d62728"), ("package", "#1f77b4")):
             curve = entry[side]["best_so_far"]
-            fig.add_trace(go.Scatter(x=[t / 60 for t, _ in curve], y=[v for _, v in curve],
-                                     mode="lines+markers", line_shape="hv", line_color=colour,
-                                     name=f"{side} ({name})", legendgroup=side,
-                                     showlegend=col == 1), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[t / 60 for t, _ in curve],
+                    y=[v for _, v in curve],
+                    mode="lines+markers",
+                    line_shape="hv",
+                    line_color=colour,
+                    name=f"{side} ({name})",
+                    legendgroup=side,
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
         if entry["target_val_accuracy"] is not None:
             fig.add_hline(y=entry["target_val_accuracy"], line_dash="dot", row=1, col=col)
         fig.update_xaxes(title_text="wall time (min)", row=1, col=col)
     fig.update_yaxes(title_text="best validation accuracy so far", row=1, col=1)
-    fig.update_layout(title=f"Search: this package vs plain Keras Tuner ({report['date']}, "
-                            f"{report['machine'].split(';')[0]})", height=420)
+    fig.update_layout(
+        title=f"Search: this package vs plain Keras Tuner ({report['date']}, "
+        f"{report['machine'].split(';')[0]})",
+        height=420,
+    )
     fig.write_html(path, include_plotlyjs="cdn")
 
 

@@ -34,15 +34,26 @@ def run_once(trials: int, clear: bool, isolate: bool, results: str, engine: str)
 
     if not clear:
         keras.backend.clear_session = lambda *a, **k: None  # what the runner would be without it
-    from search.run import run_search
     from search.data import synthetic_data
+    from search.run import run_search
 
     study = f"memory-{engine}-{'child' if isolate else 'inproc'}-{'clear' if clear else 'noclear'}"
-    out = run_search("cnn", synthetic_data(n_train=64, n_val=32, n_test=32), engine=engine,
-                     algorithm="random", trials=trials, epochs=1, max_image_size=32,
-                     results=results, study=study, seed=0, progress=False, isolate=isolate)
-    lines = [json.loads(l) for l in open(Path(out["study_dir"]) / "resources.jsonl")]
-    return [l["rss_anon_mb"] for l in lines]
+    out = run_search(
+        "cnn",
+        synthetic_data(n_train=64, n_val=32, n_test=32),
+        engine=engine,
+        algorithm="random",
+        trials=trials,
+        epochs=1,
+        max_image_size=32,
+        results=results,
+        study=study,
+        seed=0,
+        progress=False,
+        isolate=isolate,
+    )
+    lines = [json.loads(line) for line in open(Path(out["study_dir"]) / "resources.jsonl")]
+    return [row["rss_anon_mb"] for row in lines]
 
 
 def bare_keras_loop(trials: int) -> list[float]:
@@ -78,23 +89,36 @@ def summarize(label: str, rss: list[float], wall_s: float) -> dict:
 
     x = np.arange(len(rss))
     slope = float(np.polyfit(x[2:], rss[2:], 1)[0]) if len(rss) > 3 else float("nan")
-    summary = {"label": label, "trials": len(rss), "rss_anon_mb": [round(v, 1) for v in rss],
-               "first": round(rss[0], 1), "last": round(rss[-1], 1),
-               "growth_from_trial_3_mb": round(rss[-1] - rss[2], 1),
-               "slope_mb_per_trial": round(slope, 2), "wall_s": round(wall_s, 1)}
-    print(f"{label}: RssAnon {summary['first']} -> {summary['last']} MiB over {len(rss)} trials; "
-          f"from trial 3: {summary['growth_from_trial_3_mb']:+} MiB, "
-          f"slope {summary['slope_mb_per_trial']:+} MiB/trial; {wall_s:.1f} s")
+    summary = {
+        "label": label,
+        "trials": len(rss),
+        "rss_anon_mb": [round(v, 1) for v in rss],
+        "first": round(rss[0], 1),
+        "last": round(rss[-1], 1),
+        "growth_from_trial_3_mb": round(rss[-1] - rss[2], 1),
+        "slope_mb_per_trial": round(slope, 2),
+        "wall_s": round(wall_s, 1),
+    }
+    print(
+        f"{label}: RssAnon {summary['first']} -> {summary['last']} MiB over {len(rss)} trials; "
+        f"from trial 3: {summary['growth_from_trial_3_mb']:+} MiB, "
+        f"slope {summary['slope_mb_per_trial']:+} MiB/trial; {wall_s:.1f} s"
+    )
     print("  per trial:", ", ".join(f"{v:.0f}" for v in rss))
     return summary
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--trials", type=int, default=15)
     p.add_argument("--engine", default="optuna", choices=["optuna", "keras-tuner"])
-    p.add_argument("--compare", action="store_true",
-                   help="also run in one process (with and without clear_session) and a bare loop")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run in one process (with and without clear_session) and a bare loop",
+    )
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-clear", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -106,8 +130,9 @@ def main() -> int:
         if args.bare:
             rss = bare_keras_loop(args.trials)
         else:
-            rss = run_once(args.trials, not args.no_clear, not args.in_process, args.results,
-                           args.engine)
+            rss = run_once(
+                args.trials, not args.no_clear, not args.in_process, args.results, args.engine
+            )
         print("RSS " + json.dumps(rss))
         return 0
 
@@ -124,9 +149,21 @@ def main() -> int:
             # A fresh process per variant, so one's memory does not count toward the other's.
             t0 = time.perf_counter()
             out = subprocess.run(
-                [sys.executable, __file__, "--trials", str(args.trials), "--engine", args.engine,
-                 "--results", tmp, *extra],
-                capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                [
+                    sys.executable,
+                    __file__,
+                    "--trials",
+                    str(args.trials),
+                    "--engine",
+                    args.engine,
+                    "--results",
+                    tmp,
+                    *extra,
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
             wall = time.perf_counter() - t0
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
@@ -135,9 +172,11 @@ def main() -> int:
             summaries.append(summarize(label, rss, wall))
     if len(summaries) > 1:
         ratio = summaries[0]["wall_s"] / summaries[1]["wall_s"]
-        print(f"wall time, one process per trial / in one process: {ratio:.2f}x "
-              f"({args.trials} trials of about a second each; the cost is a fixed few seconds "
-              f"per trial, so it shrinks with real trials)")
+        print(
+            f"wall time, one process per trial / in one process: {ratio:.2f}x "
+            f"({args.trials} trials of about a second each; the cost is a fixed few seconds "
+            f"per trial, so it shrinks with real trials)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(summaries, indent=2) + "\n")
     return 0

@@ -20,10 +20,11 @@ import importlib.util
 import io
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Format:
     name: str
     filename: str  # inside a bundle; a file given by name is this format by its extension
     write: Callable[[Any, Path], None]  # (Keras model, path): writes the whole file or nothing
-    load: Callable[[Path], "LoadedModel"]
+    load: Callable[[Path], LoadedModel]
     max_abs_diff: float | None  # the check's tolerance on probabilities; None: not held to one
     min_agreement: float  # the share of sample images whose top-1 class must match Keras'
     # Where it comes in the order a bundle folder is opened in (lower first).
@@ -74,8 +75,15 @@ class LoadedModel:
     """A model of any format, run by its own runtime, with Keras' shape attributes so that
     scoring code reads it like a Keras model."""
 
-    def __init__(self, path: Path, format: str, runtime: str, image_size: int, num_outputs: int,
-                 run_batch: Callable[[np.ndarray], np.ndarray]):
+    def __init__(
+        self,
+        path: Path,
+        format: str,
+        runtime: str,
+        image_size: int,
+        num_outputs: int,
+        run_batch: Callable[[np.ndarray], np.ndarray],
+    ):
         self.path = Path(path)
         self.format = format
         self.runtime = runtime
@@ -98,10 +106,14 @@ class LoadedModel:
             return np.zeros((0, self.num_outputs), dtype=np.float32)
         shape = tuple(images.shape[1:])
         if shape != (self.image_size, self.image_size, 3):
-            raise ValueError(f"{self.path} takes images of {self.image_size} x {self.image_size} x 3, "
-                             f"not {' x '.join(map(str, shape))}")
-        out = [np.asarray(self._run_batch(np.asarray(images[i:i + batch_size], dtype=np.float32)))
-               for i in range(0, len(images), batch_size)]
+            raise ValueError(
+                f"{self.path} takes images of {self.image_size} x {self.image_size} x 3, "
+                f"not {' x '.join(map(str, shape))}"
+            )
+        out = [
+            np.asarray(self._run_batch(np.asarray(images[i : i + batch_size], dtype=np.float32)))
+            for i in range(0, len(images), batch_size)
+        ]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
@@ -114,10 +126,13 @@ def _version(dist: str, missing: str = "?") -> str:
 
 def _image_input(path: Path, shape: Any, outputs: Any) -> tuple[int, int]:
     """(image size, outputs) from a model's declared input and output shapes."""
-    dims = [None if d in (None, -1) or not isinstance(d, (int, np.integer)) else int(d) for d in shape]
+    dims = [
+        None if d in (None, -1) or not isinstance(d, (int, np.integer)) else int(d) for d in shape
+    ]
     if len(dims) != 4 or dims[3] != 3 or dims[1] is None or dims[1] != dims[2]:
-        raise FormatError(f"{path} takes input of shape {list(shape)}, not square RGB images "
-                          "(batch, S, S, 3)")
+        raise FormatError(
+            f"{path} takes input of shape {list(shape)}, not square RGB images (batch, S, S, 3)"
+        )
     out = list(outputs)
     if len(out) != 2 or not isinstance(out[-1], (int, np.integer)) or out[-1] < 1:
         raise FormatError(f"{path} has output shape {out}, not (batch, classes)")
@@ -125,7 +140,9 @@ def _image_input(path: Path, shape: Any, outputs: Any) -> tuple[int, int]:
 
 
 def _unloadable(path: Path, kind: str, exc: Exception) -> FormatError:
-    return FormatError(f"{path} is not a loadable {kind}: {type(exc).__name__}: {first_line(exc, 300)}")
+    return FormatError(
+        f"{path} is not a loadable {kind}: {type(exc).__name__}: {first_line(exc, 300)}"
+    )
 
 
 @contextlib.contextmanager
@@ -138,6 +155,7 @@ def _quiet():
 
 
 # --- Keras ----------------------------------------------------------------------------------
+
 
 def write_keras(model, path: Path) -> None:
     """The one Keras writer: ``model.keras`` whole or not at all (a kill mid-save never
@@ -159,11 +177,18 @@ def load_keras(path: Path):
 def _load_keras(path: Path) -> LoadedModel:
     model = load_keras(path)
     size, outputs = _image_input(path, model.input_shape, model.output_shape)
-    return LoadedModel(path, "keras", f"Keras {_version('keras')} (TensorFlow {_version('tensorflow')})",
-                       size, outputs, model.predict_on_batch)
+    return LoadedModel(
+        path,
+        "keras",
+        f"Keras {_version('keras')} (TensorFlow {_version('tensorflow')})",
+        size,
+        outputs,
+        model.predict_on_batch,
+    )
 
 
 # --- TensorFlow SavedModel ------------------------------------------------------------------
+
 
 def _write_saved_model(model, path: Path) -> None:
     with replaced_atomically(path) as tmp:
@@ -181,8 +206,10 @@ def _load_saved_model(path: Path) -> LoadedModel:
             loaded = tf.saved_model.load(str(path))
         serve = loaded.signatures["serving_default"]
     except Exception as exc:
-        raise _unloadable(path, "TensorFlow SavedModel (with a serving_default signature)", exc) from exc
-    (name, spec), = serve.structured_input_signature[1].items()
+        raise _unloadable(
+            path, "TensorFlow SavedModel (with a serving_default signature)", exc
+        ) from exc
+    ((name, spec),) = serve.structured_input_signature[1].items()
     (out_spec,) = serve.structured_outputs.values()
     size, outputs = _image_input(path, spec.shape.as_list(), out_spec.shape.as_list())
 
@@ -190,11 +217,18 @@ def _load_saved_model(path: Path) -> LoadedModel:
         (out,) = serve(**{name: tf.constant(x)}).values()
         return out.numpy()
 
-    return LoadedModel(path, "savedmodel", f"TensorFlow {tf.__version__} (SavedModel serving_default)",
-                       size, outputs, run)
+    return LoadedModel(
+        path,
+        "savedmodel",
+        f"TensorFlow {tf.__version__} (SavedModel serving_default)",
+        size,
+        outputs,
+        run,
+    )
 
 
 # --- TFLite (LiteRT) ------------------------------------------------------------------------
+
 
 def _tflite_writer(quantize: bool) -> Callable[[Any, Path], None]:
     def write(model, path: Path) -> None:
@@ -218,13 +252,17 @@ def _tflite_interpreter(path: Path):
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter(model_path=str(path)), f"LiteRT {_version('ai-edge-litert')} (ai-edge-litert)"
+        return Interpreter(
+            model_path=str(path)
+        ), f"LiteRT {_version('ai-edge-litert')} (ai-edge-litert)"
     import tensorflow as tf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return (tf.lite.Interpreter(model_path=str(path)),
-                f"tf.lite.Interpreter (TensorFlow {tf.__version__}; {EXTRA} for LiteRT)")
+        return (
+            tf.lite.Interpreter(model_path=str(path)),
+            f"tf.lite.Interpreter (TensorFlow {tf.__version__}; {EXTRA} for LiteRT)",
+        )
 
 
 def _tflite_loader(format_name: str) -> Callable[[Path], LoadedModel]:
@@ -235,7 +273,9 @@ def _tflite_loader(format_name: str) -> Callable[[Path], LoadedModel]:
         except Exception as exc:
             raise _unloadable(path, "TFLite model", exc) from exc
         (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-        size, outputs = _image_input(path, list(inp.get("shape_signature", inp["shape"])), list(out["shape"]))
+        size, outputs = _image_input(
+            path, list(inp.get("shape_signature", inp["shape"])), list(out["shape"])
+        )
         allocated = [int(inp["shape"][0])]
 
         def run(x: np.ndarray) -> np.ndarray:
@@ -253,6 +293,7 @@ def _tflite_loader(format_name: str) -> Callable[[Path], LoadedModel]:
 
 
 # --- ONNX -----------------------------------------------------------------------------------
+
 
 def _write_onnx(model, path: Path) -> None:
     # Keras' own exporter: on the TensorFlow backend it traces the model's serving function and
@@ -279,8 +320,14 @@ def _load_onnx(path: Path) -> LoadedModel:
     def run(x: np.ndarray) -> np.ndarray:
         return session.run([out.name], {inp.name: x})[0]
 
-    return LoadedModel(path, "onnx", f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
-                       size, outputs, run)
+    return LoadedModel(
+        path,
+        "onnx",
+        f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+        size,
+        outputs,
+        run,
+    )
 
 
 FORMATS: dict[str, Format] = {}
@@ -303,14 +350,47 @@ def _is_saved_model(path: Path) -> bool:
 # float formats, the lossy int8 variant last.
 for _fmt in [
     Format("keras", "model.keras", write_keras, _load_keras, FLOAT_MAX_ABS_DIFF, 1.0, preference=0),
-    Format("savedmodel", "saved_model", _write_saved_model, _load_saved_model, FLOAT_MAX_ABS_DIFF,
-           1.0, preference=1, holds=_is_saved_model),
-    Format("tflite", "model.tflite", _tflite_writer(False), _tflite_loader("tflite"),
-           FLOAT_MAX_ABS_DIFF, 1.0, preference=3, distributions=("ai-edge-litert",)),
-    Format("tflite-int8", "model-int8.tflite", _tflite_writer(True), _tflite_loader("tflite-int8"),
-           None, QUANTIZED_MIN_AGREEMENT, preference=4, cli=False, distributions=("ai-edge-litert",)),
-    Format("onnx", "model.onnx", _write_onnx, _load_onnx, FLOAT_MAX_ABS_DIFF, 1.0, preference=2,
-           distributions=("tf2onnx", "onnx", "onnxruntime")),
+    Format(
+        "savedmodel",
+        "saved_model",
+        _write_saved_model,
+        _load_saved_model,
+        FLOAT_MAX_ABS_DIFF,
+        1.0,
+        preference=1,
+        holds=_is_saved_model,
+    ),
+    Format(
+        "tflite",
+        "model.tflite",
+        _tflite_writer(False),
+        _tflite_loader("tflite"),
+        FLOAT_MAX_ABS_DIFF,
+        1.0,
+        preference=3,
+        distributions=("ai-edge-litert",),
+    ),
+    Format(
+        "tflite-int8",
+        "model-int8.tflite",
+        _tflite_writer(True),
+        _tflite_loader("tflite-int8"),
+        None,
+        QUANTIZED_MIN_AGREEMENT,
+        preference=4,
+        cli=False,
+        distributions=("ai-edge-litert",),
+    ),
+    Format(
+        "onnx",
+        "model.onnx",
+        _write_onnx,
+        _load_onnx,
+        FLOAT_MAX_ABS_DIFF,
+        1.0,
+        preference=2,
+        distributions=("tf2onnx", "onnx", "onnxruntime"),
+    ),
 ]:
     register_format(_fmt)
 
@@ -338,13 +418,18 @@ def format_of(path: Path) -> str:
         if FORMATS[name].recognizes(path):
             return name
     if path.is_dir():
-        raise FormatError(f"{path} is neither an export bundle (no export.json) nor a TensorFlow "
-                          "SavedModel folder (no saved_model.pb)")
-    suffixes = list(dict.fromkeys(Path(f.filename).suffix for f in FORMATS.values()
-                                  if Path(f.filename).suffix))
+        raise FormatError(
+            f"{path} is neither an export bundle (no export.json) nor a TensorFlow "
+            "SavedModel folder (no saved_model.pb)"
+        )
+    suffixes = list(
+        dict.fromkeys(Path(f.filename).suffix for f in FORMATS.values() if Path(f.filename).suffix)
+    )
     given = ", ".join(suffixes[:-1]) + (f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0])
-    raise FormatError(f"{path} is not a model this project reads: give a {given} file, "
-                      "a SavedModel folder, or an export bundle folder")
+    raise FormatError(
+        f"{path} is not a model this project reads: give a {given} file, "
+        "a SavedModel folder, or an export bundle folder"
+    )
 
 
 def load_format(path: Path, format_name: str | None = None) -> LoadedModel:
@@ -368,5 +453,8 @@ def checksum(path: Path) -> str:
 
 
 def size_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
+    return (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
         else path.stat().st_size
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,8 @@ def format_report(report: dict[str, Any]) -> str:
         which = f"output{'s' if len(outputs) > 1 else ''} {', '.join(map(str, outputs))}"
         lines.append(
             f"{report['predicted_unknown']} of {report['n']} images were predicted as model "
-            f"outputs with no class ({which}): counted wrong, in no column of the confusion matrix")
+            f"outputs with no class ({which}): counted wrong, in no column of the confusion matrix"
+        )
     lines += ["", f"{'class':<{width}}precision  recall    f1    support"]
     for name in names:
         m = report["per_class"][name]

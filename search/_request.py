@@ -47,18 +47,30 @@ class TrialRequest:
     ladder: Any = None
     callbacks: tuple = dataclasses.field(default=(), metadata=STAYS_IN_PARENT)
     prune_exceptions: tuple[type[BaseException], ...] = dataclasses.field(
-        default=(), metadata=STAYS_IN_PARENT)
+        default=(), metadata=STAYS_IN_PARENT
+    )
 
     def __post_init__(self):
         # Engines hand over ids and numbers of their own types (keras-tuner's string ids,
         # numpy integers); the row and the file names want plain ones.
-        for name, kind in (("trial_id", str), ("number", int), ("epochs", int),
-                           ("keep_weights", bool), ("callbacks", tuple),
-                           ("prune_exceptions", tuple)):
+        for name, kind in (
+            ("trial_id", str),
+            ("number", int),
+            ("epochs", int),
+            ("keep_weights", bool),
+            ("callbacks", tuple),
+            ("prune_exceptions", tuple),
+        ):
             object.__setattr__(self, name, kind(getattr(self, name)))
 
     def for_child(self) -> TrialRequest:
         """The request as it crosses to a child process: every :data:`STAYS_IN_PARENT` field
         back to its default (the child gets its own stand-ins for the engine's callbacks)."""
-        return dataclasses.replace(self, **{
-            f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("stays_in_parent")})
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: f.default
+                for f in dataclasses.fields(self)
+                if f.metadata.get("stays_in_parent")
+            },
+        )

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 # Kernel weights multiply once per output position; biases, norms and scales add, not multiply.
 _KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -66,10 +67,11 @@ class CostModel:
     fit_overhead_s: float = 0.0
 
     @classmethod
-    def fit(cls, timings: Sequence[Timing]) -> "CostModel | None":
+    def fit(cls, timings: Sequence[Timing]) -> CostModel | None:
         usable = [t for t in timings if t.macs > 0 and t.batches > 0 and t.seconds > 0]
-        points = [(math.log(t.macs), math.log(t.seconds / t.batches)) for t in usable
-                  if not t.first]
+        points = [
+            (math.log(t.macs), math.log(t.seconds / t.batches)) for t in usable if not t.first
+        ]
         if not points:
             return None
         xs, ys = zip(*points)
@@ -80,8 +82,9 @@ class CostModel:
             slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
             exponent = min(max(slope, 0.3), 1.5)
         model = cls(scale=math.exp(mean_y - exponent * mean_x), exponent=exponent, n=len(points))
-        extra = sorted(max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches))
-                       for t in usable if t.first)
+        extra = sorted(
+            max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches)) for t in usable if t.first
+        )
         overhead = extra[len(extra) // 2] if extra else 0.0
         return dataclasses.replace(model, fit_overhead_s=overhead)
 

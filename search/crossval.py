@@ -14,13 +14,15 @@ still touched once.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def group_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int = 0
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
+def group_folds(
+    labels: np.ndarray, groups: np.ndarray, k: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` (train rows, held-out rows) pairs over all rows: every row is held out once,
     no group is on both sides of a fold, classes keep their proportions."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -41,5 +43,10 @@ def summarize(fold_correct: Sequence[np.ndarray]) -> dict[str, Any]:
     k = len(accuracies)
     pooled = float(np.mean(np.concatenate([np.asarray(c, dtype=float) for c in fold_correct])))
     spread = float(np.std(accuracies, ddof=1) / np.sqrt(k)) if k > 1 else None
-    return {"folds": k, "accuracy": pooled, "standard_error": spread,
-            "fold_accuracy": accuracies, "n": int(sum(len(c) for c in fold_correct))}
+    return {
+        "folds": k,
+        "accuracy": pooled,
+        "standard_error": spread,
+        "fold_accuracy": accuracies,
+        "n": int(sum(len(c) for c in fold_correct)),
+    }

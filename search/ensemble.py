@@ -18,7 +18,8 @@ writes ``ensemble.json``; :func:`ensemble_model` builds the chosen ensemble into
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,12 +46,14 @@ class Ensemble:
 
     def average(self, probabilities: Mapping[str, np.ndarray]) -> np.ndarray:
         """The ensemble's probabilities from its members' (e.g. on the test split)."""
-        return sum(w * np.asarray(probabilities[k], dtype=np.float64)
-                   for k, w in self.weights().items())
+        return sum(
+            w * np.asarray(probabilities[k], dtype=np.float64) for k, w in self.weights().items()
+        )
 
 
-def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence[int],
-                    rounds: int = 25) -> Ensemble:
+def greedy_ensemble(
+    val_probabilities: Mapping[str, np.ndarray], y_val: Sequence[int], rounds: int = 25
+) -> Ensemble:
     """Caruana's greedy forward selection with replacement over ``val_probabilities``
     (member id -> ``(N, classes)`` probabilities on the validation images ``y_val``)."""
     if not val_probabilities:
@@ -59,7 +62,9 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
     ids = sorted(val_probabilities)
     stack = np.stack([np.asarray(val_probabilities[k], dtype=np.float64) for k in ids])
     if stack.shape[1] != len(y):
-        raise ValueError(f"members have {stack.shape[1]} validation predictions for {len(y)} labels")
+        raise ValueError(
+            f"members have {stack.shape[1]} validation predictions for {len(y)} labels"
+        )
     total = np.zeros(stack.shape[1:])
     counts = np.zeros(len(ids), dtype=int)
     best: tuple[tuple[float, float], np.ndarray] | None = None
@@ -67,7 +72,9 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
     for step in range(1, rounds + 1):
         candidates = (total[None] + stack) / step  # every member added once more
         accuracy = np.mean(candidates.argmax(-1) == y[None], axis=1)
-        log_loss = -np.mean(np.log(np.clip(candidates[:, np.arange(len(y)), y], 1e-12, None)), axis=1)
+        log_loss = -np.mean(
+            np.log(np.clip(candidates[:, np.arange(len(y)), y], 1e-12, None)), axis=1
+        )
         # Best accuracy; ties to the lower log loss, then to the earlier member id.
         pick = min(range(len(ids)), key=lambda i: (-accuracy[i], log_loss[i], i))
         total += stack[pick]
@@ -77,8 +84,12 @@ def greedy_ensemble(val_probabilities: Mapping[str, np.ndarray], y_val: Sequence
         if best is None or score > best[0]:
             best = (score, counts.copy())
     (accuracy, neg_log_loss), chosen = best
-    return Ensemble(counts={ids[i]: int(c) for i, c in enumerate(chosen) if c},
-                    val_accuracy=accuracy, val_log_loss=-neg_log_loss, history=history)
+    return Ensemble(
+        counts={ids[i]: int(c) for i, c in enumerate(chosen) if c},
+        val_accuracy=accuracy,
+        val_log_loss=-neg_log_loss,
+        history=history,
+    )
 
 
 def build_ensemble(study, data, rounds: int = 25) -> dict[str, Any] | None:
@@ -100,15 +111,20 @@ def build_ensemble(study, data, rounds: int = 25) -> dict[str, Any] | None:
     test_probabilities = ensemble.average({k: t for k, (_, t) in kept.items()})
     report = classification_metrics(y_test, test_probabilities.argmax(-1), data.class_names)
     summary = {
-        "members": members, "size": ensemble.size, "rounds": rounds,
+        "members": members,
+        "size": ensemble.size,
+        "rounds": rounds,
         "candidates": len(kept),
-        "val_accuracy": ensemble.val_accuracy, "val_n": int(len(y_val)),
+        "val_accuracy": ensemble.val_accuracy,
+        "val_n": int(len(y_val)),
         "val_standard_error": results_mod.standard_error(ensemble.val_accuracy, len(y_val)),
         "val_log_loss": ensemble.val_log_loss,
         "test": report,
         "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
-        "note": ("greedy selection with replacement (Caruana et al. 2004) on validation; "
-                 "its validation score is the one it was picked on, an optimistic estimate"),
+        "note": (
+            "greedy selection with replacement (Caruana et al. 2004) on validation; "
+            "its validation score is the one it was picked on, an optimistic estimate"
+        ),
         "evaluated_at": utc_now(),
     }
     results_mod.write_json(study.ensemble_json, summary)
@@ -153,8 +169,13 @@ def ensemble_model(members: Sequence[tuple[object, float]], name: str = "ensembl
     outputs = []
     for i, (model, weight) in enumerate(members):
         own = int(model.input_shape[1])
-        x = image if own == size else keras.layers.Resizing(
-            own, own, interpolation="bilinear", antialias=True, name=f"resize_{i}_{own}")(image)
+        x = (
+            image
+            if own == size
+            else keras.layers.Resizing(
+                own, own, interpolation="bilinear", antialias=True, name=f"resize_{i}_{own}"
+            )(image)
+        )
         model.name = f"member_{i}_{model.name}"  # members may share a name (same space)
         outputs.append(keras.layers.Rescaling(float(weight), name=f"weight_{i}")(model(x)))
     return keras.Model(image, keras.layers.Add(name="weighted_sum")(outputs), name=name)

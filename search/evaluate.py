@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,14 +50,20 @@ def predict_classes(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.argmax(predict_in_batches(model, x, batch_size), axis=-1)
 
 
-def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
-                   batch_size: int = 64) -> dict[str, Any]:
+def evaluate_model(
+    model, x: np.ndarray, y: np.ndarray, class_names: Sequence[str], batch_size: int = 64
+) -> dict[str, Any]:
     """The project's evaluation report (see :func:`search._metrics.classification_metrics`)."""
     return classification_metrics(y, predict_classes(model, x, batch_size), class_names)
 
 
-def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overlap: bool = False,
-                    batch_size: int = 64) -> dict[str, Any]:
+def evaluate_folder(
+    model,
+    meta: dict[str, Any],
+    folder: str | Path,
+    allow_overlap: bool = False,
+    batch_size: int = 64,
+) -> dict[str, Any]:
     """Score ``model`` on a folder of ``<class>/`` images (or the Kaggle layout)."""
     folder = Path(folder)
     root = resolve_layout(folder) if folder.is_dir() else None
@@ -65,14 +72,18 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
     files = list_labelled_files(root)
     class_names = list(meta.get("class_names") or sorted({label for _, label in files}))
     for empty in empty_class_folders(root):
-        print(f"warning: class folder {root / empty} holds no image files; its class is not scored",
-              file=sys.stderr)
+        print(
+            f"warning: class folder {root / empty} holds no image files; its class is not scored",
+            file=sys.stderr,
+        )
     if not meta.get("class_names"):
         print(f"warning: {_guessed_names(model, class_names, folder)}", file=sys.stderr)
     unknown = sorted({label for _, label in files} - set(class_names))
     if unknown:
-        raise SplitError(f"{folder} has class folder(s) {unknown} that the model does not know; "
-                         f"its classes are {class_names}")
+        raise SplitError(
+            f"{folder} has class folder(s) {unknown} that the model does not know; "
+            f"its classes are {class_names}"
+        )
     scanned = scan_files(root, files)
     readable = [s for s in scanned if s.ok]
     skipped = [s for s in scanned if not s.ok]
@@ -92,8 +103,11 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
                     "Remove them from the test folder, or pass --allow-overlap to score anyway."
                 )
         else:
-            print(f"warning: the model's split manifest {manifest_path} is missing; "
-                  "cannot check the folder for overlap with training data", file=sys.stderr)
+            print(
+                f"warning: the model's split manifest {manifest_path} is missing; "
+                "cannot check the folder for overlap with training data",
+                file=sys.stderr,
+            )
     size = int(meta.get("image_size") or model.input_shape[1])
     x = decode_resized([str(root / s.path) for s in readable], size, desc="decode")
     y = np.array([class_names.index(s.label) for s in readable], dtype=np.int32)
@@ -106,16 +120,22 @@ def evaluate_folder(model, meta: dict[str, Any], folder: str | Path, allow_overl
 def _guessed_names(model, class_names: list[str], folder: Path) -> str:
     """What scoring a model without its sidecar (no class names) assumes, and what it breaks."""
     outputs = int(model.output_shape[-1])
-    text = (f"the {_format_name(model)} model comes with no class names (no .json sidecar beside "
-            f"it, no export.json in its bundle), so they are guessed from the folder names under "
-            f"{folder}, sorted: {', '.join(class_names)}")
+    text = (
+        f"the {_format_name(model)} model comes with no class names (no .json sidecar beside "
+        f"it, no export.json in its bundle), so they are guessed from the folder names under "
+        f"{folder}, sorted: {', '.join(class_names)}"
+    )
     if outputs > len(class_names):
-        return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
-                f"classes: predictions of outputs {len(class_names)}-{outputs - 1} have no class "
-                "and are counted as wrong (predicted_unknown)")
+        return (
+            f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
+            f"classes: predictions of outputs {len(class_names)}-{outputs - 1} have no class "
+            "and are counted as wrong (predicted_unknown)"
+        )
     if outputs < len(class_names):
-        return (f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
-                f"classes: {', '.join(class_names[outputs:])} can never be predicted")
+        return (
+            f"{text}; the model has {outputs} outputs but the folder {len(class_names)} "
+            f"classes: {', '.join(class_names[outputs:])} can never be predicted"
+        )
     return f"{text}; check that this is the order of the model's outputs"
 
 
@@ -128,7 +148,9 @@ def score_split(model, meta: dict[str, Any], split: str, batch_size: int = 64) -
     """Score ``model`` on its own split manifest's ``split``, caching the decoded images in the
     results tree the manifest belongs to (``<results>/cache``), not the current directory's."""
     if not meta.get("manifest"):
-        raise SplitError(f"{getattr(model, 'path', 'the model')} records no split manifest; use --data DIR")
+        raise SplitError(
+            f"{getattr(model, 'path', 'the model')} records no split manifest; use --data DIR"
+        )
     manifest = load_manifest(meta["manifest"])
     cache_dir = default_cache_dir(Path(meta["manifest"]).parent.parent)  # <results>/data/split.json
     x, y = load_images(manifest, split, int(meta["image_size"]), cache_dir=cache_dir)
@@ -136,20 +158,35 @@ def score_split(model, meta: dict[str, Any], split: str, batch_size: int = 64) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
-                        "export bundle folder (with its .json sidecar when ours)")
+    parser = argparse.ArgumentParser(
+        prog="python -m search.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
+        "export bundle folder (with its .json sidecar when ours)",
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--data", help="folder of <class>/ sub-folders (or the Kaggle layout)")
-    target.add_argument("--split", choices=["val", "test"],
-                        help="score the model's own split manifest's validation or test set")
+    target.add_argument(
+        "--split",
+        choices=["val", "test"],
+        help="score the model's own split manifest's validation or test set",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--allow-overlap", action="store_true",
-                        help="score a folder even if it shares images with the training data")
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="score a folder even if it shares images with the training data",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--format", help="with a bundle folder: which of its formats to score "
-                        "(default: the first that loads, Keras first)")
+    parser.add_argument(
+        "--format",
+        help="with a bundle folder: which of its formats to score "
+        "(default: the first that loads, Keras first)",
+    )
     args = parser.parse_args(argv)
 
     from search.model_io import open_model

@@ -34,10 +34,11 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,12 +70,15 @@ def choose(found: list[ModelResult], study: str | None, baseline: str | None) ->
         return match[0]
     best = best_model(found)  # the dashboard's choice too: validation selects, test only reports
     if best is None:
-        raise ExportError("no scored model under results/: run `python -m baselines.run ...` "
-                          "or `python -m search.run ...` first")
+        raise ExportError(
+            "no scored model under results/: run `python -m baselines.run ...` "
+            "or `python -m search.run ...` first"
+        )
     return best
 
 
 # --- the sample every exported file is checked on -------------------------------------------
+
 
 @dataclass
 class Sample:
@@ -98,14 +102,18 @@ def sample_images(meta: dict[str, Any], n: int, folder: str | Path | None = None
         folder = Path(folder)
         if not folder.is_dir():
             raise ExportError(f"--sample {folder}: not a folder of images")
-        paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         origin = f"folder {folder}"
     else:
         manifest_path = meta.get("manifest")
         if not manifest_path or not Path(manifest_path).exists():
-            raise ExportError("cannot check the exported files on real images: the model's split "
-                              f"manifest {manifest_path or '(none recorded)'} is missing; pass "
-                              "--sample DIR (a folder of images)")
+            raise ExportError(
+                "cannot check the exported files on real images: the model's split "
+                f"manifest {manifest_path or '(none recorded)'} is missing; pass "
+                "--sample DIR (a folder of images)"
+            )
         manifest = load_manifest(manifest_path)
         paths = [Path(manifest.data_root) / e["path"] for e in manifest.subset("test")]
         origin = f"test split of {manifest_path}"
@@ -117,24 +125,35 @@ def sample_images(meta: dict[str, Any], n: int, folder: str | Path | None = None
         except Exception:  # noqa: BLE001 - an undecodable file is not a sample; counted below
             skipped += 1
     if not used:
-        raise ExportError(f"no decodable image to check the exported files on in {origin}"
-                          + ("" if folder is not None else "; pass --sample DIR (a folder of images)"))
-    unread = f" ({skipped} undecodable file{'s' if skipped != 1 else ''} skipped)" if skipped else ""
+        raise ExportError(
+            f"no decodable image to check the exported files on in {origin}"
+            + ("" if folder is not None else "; pass --sample DIR (a folder of images)")
+        )
+    unread = (
+        f" ({skipped} undecodable file{'s' if skipped != 1 else ''} skipped)" if skipped else ""
+    )
     return Sample(used, np.stack(images), f"{len(used)} images from the {origin}{unread}")
 
 
 # --- writing and checking a bundle ---------------------------------------------------------
 
+
 def _probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    return np.concatenate([np.asarray(model.predict_on_batch(images[i:i + batch_size].astype(np.float32)))
-                           for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(images[i : i + batch_size].astype(np.float32)))
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc, 300) if str(exc).strip() else '(no message)'}"
 
 
-def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarray) -> dict[str, Any]:
+def check_file(
+    format_name: str, path: Path, sample: Sample, expected: np.ndarray
+) -> dict[str, Any]:
     """Load ``path`` back in its own runtime and compare its answers on the sample with the
     Keras model's: top-1 class per image and the largest probability difference."""
     fmt = FORMATS[format_name]
@@ -148,10 +167,14 @@ def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarra
     max_diff = float(diff.max())
     problems = []
     if agreement < fmt.min_agreement:
-        problems.append(f"top-1 class agrees on {int(same.sum())} of {len(same)} images, "
-                        f"needs {fmt.min_agreement:.0%}")
+        problems.append(
+            f"top-1 class agrees on {int(same.sum())} of {len(same)} images, "
+            f"needs {fmt.min_agreement:.0%}"
+        )
     if fmt.max_abs_diff is not None and max_diff > fmt.max_abs_diff:
-        problems.append(f"probabilities differ by up to {max_diff:.2g}, tolerance {fmt.max_abs_diff:g}")
+        problems.append(
+            f"probabilities differ by up to {max_diff:.2g}, tolerance {fmt.max_abs_diff:g}"
+        )
     return {
         "runtime": loaded.runtime,
         "top1_agreement": agreement,
@@ -160,16 +183,28 @@ def check_file(format_name: str, path: Path, sample: Sample, expected: np.ndarra
         "mean_abs_diff": float(diff.mean()),
         "tolerance": {"max_abs_diff": fmt.max_abs_diff, "min_top1_agreement": fmt.min_agreement},
         "disagreements": [
-            {"path": sample.paths[i], "keras": int(expected[i].argmax()), "this": int(got[i].argmax())}
-            for i in np.flatnonzero(~same)[:20]],
+            {
+                "path": sample.paths[i],
+                "keras": int(expected[i].argmax()),
+                "this": int(got[i].argmax()),
+            }
+            for i in np.flatnonzero(~same)[:20]
+        ],
         "status": "mismatch" if problems else "ok",
         **({"reason": "; ".join(problems)} if problems else {}),
     }
 
 
-def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Sequence[str],
-                 sample: Sample, about: Sequence[str] = (), source: str | None = None,
-                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def write_bundle(
+    model,
+    sidecar: dict[str, Any],
+    out: str | Path,
+    formats: Sequence[str],
+    sample: Sample,
+    about: Sequence[str] = (),
+    source: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """Write ``model`` (any Keras model taking ``(batch, S, S, 3)`` pixels 0-255) into ``out`` in
     each of ``formats``, check every file on ``sample`` against ``model``, and write
     ``model.json`` (``sidecar``), ``export.json`` and ``MODEL_CARD.md`` (``about``: markdown
@@ -181,15 +216,21 @@ def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Seque
     out = Path(out)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ExportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        raise ExportError(
+            f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}"
+        )
     class_names = list(sidecar.get("class_names") or [])
     size = int(sidecar.get("image_size") or 0)
     shape = tuple(model.input_shape)
     if shape[1:] != (size, size, 3):
-        raise ExportError(f"the model takes input {shape}, but its sidecar says {size} x {size} RGB images")
+        raise ExportError(
+            f"the model takes input {shape}, but its sidecar says {size} x {size} RGB images"
+        )
     if int(model.output_shape[-1]) != len(class_names):
-        raise ExportError(f"the model has {model.output_shape[-1]} outputs but its sidecar names "
-                          f"{len(class_names)} classes")
+        raise ExportError(
+            f"the model has {model.output_shape[-1]} outputs but its sidecar names "
+            f"{len(class_names)} classes"
+        )
     if sample.images.shape[1:] != (size, size, 3):
         raise ExportError(f"the check sample is {sample.images.shape[1:]}, not {size} x {size} x 3")
 
@@ -213,7 +254,11 @@ def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Seque
             fmt.write(model, path)
         except Exception as exc:  # noqa: BLE001 - one converter's failure must not stop the others
             _remove(path)  # half a file, or the previous export's: either would pass for this one
-            written[name] = {**entry, "status": "failed", "reason": f"converter failed: {_one_line(exc)}"}
+            written[name] = {
+                **entry,
+                "status": "failed",
+                "reason": f"converter failed: {_one_line(exc)}",
+            }
             continue
         entry["seconds_to_write"] = round(time.perf_counter() - started, 2)
         entry["size_bytes"] = size_bytes(path)
@@ -226,14 +271,20 @@ def write_bundle(model, sidecar: dict[str, Any], out: str | Path, formats: Seque
     record = {
         "class_names": class_names,
         "image_size": size,
-        "input": (f"RGB pixels 0-255 (float32; uint8 values cast), shape (batch, {size}, {size}, 3), "
-                  "each image resized to the input size as search.predict does (bilinear, aspect "
-                  "ratio not kept); the preprocessing is inside the model"),
+        "input": (
+            f"RGB pixels 0-255 (float32; uint8 values cast), shape (batch, {size}, {size}, 3), "
+            "each image resized to the input size as search.predict does (bilinear, aspect "
+            "ratio not kept); the preprocessing is inside the model"
+        ),
         "output": "class probabilities (softmax), in the order of class_names",
         "source": source,
         "manifest": sidecar.get("manifest"),
-        "check": {"images": len(sample.paths), "from": sample.origin, "paths": sample.paths,
-                  "reference": "the Keras model before export, predict_on_batch in float32"},
+        "check": {
+            "images": len(sample.paths),
+            "from": sample.origin,
+            "paths": sample.paths,
+            "reference": "the Keras model before export, predict_on_batch in float32",
+        },
         "formats": written,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {**environment_info(), **format_versions()},
@@ -250,35 +301,62 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def export(choice: ModelResult, out: Path, formats: Sequence[str], sample_folder: str | None = None,
-           check_images: int = DEFAULT_CHECK_IMAGES, log: Callable[[str], None] = lambda line: None
-           ) -> dict[str, Any]:
+def export(
+    choice: ModelResult,
+    out: Path,
+    formats: Sequence[str],
+    sample_folder: str | None = None,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     source = Path(choice.model_path)
     if not source.exists():
-        raise ExportError(f"{source} is missing (models are not committed: rerun the run that "
-                          "made it, on this machine)")
-    return export_file(source, out, formats, sample_folder, check_images, about=_scores(choice), log=log)
+        raise ExportError(
+            f"{source} is missing (models are not committed: rerun the run that "
+            "made it, on this machine)"
+        )
+    return export_file(
+        source, out, formats, sample_folder, check_images, about=_scores(choice), log=log
+    )
 
 
-def export_file(source: Path, out: Path, formats: Sequence[str], sample_folder: str | None = None,
-                check_images: int = DEFAULT_CHECK_IMAGES, about: Sequence[str] = (),
-                log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def export_file(
+    source: Path,
+    out: Path,
+    formats: Sequence[str],
+    sample_folder: str | None = None,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+    about: Sequence[str] = (),
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """Export a saved ``.keras`` model with its sidecar (see :func:`write_bundle`)."""
     if source.suffix != ".keras":
         raise ExportError(f"{source}: export reads a .keras model (with its .json sidecar)")
     model, meta = load_model(source)  # fails clearly on a broken file before anything is written
     if not meta.get("class_names") or not meta.get("image_size"):
-        raise ExportError(f"{source} has no sidecar ({sidecar_path(source)}) naming its classes and "
-                          "input size; an exported model's callers would have nothing else")
+        raise ExportError(
+            f"{source} has no sidecar ({sidecar_path(source)}) naming its classes and "
+            "input size; an exported model's callers would have nothing else"
+        )
     sample = sample_images(meta, check_images, sample_folder)
-    about = list(about) or [f"# model {source}", "", "- test scores: not recorded with this model; "
-                            "`python -m search.evaluate BUNDLE --split test` measures them"]
+    about = list(about) or [
+        f"# model {source}",
+        "",
+        "- test scores: not recorded with this model; "
+        "`python -m search.evaluate BUNDLE --split test` measures them",
+    ]
     return write_bundle(model, meta, out, formats, sample, about=about, source=str(source), log=log)
 
 
-def export_ensemble(study_name: str, results: str | None, out: Path, formats: Sequence[str],
-                    sample_folder: str | None = None, check_images: int = DEFAULT_CHECK_IMAGES,
-                    log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def export_ensemble(
+    study_name: str,
+    results: str | None,
+    out: Path,
+    formats: Sequence[str],
+    sample_folder: str | None = None,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """Build a study's ensemble (``ensemble.json``: members picked on validation) into one
     Keras model from its members' kept models, score that model once on the test split (its
     own accuracy, not the kept predictions': each member now reads the image resized from the
@@ -295,12 +373,16 @@ def export_ensemble(study_name: str, results: str | None, out: Path, formats: Se
     except SearchError as exc:
         raise ExportError(str(exc)) from None
     if not study.ensemble_json.exists():
-        raise ExportError(f"study {study_name!r} has no ensemble ({study.ensemble_json}): an "
-                          "ensemble is built when a search with two or more completed trials ends")
+        raise ExportError(
+            f"study {study_name!r} has no ensemble ({study.ensemble_json}): an "
+            "ensemble is built when a search with two or more completed trials ends"
+        )
     if not sidecar_path(study.best_model_path).exists():
-        raise ExportError(f"{study.best_model_path} has no sidecar naming the classes: resume "
-                          f"the study once (python -m search.run ... --study {study_name}) to "
-                          "write its best model")
+        raise ExportError(
+            f"{study.best_model_path} has no sidecar naming the classes: resume "
+            f"the study once (python -m search.run ... --study {study_name}) to "
+            "write its best model"
+        )
     chosen = read_json(study.ensemble_json)
     meta = read_json(sidecar_path(study.best_model_path))
     by_id = {r.trial_id: r for r in study.records()}
@@ -309,16 +391,22 @@ def export_ensemble(study_name: str, results: str | None, out: Path, formats: Se
         record = by_id.get(str(trial_id))
         path = study.kept_model_path(record) if record is not None else None
         if path is None:
-            raise ExportError(f"the model of ensemble member trial {trial_id} of study "
-                              f"{study_name!r} was not kept (models/ holds the best trials' "
-                              "models only): export the study's best model (--study without "
-                              "--ensemble)")
+            raise ExportError(
+                f"the model of ensemble member trial {trial_id} of study "
+                f"{study_name!r} was not kept (models/ holds the best trials' "
+                "models only): export the study's best model (--study without "
+                "--ensemble)"
+            )
         log(f"member trial {trial_id} (weight {count}/{chosen['size']}): {path}")
         members.append((keras.saving.load_model(path, compile=False), count / chosen["size"]))
     model = ensemble_model(members, name=f"{study_name}_ensemble")
     size = int(model.input_shape[1])
-    sidecar = {**{k: meta.get(k) for k in ("class_names", "manifest", "versions")},
-               "image_size": size, "study": study_name, "ensemble": chosen["members"]}
+    sidecar = {
+        **{k: meta.get(k) for k in ("class_names", "manifest", "versions")},
+        "image_size": size,
+        "study": study_name,
+        "ensemble": chosen["members"],
+    }
     test = None
     if meta.get("manifest") and Path(meta["manifest"]).exists():
         from search.data import load_images
@@ -328,18 +416,31 @@ def export_ensemble(study_name: str, results: str | None, out: Path, formats: Se
         x, y = load_images(manifest, "test", size, verbose=False)
         test = evaluate_model(model, x, y, meta["class_names"])
     sample = sample_images(sidecar, check_images, sample_folder)
-    about = [f"# ensemble of study {study_name}", "",
-             f"- members (trial: times picked): {chosen['members']}, picked on validation by "
-             "greedy selection with replacement; validation accuracy of the kept predictions "
-             f"{chosen['val_accuracy']:.4f} (optimistic: the score it was picked on)"]
+    about = [
+        f"# ensemble of study {study_name}",
+        "",
+        f"- members (trial: times picked): {chosen['members']}, picked on validation by "
+        "greedy selection with replacement; validation accuracy of the kept predictions "
+        f"{chosen['val_accuracy']:.4f} (optimistic: the score it was picked on)",
+    ]
     if test is not None:
         se = standard_error(test["accuracy"], test["n"])
-        about.append(f"- this exported model's leak-free test accuracy {test['accuracy']:.4f} "
-                     f"± {se:.4f}, balanced {test['balanced_accuracy']:.4f} on {test['n']} "
-                     "images (scored once, as built; the kept predictions gave "
-                     f"{chosen['test']['accuracy']:.4f})")
-    record = write_bundle(model, sidecar, out, formats, sample, about=about,
-                          source=f"ensemble of study {study_name}", log=log)
+        about.append(
+            f"- this exported model's leak-free test accuracy {test['accuracy']:.4f} "
+            f"± {se:.4f}, balanced {test['balanced_accuracy']:.4f} on {test['n']} "
+            "images (scored once, as built; the kept predictions gave "
+            f"{chosen['test']['accuracy']:.4f})"
+        )
+    record = write_bundle(
+        model,
+        sidecar,
+        out,
+        formats,
+        sample,
+        about=about,
+        source=f"ensemble of study {study_name}",
+        log=log,
+    )
     if test is not None:
         record["test_of_exported_model"] = test
         write_json(out / BUNDLE_RECORD, record)
@@ -359,34 +460,58 @@ def _scores(choice: ModelResult) -> list[str]:
         lines.append(f"- validation accuracy (used for selection) {choice.val_accuracy:.4f}")
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     for name, m in test["per_class"].items():
-        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "Configuration:", "", "```", *(f"{k}: {v}" for k, v in sorted(choice.config.items())), "```"]
+        lines.append(
+            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        )
+    lines += [
+        "",
+        "Configuration:",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in sorted(choice.config.items())),
+        "```",
+    ]
     return lines
 
 
 def model_card(about: list[str], record: dict[str, Any]) -> str:
     size = record["image_size"]
-    lines = [*about, "",
-             f"- input: {size} x {size} RGB, pixels 0-255 (preprocessing is inside the model)",
-             f"- classes (output order): {', '.join(record['class_names'])}",
-             "", "## Exported files", "",
-             f"Each file was loaded back in its own runtime and fed {record['check']['from']}, "
-             "decoded as `search.predict` does, against the Keras model.", "",
-             "| format | file | size | runtime | top-1 agreement | max abs. prob. difference | tolerance | check |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        *about,
+        "",
+        f"- input: {size} x {size} RGB, pixels 0-255 (preprocessing is inside the model)",
+        f"- classes (output order): {', '.join(record['class_names'])}",
+        "",
+        "## Exported files",
+        "",
+        f"Each file was loaded back in its own runtime and fed {record['check']['from']}, "
+        "decoded as `search.predict` does, against the Keras model.",
+        "",
+        "| format | file | size | runtime | top-1 agreement | max abs. prob. difference | tolerance | check |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, e in record["formats"].items():
         if e["status"] == "failed":
             lines.append(f"| {name} | {e['file']} | - | - | - | - | - | failed: {e['reason']} |")
             continue
         tol = e["tolerance"]
-        stated = (f"<= {tol['max_abs_diff']:g}, same top-1 on every image" if tol["max_abs_diff"] is not None
-                  else f"same top-1 on >= {tol['min_top1_agreement']:.0%} of images")
+        stated = (
+            f"<= {tol['max_abs_diff']:g}, same top-1 on every image"
+            if tol["max_abs_diff"] is not None
+            else f"same top-1 on >= {tol['min_top1_agreement']:.0%} of images"
+        )
         verdict = "ok" if e["status"] == "ok" else f"mismatch: {e['reason']}"
-        lines.append(f"| {name} | {e['file']} | {e['size_bytes'] / 1e6:.2f} MB | {e['runtime']} | "
-                     f"{e['top1_agreeing']}/{record['check']['images']} | {e['max_abs_diff']:.2g} | "
-                     f"{stated} | {verdict} |")
-    lines += ["", "Use: `python -m search.predict BUNDLE_OR_FILE IMAGE...` (any of the files above, "
-              "or this folder); `python -m search.evaluate BUNDLE_OR_FILE --split test`.", ""]
+        lines.append(
+            f"| {name} | {e['file']} | {e['size_bytes'] / 1e6:.2f} MB | {e['runtime']} | "
+            f"{e['top1_agreeing']}/{record['check']['images']} | {e['max_abs_diff']:.2g} | "
+            f"{stated} | {verdict} |"
+        )
+    lines += [
+        "",
+        "Use: `python -m search.predict BUNDLE_OR_FILE IMAGE...` (any of the files above, "
+        "or this folder); `python -m search.evaluate BUNDLE_OR_FILE --split test`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -394,13 +519,17 @@ def parse_formats(text: str, quantize: bool, saved_model: bool) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in cli_formats()]
     if unknown or not names:
-        raise ExportError(f"--format {text!r}: unknown format {', '.join(unknown) or '(none given)'}; "
-                          f"give any of {','.join(cli_formats())}, separated by commas")
+        raise ExportError(
+            f"--format {text!r}: unknown format {', '.join(unknown) or '(none given)'}; "
+            f"give any of {','.join(cli_formats())}, separated by commas"
+        )
     if saved_model and "savedmodel" not in names:
         names.append("savedmodel")
     if quantize:
         if "tflite" not in names:
-            raise ExportError("--quantize writes the int8 variant of the TFLite model: add tflite to --format")
+            raise ExportError(
+                "--quantize writes the int8 variant of the TFLite model: add tflite to --format"
+            )
         names.insert(names.index("tflite") + 1, "tflite-int8")
     return list(dict.fromkeys(names))
 
@@ -413,34 +542,58 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
             lines.append(f"  {name:<12} {e['file']:<18} FAILED: {e['reason']}")
             continue
         verdict = "ok" if e["status"] == "ok" else f"MISMATCH: {e['reason']}"
-        lines.append(f"  {name:<12} {e['file']:<18} {e['size_bytes'] / 1e6:7.2f} MB  top-1 "
-                     f"{e['top1_agreeing']}/{n}  max |dp| {e['max_abs_diff']:.1e}  {verdict}")
+        lines.append(
+            f"  {name:<12} {e['file']:<18} {e['size_bytes'] / 1e6:7.2f} MB  top-1 "
+            f"{e['top1_agreeing']}/{n}  max |dp| {e['max_abs_diff']:.1e}  {verdict}"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m search.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--best", action="store_true",
-                       help="the highest validation accuracy (default)")
+    which.add_argument(
+        "--best", action="store_true", help="the highest validation accuracy (default)"
+    )
     which.add_argument("--study", help="a study's best model")
     which.add_argument("--baseline", help="cnn or mobilenet")
     which.add_argument("--model", help="a saved .keras model with its .json sidecar")
-    parser.add_argument("--ensemble", action="store_true",
-                        help="with --study: the study's ensemble, built into one model")
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --study: the study's ensemble, built into one model",
+    )
     parser.add_argument("--out", help="output folder (default exports/<name>)")
     parser.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
-    parser.add_argument("--format", default="keras",
-                        help=f"formats to write, any of {','.join(cli_formats())} (default keras)")
-    parser.add_argument("--quantize", action="store_true",
-                        help="also write a dynamic-range int8 TFLite model (needs tflite in --format)")
-    parser.add_argument("--saved-model", action="store_true", help="also write a TF SavedModel "
-                        "(the same as adding savedmodel to --format)")
-    parser.add_argument("--sample", help="folder of images to check the exported files on "
-                        "(default: the model's test split)")
-    parser.add_argument("--check-images", type=int, default=DEFAULT_CHECK_IMAGES,
-                        help=f"how many images to check each file on (default {DEFAULT_CHECK_IMAGES})")
+    parser.add_argument(
+        "--format",
+        default="keras",
+        help=f"formats to write, any of {','.join(cli_formats())} (default keras)",
+    )
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write a dynamic-range int8 TFLite model (needs tflite in --format)",
+    )
+    parser.add_argument(
+        "--saved-model",
+        action="store_true",
+        help="also write a TF SavedModel (the same as adding savedmodel to --format)",
+    )
+    parser.add_argument(
+        "--sample",
+        help="folder of images to check the exported files on (default: the model's test split)",
+    )
+    parser.add_argument(
+        "--check-images",
+        type=int,
+        default=DEFAULT_CHECK_IMAGES,
+        help=f"how many images to check each file on (default {DEFAULT_CHECK_IMAGES})",
+    )
     args = parser.parse_args(argv)
     try:
         formats = parse_formats(args.format, args.quantize, args.saved_model)
@@ -452,8 +605,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensemble:
             what = f"the ensemble of study {args.study}"
             out = Path(args.out or Path("exports") / f"{args.study}-ensemble")
-            record = export_ensemble(args.study, args.results, out, formats, args.sample,
-                                     args.check_images, log=log)
+            record = export_ensemble(
+                args.study, args.results, out, formats, args.sample, args.check_images, log=log
+            )
         elif args.model:
             source = Path(args.model)
             if not source.exists():
@@ -464,9 +618,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             choice = choose(candidates(args.results), args.study, args.baseline)
             val = choice.val_accuracy
-            what = (f"{choice.kind} {choice.name} ("
-                    + (f"validation accuracy {val:.4f}, " if val is not None else "")
-                    + f"test accuracy {choice.test['accuracy']:.4f})")
+            what = (
+                f"{choice.kind} {choice.name} ("
+                + (f"validation accuracy {val:.4f}, " if val is not None else "")
+                + f"test accuracy {choice.test['accuracy']:.4f})"
+            )
             out = Path(args.out or Path("exports") / choice.name)
             record = export(choice, out, formats, args.sample, args.check_images, log=log)
     except (ExportError, FileNotFoundError, ValueError) as exc:

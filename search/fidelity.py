@@ -18,7 +18,8 @@ lets it climb, so the top rung costs a promoted trial only its increment.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,20 +60,24 @@ class Ladder:
     def step(self, rung: int) -> int:
         """The step a trial reports rung ``rung``'s score at: successive halving with
         ``min_resource=1`` judges rung ``k`` at step ``reduction_factor ** k``."""
-        return self.reduction_factor ** rung
+        return self.reduction_factor**rung
 
     def rung_of_step(self, step: int) -> int | None:
         steps = {self.step(k): k for k in range(len(self.rungs))}
         return steps.get(int(step))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rungs": [dataclasses.asdict(r) for r in self.rungs],
-                "reduction_factor": self.reduction_factor}
+        return {
+            "rungs": [dataclasses.asdict(r) for r in self.rungs],
+            "reduction_factor": self.reduction_factor,
+        }
 
     @classmethod
-    def from_dict(cls, info: dict[str, Any]) -> "Ladder":
-        return cls(tuple(Rung(**r) for r in info["rungs"]),
-                   int(info.get("reduction_factor", REDUCTION_FACTOR)))
+    def from_dict(cls, info: dict[str, Any]) -> Ladder:
+        return cls(
+            tuple(Rung(**r) for r in info["rungs"]),
+            int(info.get("reduction_factor", REDUCTION_FACTOR)),
+        )
 
 
 def check_ladder(rungs: Sequence[Rung]) -> None:
@@ -87,16 +92,24 @@ def check_ladder(rungs: Sequence[Rung]) -> None:
             raise FidelityError(f"rung {i}: its last epoch {rung.epochs} must be at least 1")
     for i, (low, high) in enumerate(zip(rungs, rungs[1:]), start=1):
         if high.epochs <= low.epochs:
-            raise FidelityError(f"rung {i} must end at a later epoch than rung {i - 1} "
-                                f"({high.epochs} <= {low.epochs})")
+            raise FidelityError(
+                f"rung {i} must end at a later epoch than rung {i - 1} "
+                f"({high.epochs} <= {low.epochs})"
+            )
         if high.fraction < low.fraction:
-            raise FidelityError(f"rung {i} uses less data than rung {i - 1} "
-                                f"({high.fraction} < {low.fraction}); fractions only grow")
+            raise FidelityError(
+                f"rung {i} uses less data than rung {i - 1} "
+                f"({high.fraction} < {low.fraction}); fractions only grow"
+            )
         if low.image_size is None and high.image_size is not None:
-            raise FidelityError(f"rung {i} caps the size after rung {i - 1} did not; sizes only grow")
+            raise FidelityError(
+                f"rung {i} caps the size after rung {i - 1} did not; sizes only grow"
+            )
         if None not in (low.image_size, high.image_size) and high.image_size < low.image_size:
-            raise FidelityError(f"rung {i} is smaller than rung {i - 1} "
-                                f"({high.image_size} < {low.image_size} px); sizes only grow")
+            raise FidelityError(
+                f"rung {i} is smaller than rung {i - 1} "
+                f"({high.image_size} < {low.image_size} px); sizes only grow"
+            )
 
 
 def parse_ladder(spec: str) -> Ladder:
@@ -110,13 +123,16 @@ def parse_ladder(spec: str) -> Ladder:
             size = None if fields[0].strip() in ("-", "") else int(fields[0])
             rungs.append(Rung(size, float(fields[1]), int(fields[2])))
         except ValueError:
-            raise FidelityError(f"--rungs: rung {i} {part!r} is not size:fraction:epoch "
-                                "(e.g. 64:0.25:4,96:0.5:8,-:1:16)") from None
+            raise FidelityError(
+                f"--rungs: rung {i} {part!r} is not size:fraction:epoch "
+                "(e.g. 64:0.25:4,96:0.5:8,-:1:16)"
+            ) from None
     return Ladder(tuple(rungs))
 
 
-def default_ladder(sizes: Sequence[int | None], epochs: int,
-                   fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> Ladder:
+def default_ladder(
+    sizes: Sequence[int | None], epochs: int, fractions: Sequence[float] = (0.25, 0.5, 1.0)
+) -> Ladder:
     """A ladder over ``sizes`` (the last usually None: full size) ending at ``epochs``: each
     rung ends at an equal share of the epochs (a third each for three rungs), so the early
     rungs, run by every trial, cost a small part of a full trial."""
@@ -206,8 +222,21 @@ class RungNotAfforded(Exception):
     """The time left cannot pay for the next rung (the trial stops where it is)."""
 
 
-def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callbacks,
-          rungs_log: list, price=None, batch_size: int = 32, verbose: int = 0, seed: int = 0):
+def climb(
+    space,
+    hp,
+    data,
+    ctx,
+    ladder: Ladder,
+    *,
+    trial_callbacks,
+    engine_callbacks,
+    rungs_log: list,
+    price=None,
+    batch_size: int = 32,
+    verbose: int = 0,
+    seed: int = 0,
+):
     """Train ``hp``'s configuration rung by rung and return the last rung's model.
 
     Each rung builds the model at its size (``ctx`` capped), continues the previous rung's
@@ -224,17 +253,28 @@ def climb(space, hp, data, ctx, ladder: Ladder, *, trial_callbacks, engine_callb
 
     model, start = None, 0
     for k, rung in enumerate(ladder.rungs):
-        rung_ctx = dataclasses.replace(ctx, max_image_size=_cap(ctx.max_image_size, rung.image_size))
+        rung_ctx = dataclasses.replace(
+            ctx, max_image_size=_cap(ctx.max_image_size, rung.image_size)
+        )
         previous, model = model, space.build(hp, rung_ctx)
         continued = previous is not None and carry_weights(previous, model)
         del previous
         begin = start if continued else 0
         predicted = price(model, rung.epochs - begin, rung.fraction) if price else None
-        marker = RungEnd(k, rung, int(model.input_shape[1]), continued, rungs_log,
-                         predicted_s=predicted)
-        space.fit(hp, model, train_fraction(data, rung.fraction, seed), rung_ctx,
-                  epochs=rung.epochs, initial_epoch=begin, batch_size=batch_size,
-                  verbose=verbose, callbacks=[*trial_callbacks(model), marker, engine_callbacks])
+        marker = RungEnd(
+            k, rung, int(model.input_shape[1]), continued, rungs_log, predicted_s=predicted
+        )
+        space.fit(
+            hp,
+            model,
+            train_fraction(data, rung.fraction, seed),
+            rung_ctx,
+            epochs=rung.epochs,
+            initial_epoch=begin,
+            batch_size=batch_size,
+            verbose=verbose,
+            callbacks=[*trial_callbacks(model), marker, engine_callbacks],
+        )
         start = rung.epochs
         if model.stop_training:  # the search's clock ran out: no later rung
             break

@@ -18,7 +18,8 @@ Nothing here imports an engine.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 
 class DefineByRunHyperParameters:
@@ -31,8 +32,16 @@ class DefineByRunHyperParameters:
         self._scopes: list[tuple[str, tuple[Any, ...]]] = []
 
     # -- declarations ---------------------------------------------------------------------
-    def Int(self, name: str, min_value: int, max_value: int, step: int | None = None,
-            sampling: str = "linear", default: int | None = None, **_: Any) -> int | None:
+    def Int(
+        self,
+        name: str,
+        min_value: int,
+        max_value: int,
+        step: int | None = None,
+        sampling: str = "linear",
+        default: int | None = None,
+        **_: Any,
+    ) -> int | None:
         if not self._active():
             return None
         log = _is_log(name, sampling)
@@ -43,8 +52,16 @@ class DefineByRunHyperParameters:
         value = self.trial.suggest_int(name, min_value, max_value, step=step or 1, log=log)
         return self._record(name, int(value))
 
-    def Float(self, name: str, min_value: float, max_value: float, step: float | None = None,
-              sampling: str = "linear", default: float | None = None, **_: Any) -> float | None:
+    def Float(
+        self,
+        name: str,
+        min_value: float,
+        max_value: float,
+        step: float | None = None,
+        sampling: str = "linear",
+        default: float | None = None,
+        **_: Any,
+    ) -> float | None:
         if not self._active():
             return None
         log = _is_log(name, sampling)
@@ -53,8 +70,14 @@ class DefineByRunHyperParameters:
         value = self.trial.suggest_float(name, min_value, max_value, step=step, log=log)
         return self._record(name, float(value))
 
-    def Choice(self, name: str, values: Sequence[Any], ordered: bool | None = None,
-               default: Any = None, **_: Any) -> Any:
+    def Choice(
+        self,
+        name: str,
+        values: Sequence[Any],
+        ordered: bool | None = None,
+        default: Any = None,
+        **_: Any,
+    ) -> Any:
         if not self._active():
             return None
         return self._record(name, self.trial.suggest_categorical(name, list(values)))
@@ -90,8 +113,10 @@ class DefineByRunHyperParameters:
 
     def get(self, name: str) -> Any:
         if name not in self.values:
-            raise KeyError(f"hyperparameter {name!r} is not active in this trial "
-                           f"(active: {', '.join(self.values) or 'none'})")
+            raise KeyError(
+                f"hyperparameter {name!r} is not active in this trial "
+                f"(active: {', '.join(self.values) or 'none'})"
+            )
         return self.values[name]
 
     def __getitem__(self, name: str) -> Any:
@@ -137,8 +162,10 @@ class FixedValues:
 
     def _value(self, name: str) -> Any:
         if name not in self.config:
-            raise ValueError(f"hyperparameter {name!r} has no value in the configuration "
-                             f"(it has: {', '.join(self.config) or 'nothing'})")
+            raise ValueError(
+                f"hyperparameter {name!r} has no value in the configuration "
+                f"(it has: {', '.join(self.config) or 'nothing'})"
+            )
         return self.config[name]
 
     def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
@@ -160,5 +187,7 @@ def _is_log(name: str, sampling: str | None) -> bool:
     sampling = (sampling or "linear").lower()
     if sampling not in ("linear", "log"):
         # "reverse_log" exists in keras-tuner but not in Optuna.
-        raise ValueError(f"hp {name!r}: sampling {sampling!r} is not supported; choices: linear, log")
+        raise ValueError(
+            f"hp {name!r}: sampling {sampling!r} is not supported; choices: linear, log"
+        )
     return sampling == "log"

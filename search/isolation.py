@@ -71,12 +71,16 @@ def train_in_child(runner, hp: Any, request: TrialRequest) -> tuple[TrialRecord,
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
-            pass_fds=(child_end.fileno(),), stderr=log, env=_child_environment())
+            pass_fds=(child_end.fileno(),),
+            stderr=log,
+            env=_child_environment(),
+        )
     child_end.close()  # the child's end lives in the child only: its death means EOF here
     seen: dict[str, list[float]] = {}
     try:
         record, peak_mb = _talk_to_child(
-            parent_end, (_child_runner(runner), config, request.for_child()), request, seen)
+            parent_end, (_child_runner(runner), config, request.for_child()), request, seen
+        )
         try:
             child.wait(timeout=120)  # exiting takes a moment; a child stuck in it is killed
         except subprocess.TimeoutExpired:
@@ -87,8 +91,16 @@ def train_in_child(runner, hp: Any, request: TrialRequest) -> tuple[TrialRecord,
             child.wait()
         parent_end.close()
     if record is None:
-        record = _dead_child_record(runner, config, request, child.returncode, seen,
-                                    time.perf_counter() - started, started_at, log_path)
+        record = _dead_child_record(
+            runner,
+            config,
+            request,
+            child.returncode,
+            seen,
+            time.perf_counter() - started,
+            started_at,
+            log_path,
+        )
     elif runner.study is None:
         log_path.unlink(missing_ok=True)  # a runner without a study leaves nothing behind
     record.config = config  # the values the engine holds (the child's are equal)
@@ -107,8 +119,9 @@ def _log_path(runner, number: int) -> Path:
     return path
 
 
-def _talk_to_child(conn, trial: tuple, request: TrialRequest,
-                   seen: dict[str, list[float]]) -> tuple[TrialRecord | None, float | None]:
+def _talk_to_child(
+    conn, trial: tuple, request: TrialRequest, seen: dict[str, list[float]]
+) -> tuple[TrialRecord | None, float | None]:
     """Send the trial, judge each epoch the child reports with the engine's callbacks (its
     logs are gathered in ``seen``), and return the child's row and peak memory; ``(None,
     None)`` when the child died first."""
@@ -171,8 +184,9 @@ def _child_main(fd: int) -> int:
     except EOFError:
         return 1  # the parent is gone
     # The engine's callbacks stayed in the parent: here, one that asks it after every epoch.
-    request = dataclasses.replace(request, callbacks=(_reporter(conn),),
-                                  prune_exceptions=(PrunedByParent,))
+    request = dataclasses.replace(
+        request, callbacks=(_reporter(conn),), prune_exceptions=(PrunedByParent,)
+    )
     try:
         record = runner.train(fixed_hyperparameters(config), request)
         conn.send(("done", record, rss_mb("VmHWM")))
@@ -208,8 +222,9 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def _dead_child_record(runner, config, request: TrialRequest, exitcode, seen, wall_time_s,
-                       started_at, log_path) -> TrialRecord:
+def _dead_child_record(
+    runner, config, request: TrialRequest, exitcode, seen, wall_time_s, started_at, log_path
+) -> TrialRecord:
     """The FAIL row of a trial whose process ended without sending its row."""
     if exitcode is not None and exitcode < 0:
         try:
@@ -218,19 +233,30 @@ def _dead_child_record(runner, config, request: TrialRequest, exitcode, seen, wa
             name = f"signal {-exitcode}"
         error = f"the trial's process was killed by {name}"
         if -exitcode == signal.SIGKILL:
-            error += " (most often the kernel's out-of-memory killer: try a smaller batch or input size)"
+            error += (
+                " (most often the kernel's out-of-memory killer: try a smaller batch or input size)"
+            )
     else:
         error = f"the trial's process exited with code {exitcode} before reporting a result"
     tail = _log_tail(log_path)
     error += f"; its log is {log_path}" + (f", ending: {tail}" if tail else "")
     val_acc = [v for v in seen.get("val_accuracy", []) if math.isfinite(v)]
     return TrialRecord(
-        **runner.labels, trial_id=request.trial_id, number=request.number, state="FAIL",
+        **runner.labels,
+        trial_id=request.trial_id,
+        number=request.number,
+        state="FAIL",
         config=config,
-        val_accuracy=max(val_acc) if val_acc else None, val_loss=None,
-        epochs_run=len(seen.get("loss", [])), wall_time_s=round(wall_time_s, 3),
-        params=None, trainable_params=None, error=error, history=seen,
-        started_at=started_at, finished_at=utc_now(),
+        val_accuracy=max(val_acc) if val_acc else None,
+        val_loss=None,
+        epochs_run=len(seen.get("loss", [])),
+        wall_time_s=round(wall_time_s, 3),
+        params=None,
+        trainable_params=None,
+        error=error,
+        history=seen,
+        started_at=started_at,
+        finished_at=utc_now(),
     )
 
 

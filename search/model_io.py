@@ -17,12 +17,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search._formats import (FORMATS, Format, FormatError, LoadedModel, by_preference, checksum,
-                             format_of, load_format, load_keras, register_format, write_keras)
+from search._formats import (
+    FORMATS,
+    Format,
+    FormatError,
+    LoadedModel,
+    by_preference,
+    checksum,
+    format_of,
+    load_format,
+    load_keras,
+    register_format,
+    write_keras,
+)
 from search.results import environment_info, read_json, write_json
 
-__all__ = ["BUNDLE_RECORD", "FORMATS", "Format", "FormatError", "LoadedModel", "bundle_meta",
-           "load_model", "open_model", "register_format", "save_model", "sidecar_path"]
+__all__ = [
+    "BUNDLE_RECORD",
+    "FORMATS",
+    "Format",
+    "FormatError",
+    "LoadedModel",
+    "bundle_meta",
+    "load_model",
+    "open_model",
+    "register_format",
+    "save_model",
+    "sidecar_path",
+]
 
 # The bundle's own record (formats written, their checks and checksums); its presence is what
 # makes a folder an export bundle.
@@ -33,20 +55,29 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def save_model(model, path: str | os.PathLike, class_names: list[str], image_size: int,
-               manifest_path: str | os.PathLike | None = None, **extra: Any) -> Path:
+def save_model(
+    model,
+    path: str | os.PathLike,
+    class_names: list[str],
+    image_size: int,
+    manifest_path: str | os.PathLike | None = None,
+    **extra: Any,
+) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"model path {path} must end in .keras")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_keras(model, path)
-    write_json(sidecar_path(path), {
-        "class_names": list(class_names),
-        "image_size": int(image_size),
-        "manifest": str(Path(manifest_path).resolve()) if manifest_path else None,
-        "versions": environment_info(),
-        **extra,
-    })
+    write_json(
+        sidecar_path(path),
+        {
+            "class_names": list(class_names),
+            "image_size": int(image_size),
+            "manifest": str(Path(manifest_path).resolve()) if manifest_path else None,
+            "versions": environment_info(),
+            **extra,
+        },
+    )
     return path
 
 
@@ -75,8 +106,11 @@ def bundle_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     meta = _read(side) if side else {}
     if record and record.get("class_names") and not meta.get("class_names"):
         # model.json lost: export.json names the same classes and input size.
-        meta = {**meta, "class_names": record["class_names"],
-                "image_size": meta.get("image_size") or record.get("image_size")}
+        meta = {
+            **meta,
+            "class_names": record["class_names"],
+            "image_size": meta.get("image_size") or record.get("image_size"),
+        }
     return meta, record
 
 
@@ -84,14 +118,19 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         found = read_json(path)
     except (OSError, ValueError) as exc:
-        raise FormatError(f"{path} cannot be read ({type(exc).__name__}: {exc}); export the model again") from exc
+        raise FormatError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); export the model again"
+        ) from exc
     if not isinstance(found, dict):
         raise FormatError(f"{path} is not a JSON object; export the model again")
     return found
 
 
-def open_model(path: str | os.PathLike, format: str | None = None,
-               warn=lambda line: print(line, file=sys.stderr)) -> tuple[LoadedModel, dict[str, Any]]:
+def open_model(
+    path: str | os.PathLike,
+    format: str | None = None,
+    warn=lambda line: print(line, file=sys.stderr),
+) -> tuple[LoadedModel, dict[str, Any]]:
     """``(model, meta)`` for a model file of any exported format or an export bundle folder,
     run by the format's own runtime (``model.runtime`` says which).
 
@@ -115,8 +154,10 @@ def open_model(path: str | os.PathLike, format: str | None = None,
     if entry is not None:
         _check_unchanged(path, entry)
         if entry.get("status") != "ok":
-            warn(f"warning: {path} did not pass its export check ({entry.get('reason')}); "
-                 "its answers may differ from the Keras model's")
+            warn(
+                f"warning: {path} did not pass its export check ({entry.get('reason')}); "
+                "its answers may differ from the Keras model's"
+            )
     return load_format(path, found), meta
 
 
@@ -130,18 +171,24 @@ def _bundle_entry(path: Path, record: dict[str, Any] | None) -> dict[str, Any] |
 
 def _check_unchanged(path: Path, entry: dict[str, Any]) -> None:
     if entry.get("sha256") and checksum(path) != entry["sha256"]:
-        raise FormatError(f"{path} differs from the file export checked (SHA-256 in "
-                          f"{path.parent / BUNDLE_RECORD}): it is damaged or was replaced; export again")
+        raise FormatError(
+            f"{path} differs from the file export checked (SHA-256 in "
+            f"{path.parent / BUNDLE_RECORD}): it is damaged or was replaced; export again"
+        )
 
 
-def _open_from_bundle(folder: Path, record: dict[str, Any], format: str | None, warn) -> LoadedModel:
+def _open_from_bundle(
+    folder: Path, record: dict[str, Any], format: str | None, warn
+) -> LoadedModel:
     formats = record.get("formats", {})
     if format is not None:
         entry = formats.get(format)
         if entry is None or entry.get("status") not in ("ok", "mismatch"):
             written = [name for name, e in formats.items() if e.get("status") in ("ok", "mismatch")]
-            raise FormatError(f"the bundle {folder} has no {format} model; it holds: "
-                              f"{', '.join(written) or 'none'}")
+            raise FormatError(
+                f"the bundle {folder} has no {format} model; it holds: "
+                f"{', '.join(written) or 'none'}"
+            )
         return open_model(folder / entry["file"], format, warn)[0]
     tried = []
     for name in by_preference():
@@ -161,5 +208,7 @@ def _open_from_bundle(folder: Path, record: dict[str, Any], format: str | None, 
         if tried:
             warn(f"warning: the bundle {folder} is opened as {name} instead")
         return model
-    raise FormatError(f"no usable model in the bundle {folder}: "
-                      + ("; ".join(tried) if tried else f"its {BUNDLE_RECORD} lists no checked format"))
+    raise FormatError(
+        f"no usable model in the bundle {folder}: "
+        + ("; ".join(tried) if tried else f"its {BUNDLE_RECORD} lists no checked format")
+    )

@@ -18,15 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from search.data import IMAGE_SUFFIXES, decode_image
 
 
-def predict_files(model, meta: dict[str, Any], paths: Sequence[Path], top: int = 3) -> list[dict[str, Any]]:
+def predict_files(
+    model, meta: dict[str, Any], paths: Sequence[Path], top: int = 3
+) -> list[dict[str, Any]]:
     """Top-``top`` classes with probabilities per file; undecodable files get an ``error``."""
     size = int(meta.get("image_size") or model.input_shape[1])
     names = list(meta.get("class_names") or [str(i) for i in range(model.output_shape[-1])])
@@ -40,8 +43,9 @@ def predict_files(model, meta: dict[str, Any], paths: Sequence[Path], top: int =
             rows.append({"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
     if images:
         probabilities = model.predict(np.stack(images), batch_size=64, verbose=0)
-        scored_by = ({"format": model.format, "runtime": model.runtime}
-                     if hasattr(model, "runtime") else {})
+        scored_by = (
+            {"format": model.format, "runtime": model.runtime} if hasattr(model, "runtime") else {}
+        )
         for i, p in zip(where, probabilities):
             order = np.argsort(p)[::-1][:top]
             rows[i]["top"] = [{"class": names[j], "probability": float(p[j])} for j in order]
@@ -64,8 +68,9 @@ def expand(inputs: Sequence[str]) -> list[Path | dict[str, str]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             items += found or [{"path": str(p), "error": NO_IMAGES}]
         elif p.is_file():
             items.append(p)
@@ -75,21 +80,34 @@ def expand(inputs: Sequence[str]) -> list[Path | dict[str, str]]:
 
 
 def _nothing_to_classify(problems: list[dict[str, str]]) -> str:
-    said = [f"no image files under {r['path']}" if r["error"] == NO_IMAGES
-            else f"{r['path']}: {r['error']}" for r in problems]
+    said = [
+        f"no image files under {r['path']}"
+        if r["error"] == NO_IMAGES
+        else f"{r['path']}: {r['error']}"
+        for r in problems
+    ]
     return said[0] if len(said) == 1 else "nothing to classify: " + "; ".join(said)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
-                        "export bundle folder (the sidecar or the bundle names the classes)")
+    parser = argparse.ArgumentParser(
+        prog="python -m search.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        help="a .keras, .tflite or .onnx file, a SavedModel folder, or an "
+        "export bundle folder (the sidecar or the bundle names the classes)",
+    )
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--format", help="with a bundle folder: which of its formats to run "
-                        "(default: the first that loads, Keras first)")
+    parser.add_argument(
+        "--format",
+        help="with a bundle folder: which of its formats to run "
+        "(default: the first that loads, Keras first)",
+    )
     args = parser.parse_args(argv)
 
     from search.model_io import open_model
@@ -105,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not meta.get("class_names"):
-        print(f"warning: the {model.format} model {model.path} comes with no class names (no .json "
-              "sidecar beside it, no export.json in its bundle): classes are shown as output "
-              f"indices 0-{int(model.output_shape[-1]) - 1}", file=sys.stderr)
+        print(
+            f"warning: the {model.format} model {model.path} comes with no class names (no .json "
+            "sidecar beside it, no export.json in its bundle): classes are shown as output "
+            f"indices 0-{int(model.output_shape[-1]) - 1}",
+            file=sys.stderr,
+        )
     predicted = iter(predict_files(model, meta, paths, max(1, args.top)))
     rows = [next(predicted) if isinstance(item, Path) else item for item in items]
     if args.json:

@@ -20,19 +20,39 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str | None = None,
-               trials: int = 10, epochs: int = 10, max_time: float | None = None,
-               study: str | None = None, results: str | os.PathLike | None = None,
-               seed: int | None = None, storage: str | None = None, pruner: str | None = None,
-               max_image_size: int | None = None, batch_size: int = 32, weights: str | None = None,
-               max_params: int | None = 50_000_000, callbacks: Iterable = (),
-               progress: bool = True, verbose: int = 0, isolate: bool = True,
-               cv_folds: int | None = None,
-               extra_settings: dict[str, Any] | None = None,
-               heartbeat: int | None = None, references: bool = True,
-               starting_points: bool = True, rungs: str | None = None) -> dict[str, Any]:
+
+def run_search(
+    space: Any,
+    data: Any,
+    *,
+    engine: str = "optuna",
+    algorithm: str | None = None,
+    trials: int = 10,
+    epochs: int = 10,
+    max_time: float | None = None,
+    study: str | None = None,
+    results: str | os.PathLike | None = None,
+    seed: int | None = None,
+    storage: str | None = None,
+    pruner: str | None = None,
+    max_image_size: int | None = None,
+    batch_size: int = 32,
+    weights: str | None = None,
+    max_params: int | None = 50_000_000,
+    callbacks: Iterable = (),
+    progress: bool = True,
+    verbose: int = 0,
+    isolate: bool = True,
+    cv_folds: int | None = None,
+    extra_settings: dict[str, Any] | None = None,
+    heartbeat: int | None = None,
+    references: bool = True,
+    starting_points: bool = True,
+    rungs: str | None = None,
+) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
     ``space`` is a registered name or a ``spaces.Space``; ``data`` a ``search.data`` source
@@ -62,35 +82,73 @@ def run_search(space: Any, data: Any, *, engine: str = "optuna", algorithm: str 
     ladder = _ladder(rungs, space, epochs, recorded, name)
     epochs = ladder.epochs if ladder is not None else epochs
     if heartbeat is not None and not takes_option(engine, "heartbeat"):
-        raise SearchError(f"--heartbeat applies to --engine optuna only (its workers share a "
-                          f"study through the storage), not {engine!r}")
+        raise SearchError(
+            f"--heartbeat applies to --engine optuna only (its workers share a "
+            f"study through the storage), not {engine!r}"
+        )
     # The heartbeat is Optuna's; only an engine whose constructor has it takes it.
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
-    search_engine = get_engine(engine, algorithm, seed=seed, pruner=pruner, storage=storage,
-                               references=references, starting_points=starting_points,
-                               ladder=ladder, **beat)
+    search_engine = get_engine(
+        engine,
+        algorithm,
+        seed=seed,
+        pruner=pruner,
+        storage=storage,
+        references=references,
+        starting_points=starting_points,
+        ladder=ladder,
+        **beat,
+    )
     settings = {
-        "trials": trials, "epochs": epochs, "max_time": max_time, "pruner": pruner,
-        "storage": storage, "max_image_size": max_image_size, "batch_size": batch_size,
-        "weights": weights, "max_params": max_params, "isolate": isolate, "cv_folds": cv_folds,
-        "references": references, "starting_points": starting_points,
+        "trials": trials,
+        "epochs": epochs,
+        "max_time": max_time,
+        "pruner": pruner,
+        "storage": storage,
+        "max_image_size": max_image_size,
+        "batch_size": batch_size,
+        "weights": weights,
+        "max_params": max_params,
+        "isolate": isolate,
+        "cv_folds": cv_folds,
+        "references": references,
+        "starting_points": starting_points,
         "rungs": ladder.to_dict() if ladder is not None else None,
         **(extra_settings or {}),
     }
-    the_study.open(seed=seed, settings=settings, data=data.describe(),
-                   reference_configs=space.reference_configs())
-    runner = TrialRunner(space, data, the_study, batch_size=batch_size, seed=seed,
-                         ctx=BuildContext(num_classes=len(data.class_names),
-                                          max_image_size=max_image_size, weights=weights),
-                         max_params=max_params, verbose=verbose, callbacks=callbacks,
-                         isolate=isolate, cv_folds=cv_folds,
-                         stop_at=None if max_time is None else time.time() + float(max_time))
-    search_engine.run(runner, the_study, trials=trials, epochs=epochs, max_time=max_time,
-                      progress=progress)
+    the_study.open(
+        seed=seed,
+        settings=settings,
+        data=data.describe(),
+        reference_configs=space.reference_configs(),
+    )
+    runner = TrialRunner(
+        space,
+        data,
+        the_study,
+        batch_size=batch_size,
+        seed=seed,
+        ctx=BuildContext(
+            num_classes=len(data.class_names), max_image_size=max_image_size, weights=weights
+        ),
+        max_params=max_params,
+        verbose=verbose,
+        callbacks=callbacks,
+        isolate=isolate,
+        cv_folds=cv_folds,
+        stop_at=None if max_time is None else time.time() + float(max_time),
+    )
+    search_engine.run(
+        runner, the_study, trials=trials, epochs=epochs, max_time=max_time, progress=progress
+    )
     best = finalize(the_study, runner)
     ensemble = read_json(the_study.ensemble_json) if the_study.ensemble_json.exists() else None
-    return {"study_dir": the_study.dir, "records": the_study.records(), "best": best,
-            "ensemble": ensemble}
+    return {
+        "study_dir": the_study.dir,
+        "records": the_study.records(),
+        "best": best,
+        "ensemble": ensemble,
+    }
 
 
 def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
@@ -104,15 +162,20 @@ def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], stu
         if rungs is None:
             return Ladder.from_dict(before) if before else None
         if not space.warm_starts:
-            raise SearchError(f"--rungs: space {space.name!r} cannot carry a trial from one rung "
-                              "to the next (it trains in phases); use it without --rungs")
-        ladder = (default_ladder(space.fidelity_sizes, epochs) if rungs == "auto"
-                  else parse_ladder(rungs))
+            raise SearchError(
+                f"--rungs: space {space.name!r} cannot carry a trial from one rung "
+                "to the next (it trains in phases); use it without --rungs"
+            )
+        ladder = (
+            default_ladder(space.fidelity_sizes, epochs) if rungs == "auto" else parse_ladder(rungs)
+        )
     except FidelityError as exc:
         raise SearchError(str(exc)) from None
     if recorded and (before or None) != ladder.to_dict():
-        raise SearchError(f"study {study!r} was run with rungs {before}, not {ladder.to_dict()}; "
-                          "resume it without --rungs, or pass --study NAME for a new study")
+        raise SearchError(
+            f"study {study!r} was run with rungs {before}, not {ladder.to_dict()}; "
+            "resume it without --rungs, or pass --study NAME for a new study"
+        )
     return ladder
 
 
@@ -125,60 +188,107 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list-spaces", action="store_true", help="list the registered spaces and exit")
     p.add_argument("--space", help="registered space name (see --list-spaces)")
-    p.add_argument("--engine", default="optuna",
-                   help=f"{' | '.join(ENGINES)} (default: optuna)")
+    p.add_argument("--engine", default="optuna", help=f"{' | '.join(ENGINES)} (default: optuna)")
     p.add_argument("--algorithm", help=algorithms_help())
-    p.add_argument("--skip-references", action="store_true",
-                   help="do not start a new study with the space's published recipes (their "
-                        "reproduced baselines are in results/baselines): for a small time budget")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="start a new study from nothing a person wrote in: neither the published "
-                        "recipes nor the space's starting points (judge the search by itself)")
-    p.add_argument("--rungs", metavar="auto|SPEC",
-                   help="multi-fidelity: every trial climbs rungs of input size, training data and "
-                        "epochs, and only the best third at each rung goes on (optuna). 'auto': "
-                        "the space's ladder over --epochs (cnn: 64 px on 25%% of the training "
-                        "images, 96 px on 50%%, full size on all); or size:fraction:epoch,... "
-                        "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
-                        "the trial's budget)")
-    p.add_argument("--pruner", help="optuna only: median | hyperband | halving | none (default "
-                                    "median; with --rungs: halving, median or none, default "
-                                    "halving)")
-    p.add_argument("--trials", type=int, default=20,
-                   help="finished trials the study should reach, all its workers together")
-    p.add_argument("--max-time", type=float,
-                   help="seconds the whole search may take: no new trial starts after this, and "
-                        "a trial still training then stops and keeps its best epoch so far")
+    p.add_argument(
+        "--skip-references",
+        action="store_true",
+        help="do not start a new study with the space's published recipes (their "
+        "reproduced baselines are in results/baselines): for a small time budget",
+    )
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start a new study from nothing a person wrote in: neither the published "
+        "recipes nor the space's starting points (judge the search by itself)",
+    )
+    p.add_argument(
+        "--rungs",
+        metavar="auto|SPEC",
+        help="multi-fidelity: every trial climbs rungs of input size, training data and "
+        "epochs, and only the best third at each rung goes on (optuna). 'auto': "
+        "the space's ladder over --epochs (cnn: 64 px on 25%% of the training "
+        "images, 96 px on 50%%, full size on all); or size:fraction:epoch,... "
+        "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
+        "the trial's budget)",
+    )
+    p.add_argument(
+        "--pruner",
+        help="optuna only: median | hyperband | halving | none (default "
+        "median; with --rungs: halving, median or none, default "
+        "halving)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=20,
+        help="finished trials the study should reach, all its workers together",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        help="seconds the whole search may take: no new trial starts after this, and "
+        "a trial still training then stops and keeps its best epoch so far",
+    )
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
     p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
-    p.add_argument("--keep-split", action="store_true", default=None,
-                   help="keep the dataset's own train/ val/ test/ folders as the split (copies "
-                        "across them are left out of the later one) instead of re-splitting")
-    p.add_argument("--seed", type=int, help="search seed (default 0; a resumed study keeps its own)")
-    p.add_argument("--storage", help="optuna RDB URL (default sqlite in the study folder); "
-                                     "workers started with one postgresql:// URL share the study")
-    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
-                   help="optuna only: how often a running trial reports to the storage (default "
-                        "30); a trial silent for 3 beats (its worker died) is retried elsewhere")
-    p.add_argument("--subset", type=float, help="fraction of the training split to train on (low fidelity)")
-    p.add_argument("--max-image-size", type=int,
-                   help="cap on the input size a trial may pick (low fidelity)")
+    p.add_argument(
+        "--keep-split",
+        action="store_true",
+        default=None,
+        help="keep the dataset's own train/ val/ test/ folders as the split (copies "
+        "across them are left out of the later one) instead of re-splitting",
+    )
+    p.add_argument(
+        "--seed", type=int, help="search seed (default 0; a resumed study keeps its own)"
+    )
+    p.add_argument(
+        "--storage",
+        help="optuna RDB URL (default sqlite in the study folder); "
+        "workers started with one postgresql:// URL share the study",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        metavar="SECONDS",
+        help="optuna only: how often a running trial reports to the storage (default "
+        "30); a trial silent for 3 beats (its worker died) is retried elsewhere",
+    )
+    p.add_argument(
+        "--subset", type=float, help="fraction of the training split to train on (low fidelity)"
+    )
+    p.add_argument(
+        "--max-image-size", type=int, help="cap on the input size a trial may pick (low fidelity)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--cv", type=int, metavar="K",
-                   help="also K-fold cross-validate cheap trials (heads on cached features) over "
-                        "train + validation, folds never splitting a duplicate group; reported "
-                        "beside the validation score, which still selects")
-    p.add_argument("--weights", help="backbone weights: imagenet | none | PATH.h5 "
-                                     "(default imagenet: Keras' cache, see spaces/backbones.py)")
+    p.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="also K-fold cross-validate cheap trials (heads on cached features) over "
+        "train + validation, folds never splitting a duplicate group; reported "
+        "beside the validation score, which still selects",
+    )
+    p.add_argument(
+        "--weights",
+        help="backbone weights: imagenet | none | PATH.h5 "
+        "(default imagenet: Keras' cache, see spaces/backbones.py)",
+    )
     p.add_argument("--results", help="results root (default $ART_RESULTS, then ./results)")
-    p.add_argument("--synthetic", action="store_true",
-                   help="smoke test on a tiny generated dataset (32 px colour classes)")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="smoke test on a tiny generated dataset (32 px colour classes)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, help="keras fit verbosity")
-    p.add_argument("--in-process", action="store_true",
-                   help="train trials in this process instead of one child process per trial "
-                        "(faster for tiny trials; memory grows with every trial)")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train trials in this process instead of one child process per trial "
+        "(faster for tiny trials; memory grows with every trial)",
+    )
     return p
 
 
@@ -196,8 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<{width}}  {get_space(name).description}")
         return 0
     if not args.space:
-        print("error: --space is required (or --list-spaces); spaces: "
-              + ", ".join(list_spaces()), file=sys.stderr)
+        print(
+            "error: --space is required (or --list-spaces); spaces: " + ", ".join(list_spaces()),
+            file=sys.stderr,
+        )
         return 2
     try:
         space = get_space(args.space)
@@ -216,20 +328,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             from search.data import load_search_data
             from search.results import results_root
 
-            data = load_search_data(args.data, results=str(results_root(args.results)),
-                                    subset=args.subset, seed=args.seed or 0,
-                                    keep_split=args.keep_split, progress=not args.no_progress)
+            data = load_search_data(
+                args.data,
+                results=str(results_root(args.results)),
+                subset=args.subset,
+                seed=args.seed or 0,
+                keep_split=args.keep_split,
+                progress=not args.no_progress,
+            )
             max_image_size = args.max_image_size
         outcome = run_search(
-            space, data, engine=args.engine, algorithm=args.algorithm, trials=args.trials,
-            epochs=args.epochs, max_time=args.max_time, study=args.study, results=args.results,
-            seed=args.seed, storage=args.storage, pruner=args.pruner,
-            max_image_size=max_image_size, batch_size=args.batch_size, weights=weights,
-            progress=not args.no_progress, verbose=args.verbose, isolate=not args.in_process,
+            space,
+            data,
+            engine=args.engine,
+            algorithm=args.algorithm,
+            trials=args.trials,
+            epochs=args.epochs,
+            max_time=args.max_time,
+            study=args.study,
+            results=args.results,
+            seed=args.seed,
+            storage=args.storage,
+            pruner=args.pruner,
+            max_image_size=max_image_size,
+            batch_size=args.batch_size,
+            weights=weights,
+            progress=not args.no_progress,
+            verbose=args.verbose,
+            isolate=not args.in_process,
             extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
-            heartbeat=args.heartbeat, cv_folds=args.cv,
+            heartbeat=args.heartbeat,
+            cv_folds=args.cv,
             references=not (args.skip_references or args.from_scratch),
-            starting_points=not args.from_scratch, rungs=args.rungs,
+            starting_points=not args.from_scratch,
+            rungs=args.rungs,
         )
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)
@@ -240,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are kept; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: finished trials are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     _print_summary(outcome)
     return 0
@@ -275,22 +409,28 @@ def _print_summary(outcome: dict[str, Any]) -> None:
     val_se = standard_error(best["val_accuracy"], best.get("val_n"))
     test = best["test"]
     test_se = standard_error(test["accuracy"], test["n"])
-    print(f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}"
-          + (f" ± {val_se:.4f}" if val_se is not None else "")
-          + f", test accuracy {test['accuracy']:.4f} ± {test_se:.4f} on {test['n']} images "
-          f"(balanced {test['balanced_accuracy']:.4f}; {best['params']:,} params, "
-          f"{best['image_size']} px input)")
+    print(
+        f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}"
+        + (f" ± {val_se:.4f}" if val_se is not None else "")
+        + f", test accuracy {test['accuracy']:.4f} ± {test_se:.4f} on {test['n']} images "
+        f"(balanced {test['balanced_accuracy']:.4f}; {best['params']:,} params, "
+        f"{best['image_size']} px input)"
+    )
     cv = best.get("cv")
     if cv:
-        print(f"  its {cv['folds']}-fold cross-validation over train + validation: "
-              f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images")
+        print(
+            f"  its {cv['folds']}-fold cross-validation over train + validation: "
+            f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images"
+        )
     print(f"config: {best['config']}")
     ensemble = outcome.get("ensemble")
     if ensemble:
         test = ensemble["test"]
-        print(f"ensemble of {len(ensemble['members'])} trials (picked on validation): "
-              f"val_accuracy {ensemble['val_accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
-              f"± {ensemble['test_standard_error']:.4f} (balanced {test['balanced_accuracy']:.4f})")
+        print(
+            f"ensemble of {len(ensemble['members'])} trials (picked on validation): "
+            f"val_accuracy {ensemble['val_accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+            f"± {ensemble['test_standard_error']:.4f} (balanced {test['balanced_accuracy']:.4f})"
+        )
 
 
 if __name__ == "__main__":

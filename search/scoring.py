@@ -50,25 +50,40 @@ def score_best_trial(study, runner) -> dict[str, Any] | None:
 
     checkpoint = study.checkpoint_of(best.trial_id)
     retrained = checkpoint is None
-    model = (runner.retrain(best) if retrained
-             else keras.saving.load_model(checkpoint, compile=False))
+    model = (
+        runner.retrain(best) if retrained else keras.saving.load_model(checkpoint, compile=False)
+    )
     size = int(model.input_shape[1])
     report = evaluate_model(model, *runner.data.arrays("test", size), runner.data.class_names)
     # The sidecar (class names, input size, split manifest) lets search.evaluate,
     # search.predict and search.export use the model and refuse leaky test folders.
     manifest = getattr(runner.data, "manifest", None)
-    save_model(model, study.best_model_path, runner.data.class_names, size,
-               getattr(manifest, "path", None), study=study.name, trial_id=best.trial_id)
+    save_model(
+        model,
+        study.best_model_path,
+        runner.data.class_names,
+        size,
+        getattr(manifest, "path", None),
+        study=study.name,
+        trial_id=best.trial_id,
+    )
     # A row re-derived from an engine's records may lack the parameter count: the model has it.
     params = best.params if best.params is not None else int(model.count_params())
     val_n = len(runner.data.arrays("val", size)[1])
     summary = {
-        "trial_id": best.trial_id, "config": best.config, "val_accuracy": best.val_accuracy,
+        "trial_id": best.trial_id,
+        "config": best.config,
+        "val_accuracy": best.val_accuracy,
         "val_n": val_n,
         "val_standard_error": results_mod.standard_error(best.val_accuracy, val_n),
         "test_standard_error": results_mod.standard_error(report["accuracy"], report["n"]),
-        "test": report, "params": params, "wall_time_s": best.wall_time_s,
-        "number": best.number, "image_size": size, "retrained": retrained, "cv": best.cv,
+        "test": report,
+        "params": params,
+        "wall_time_s": best.wall_time_s,
+        "number": best.number,
+        "image_size": size,
+        "retrained": retrained,
+        "cv": best.cv,
         "evaluated_at": utc_now(),
     }
     results_mod.write_json(study.best_json, summary)

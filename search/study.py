@@ -49,8 +49,15 @@ def mask_url(url: str) -> str:
 class Study:
     """One study folder ``results/searches/<study>/`` and the common results table in it."""
 
-    def __init__(self, name: str, *, engine: str, algorithm: str, space: str,
-                 root: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        engine: str,
+        algorithm: str,
+        space: str,
+        root: str | os.PathLike | None = None,
+    ):
         self.name = name
         self.engine = engine
         self.algorithm = algorithm
@@ -76,36 +83,54 @@ class Study:
         Hyperband's promotions; git-ignored with the rest of checkpoints/)."""
         return self.dir / "checkpoints" / "rungs" / f"trial-{trial_id}.weights.h5"
 
-    def warm_start(self, from_trial: str, initial_epoch: int) -> "WarmStart | None":
+    def warm_start(self, from_trial: str, initial_epoch: int) -> WarmStart | None:
         """Continue trial ``from_trial``'s kept weights from ``initial_epoch``; None when it
         kept none (it failed, or its file is gone): the trial then trains from scratch."""
         weights = self.rung_weights_path(str(from_trial))
         if not weights.exists():
             return None
-        return WarmStart(from_trial=str(from_trial), weights=str(weights),
-                         initial_epoch=int(initial_epoch))
+        return WarmStart(
+            from_trial=str(from_trial), weights=str(weights), initial_epoch=int(initial_epoch)
+        )
 
     @classmethod
-    def existing(cls, name: str, root: str | os.PathLike | None = None) -> "Study":
+    def existing(cls, name: str, root: str | os.PathLike | None = None) -> Study:
         """An existing study folder, with the engine, algorithm and space its study.json names."""
         folder = results_mod.study_dir(name, root)
         if not (folder / "study.json").exists():
-            raise SearchError(f"no study {name!r} under {folder.parent} (no {folder / 'study.json'})")
+            raise SearchError(
+                f"no study {name!r} under {folder.parent} (no {folder / 'study.json'})"
+            )
         info = results_mod.read_json(folder / "study.json")
-        return cls(name, engine=str(info.get("engine", "")), algorithm=str(info.get("algorithm", "")),
-                   space=str(info.get("space", "")), root=root)
+        return cls(
+            name,
+            engine=str(info.get("engine", "")),
+            algorithm=str(info.get("algorithm", "")),
+            space=str(info.get("space", "")),
+            root=root,
+        )
 
     # -- study.json ---------------------------------------------------------------------------
-    def open(self, *, seed: int, settings: dict[str, Any], data: dict[str, Any],
-             reference_configs: list[dict[str, Any]]) -> dict[str, Any]:
+    def open(
+        self,
+        *,
+        seed: int,
+        settings: dict[str, Any],
+        data: dict[str, Any],
+        reference_configs: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         """Create study.json, or check that a resumed study is the same search: same engine,
         algorithm, space, seed, data and storage (no ``settings["storage"]`` means the one
         study.json records; another one is refused before anything is written)."""
         now = utc_now()
         if self.study_json.exists():
             info = results_mod.read_json(self.study_json)
-            for key, value in (("engine", self.engine), ("algorithm", self.algorithm),
-                               ("space", self.space), ("seed", seed)):
+            for key, value in (
+                ("engine", self.engine),
+                ("algorithm", self.algorithm),
+                ("space", self.space),
+                ("seed", seed),
+            ):
                 if info.get(key) != value:
                     raise SearchError(
                         f"study {self.name!r} in {self.dir} was created with {key}={info.get(key)!r}, "
@@ -125,11 +150,17 @@ class Study:
             info["updated_at"] = now
         else:
             info = {
-                "study": self.name, "engine": self.engine, "algorithm": self.algorithm,
-                "space": self.space, "seed": seed, "config": settings, "data": data,
+                "study": self.name,
+                "engine": self.engine,
+                "algorithm": self.algorithm,
+                "space": self.space,
+                "seed": seed,
+                "config": settings,
+                "data": data,
                 "reference_configs": reference_configs,
                 "versions": results_mod.environment_info(),
-                "created_at": now, "updated_at": now,
+                "created_at": now,
+                "updated_at": now,
                 "runs": [{"started_at": now, "config": settings}],
             }
         results_mod.write_json(self.study_json, info)
@@ -148,15 +179,21 @@ class Study:
             return settings
         given, recorded = settings["storage"], _recorded_storage(info)
         if given is not None and _storage_key(given, self.dir) != _storage_key(recorded, self.dir):
-            where = (f"was run with --storage {mask_url(recorded)}" if recorded is not None else
-                     f"keeps its Optuna trials in the default SQLite file {self.dir / 'optuna.db'}")
+            where = (
+                f"was run with --storage {mask_url(recorded)}"
+                if recorded is not None
+                else f"keeps its Optuna trials in the default SQLite file {self.dir / 'optuna.db'}"
+            )
             raise SearchError(
                 f"study {self.name!r} in {self.dir} {where}, not {mask_url(given)}; resume it "
                 "without --storage (its recorded storage is used), or pass --study NAME to start "
-                "a different study")
+                "a different study"
+            )
         return {**settings, "storage": recorded}
 
-    def _check_same_space(self, info: dict[str, Any], reference_configs: list[dict[str, Any]]) -> None:
+    def _check_same_space(
+        self, info: dict[str, Any], reference_configs: list[dict[str, Any]]
+    ) -> None:
         """Refuse to resume a study whose space has changed since it was created: its engine
         would meet trials from another space (Optuna refuses changed distributions inside
         every new trial). The recorded reference configurations tell the version apart."""
@@ -166,13 +203,16 @@ class Study:
             return
         old = {k for config in recorded for k in config}
         new = {k for config in current for k in config}
-        changes = [f"added {', '.join(sorted(new - old))}" if new - old else "",
-                   f"removed {', '.join(sorted(old - new))}" if old - new else ""]
+        changes = [
+            f"added {', '.join(sorted(new - old))}" if new - old else "",
+            f"removed {', '.join(sorted(old - new))}" if old - new else "",
+        ]
         what = "; ".join(c for c in changes if c) or "values changed"
         raise SearchError(
             f"study {self.name!r} in {self.dir} was created with another version of space "
             f"{self.space!r} (its reference configuration differs: {what}); it cannot be "
-            "resumed with this one: pass --study NAME to start a new study")
+            "resumed with this one: pass --study NAME to start a new study"
+        )
 
     # -- trials ----------------------------------------------------------------------------
     def records(self) -> list[TrialRecord]:
@@ -209,17 +249,27 @@ class Study:
         results_mod.append_trial(self.trials_path, record)
         results_mod.write_csv(self.records(), self.csv_path)
 
-    def log_resources(self, record: TrialRecord, rss_mb: float | None,
-                      rss_anon_mb: float | None = None,
-                      trial_peak_rss_mb: float | None = None) -> None:
+    def log_resources(
+        self,
+        record: TrialRecord,
+        rss_mb: float | None,
+        rss_anon_mb: float | None = None,
+        trial_peak_rss_mb: float | None = None,
+    ) -> None:
         """One line per trial in resources.jsonl: the search process's memory after the trial
         (``rss_mb`` VmRSS, ``rss_anon_mb`` RssAnon) and, for a trial trained in a child
         process, that child's peak (VmHWM)."""
         # TrialRecord has no resource field; keep memory per trial beside the table.
-        line = {"trial_id": record.trial_id, "number": record.number, "state": record.state,
-                "rss_mb": rss_mb, "rss_anon_mb": rss_anon_mb,
-                "trial_peak_rss_mb": trial_peak_rss_mb, "wall_time_s": record.wall_time_s,
-                "at": utc_now()}
+        line = {
+            "trial_id": record.trial_id,
+            "number": record.number,
+            "state": record.state,
+            "rss_mb": rss_mb,
+            "rss_anon_mb": rss_anon_mb,
+            "trial_peak_rss_mb": trial_peak_rss_mb,
+            "wall_time_s": record.wall_time_s,
+            "at": utc_now(),
+        }
         with open(self.resources_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
 
@@ -244,8 +294,9 @@ class Study:
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         with replaced_atomically(self.checkpoint_path) as tmp:
             model.save(tmp)
-        results_mod.write_json(self.checkpoint_meta, {"trial_id": record.trial_id,
-                                                      "val_accuracy": record.val_accuracy})
+        results_mod.write_json(
+            self.checkpoint_meta, {"trial_id": record.trial_id, "val_accuracy": record.val_accuracy}
+        )
         return True
 
     def checkpoint_of(self, trial_id: str) -> Path | None:

@@ -23,7 +23,11 @@ def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer
 def count_params(model: keras.Model) -> dict[str, int]:
     trainable = sum(_size(w) for w in model.trainable_weights)
     total = model.count_params()
-    return {"total": int(total), "trainable": int(trainable), "non_trainable": int(total - trainable)}
+    return {
+        "total": int(total),
+        "trainable": int(trainable),
+        "non_trainable": int(total - trainable),
+    }
 
 
 class HistoryRecorder(keras.callbacks.Callback):
@@ -98,7 +102,7 @@ class EngineCallbacks(keras.callbacks.Callback):
         self.first_epoch = first_epoch
         self.first_step = first_step
 
-    def reporting_from(self, first_epoch: int, first_step: int) -> "EngineCallbacks":
+    def reporting_from(self, first_epoch: int, first_step: int) -> EngineCallbacks:
         """The same callbacks, told epoch ``first_epoch`` as step ``first_step`` and so on."""
         return EngineCallbacks(self.callbacks, first_epoch, first_step)
 
@@ -172,8 +176,16 @@ class RungEnd(keras.callbacks.Callback):
     seconds, and the seconds predicted before it started) and puts ``rung`` and ``rung_score`` into the epoch's logs, where the engine's
     callbacks, which come after it, judge the trial."""
 
-    def __init__(self, index: int, rung, image_size: int, continued: bool, log: list, *,
-                 predicted_s: float | None = None):
+    def __init__(
+        self,
+        index: int,
+        rung,
+        image_size: int,
+        continued: bool,
+        log: list,
+        *,
+        predicted_s: float | None = None,
+    ):
         super().__init__()
         self.index, self.rung, self.image_size = index, rung, image_size
         self.continued, self.log, self.predicted_s = continued, log, predicted_s
@@ -189,11 +201,17 @@ class RungEnd(keras.callbacks.Callback):
             self.best = float(value)
         if epoch + 1 != self.rung.epochs or self.best is None or logs is None:
             return
-        self.log.append({"rung": self.index, "image_size": self.image_size,
-                         "fraction": self.rung.fraction, "epochs": self.rung.epochs,
-                         "val_accuracy": self.best, "continued": self.continued,
-                         "seconds": round(time.perf_counter() - self._t0, 3),
-                         "predicted_s": (None if self.predicted_s is None
-                                         else round(self.predicted_s, 3))})
+        self.log.append(
+            {
+                "rung": self.index,
+                "image_size": self.image_size,
+                "fraction": self.rung.fraction,
+                "epochs": self.rung.epochs,
+                "val_accuracy": self.best,
+                "continued": self.continued,
+                "seconds": round(time.perf_counter() - self._t0, 3),
+                "predicted_s": (None if self.predicted_s is None else round(self.predicted_s, 3)),
+            }
+        )
         logs["rung"] = float(self.index)
         logs["rung_score"] = self.best

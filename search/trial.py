@@ -18,7 +18,8 @@ import functools
 import gc
 import time
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters, hp_config
 from search.results import TrialRecord
 from spaces.registry import BuildContext, Space
-
 
 # Complete trials whose models a study keeps (the best by validation), for ensembles.
 KEPT_MODELS = 10
@@ -47,11 +47,23 @@ class TrialRunner:
     ``engine="baseline"``, and nothing is written.
     """
 
-    def __init__(self, space: Space, data, study=None, *, ctx: BuildContext | None = None,
-                 batch_size: int = 32, seed: int = 0, max_params: int | None = 50_000_000,
-                 verbose: int = 0, callbacks: Iterable = (), isolate: bool = False,
-                 restore_best_epoch: bool = True, cv_folds: int | None = None,
-                 stop_at: float | None = None):
+    def __init__(
+        self,
+        space: Space,
+        data,
+        study=None,
+        *,
+        ctx: BuildContext | None = None,
+        batch_size: int = 32,
+        seed: int = 0,
+        max_params: int | None = 50_000_000,
+        verbose: int = 0,
+        callbacks: Iterable = (),
+        isolate: bool = False,
+        restore_best_epoch: bool = True,
+        cv_folds: int | None = None,
+        stop_at: float | None = None,
+    ):
         self.space = space
         self.data = data
         self.study = study
@@ -81,8 +93,12 @@ class TrialRunner:
         """The study, engine, algorithm and space that every row of this runner names."""
         s = self.study
         if s is None:
-            return {"study": self.space.name, "engine": "baseline", "algorithm": "reference",
-                    "space": self.space.name}
+            return {
+                "study": self.space.name,
+                "engine": "baseline",
+                "algorithm": "reference",
+                "space": self.space.name,
+            }
         return {"study": s.name, "engine": s.engine, "algorithm": s.algorithm, "space": s.space}
 
     def run(self, hp: Any, request: TrialRequest) -> TrialRecord:
@@ -148,8 +164,9 @@ class TrialRunner:
             release_free_heap()
         return record
 
-    def score(self, hp: Any, model, record: TrialRecord,
-              request: TrialRequest) -> dict[str, np.ndarray]:
+    def score(
+        self, hp: Any, model, record: TrialRecord, request: TrialRequest
+    ) -> dict[str, np.ndarray]:
         """Set a completed trial's validation accuracy (and, for ``cv_folds``, its
         cross-validation) from its kept model; returns the model's predictions."""
         import keras
@@ -157,17 +174,24 @@ class TrialRunner:
         predictions = self.predictions(hp, model)
         # The trial's score is what its kept model predicts on validation, as it will be used
         # (with test-time flip averaging where the trial chose it), not an epoch's log line.
-        record.val_accuracy = float(np.mean(
-            np.argmax(predictions["val"], axis=1) == self.data.labels("val")))
+        record.val_accuracy = float(
+            np.mean(np.argmax(predictions["val"], axis=1) == self.data.labels("val"))
+        )
         if self.cv_folds and self.space.cross_validates(hp):
             keras.utils.set_random_seed(self.seed + request.number)
             record.cv = self.space.cross_validate(
-                hp, model, self.data, self.ctx, self.cv_folds, epochs=request.epochs,
-                batch_size=self.batch_size, seed=self.seed)
+                hp,
+                model,
+                self.data,
+                self.ctx,
+                self.cv_folds,
+                epochs=request.epochs,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
         return predictions
 
-    def keep(self, hp: Any, model, record: TrialRecord,
-             predictions: dict[str, np.ndarray]) -> None:
+    def keep(self, hp: Any, model, record: TrialRecord, predictions: dict[str, np.ndarray]) -> None:
         """Keep a completed trial in the study's folder: the best-model checkpoint if it is
         the best so far, its predictions, and its model if it is among the best kept."""
         inference = self.space.inference_model(hp, model)
@@ -178,8 +202,12 @@ class TrialRunner:
     def predictions(self, hp: Any, model) -> dict[str, np.ndarray]:
         """The kept model's class probabilities on validation and test, as the space predicts
         them (through its cached paths)."""
-        return {split: np.asarray(self.space.predict(hp, model, self.data, self.ctx, split),
-                                  dtype=np.float32) for split in ("val", "test")}
+        return {
+            split: np.asarray(
+                self.space.predict(hp, model, self.data, self.ctx, split), dtype=np.float32
+            )
+            for split in ("val", "test")
+        }
 
     def save_predictions(self, record: TrialRecord, arrays: dict[str, np.ndarray]) -> None:
         """Keep the trial's class probabilities on validation and test (small: one row per
@@ -227,8 +255,10 @@ class TrialRunner:
             model = self.space.build(hp, self.ctx)
             sizes = _sizes(model)
             if self.max_params is not None and sizes["params"] > self.max_params:
-                raise ConfigurationError(f"model has {sizes['params']:,} parameters, over the "
-                                         f"limit of {self.max_params:,}")
+                raise ConfigurationError(
+                    f"model has {sizes['params']:,} parameters, over the "
+                    f"limit of {self.max_params:,}"
+                )
             model, best = self._train(hp, model, request, recorder, clock, rungs)
             state, error = _outcome(recorder)
             if state == "COMPLETE" and request.ladder is not None:
@@ -239,15 +269,25 @@ class TrialRunner:
             state, error = "PRUNED", str(exc) or "pruned"
         except Exception as exc:  # noqa: BLE001 - any failure is this trial's, not the search's
             error = f"{type(exc).__name__}: {exc}"[:2000]
-        record = self._record(hp, request, state, error, recorder.history, sizes,
-                              started_at=started_at, wall_time_s=time.perf_counter() - t0)
+        record = self._record(
+            hp,
+            request,
+            state,
+            error,
+            recorder.history,
+            sizes,
+            started_at=started_at,
+            wall_time_s=time.perf_counter() - t0,
+        )
         record.rungs = rungs or None
         predictions = [r["predicted_s"] for r in rungs if r.get("predicted_s") is not None]
         record.predicted_s = round(sum(predictions), 3) if predictions else self._predicted_s
         if state == "COMPLETE" and clock is not None and clock.stopped_in_epoch is not None:
-            record.stopped = (f"the search's time limit (--max-time) ran out in epoch "
-                              f"{clock.stopped_in_epoch + 1} of {request.epochs}; kept its best "
-                              "epoch so far")
+            record.stopped = (
+                f"the search's time limit (--max-time) ran out in epoch "
+                f"{clock.stopped_in_epoch + 1} of {request.epochs}; kept its best "
+                "epoch so far"
+            )
         if state == "COMPLETE" and self.restore_best_epoch:
             best.restore()
         return record, model
@@ -263,8 +303,13 @@ class TrialRunner:
         def trial_callbacks(target) -> list:
             nonlocal best
             best = BestWeights(target)
-            return [keras.callbacks.TerminateOnNaN(), recorder, best,
-                    *([clock] if clock is not None else []), *self.callbacks]
+            return [
+                keras.callbacks.TerminateOnNaN(),
+                recorder,
+                best,
+                *([clock] if clock is not None else []),
+                *self.callbacks,
+            ]
 
         best = None
         self._predicted_s = None
@@ -272,10 +317,20 @@ class TrialRunner:
         if request.ladder is not None:
             from search.fidelity import climb
 
-            model = climb(self.space, hp, self.data, self.ctx, request.ladder,
-                          trial_callbacks=trial_callbacks, rungs_log=rungs, price=price,
-                          engine_callbacks=EngineCallbacks(request.callbacks),
-                          batch_size=self.batch_size, verbose=self.verbose, seed=self.seed)
+            model = climb(
+                self.space,
+                hp,
+                self.data,
+                self.ctx,
+                request.ladder,
+                trial_callbacks=trial_callbacks,
+                rungs_log=rungs,
+                price=price,
+                engine_callbacks=EngineCallbacks(request.callbacks),
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+                seed=self.seed,
+            )
             return model, best
         resume = {}
         warm_start = request.warm_start
@@ -288,8 +343,14 @@ class TrialRunner:
             resume = {"initial_epoch": int(warm_start.initial_epoch)}
         self._predicted_s = price(model, request.epochs - resume.get("initial_epoch", 0), 1.0)
         self.space.fit(
-            hp, model, self.data, self.ctx, epochs=request.epochs, batch_size=self.batch_size,
-            verbose=self.verbose, **resume,
+            hp,
+            model,
+            self.data,
+            self.ctx,
+            epochs=request.epochs,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+            **resume,
             callbacks=[*trial_callbacks(model), EngineCallbacks(request.callbacks)],
         )
         return model, best
@@ -312,27 +373,48 @@ class TrialRunner:
             raise RungNotAfforded(
                 f"not started: {epochs} epoch{'s' if epochs != 1 else ''} at "
                 f"{_input_size(model)} px on {fraction:.0%} of the training split would take "
-                f"about {seconds:.0f} s, and --max-time leaves {max(left, 0):.0f} s")
+                f"about {seconds:.0f} s, and --max-time leaves {max(left, 0):.0f} s"
+            )
         return seconds
 
-    def _record(self, hp: Any, request: TrialRequest, state: str, error: str | None,
-                history: dict[str, list[float]], sizes: dict[str, int | None], *,
-                started_at: str, wall_time_s: float) -> TrialRecord:
+    def _record(
+        self,
+        hp: Any,
+        request: TrialRequest,
+        state: str,
+        error: str | None,
+        history: dict[str, list[float]],
+        sizes: dict[str, int | None],
+        *,
+        started_at: str,
+        wall_time_s: float,
+    ) -> TrialRecord:
         """The trial's row: its scores are those of its best validation epoch."""
         val_acc = history.get("val_accuracy") or []
         best_epoch = int(np.argmax(val_acc)) if val_acc else None
         val_loss = history.get("val_loss") or []
         warm_start = request.warm_start
         return TrialRecord(
-            **self.labels, trial_id=request.trial_id, number=request.number, state=state,
+            **self.labels,
+            trial_id=request.trial_id,
+            number=request.number,
+            state=state,
             config=hp_config(hp),
             val_accuracy=float(val_acc[best_epoch]) if best_epoch is not None else None,
-            val_loss=(float(val_loss[best_epoch])
-                      if best_epoch is not None and len(val_loss) > best_epoch else None),
-            epochs_run=len(history.get("epoch_time_s", [])), wall_time_s=round(wall_time_s, 3),
-            params=sizes.get("params"), input_size=sizes.get("input_size"),
-            trainable_params=sizes.get("trainable_params"), error=error, history=history,
-            started_at=started_at, finished_at=utc_now(),
+            val_loss=(
+                float(val_loss[best_epoch])
+                if best_epoch is not None and len(val_loss) > best_epoch
+                else None
+            ),
+            epochs_run=len(history.get("epoch_time_s", [])),
+            wall_time_s=round(wall_time_s, 3),
+            params=sizes.get("params"),
+            input_size=sizes.get("input_size"),
+            trainable_params=sizes.get("trainable_params"),
+            error=error,
+            history=history,
+            started_at=started_at,
+            finished_at=utc_now(),
             continued_from=warm_start.from_trial if warm_start is not None else None,
         )
 
@@ -340,8 +422,12 @@ class TrialRunner:
         """Train ``record``'s config again (same seed, same epochs) and return the model at its
         best validation epoch; used only when the best trial's checkpoint is gone."""
         hp = fixed_hyperparameters(record.config)
-        again, model = self.fit(hp, TrialRequest(trial_id=record.trial_id, number=record.number,
-                                                 epochs=max(1, record.epochs_run)))
+        again, model = self.fit(
+            hp,
+            TrialRequest(
+                trial_id=record.trial_id, number=record.number, epochs=max(1, record.epochs_run)
+            ),
+        )
         if again.state != "COMPLETE":
             raise RuntimeError(f"retraining trial {record.trial_id} failed: {again.error}")
         return self.space.inference_model(hp, model)
@@ -352,8 +438,11 @@ def _sizes(model) -> dict[str, int | None]:
     from search.training import count_params
 
     counts = count_params(model)
-    return {"params": counts["total"], "trainable_params": counts["trainable"],
-            "input_size": _input_size(model)}
+    return {
+        "params": counts["total"],
+        "trainable_params": counts["trainable"],
+        "input_size": _input_size(model),
+    }
 
 
 def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
@@ -361,8 +450,10 @@ def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
     stopped below it (the search's clock ran out), PRUNED: its score is not a top-rung one."""
     if len(rungs) >= len(ladder.rungs):
         return "COMPLETE", None
-    return "PRUNED", (f"the search's time limit (--max-time) ran out in rung {len(rungs)} of "
-                      f"{len(ladder.rungs)}; a trial below the top rung is not comparable")
+    return "PRUNED", (
+        f"the search's time limit (--max-time) ran out in rung {len(rungs)} of "
+        f"{len(ladder.rungs)}; a trial below the top rung is not comparable"
+    )
 
 
 class _Timed:

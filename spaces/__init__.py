@@ -15,12 +15,11 @@ input pipeline) from the package around them, lazily; nothing here imports the r
 engine.
 """
 
-from spaces.registry import BuildContext, Space, get_space, list_spaces, register_space
-
 # Built-in spaces register themselves on import.
 from spaces import cnn as _cnn  # noqa: E402,F401
 from spaces import mobilenet as _mobilenet  # noqa: E402,F401
 from spaces import mobilenet_cached as _mobilenet_cached  # noqa: E402,F401
 from spaces import mobilenet_head as _mobilenet_head  # noqa: E402,F401
+from spaces.registry import BuildContext, Space, get_space, list_spaces, register_space
 
 __all__ = ["BuildContext", "Space", "get_space", "list_spaces", "register_space"]

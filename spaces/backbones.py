@@ -49,10 +49,12 @@ class Backbone:
 
     @property
     def weights_help(self) -> str:
-        return (f"{self.application} ImageNet weights are downloaded by Keras into "
-                f"$KERAS_HOME/models (default ~/.keras/models) on first use. Without internet, "
-                f"copy {self.weights_file} there (in this project: cp ../shared/weights/*.h5 "
-                f"~/.keras/models/), or pass --weights PATH/TO/{self.weights_file}")
+        return (
+            f"{self.application} ImageNet weights are downloaded by Keras into "
+            f"$KERAS_HOME/models (default ~/.keras/models) on first use. Without internet, "
+            f"copy {self.weights_file} there (in this project: cp ../shared/weights/*.h5 "
+            f"~/.keras/models/), or pass --weights PATH/TO/{self.weights_file}"
+        )
 
     def resolve_weights(self, flag: str | os.PathLike | None = None) -> str | None:
         """``--weights`` as given by a user: None/"imagenet" -> "imagenet", "none" -> None
@@ -65,8 +67,10 @@ class Backbone:
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} does not exist. {self.weights_help}")
         if "no_top" not in path.name:
-            raise ValueError(f"{path} looks like the weights *with* the ImageNet classifier; the "
-                             f"backbone needs the headless file {self.weights_file}")
+            raise ValueError(
+                f"{path} looks like the weights *with* the ImageNet classifier; the "
+                f"backbone needs the headless file {self.weights_file}"
+            )
         return str(path)
 
     def keras_weights(self, weights: str | None) -> str | None:
@@ -79,19 +83,27 @@ class Backbone:
         import keras
 
         try:
-            return keras.utils.get_file(self.weights_file, self.weights_url + self.weights_file,
-                                        cache_subdir="models", file_hash=self.weights_sha256)
+            return keras.utils.get_file(
+                self.weights_file,
+                self.weights_url + self.weights_file,
+                cache_subdir="models",
+                file_hash=self.weights_sha256,
+            )
         except Exception as exc:  # no network: URL/HTTP/OS errors
-            raise RuntimeError(f"could not load {self.application} ImageNet weights ({exc}). "
-                               f"{self.weights_help}") from exc
+            raise RuntimeError(
+                f"could not load {self.application} ImageNet weights ({exc}). {self.weights_help}"
+            ) from exc
 
     def build(self, image_size: int, weights: str | None) -> Any:
         """The headless backbone for ``image_size`` square inputs already scaled its way."""
         import keras
 
         constructor = getattr(keras.applications, self.application)
-        return constructor(input_shape=(image_size, image_size, 3), include_top=False,
-                           weights=self.keras_weights(weights))
+        return constructor(
+            input_shape=(image_size, image_size, 3),
+            include_top=False,
+            weights=self.keras_weights(weights),
+        )
 
     def feature_key(self, image_size: int, weights: str | None) -> str | None:
         """Names the pooled features of this backbone at ``image_size`` with ``weights``, for
@@ -106,7 +118,8 @@ BACKBONES: dict[str, Backbone] = {
     "mobilenet_v2": Backbone(
         name="mobilenet_v2",
         application="MobileNetV2",
-        scale=1.0 / 127.5, offset=-1.0,  # keras.applications.mobilenet_v2.preprocess_input
+        scale=1.0 / 127.5,
+        offset=-1.0,  # keras.applications.mobilenet_v2.preprocess_input
         num_layers=154,
         # Conv_1, block_16 ... block_1 expand, the first block's depthwise conv.
         block_starts=(3, 11, 20, 29, 38, 47, 56, 64, 73, 82, 91, 100, 109, 118, 127, 136, 145, 150),

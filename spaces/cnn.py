@@ -52,9 +52,11 @@ def make_optimizer(name: str, learning_rate: float):
 
 @register_space("cnn")
 class CNNSpace(Space):
-    description = ("scratch CNN: optional strided stem, conv blocks (plain, separable, residual), "
-                   "filters, kernel, batch norm, dropout, dense head, flatten/GAP, input size, "
-                   "optimizer, learning rate and schedule, augmentation")
+    description = (
+        "scratch CNN: optional strided stem, conv blocks (plain, separable, residual), "
+        "filters, kernel, batch norm, dropout, dense head, flatten/GAP, input size, "
+        "optimizer, learning rate and schedule, augmentation"
+    )
     warm_starts = True  # one plain fit: a promoted Hyperband trial continues its weights
     # --rungs auto: 64 px (a sixteenth of the work of 256 px, a quarter of 128 px), then 96 px,
     # then the trial's own size; with global pooling the weights carry over as the image grows.
@@ -65,13 +67,26 @@ class CNNSpace(Space):
 
         values = _declare(hp)
         augmentation = build_augmentation(hp)  # declared last, as it always was
-        model = _assemble(values, augmentation, ctx.image_size(values["image_size"]),
-                          ctx.num_classes)
-        return compile_classifier(model, make_optimizer(values["optimizer"],
-                                                        values["learning_rate"]))
+        model = _assemble(
+            values, augmentation, ctx.image_size(values["image_size"]), ctx.num_classes
+        )
+        return compile_classifier(
+            model, make_optimizer(values["optimizer"], values["learning_rate"])
+        )
 
-    def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
-            batch_size: int = 32, verbose: int = 0, initial_epoch: int = 0) -> None:
+    def fit(
+        self,
+        hp: Any,
+        model,
+        data,
+        ctx: BuildContext,
+        *,
+        epochs: int,
+        callbacks=(),
+        batch_size: int = 32,
+        verbose: int = 0,
+        initial_epoch: int = 0,
+    ) -> None:
         import math
 
         import keras
@@ -79,11 +94,23 @@ class CNNSpace(Space):
         schedule = []
         if hp.values.get("schedule", "plateau") == "cosine":  # over the trial's whole budget
             peak = float(hp.values["learning_rate"])
-            schedule = [keras.callbacks.LearningRateScheduler(
-                lambda epoch, _rate: peak * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))]
+            schedule = [
+                keras.callbacks.LearningRateScheduler(
+                    lambda epoch, _rate: peak * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+                )
+            ]
         # A warm start (initial_epoch > 0) continues the schedule where its epoch index is.
-        super().fit(hp, model, data, ctx, epochs=epochs, callbacks=[*schedule, *callbacks],
-                    batch_size=batch_size, verbose=verbose, initial_epoch=initial_epoch)
+        super().fit(
+            hp,
+            model,
+            data,
+            ctx,
+            epochs=epochs,
+            callbacks=[*schedule, *callbacks],
+            batch_size=batch_size,
+            verbose=verbose,
+            initial_epoch=initial_epoch,
+        )
 
     def training_callbacks(self, hp: Any) -> list:
         import keras
@@ -94,25 +121,27 @@ class CNNSpace(Space):
         return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.25, patience=5)]
 
     def reference_configs(self) -> list[dict[str, Any]]:
-        return [{
-            "image_size": 256,
-            "conv_blocks": 3,
-            "block_type": "plain",
-            "stem": "none",
-            "filters_0": 64,
-            "filters_1": 64,
-            "filters_2": 64,
-            "kernel_size": 3,
-            "batch_norm": False,
-            "block_dropout": 0.4,
-            "pooling": "flatten",
-            "dense_units": 128,
-            "dense_dropout": 0.4,
-            "optimizer": "adam",
-            "learning_rate": 1e-3,
-            "schedule": "plateau",
-            **AUGMENT_REFERENCE,
-        }]
+        return [
+            {
+                "image_size": 256,
+                "conv_blocks": 3,
+                "block_type": "plain",
+                "stem": "none",
+                "filters_0": 64,
+                "filters_1": 64,
+                "filters_2": 64,
+                "kernel_size": 3,
+                "batch_norm": False,
+                "block_dropout": 0.4,
+                "pooling": "flatten",
+                "dense_units": 128,
+                "dense_dropout": 0.4,
+                "optimizer": "adam",
+                "learning_rate": 1e-3,
+                "schedule": "plateau",
+                **AUGMENT_REFERENCE,
+            }
+        ]
 
     def starting_configs(self) -> list[dict[str, Any]]:
         return [dict(MODERN_START)]
@@ -200,8 +229,11 @@ def _assemble(v: dict[str, Any], augmentation, image_size: int, num_classes: int
         x, side = _block(x, side, v["block_type"], v["filters"][i], v["kernel"], v["batch_norm"])
         if v["block_dropout"] > 0:
             x = keras.layers.Dropout(v["block_dropout"])(x)
-    x = (keras.layers.Flatten()(x) if v["pooling"] == "flatten"
-         else keras.layers.GlobalAveragePooling2D()(x))
+    x = (
+        keras.layers.Flatten()(x)
+        if v["pooling"] == "flatten"
+        else keras.layers.GlobalAveragePooling2D()(x)
+    )
     x = keras.layers.Dense(v["dense_units"], activation="relu")(x)
     if v["dense_dropout"] > 0:
         x = keras.layers.Dropout(v["dense_dropout"])(x)
@@ -212,8 +244,14 @@ def _assemble(v: dict[str, Any], augmentation, image_size: int, num_classes: int
 def _strided_stem(x, filters: int, batch_norm: bool):
     import keras
 
-    x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
-                            activation=None if batch_norm else "relu", name="stem")(x)
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        strides=2,
+        padding="same",
+        activation=None if batch_norm else "relu",
+        name="stem",
+    )(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(name="stem_bn")(x)
         x = keras.layers.Activation("relu", name="stem_relu")(x)
@@ -229,8 +267,12 @@ def _block(x, side: int, block_type: str, filters: int, kernel: int, batch_norm:
         x = _residual_block(x, filters, kernel, batch_norm)
     else:
         conv = keras.layers.SeparableConv2D if block_type == "separable" else keras.layers.Conv2D
-        x = conv(filters, kernel, padding="valid" if shrink else "same",
-                 activation=None if batch_norm else "relu")(x)
+        x = conv(
+            filters,
+            kernel,
+            padding="valid" if shrink else "same",
+            activation=None if batch_norm else "relu",
+        )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation("relu")(x)

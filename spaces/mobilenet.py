@@ -37,8 +37,10 @@ HEAD_LAYER = "head"
 
 @register_space("mobilenet")
 class MobileNetSpace(Space):
-    description = ("transfer learning: MobileNetV2 (ImageNet) + dense head; input size, head, "
-                   "learning rate, fine-tune depth/lr factor/epochs, augmentation")
+    description = (
+        "transfer learning: MobileNetV2 (ImageNet) + dense head; input size, head, "
+        "learning rate, fine-tune depth/lr factor/epochs, augmentation"
+    )
     uses_pretrained_weights = True
 
     # Activations at a fine-tuning cut are cached in half precision (half the disk and memory;
@@ -46,9 +48,16 @@ class MobileNetSpace(Space):
     # show the cached path is exactly the image path.
     activation_dtype = "float16"
 
-    def __init__(self, backbones: tuple[str, ...] = ("mobilenet_v2",), *,
-                 fine_tune: bool = True, augment: bool = True, cache_activations: bool = True,
-                 image_sizes: tuple[int, int] = (128, 320), max_fine_tune_layers: int | None = None):
+    def __init__(
+        self,
+        backbones: tuple[str, ...] = ("mobilenet_v2",),
+        *,
+        fine_tune: bool = True,
+        augment: bool = True,
+        cache_activations: bool = True,
+        image_sizes: tuple[int, int] = (128, 320),
+        max_fine_tune_layers: int | None = None,
+    ):
         unknown = [b for b in backbones if b not in BACKBONES]
         if unknown:
             raise ValueError(f"unknown backbone(s) {unknown}; choices: {', '.join(BACKBONES)}")
@@ -69,16 +78,25 @@ class MobileNetSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         import keras
 
-        backbone_name, image_size, head_units, head_dropout, learning_rate, augmentation, texture \
-            = self._declare(hp, ctx)
+        (
+            backbone_name,
+            image_size,
+            head_units,
+            head_dropout,
+            learning_rate,
+            augmentation,
+            texture,
+        ) = self._declare(hp, ctx)
         spec = BACKBONES[backbone_name]
         inputs = keras.Input((image_size, image_size, 3), name="image")
         x = augmentation(inputs) if augmentation is not None else inputs
         x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
         base = spec.build(image_size, ctx.weights)
         if texture:  # the same layers, with the earlier blocks' outputs as outputs too
-            base = keras.Model(base.input, [base.output, *(base.get_layer(name).output
-                                                          for name in spec.texture_layers)])
+            base = keras.Model(
+                base.input,
+                [base.output, *(base.get_layer(name).output for name in spec.texture_layers)],
+            )
         base.name = BACKBONE_LAYER
         base.trainable = False
         # Frozen here, BatchNorm runs in inference mode. Once the top is unfrozen, Keras 3
@@ -87,8 +105,11 @@ class MobileNetSpace(Space):
         if texture:
             final, *earlier = x
             features = keras.layers.Concatenate(name=FEATURES_LAYER)(
-                [keras.layers.GlobalAveragePooling2D()(final),
-                 *(s for block in earlier for s in _channel_mean_and_std(block))])
+                [
+                    keras.layers.GlobalAveragePooling2D()(final),
+                    *(s for block in earlier for s in _channel_mean_and_std(block)),
+                ]
+            )
         else:
             features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
         head = keras.Sequential(
@@ -122,10 +143,14 @@ class MobileNetSpace(Space):
         # recipe's cut (the backbone table's published_fine_tune_layers), the default.
         fine_tune_layers = 0
         if self.fine_tune:
-            depths = [d for d in fine_tune_depths(spec)
-                      if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers]
-            fine_tune_layers = hp.Choice("fine_tune_layers", depths, ordered=True,
-                                         default=spec.published_fine_tune_layers)
+            depths = [
+                d
+                for d in fine_tune_depths(spec)
+                if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers
+            ]
+            fine_tune_layers = hp.Choice(
+                "fine_tune_layers", depths, ordered=True, default=spec.published_fine_tune_layers
+            )
             with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
                 hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
                 hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
@@ -133,8 +158,9 @@ class MobileNetSpace(Space):
                 # epoch at a tenth of the rate, then cosine decay (towards zero after the last epoch).
                 hp.Choice("fine_tune_schedule", ["plateau", "cosine"], default="plateau")
                 # 0 = the published Adam; otherwise AdamW with this decoupled weight decay.
-                hp.Choice("fine_tune_weight_decay", [0.0, 1e-5, 1e-4, 1e-3], ordered=True,
-                          default=0.0)
+                hp.Choice(
+                    "fine_tune_weight_decay", [0.0, 1e-5, 1e-4, 1e-3], ordered=True, default=0.0
+                )
                 # The unfrozen layers' BatchNorm: "batch" = what the published code does under
                 # Keras 3 (batch statistics while training, see unfreeze_top), "frozen" =
                 # inference mode, as the recipe meant it.
@@ -155,14 +181,25 @@ class MobileNetSpace(Space):
         texture = False
         if spec.texture_layers:
             with _scope(hp, "fine_tune_layers", [0], self.fine_tune):
-                texture = hp.Choice("head_inputs", ["pooled", "pooled+texture"],
-                                    default="pooled") == "pooled+texture"
+                texture = (
+                    hp.Choice("head_inputs", ["pooled", "pooled+texture"], default="pooled")
+                    == "pooled+texture"
+                )
             texture = texture and fine_tune_layers == 0
         if fine_tune_layers > spec.num_layers:
-            raise ValueError(f"fine_tune_layers={fine_tune_layers} exceeds the "
-                             f"{spec.num_layers} layers of {backbone_name}")
-        return backbone_name, image_size, head_units, head_dropout, learning_rate, augmentation, texture
-
+            raise ValueError(
+                f"fine_tune_layers={fine_tune_layers} exceeds the "
+                f"{spec.num_layers} layers of {backbone_name}"
+            )
+        return (
+            backbone_name,
+            image_size,
+            head_units,
+            head_dropout,
+            learning_rate,
+            augmentation,
+            texture,
+        )
 
     def training_callbacks(self, hp: Any) -> list:
         """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
@@ -170,8 +207,9 @@ class MobileNetSpace(Space):
 
         return [
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5,
-                                          restore_best_weights=True),
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=5, restore_best_weights=True
+            ),
         ]
 
     def fine_tune_callbacks(self, hp: Any, first_epoch: int = 0, epochs: int = 1) -> list:
@@ -193,8 +231,18 @@ class MobileNetSpace(Space):
 
         return [keras.callbacks.LearningRateScheduler(cosine)]
 
-    def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
-            batch_size: int = 32, verbose: int = 0) -> None:
+    def fit(
+        self,
+        hp: Any,
+        model,
+        data,
+        ctx: BuildContext,
+        *,
+        epochs: int,
+        callbacks=(),
+        batch_size: int = 32,
+        verbose: int = 0,
+    ) -> None:
         """Head first (on cached features when possible), then optional fine-tuning.
 
         ``epochs`` is the trial's whole budget: fine-tuning takes ``fine_tune_epochs`` of it,
@@ -212,37 +260,76 @@ class MobileNetSpace(Space):
         if fine_tune_epochs > 0:
             head_callbacks = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
         if has_augmentation:
-            super().fit(hp, model, data, ctx, epochs=head_epochs, callbacks=head_callbacks,
-                        batch_size=batch_size, verbose=verbose)
+            super().fit(
+                hp,
+                model,
+                data,
+                ctx,
+                epochs=head_epochs,
+                callbacks=head_callbacks,
+                batch_size=batch_size,
+                verbose=verbose,
+            )
         else:
-            self._fit_head_on_features(hp, model, data, ctx, head_epochs, head_callbacks,
-                                       batch_size, verbose, flip_views)
+            self._fit_head_on_features(
+                hp, model, data, ctx, head_epochs, head_callbacks, batch_size, verbose, flip_views
+            )
         if fine_tune_epochs > 0:
             # Reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning
             # epoch of every trial is compared with the others' k-th, never with a head epoch.
-            judged = [c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks)
-                      else c for c in callbacks]
-            self._fine_tune(hp, model, data, ctx, head_epochs, fine_tune_epochs, judged,
-                            batch_size, verbose, has_augmentation, flip_views)
+            judged = [
+                c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks) else c
+                for c in callbacks
+            ]
+            self._fine_tune(
+                hp,
+                model,
+                data,
+                ctx,
+                head_epochs,
+                fine_tune_epochs,
+                judged,
+                batch_size,
+                verbose,
+                has_augmentation,
+                flip_views,
+            )
 
-    def _fit_head_on_features(self, hp, model, data, ctx, epochs, callbacks, batch_size, verbose,
-                              flip_views) -> None:
+    def _fit_head_on_features(
+        self, hp, model, data, ctx, epochs, callbacks, batch_size, verbose, flip_views
+    ) -> None:
         """The head phase on the frozen backbone's cached pooled features."""
         values = hp.values
         f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
         f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
         head = model.get_layer(HEAD_LAYER)
         _compile(head, float(values["learning_rate"]))
-        fit_args = dict(validation_data=(f_val, y_val), epochs=epochs,
-                        callbacks=[*self.training_callbacks(hp), *callbacks], verbose=verbose)
+        fit_args = dict(
+            validation_data=(f_val, y_val),
+            epochs=epochs,
+            callbacks=[*self.training_callbacks(hp), *callbacks],
+            verbose=verbose,
+        )
         if flip_views:
             flipped, _ = self._pooled_features(model, values, data, ctx, "train", True)
             head.fit(_both_views(f_train, flipped, y_train, batch_size), shuffle=False, **fit_args)
         else:
             head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
 
-    def _fine_tune(self, hp, model, data, ctx, head_epochs, fine_tune_epochs, callbacks,
-                   batch_size, verbose, has_augmentation, flip_views) -> None:
+    def _fine_tune(
+        self,
+        hp,
+        model,
+        data,
+        ctx,
+        head_epochs,
+        fine_tune_epochs,
+        callbacks,
+        batch_size,
+        verbose,
+        has_augmentation,
+        flip_views,
+    ) -> None:
         """The fine-tuning phase, epochs ``head_epochs`` on: the unfrozen top on cached
         activations at the cut where it can, else through the image path."""
         values = hp.values
@@ -250,27 +337,43 @@ class MobileNetSpace(Space):
         fine_tune_layers = int(values.get("fine_tune_layers") or 0)
         base = model.get_layer(BACKBONE_LAYER)
         cut = len(base.layers) - fine_tune_layers
-        unfreeze_top(base, fine_tune_layers,
-                     freeze_batch_norm=values.get("fine_tune_batch_norm") == "frozen")
+        unfreeze_top(
+            base, fine_tune_layers, freeze_batch_norm=values.get("fine_tune_batch_norm") == "frozen"
+        )
         fine_tune_lr = float(values["learning_rate"]) * float(values["fine_tune_lr_factor"])
         decay = float(values.get("fine_tune_weight_decay") or 0.0)
         schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
-        phase = dict(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs,
-                     callbacks=[*schedule, *callbacks], verbose=verbose)
+        phase = dict(
+            initial_epoch=head_epochs,
+            epochs=head_epochs + fine_tune_epochs,
+            callbacks=[*schedule, *callbacks],
+            verbose=verbose,
+        )
         if not has_augmentation and self._caches_activations(base, cut):
             from search.data import make_dataset  # the one input pipeline
 
             trainer, cached, mirrored = self._activation_trainer(
-                model, base, cut, data, size, self._feature_key(values, size, ctx),
-                ("train", "val"), mirrored_splits=("train",) if flip_views else ())
+                model,
+                base,
+                cut,
+                data,
+                size,
+                self._feature_key(values, size, ctx),
+                ("train", "val"),
+                mirrored_splits=("train",) if flip_views else (),
+            )
             (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
             _compile(trainer, fine_tune_lr, decay)
             if flip_views:
                 train = _both_views(a_train, mirrored["train"][0], y_train, batch_size)
             else:
                 train = make_dataset(a_train, y_train, batch_size, shuffle=True)
-            trainer.fit(train, validation_data=make_dataset(a_val, y_val, batch_size),
-                        shuffle=False, **phase)  # the dataset shuffles itself
+            trainer.fit(
+                train,
+                validation_data=make_dataset(a_val, y_val, batch_size),
+                shuffle=False,
+                **phase,
+            )  # the dataset shuffles itself
             return
         _compile(model, fine_tune_lr, decay)
         train = data.dataset("train", size, batch_size, shuffle=True)
@@ -289,16 +392,31 @@ class MobileNetSpace(Space):
         fine-tuning cached them, else the images through the whole model; averaged with the
         mirror images' (cached the same way) where the trial averages over flips."""
         views = (False, True) if hp.values.get("tta_flip") else (False,)
-        return np.mean([self._predict_view(hp, model, data, ctx, split, batch_size, flipped)
-                        for flipped in views], axis=0)
+        return np.mean(
+            [
+                self._predict_view(hp, model, data, ctx, split, batch_size, flipped)
+                for flipped in views
+            ],
+            axis=0,
+        )
 
     def cross_validates(self, hp: Any) -> bool:
         # A head on cached features trains in seconds; fine-tuning or augmenting does not.
         values = hp.values
         return int(values.get("fine_tune_layers") or 0) == 0 and not values.get("aug_enabled")
 
-    def cross_validate(self, hp: Any, model, data, ctx: BuildContext, folds: int, *,
-                       epochs: int, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+    def cross_validate(
+        self,
+        hp: Any,
+        model,
+        data,
+        ctx: BuildContext,
+        folds: int,
+        *,
+        epochs: int,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> dict[str, Any]:
         """Fresh heads of the trial's configuration, one per fold of train + validation pooled,
         trained as the trial's head was (its epochs, schedule, early stopping on the held-out
         rows, mirror-image views) and scored on the held-out rows (flip-averaged where the
@@ -315,24 +433,33 @@ class MobileNetSpace(Space):
         groups = np.concatenate([data.groups(s) for s in splits])
         mirrored = None
         if values.get("flip_views") or values.get("tta_flip"):
-            mirrored = np.concatenate([self._pooled_features(model, values, data, ctx, s, True)[0]
-                                       for s in splits])
+            mirrored = np.concatenate(
+                [self._pooled_features(model, values, data, ctx, s, True)[0] for s in splits]
+            )
         head = model.get_layer(HEAD_LAYER)
         correct = []
         for train, held in group_folds(y, groups, folds, seed):
             fold_head = keras.models.clone_model(head)  # the same layers, fresh weights
             _compile(fold_head, float(values["learning_rate"]))
-            fit_args = dict(validation_data=(x[held], y[held]), epochs=head_epochs, verbose=0,
-                            callbacks=self.training_callbacks(hp))
+            fit_args = dict(
+                validation_data=(x[held], y[held]),
+                epochs=head_epochs,
+                verbose=0,
+                callbacks=self.training_callbacks(hp),
+            )
             if values.get("flip_views"):
-                fold_head.fit(_both_views(x[train], mirrored[train], y[train], batch_size),
-                              shuffle=False, **fit_args)
+                fold_head.fit(
+                    _both_views(x[train], mirrored[train], y[train], batch_size),
+                    shuffle=False,
+                    **fit_args,
+                )
             else:
                 fold_head.fit(x[train], y[train], batch_size=batch_size, shuffle=True, **fit_args)
             probabilities = fold_head.predict(x[held], batch_size=256, verbose=0)
             if values.get("tta_flip"):
-                probabilities = (probabilities
-                                 + fold_head.predict(mirrored[held], batch_size=256, verbose=0)) / 2
+                probabilities = (
+                    probabilities + fold_head.predict(mirrored[held], batch_size=256, verbose=0)
+                ) / 2
             correct.append(np.argmax(probabilities, axis=1) == y[held])
         return summarize(correct)
 
@@ -353,19 +480,30 @@ class MobileNetSpace(Space):
         size = int(model.input_shape[1])
         if not base.trainable:
             features, _ = self._pooled_features(model, hp.values, data, ctx, split, flipped)
-            return np.asarray(model.get_layer(HEAD_LAYER).predict(
-                features, batch_size=batch_size, verbose=0))
+            return np.asarray(
+                model.get_layer(HEAD_LAYER).predict(features, batch_size=batch_size, verbose=0)
+            )
         cut = next(i for i, layer in enumerate(base.layers) if layer.trainable)
         # Augmentation is off at inference, so even an augmented trial predicts exactly here.
         if self._caches_activations(base, cut):
             from search.data import make_dataset
 
             trainer, cached, mirrored = self._activation_trainer(
-                model, base, cut, data, size, self._feature_key(hp.values, size, ctx),
-                () if flipped else (split,), mirrored_splits=(split,) if flipped else ())
+                model,
+                base,
+                cut,
+                data,
+                size,
+                self._feature_key(hp.values, size, ctx),
+                () if flipped else (split,),
+                mirrored_splits=(split,) if flipped else (),
+            )
             activations, labels = (mirrored if flipped else cached)[split]
-            return np.asarray(trainer.predict(
-                make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0))
+            return np.asarray(
+                trainer.predict(
+                    make_dataset(activations, labels, batch_size).map(lambda a, y: (a,)), verbose=0
+                )
+            )
         if flipped:
             from search.data import predict_in_batches
 
@@ -373,8 +511,15 @@ class MobileNetSpace(Space):
             return np.asarray(predict_in_batches(_mirrored(model), x, batch_size))
         return super().predict(hp, model, data, ctx, split, batch_size)
 
-    def _pooled_features(self, model, values: dict[str, Any], data, ctx: BuildContext, split: str,
-                         flipped: bool = False):
+    def _pooled_features(
+        self,
+        model,
+        values: dict[str, Any],
+        data,
+        ctx: BuildContext,
+        split: str,
+        flipped: bool = False,
+    ):
         """The frozen backbone's pooled features of a split (of its mirror images with
         ``flipped``), cached per backbone, weights and size (random-init weights, None, are
         not cached)."""
@@ -397,11 +542,23 @@ class MobileNetSpace(Space):
     def _caches_activations(self, base, cut: int) -> bool:
         """Whether the top of ``base`` from ``cut`` on trains and predicts on cached outputs of
         the part below (not the whole network, not a cut too large to be worth caching)."""
-        return (self.cache_activations and cut > 1
-                and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES)
+        return (
+            self.cache_activations
+            and cut > 1
+            and _activation_values(base, cut) <= MAX_CACHED_ACTIVATION_VALUES
+        )
 
-    def _activation_trainer(self, model, base, cut: int, data, size: int, key: str | None,
-                            splits: tuple[str, ...], mirrored_splits: tuple[str, ...] = ()):
+    def _activation_trainer(
+        self,
+        model,
+        base,
+        cut: int,
+        data,
+        size: int,
+        key: str | None,
+        splits: tuple[str, ...],
+        mirrored_splits: tuple[str, ...] = (),
+    ):
         """A model from the frozen part's outputs at ``cut`` to the classes, sharing every layer
         with ``model`` (training it trains ``model``), and those outputs with their labels
         for each of ``splits``, and for the mirror images of ``mirrored_splits``.
@@ -415,16 +572,21 @@ class MobileNetSpace(Space):
         crossing = _crossing_tensors(base, cut)
         lower = keras.Model(base.input, crossing)
         image = keras.Input(model.input_shape[1:])
-        extractor = keras.Model(image, lower(model.get_layer("backbone_scaling")(image),
-                                             training=False))
+        extractor = keras.Model(
+            image, lower(model.get_layer("backbone_scaling")(image), training=False)
+        )
         key = None if key is None else f"{key}-cut{cut}"
         dtype = np.dtype(self.activation_dtype)
-        cached = {split: data.features(split, size, key, extractor, dtype=dtype) for split in splits}
+        cached = {
+            split: data.features(split, size, key, extractor, dtype=dtype) for split in splits
+        }
         mirrored = {}
         if mirrored_splits:  # the same outputs for the mirror images
             flipped, flipped_key = _mirrored(extractor), _mirrored_key(key)
-            mirrored = {split: data.features(split, size, flipped_key, flipped, dtype=dtype)
-                        for split in mirrored_splits}
+            mirrored = {
+                split: data.features(split, size, flipped_key, flipped, dtype=dtype)
+                for split in mirrored_splits
+            }
 
         upper = keras.Model(crossing, base.output)
         inputs = [keras.Input(t.shape[1:]) for t in crossing]
@@ -449,21 +611,23 @@ class MobileNetSpace(Space):
     def reference_configs(self) -> list[dict[str, Any]]:
         # The published recipe (with 20 head epochs at most, then 10 of fine-tuning: a
         # budget of 30 epochs, which baselines.run gives it).
-        return [{
-            "image_size": 224,
-            "head_units": 128,
-            "head_dropout": 0.2,
-            "learning_rate": 1e-2,
-            "fine_tune_layers": BACKBONES[self.backbones[0]].published_fine_tune_layers,
-            "fine_tune_lr_factor": 0.1,
-            "fine_tune_epochs": 10,
-            "fine_tune_schedule": "plateau",
-            "fine_tune_weight_decay": 0.0,
-            "fine_tune_batch_norm": "batch",
-            **AUGMENT_REFERENCE,
-            "flip_views": False,
-            "tta_flip": False,
-        }]
+        return [
+            {
+                "image_size": 224,
+                "head_units": 128,
+                "head_dropout": 0.2,
+                "learning_rate": 1e-2,
+                "fine_tune_layers": BACKBONES[self.backbones[0]].published_fine_tune_layers,
+                "fine_tune_lr_factor": 0.1,
+                "fine_tune_epochs": 10,
+                "fine_tune_schedule": "plateau",
+                "fine_tune_weight_decay": 0.0,
+                "fine_tune_batch_norm": "batch",
+                **AUGMENT_REFERENCE,
+                "flip_views": False,
+                "tta_flip": False,
+            }
+        ]
 
 
 def _scope(hp: Any, parent: str, values: list, parent_declared: bool):
@@ -507,8 +671,9 @@ def _both_views(original, mirrored, labels, batch_size: int):
         rows = tuple(StackedRows(a, b) for a, b in zip(original, mirrored))
     else:
         rows = StackedRows(original, mirrored)
-    return make_dataset(rows, np.concatenate([labels, labels]), batch_size, shuffle=True,
-                        epoch_size=len(labels))
+    return make_dataset(
+        rows, np.concatenate([labels, labels]), batch_size, shuffle=True, epoch_size=len(labels)
+    )
 
 
 def _mirror_half(images, labels):
@@ -522,7 +687,9 @@ def _mirror_half(images, labels):
 def fine_tune_depths(spec) -> list[int]:
     """The fine-tuning depths a space offers: none, every block boundary, the published cut
     (the backbone table's), the whole network."""
-    published = () if spec.published_fine_tune_layers is None else (spec.published_fine_tune_layers,)
+    published = (
+        () if spec.published_fine_tune_layers is None else (spec.published_fine_tune_layers,)
+    )
     return sorted({0, *published, *spec.block_starts, spec.num_layers})
 
 
@@ -574,7 +741,9 @@ def _compile(model, learning_rate: float, weight_decay: float = 0.0) -> None:
 
     from search.training import compile_classifier
 
-    optimizer = (keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay) if weight_decay
-                 else keras.optimizers.Adam(learning_rate))
+    optimizer = (
+        keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        if weight_decay
+        else keras.optimizers.Adam(learning_rate)
+    )
     compile_classifier(model, optimizer)
-

@@ -23,9 +23,14 @@ from spaces.registry import register_space
 _CUT = BACKBONES["mobilenet_v2"].published_fine_tune_layers
 
 register_space(
-    "mobilenet-cached", MobileNetSpace,
-    description=("mobilenet for a CPU budget: every trial on cached backbone outputs "
-                 f"(fine-tuning up to the published {_CUT} layers, 160-288 px, mirror-image "
-                 "views, test-time flip averaging; no augmentation layers)"),
-    augment=False, image_sizes=(160, 288), max_fine_tune_layers=_CUT,
+    "mobilenet-cached",
+    MobileNetSpace,
+    description=(
+        "mobilenet for a CPU budget: every trial on cached backbone outputs "
+        f"(fine-tuning up to the published {_CUT} layers, 160-288 px, mirror-image "
+        "views, test-time flip averaging; no augmentation layers)"
+    ),
+    augment=False,
+    image_sizes=(160, 288),
+    max_fine_tune_layers=_CUT,
 )

@@ -19,13 +19,24 @@ from spaces.registry import register_space
 
 @register_space("mobilenet-head")
 class MobileNetHeadSpace(MobileNetSpace):
-    description = ("the head alone on a frozen MobileNetV2 (ImageNet), trained on cached "
-                   "backbone features: input size, head width and dropout, learning rate")
+    description = (
+        "the head alone on a frozen MobileNetV2 (ImageNet), trained on cached "
+        "backbone features: input size, head width and dropout, learning rate"
+    )
 
     def __init__(self) -> None:
         super().__init__(fine_tune=False, augment=False)
 
     def reference_configs(self) -> list[dict[str, Any]]:
         # The published recipe's frozen phase.
-        return [{"image_size": 224, "head_units": 128, "head_dropout": 0.2, "learning_rate": 1e-2,
-                 "flip_views": False, "tta_flip": False, "head_inputs": "pooled"}]
+        return [
+            {
+                "image_size": 224,
+                "head_units": 128,
+                "head_dropout": 0.2,
+                "learning_rate": 1e-2,
+                "flip_views": False,
+                "tta_flip": False,
+                "head_inputs": "pooled",
+            }
+        ]

@@ -18,9 +18,10 @@ out ``dataset(split, image_size, batch_size, shuffle)``, ``arrays(split, image_s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
-_SPACES: dict[str, "_Registered"] = {}
+_SPACES: dict[str, _Registered] = {}
 
 S = TypeVar("S", bound=type["Space"])
 
@@ -81,8 +82,19 @@ class Space:
         except Exception:  # noqa: BLE001 - see above
             return None
 
-    def fit(self, hp: Any, model, data, ctx: BuildContext, *, epochs: int, callbacks=(),
-            batch_size: int = 32, verbose: int = 0, initial_epoch: int = 0) -> None:
+    def fit(
+        self,
+        hp: Any,
+        model,
+        data,
+        ctx: BuildContext,
+        *,
+        epochs: int,
+        callbacks=(),
+        batch_size: int = 32,
+        verbose: int = 0,
+        initial_epoch: int = 0,
+    ) -> None:
         """Train ``model`` on the training images, validating every epoch; epochs
         ``initial_epoch`` .. ``epochs - 1`` (a warm start continues a trained model, see
         :attr:`warm_starts`)."""
@@ -97,8 +109,7 @@ class Space:
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
 
-    def predict(self, hp: Any, model, data, ctx: BuildContext, split: str,
-                batch_size: int = 64):
+    def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """``model``'s class probabilities ``(N, classes)`` on a split's images, in the data
         source's order (a space with cached paths may compute them without the images)."""
         from search.data import predict_in_batches
@@ -110,8 +121,18 @@ class Space:
         """Whether this configuration is cheap enough to train again once per fold (``--cv``)."""
         return False
 
-    def cross_validate(self, hp: Any, model, data, ctx: BuildContext, folds: int, *,
-                       epochs: int, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+    def cross_validate(
+        self,
+        hp: Any,
+        model,
+        data,
+        ctx: BuildContext,
+        folds: int,
+        *,
+        epochs: int,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> dict[str, Any]:
         """Train the configuration of the trained ``model`` ``folds`` times on train +
         validation, each time holding out one fold of whole duplicate groups; the report of
         ``search.crossval.summarize``. Only asked where :meth:`cross_validates` is True."""
@@ -143,13 +164,18 @@ class Space:
 class _Registered:
     """A registered space: what builds it, with which preset keyword arguments."""
 
-    factory: Callable[..., "Space"]
+    factory: Callable[..., Space]
     preset: dict[str, Any]
     description: str | None  # None: the factory's own (its class attribute)
 
 
-def register_space(name: str, factory: Callable[..., "Space"] | None = None, *,
-                   description: str | None = None, **preset: Any):
+def register_space(
+    name: str,
+    factory: Callable[..., Space] | None = None,
+    *,
+    description: str | None = None,
+    **preset: Any,
+):
     """Register a space under ``name``, timm style. As a class decorator,
     ``@register_space("cnn") class CNNSpace(Space): ...``; a variant of a registered space is
     a call that presets its keyword arguments, ``register_space("mobilenet-cached",
@@ -158,16 +184,20 @@ def register_space(name: str, factory: Callable[..., "Space"] | None = None, *,
 
     def decorator(cls: S) -> S:
         if not callable(cls) or (isinstance(cls, type) and not issubclass(cls, Space)):
-            raise TypeError(f"register_space({name!r}) expects a Space subclass or a factory "
-                            f"of spaces, got {cls!r}")
+            raise TypeError(
+                f"register_space({name!r}) expects a Space subclass or a factory "
+                f"of spaces, got {cls!r}"
+            )
         entry = _Registered(cls, dict(preset), description)
         existing = _SPACES.get(name)
         # Registering the same again (a module imported twice) is harmless; two different
         # spaces under one name would make `--space` ambiguous.
-        if existing is not None and (existing.factory.__qualname__ != cls.__qualname__
-                                     or existing.preset != entry.preset):
-            raise ValueError(f"space {name!r} is already registered by "
-                             f"{existing.factory.__qualname__}")
+        if existing is not None and (
+            existing.factory.__qualname__ != cls.__qualname__ or existing.preset != entry.preset
+        ):
+            raise ValueError(
+                f"space {name!r} is already registered by {existing.factory.__qualname__}"
+            )
         if factory is None and isinstance(cls, type):
             cls.name = name  # the class's own registration names it
         _SPACES[name] = entry
@@ -179,7 +209,7 @@ def register_space(name: str, factory: Callable[..., "Space"] | None = None, *,
     return decorator
 
 
-def get_space(name: "str | Space", **kwargs: Any) -> Space:
+def get_space(name: str | Space, **kwargs: Any) -> Space:
     """A new instance of the registered space ``name``, its preset keyword arguments updated
     with ``kwargs`` (a Space instance passes through)."""
     if isinstance(name, Space):

@@ -35,8 +35,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from pkg import sub` imports the submodule when there is one, else pkg itself.
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -98,7 +99,11 @@ def test_private_modules_are_used_only_inside_their_package():
     for name, targets in _graph().items():
         for target in targets:
             parent, _, leaf = target.rpartition(".")
-            if leaf.startswith("_") and not leaf.startswith("__") \
-                    and not name.startswith(parent + ".") and name != parent:
+            if (
+                leaf.startswith("_")
+                and not leaf.startswith("__")
+                and not name.startswith(parent + ".")
+                and name != parent
+            ):
                 offenders.append(f"{name} -> {target}")
     assert offenders == []

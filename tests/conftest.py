@@ -51,21 +51,26 @@ def cnn_baseline(art_dataset, tmp_path_factory):
     from baselines.run import run_baseline
 
     results = tmp_path_factory.mktemp("cnn_baseline")
-    metrics = run_baseline("cnn", str(art_dataset[0]), str(results), seed=1, image_size=32,
-                           epochs=2, verbose=0)
+    metrics = run_baseline(
+        "cnn", str(art_dataset[0]), str(results), seed=1, image_size=32, epochs=2, verbose=0
+    )
     return metrics, results
 
 
 # The longest units of work (modules that run on one worker, see the scheduler below; about
 # 60-100 CPU-seconds each, measured), handed out before everything else.
-LONGEST_FIRST = ("tests/search/isolation_memory_test.py", "tests/spaces/mobilenet_test.py",
-                 "tests/search/engines/distributed_test.py")
+LONGEST_FIRST = (
+    "tests/search/isolation_memory_test.py",
+    "tests/spaces/mobilenet_test.py",
+    "tests/search/engines/distributed_test.py",
+)
 
 
 def pytest_collection_modifyitems(items):
     """The longest units first, then the other tests that train or search (``slow``), then
     the fast ones: xdist hands out work in this order (``--no-loadscope-reorder``), so the
     last units are short ones that even out when the two workers finish."""
+
     def rank(item):
         module = item.nodeid.split("::", 1)[0]
         if module in LONGEST_FIRST:

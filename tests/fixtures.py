@@ -24,26 +24,41 @@ from PIL import Image
 
 CLASSES = ("drawings", "engraving", "iconography", "painting", "sculpture")
 _TINTS = {
-    "drawings": (230, 230, 230), "engraving": (60, 60, 60), "iconography": (220, 170, 40),
-    "painting": (40, 120, 200), "sculpture": (170, 60, 60),
+    "drawings": (230, 230, 230),
+    "engraving": (60, 60, 60),
+    "iconography": (220, 170, 40),
+    "painting": (40, 120, 200),
+    "sculpture": (170, 60, 60),
 }
 
 
 def pattern_image(label: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
     blocks = rng.integers(0, 256, (6, 6), dtype=np.uint8)
-    gray = np.asarray(Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST),
-                      dtype=np.float32) / 255.0
+    gray = (
+        np.asarray(
+            Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST), dtype=np.float32
+        )
+        / 255.0
+    )
     tint = np.array(_TINTS[label], dtype=np.float32)
     rgb = 0.55 * tint[None, None, :] + 0.45 * 255 * gray[..., None]
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
-def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int = 48,
-                     with_traps: bool = True, large_side: int = 9600) -> dict[str, list[str]]:
+def make_art_dataset(
+    root: Path,
+    per_class: int = 24,
+    seed: int = 0,
+    size: int = 48,
+    with_traps: bool = True,
+    large_side: int = 9600,
+) -> dict[str, list[str]]:
     """Write a Kaggle-layout dataset under ``root``; return the trap files' relative paths."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    traps: dict[str, list[str]] = {k: [] for k in ("corrupt", "exact", "near", "conflict", "converted", "large")}
+    traps: dict[str, list[str]] = {
+        k: [] for k in ("corrupt", "exact", "near", "conflict", "converted", "large")
+    }
     for label in CLASSES:
         for i in range(per_class):
             split = "validation_set" if i % 6 == 0 else "training_set"
@@ -94,7 +109,9 @@ def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int =
     rgba.save(p)
     traps["converted"].append(rel(p))
     p = train_dir / "engraving" / "palette.png"
-    pal = pattern_image("engraving", rng, size).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal = pattern_image("engraving", rng, size).convert(
+        "P", palette=Image.Palette.ADAPTIVE, colors=16
+    )
     pal.info["transparency"] = 0
     pal.save(p, transparency=0)
     traps["converted"].append(rel(p))
@@ -102,7 +119,7 @@ def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int =
     pattern_image("drawings", rng, size).convert("L").save(p)
     traps["converted"].append(rel(p))
     p = train_dir / "engraving" / "gray16.png"
-    g16 = (np.asarray(pattern_image("engraving", rng, size).convert("L"), dtype=np.uint16) * 257)
+    g16 = np.asarray(pattern_image("engraving", rng, size).convert("L"), dtype=np.uint16) * 257
     Image.fromarray(g16).save(p)
     traps["converted"].append(rel(p))
     p = train_dir / "painting" / "cmyk.jpg"
@@ -112,7 +129,9 @@ def make_art_dataset(root: Path, per_class: int = 24, seed: int = 0, size: int =
     # Very large: above Pillow's 89.5 MP decompression-bomb warning.
     if large_side:
         p = train_dir / "sculpture" / "large.jpg"
-        pattern_image("sculpture", rng, 64).resize((large_side, large_side), Image.Resampling.NEAREST).save(p, quality=50)
+        pattern_image("sculpture", rng, 64).resize(
+            (large_side, large_side), Image.Resampling.NEAREST
+        ).save(p, quality=50)
         traps["large"].append(rel(p))
     return traps
 
@@ -131,8 +150,13 @@ def make_class_folders(root: Path, counts: dict[str, int], seed: int = 0, size: 
     return root
 
 
-def save_constant_model(path: Path, outputs: int, answer: int, image_size: int = 16,
-                        class_names: list[str] | None = None) -> Path:
+def save_constant_model(
+    path: Path,
+    outputs: int,
+    answer: int,
+    image_size: int = 16,
+    class_names: list[str] | None = None,
+) -> Path:
     """An untrained ``.keras`` classifier that always predicts output ``answer``; with
     ``class_names`` it gets the project's sidecar, without them it is a foreign model."""
     import keras
@@ -155,8 +179,9 @@ def save_constant_model(path: Path, outputs: int, answer: int, image_size: int =
     return path
 
 
-def make_split_folders(root: Path, splits: dict[str, dict[str, int]], seed: int = 0,
-                       size: int = 48, mode: str = "RGB") -> Path:
+def make_split_folders(
+    root: Path, splits: dict[str, dict[str, int]], seed: int = 0, size: int = 48, mode: str = "RGB"
+) -> Path:
     """A dataset in the train/val(/test) layout: ``splits[folder][label]`` distinct pictures
     under ``root/folder/label/`` (folder names as given: ``train``, ``valid``, ``Test``...);
     ``mode`` "L" writes grayscale JPEGs."""
@@ -168,7 +193,9 @@ def make_split_folders(root: Path, splits: dict[str, dict[str, int]], seed: int 
             target.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 tinted = label if label in _TINTS else "engraving"
-                pattern_image(tinted, rng, size).convert(mode).save(target / f"{i:04d}.jpg", quality=95)
+                pattern_image(tinted, rng, size).convert(mode).save(
+                    target / f"{i:04d}.jpg", quality=95
+                )
     return root
 
 
@@ -183,7 +210,7 @@ def write_rotated_jpeg(path: Path, width: int = 24, height: int = 48) -> None:
     right instead of on top."""
     upright = np.zeros((height, width, 3), dtype=np.uint8)
     upright[: height // 2] = (220, 30, 30)
-    upright[height // 2:] = (30, 30, 220)
+    upright[height // 2 :] = (30, 30, 220)
     stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # counter-clockwise
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6

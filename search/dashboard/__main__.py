@@ -14,21 +14,39 @@ def main(argv: list[str] | None = None) -> int:
         description="Write one self-contained HTML page (works offline) comparing the baselines "
         "and every searched model.",
     )
-    parser.add_argument("--study", action="append", metavar="NAME",
-                        help="study under <results>/searches/ to include (repeatable; default: all)")
-    parser.add_argument("--results", metavar="DIR", help="results folder (default: $ART_RESULTS or ./results)")
-    parser.add_argument("--out", metavar="FILE", help="page to write (default: <results>/dashboard.html)")
+    parser.add_argument(
+        "--study",
+        action="append",
+        metavar="NAME",
+        help="study under <results>/searches/ to include (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--results", metavar="DIR", help="results folder (default: $ART_RESULTS or ./results)"
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", help="page to write (default: <results>/dashboard.html)"
+    )
     parser.add_argument("--open", action="store_true", help="open the page in a web browser")
-    parser.add_argument("--serve", action="store_true", help="serve the page on localhost until Ctrl-C")
-    parser.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000; 0: any free port)")
-    parser.add_argument("--storage", metavar="URL",
-                        help="Optuna storage the --study NAMEs ran on (e.g. postgresql://...): their "
-                        "rows are first copied from it into <results>/searches/<study>/, so a study "
-                        "whose workers ran on other machines is shown whole")
+    parser.add_argument(
+        "--serve", action="store_true", help="serve the page on localhost until Ctrl-C"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port for --serve (default 8000; 0: any free port)"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage the --study NAMEs ran on (e.g. postgresql://...): their "
+        "rows are first copied from it into <results>/searches/<study>/, so a study "
+        "whose workers ran on other machines is shown whole",
+    )
     args = parser.parse_args(argv)
     if args.storage is not None:
         if not args.study:
-            print("error: --storage needs --study NAME (which studies to read from it)", file=sys.stderr)
+            print(
+                "error: --storage needs --study NAME (which studies to read from it)",
+                file=sys.stderr,
+            )
             return 2
         from search.engines.optuna import sync_from_storage
         from search.study import SearchError
@@ -40,19 +58,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             workers = synced["workers"]
-            print(f"study {name}: {len(synced['added'])} row(s) copied from the storage into "
-                  f"{synced['study_dir']}; models stay with their workers: "
-                  f"{', '.join(workers) if workers else 'none recorded'}", file=sys.stderr)
+            print(
+                f"study {name}: {len(synced['added'])} row(s) copied from the storage into "
+                f"{synced['study_dir']}; models stay with their workers: "
+                f"{', '.join(workers) if workers else 'none recorded'}",
+                file=sys.stderr,
+            )
             if synced["without_row"]:
-                print(f"note: study {name}: {len(synced['without_row'])} finished trial(s) were run "
-                      "by a version that kept no row in the storage; they are left out",
-                      file=sys.stderr)
+                print(
+                    f"note: study {name}: {len(synced['without_row'])} finished trial(s) were run "
+                    "by a version that kept no row in the storage; they are left out",
+                    file=sys.stderr,
+                )
 
     path, dashboard = write_dashboard(out=args.out, results=args.results, studies=args.study)
     for note in dashboard.notes:
         print(f"note: {note}", file=sys.stderr)
     total = sum(dashboard.timings_s.values())
-    print(f"wrote {path} ({len(dashboard.figure_names)} figures, {path.stat().st_size / 1e6:.1f} MB, {total:.1f} s)")
+    print(
+        f"wrote {path} ({len(dashboard.figure_names)} figures, {path.stat().st_size / 1e6:.1f} MB, {total:.1f} s)"
+    )
     if args.serve:
         serve_dashboard(path, port=args.port, open_browser=args.open)
     elif args.open:

@@ -26,7 +26,9 @@ class PageBuilder:
         self.timings_s: dict[str, float] = {}
         self._clock = time.perf_counter()
         self.colors = Colors()
-        for study in tree.studies:  # fix each study's colour in study order, whatever figure comes first
+        for (
+            study
+        ) in tree.studies:  # fix each study's colour in study order, whatever figure comes first
             self.colors.register(study.name, study.label, BEST_SEARCHED + study.name)
 
     def add(self, markup: str) -> None:

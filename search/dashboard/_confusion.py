@@ -44,7 +44,13 @@ def _get_confusion_info(tree: ResultsTree) -> list[ConfusionPanel]:
         counts = [[int(v) for v in row] for row in model.report["confusion_matrix"]]
         fractions = [[v / sum(row) if sum(row) else 0.0 for v in row] for row in counts]
         panels.append(
-            ConfusionPanel(model.title, list(model.report["classes"]), counts, fractions, float(model.report["accuracy"]))
+            ConfusionPanel(
+                model.title,
+                list(model.report["classes"]),
+                counts,
+                fractions,
+                float(model.report["accuracy"]),
+            )
         )
     return panels
 
@@ -54,21 +60,39 @@ def plot_confusion(panels: list[ConfusionPanel]):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
-        rows=1, cols=len(panels), horizontal_spacing=0.08,
+        rows=1,
+        cols=len(panels),
+        horizontal_spacing=0.08,
         subplot_titles=[f"{p.title}<br><sup>test accuracy {p.accuracy:.1%}</sup>" for p in panels],
     )
     for i, p in enumerate(panels, start=1):
         fig.add_trace(
             go.Heatmap(
-                z=p.row_fraction, x=p.classes, y=p.classes, text=p.counts, texttemplate="%{text}",
-                colorscale="Blues", zmin=0, zmax=1, showscale=i == len(panels),
-                colorbar=dict(title=dict(text="share of the true class", side="right"), tickformat=".0%"),
+                z=p.row_fraction,
+                x=p.classes,
+                y=p.classes,
+                text=p.counts,
+                texttemplate="%{text}",
+                colorscale="Blues",
+                zmin=0,
+                zmax=1,
+                showscale=i == len(panels),
+                colorbar=dict(
+                    title=dict(text="share of the true class", side="right"), tickformat=".0%"
+                ),
                 hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{z:.1%} of the class)<extra></extra>",
             ),
-            row=1, col=i,
+            row=1,
+            col=i,
         )
         fig.update_xaxes(title_text="predicted", row=1, col=i, tickangle=-35)
-        fig.update_yaxes(autorange="reversed", row=1, col=i, showticklabels=i == 1, title_text="true" if i == 1 else None)
+        fig.update_yaxes(
+            autorange="reversed",
+            row=1,
+            col=i,
+            showticklabels=i == 1,
+            title_text="true" if i == 1 else None,
+        )
     fig.update_layout(template=TEMPLATE, height=440, margin=dict(t=90))
     return fig
 
@@ -77,8 +101,10 @@ def section(page: PageBuilder) -> None:
     page.add("<h2>Where the errors are</h2>")
     panels = _get_confusion_info(page.tree)
     if panels:
-        page.add('<p class="lead">Test-set confusion matrices, best searched model against each baseline '
-                 "(colour: share of the true class; numbers: images).</p>")
+        page.add(
+            '<p class="lead">Test-set confusion matrices, best searched model against each baseline '
+            "(colour: share of the true class; numbers: images).</p>"
+        )
         page.figure("confusion", plot_confusion(panels))
     else:
         page.empty("No test report yet (baselines' metrics.json or a study's best.json).")

@@ -6,7 +6,14 @@ import dataclasses
 import math
 
 from search.dashboard._builder import PageBuilder
-from search.dashboard._style import ENGINE_DASH, TEMPLATE, Colors, RefMark, _get_reference_marks, add_marks
+from search.dashboard._style import (
+    ENGINE_DASH,
+    TEMPLATE,
+    Colors,
+    RefMark,
+    _get_reference_marks,
+    add_marks,
+)
 from search.results import ResultsTree, completed_trials
 
 
@@ -57,15 +64,27 @@ def plot_history(info: HistoryInfo, colors: Colors):
     for s in info.series:
         color = colors(s.label)
         fig.add_scatter(
-            x=s.numbers, y=s.values, mode="markers", legendgroup=s.label, showlegend=False,
-            marker=dict(color=color, size=5, opacity=0.35), name=s.label,
+            x=s.numbers,
+            y=s.values,
+            mode="markers",
+            legendgroup=s.label,
+            showlegend=False,
+            marker=dict(color=color, size=5, opacity=0.35),
+            name=s.label,
             hovertemplate=f"{s.label}<br>trial %{{x}}<br>val accuracy %{{y:.2%}}<extra></extra>",
         )
-        left_out = ", ".join(f"{n} {what}" for n, what in ((s.failed, "failed"), (s.pruned, "pruned")) if n)
+        left_out = ", ".join(
+            f"{n} {what}" for n, what in ((s.failed, "failed"), (s.pruned, "pruned")) if n
+        )
         fig.add_scatter(
-            x=s.numbers, y=s.best_so_far, mode="lines", legendgroup=s.label,
+            x=s.numbers,
+            y=s.best_so_far,
+            mode="lines",
+            legendgroup=s.label,
             name=s.label + (f" [{left_out} not shown]" if left_out else ""),
-            line=dict(color=color, width=2.5, shape="hv", dash=ENGINE_DASH.get(s.engine, "dashdot")),
+            line=dict(
+                color=color, width=2.5, shape="hv", dash=ENGINE_DASH.get(s.engine, "dashdot")
+            ),
             hovertemplate=f"{s.label}<br>after trial %{{x}}: best %{{y:.2%}}<extra></extra>",
         )
     add_marks(fig, info.marks)

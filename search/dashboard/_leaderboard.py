@@ -7,7 +7,14 @@ import html
 
 from search.dashboard._builder import PageBuilder
 from search.dashboard._style import (
-    BASELINE_COLOR, TEMPLATE, Colors, RefMark, _get_reference_marks, accuracy_range, add_marks, baseline_label,
+    BASELINE_COLOR,
+    TEMPLATE,
+    Colors,
+    RefMark,
+    _get_reference_marks,
+    accuracy_range,
+    add_marks,
+    baseline_label,
 )
 from search.results import ModelResult, ResultsTree, is_number, rank_models, standard_error
 
@@ -43,23 +50,43 @@ class LeaderboardInfo:
 
 def _row(model: ModelResult) -> LeaderboardRow:
     test = model.test or {}
-    scores = dict(test_accuracy=test.get("accuracy"), balanced_accuracy=test.get("balanced_accuracy"),
-                  val_accuracy=model.val_accuracy, params=model.params, wall_time_s=model.wall_time_s,
-                  val_se=standard_error(model.val_accuracy, model.val_n),
-                  test_se=standard_error(test.get("accuracy"), test.get("n")))
+    scores = dict(
+        test_accuracy=test.get("accuracy"),
+        balanced_accuracy=test.get("balanced_accuracy"),
+        val_accuracy=model.val_accuracy,
+        params=model.params,
+        wall_time_s=model.wall_time_s,
+        val_se=standard_error(model.val_accuracy, model.val_n),
+        test_se=standard_error(test.get("accuracy"), test.get("n")),
+    )
     if model.study is None:
-        return LeaderboardRow(model=baseline_label(model.name), kind="baseline", baseline=model.name,
-                              engine="-", algorithm="-", space=model.name, **scores)
+        return LeaderboardRow(
+            model=baseline_label(model.name),
+            kind="baseline",
+            baseline=model.name,
+            engine="-",
+            algorithm="-",
+            space=model.name,
+            **scores,
+        )
     study = model.study
-    return LeaderboardRow(model=model.name, kind="search", engine=study.engine, algorithm=study.algorithm,
-                          space=study.space, trial_id=model.trial_id,
-                          trials_complete=sum(t.state == "COMPLETE" for t in study.trials),
-                          trials_total=len(study.trials), **scores)
+    return LeaderboardRow(
+        model=model.name,
+        kind="search",
+        engine=study.engine,
+        algorithm=study.algorithm,
+        space=study.space,
+        trial_id=model.trial_id,
+        trials_complete=sum(t.state == "COMPLETE" for t in study.trials),
+        trials_total=len(study.trials),
+        **scores,
+    )
 
 
 def _get_leaderboard_info(tree: ResultsTree) -> LeaderboardInfo:
-    return LeaderboardInfo(rows=[_row(m) for m in rank_models(tree.models())],
-                           marks=_get_reference_marks(tree, "test"))
+    return LeaderboardInfo(
+        rows=[_row(m) for m in rank_models(tree.models())], marks=_get_reference_marks(tree, "test")
+    )
 
 
 @dataclasses.dataclass
@@ -90,7 +117,9 @@ def plot_leaderboard(info: LeaderboardInfo, colors: Colors):
     # The value goes under each bar's name: text on the bars would collide with the reference
     # lines and diamonds, and the zoomed axis cuts off the bars' feet.
     names = [
-        f"{r.model}<br><b>{r.test_accuracy:.1%}</b>" if r.test_accuracy is not None else f"{r.model}<br>(no test yet)"
+        f"{r.model}<br><b>{r.test_accuracy:.1%}</b>"
+        if r.test_accuracy is not None
+        else f"{r.model}<br>(no test yet)"
         for r in rows
     ]
     fig = go.Figure()
@@ -115,8 +144,13 @@ def plot_leaderboard(info: LeaderboardInfo, colors: Colors):
     fig.update_layout(
         template=TEMPLATE,
         title="Test accuracy of every model (bars), validation accuracy (diamonds)",
-        yaxis=dict(title="accuracy", tickformat=".0%",
-                   range=accuracy_range([r.test_accuracy for r in rows] + [r.val_accuracy for r in rows], info.marks)),
+        yaxis=dict(
+            title="accuracy",
+            tickformat=".0%",
+            range=accuracy_range(
+                [r.test_accuracy for r in rows] + [r.val_accuracy for r in rows], info.marks
+            ),
+        ),
         legend=dict(orientation="h", y=-0.15),
         height=460,
         bargap=0.35,
@@ -166,33 +200,59 @@ def _get_ensemble_info(tree: ResultsTree) -> list[EnsembleRow]:
         if not e:
             continue
         test, best = e.get("test") or {}, study.best or {}
-        rows.append(EnsembleRow(
-            study=study.name, trials=len(e.get("members") or {}), size=int(e.get("size") or 0),
-            candidates=int(e.get("candidates") or 0), val_accuracy=e.get("val_accuracy"),
-            val_se=standard_error(e.get("val_accuracy"), e.get("val_n")),
-            test_accuracy=test.get("accuracy"), test_se=standard_error(test.get("accuracy"), test.get("n")),
-            balanced_accuracy=test.get("balanced_accuracy"),
-            single_val_accuracy=best.get("val_accuracy"),
-            single_test_accuracy=(best.get("test") or {}).get("accuracy")))
+        rows.append(
+            EnsembleRow(
+                study=study.name,
+                trials=len(e.get("members") or {}),
+                size=int(e.get("size") or 0),
+                candidates=int(e.get("candidates") or 0),
+                val_accuracy=e.get("val_accuracy"),
+                val_se=standard_error(e.get("val_accuracy"), e.get("val_n")),
+                test_accuracy=test.get("accuracy"),
+                test_se=standard_error(test.get("accuracy"), test.get("n")),
+                balanced_accuracy=test.get("balanced_accuracy"),
+                single_val_accuracy=best.get("val_accuracy"),
+                single_test_accuracy=(best.get("test") or {}).get("accuracy"),
+            )
+        )
     return rows
 
 
 def _ensemble_table(rows: list[EnsembleRow]) -> str:
-    head = ("study", "members (picks) of candidates", "val acc.", "test acc.", "balanced acc.",
-            "best single model: val / test")
+    head = (
+        "study",
+        "members (picks) of candidates",
+        "val acc.",
+        "test acc.",
+        "balanced acc.",
+        "best single model: val / test",
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            r.study, f"{r.trials} ({r.size}) of {r.candidates}", _pct_se(r.val_accuracy, r.val_se),
-            _pct_se(r.test_accuracy, r.test_se), _pct(r.balanced_accuracy),
-            f"{_pct(r.single_val_accuracy)} / {_pct(r.single_test_accuracy)}")) + "</tr>"
-        for r in rows)
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(c))}</td>"
+            for c in (
+                r.study,
+                f"{r.trials} ({r.size}) of {r.candidates}",
+                _pct_se(r.val_accuracy, r.val_se),
+                _pct_se(r.test_accuracy, r.test_se),
+                _pct(r.balanced_accuracy),
+                f"{_pct(r.single_val_accuracy)} / {_pct(r.single_test_accuracy)}",
+            )
+        )
+        + "</tr>"
+        for r in rows
+    )
     return (
-        "<h3>Ensembles</h3><p class=\"small\">Each study's trials combined by greedy selection with "
+        '<h3>Ensembles</h3><p class="small">Each study\'s trials combined by greedy selection with '
         "replacement on validation (Caruana et al. 2004). The validation score is the one the "
         "ensemble was picked on, so it is optimistic; the test score is read once. Ensembles are "
         "not yet exported as one model.</p>"
-        '<table class="leaderboard"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
-        + "</tr></thead><tbody>" + body + "</tbody></table>"
+        '<table class="leaderboard"><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + body
+        + "</tbody></table>"
     )
 
 
@@ -240,18 +300,46 @@ def _summary_html(summary: SummaryInfo) -> str:
 
 
 def _leaderboard_table(info: LeaderboardInfo) -> str:
-    head = ("#", "model", "engine", "algorithm", "space", "test acc.", "balanced acc.", "val acc.",
-            "params", "training time", "trials (complete / all)")
+    head = (
+        "#",
+        "model",
+        "engine",
+        "algorithm",
+        "space",
+        "test acc.",
+        "balanced acc.",
+        "val acc.",
+        "params",
+        "training time",
+        "trials (complete / all)",
+    )
     rows = []
     for rank, r in enumerate(info.rows, start=1):
         trials = f"{r.trials_complete} / {r.trials_total}" if r.trials_total is not None else "–"
-        cells = (rank, r.model, r.engine, r.algorithm, r.space, _pct_se(r.test_accuracy, r.test_se),
-                 _pct(r.balanced_accuracy), _pct_se(r.val_accuracy, r.val_se), _params(r.params),
-                 _duration(r.wall_time_s), trials)
-        rows.append(f'<tr class="{r.kind}">' + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        cells = (
+            rank,
+            r.model,
+            r.engine,
+            r.algorithm,
+            r.space,
+            _pct_se(r.test_accuracy, r.test_se),
+            _pct(r.balanced_accuracy),
+            _pct_se(r.val_accuracy, r.val_se),
+            _params(r.params),
+            _duration(r.wall_time_s),
+            trials,
+        )
+        rows.append(
+            f'<tr class="{r.kind}">'
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
     return (
-        '<table class="leaderboard"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
-        + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        '<table class="leaderboard"><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
         + '<p class="small">Accuracies are shown ± one binomial standard error (about 0.8 points '
         "on this split's validation and test images at 90%): rows closer than two standard errors "
         "are within noise. Searched models without a test accuracy have no best.json yet (search "

@@ -35,7 +35,9 @@ def _get_learning_curve_info(tree: ResultsTree) -> list[LearningCurve]:
         if not (history.get("accuracy") or history.get("val_accuracy")):
             continue
         phases = history.get("phase") or []
-        change = next((i + 1 for i, p in enumerate(phases) if p != phases[0]), None) if phases else None
+        change = (
+            next((i + 1 for i, p in enumerate(phases) if p != phases[0]), None) if phases else None
+        )
         curves.append(
             LearningCurve(
                 baseline_label(name),
@@ -52,26 +54,56 @@ def plot_learning_curves(curves: list[LearningCurve], colors: Colors):
 
     cols = len(curves) if len(curves) <= 4 else 3
     rows = math.ceil(len(curves) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[c.title for c in curves],
-                        shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.16)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[c.title for c in curves],
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.16,
+    )
     for i, c in enumerate(curves):
         row, col = i // cols + 1, i % cols + 1
         color = colors(c.title if c.title.startswith("baseline") else c.title.split(" trial ")[0])
-        fig.add_scatter(x=list(range(1, len(c.train_accuracy) + 1)), y=c.train_accuracy, mode="lines",
-                        line=dict(color=color, dash="dot"), name="train", showlegend=False, row=row, col=col,
-                        hovertemplate=f"{c.title}<br>epoch %{{x}} train %{{y:.2%}}<extra></extra>")
-        fig.add_scatter(x=list(range(1, len(c.val_accuracy) + 1)), y=c.val_accuracy, mode="lines+markers",
-                        line=dict(color=color), marker=dict(size=4), name="validation", showlegend=False,
-                        row=row, col=col,
-                        hovertemplate=f"{c.title}<br>epoch %{{x}} validation %{{y:.2%}}<extra></extra>")
+        fig.add_scatter(
+            x=list(range(1, len(c.train_accuracy) + 1)),
+            y=c.train_accuracy,
+            mode="lines",
+            line=dict(color=color, dash="dot"),
+            name="train",
+            showlegend=False,
+            row=row,
+            col=col,
+            hovertemplate=f"{c.title}<br>epoch %{{x}} train %{{y:.2%}}<extra></extra>",
+        )
+        fig.add_scatter(
+            x=list(range(1, len(c.val_accuracy) + 1)),
+            y=c.val_accuracy,
+            mode="lines+markers",
+            line=dict(color=color),
+            marker=dict(size=4),
+            name="validation",
+            showlegend=False,
+            row=row,
+            col=col,
+            hovertemplate=f"{c.title}<br>epoch %{{x}} validation %{{y:.2%}}<extra></extra>",
+        )
         if c.phase_change_epoch:
-            fig.add_vline(x=c.phase_change_epoch - 0.5, line=dict(color="#999999", dash="dash"),
-                          annotation=dict(text="fine-tuning starts", font=dict(size=10)),
-                          annotation_position="bottom right", row=row, col=col)
+            fig.add_vline(
+                x=c.phase_change_epoch - 0.5,
+                line=dict(color="#999999", dash="dash"),
+                annotation=dict(text="fine-tuning starts", font=dict(size=10)),
+                annotation_position="bottom right",
+                row=row,
+                col=col,
+            )
         fig.update_xaxes(title_text="epoch", row=row, col=col)
     fig.update_yaxes(tickformat=".0%", col=1, title_text="accuracy")
-    fig.update_layout(template=TEMPLATE, height=330 * rows + 80,
-                      title="Train accuracy (dotted) and validation accuracy (solid) per epoch")
+    fig.update_layout(
+        template=TEMPLATE,
+        height=330 * rows + 80,
+        title="Train accuracy (dotted) and validation accuracy (solid) per epoch",
+    )
     return fig
 
 

@@ -9,7 +9,8 @@ get the same figures from the same code. optuna is imported only when a study is
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from search._urls import sqlite_path
 from search.results import StudyResults, completed_trials
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 _TUNER_BOOKKEEPING_PREFIX = "tuner/"
 
 
-def _get_optuna_study(study: StudyResults) -> tuple["optuna.Study", bool, str | None]:
+def _get_optuna_study(study: StudyResults) -> tuple[optuna.Study, bool, str | None]:
     """``(optuna study, loaded from its storage?, why an Optuna study had to be rebuilt)``."""
     loaded, fallback_reason = None, None
     if study.engine == "optuna":
@@ -49,15 +50,16 @@ def _resolve_storage(study: StudyResults) -> str | None:
     return None
 
 
-def _load_optuna_study(study: StudyResults) -> tuple["optuna.Study | None", str | None]:
+def _load_optuna_study(study: StudyResults) -> tuple[optuna.Study | None, str | None]:
     import optuna
 
     url = _resolve_storage(study)
     if url is None:
         return None, f"Optuna storage {study.meta.get('storage')!r} not found"
     try:
-        stored = optuna.load_study(study_name=study.meta.get("optuna_study_name") or study.name,
-                                   storage=url)
+        stored = optuna.load_study(
+            study_name=study.meta.get("optuna_study_name") or study.name, storage=url
+        )
         # Snapshot into memory: the three figures each read every trial, and a snapshot keeps
         # them consistent while a search is still writing to the database. Trials whose values
         # a later version of the space no longer contains are refused by add_trials: that too
@@ -105,7 +107,11 @@ def _infer_distributions(configs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _looks_log_spread(values: Sequence[float]) -> bool:
     ordered = sorted(values)
-    median = ordered[len(ordered) // 2] if len(ordered) % 2 else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    median = (
+        ordered[len(ordered) // 2]
+        if len(ordered) % 2
+        else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    )
     low, high = ordered[0], ordered[-1]
     linear_position = (median - low) / (high - low)
     log_position = (math.log(median) - math.log(low)) / (math.log(high) - math.log(low))
@@ -116,7 +122,7 @@ def _categorical_value(value: Any) -> Any:
     return value if isinstance(value, (str, bool, int, float)) else str(value)
 
 
-def _rebuild_study(study: StudyResults) -> "optuna.Study":
+def _rebuild_study(study: StudyResults) -> optuna.Study:
     import optuna
 
     usable = completed_trials(study.trials)
@@ -125,7 +131,11 @@ def _rebuild_study(study: StudyResults) -> "optuna.Study":
     frozen = []
     for t in usable:
         params = {
-            k: (_categorical_value(v) if isinstance(distributions[k], optuna.distributions.CategoricalDistribution) else v)
+            k: (
+                _categorical_value(v)
+                if isinstance(distributions[k], optuna.distributions.CategoricalDistribution)
+                else v
+            )
             for k, v in t.config.items()
             if k in distributions and v is not None
         }

@@ -12,8 +12,9 @@ import functools
 import html
 import http.server
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search._files import write_text_atomically
 from search.dashboard._builder import PageBuilder
@@ -58,7 +59,9 @@ def render_dashboard(tree: ResultsTree) -> Dashboard:
         page.lap(stage)
     document = _document("\n".join(page.parts), page.figure_names, page.notes, tree)
     page.lap("html")
-    return Dashboard(html=document, figure_names=page.figure_names, notes=page.notes, timings_s=page.timings_s)
+    return Dashboard(
+        html=document, figure_names=page.figure_names, notes=page.notes, timings_s=page.timings_s
+    )
 
 
 def write_dashboard(

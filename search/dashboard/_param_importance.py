@@ -34,7 +34,7 @@ class ParamStudyInfo:
     n_complete: int
     n_total: int
     importances: dict[str, float]  # fANOVA, normalised to sum 1, most important first
-    optuna_study: "optuna.Study | None" = None  # what optuna.visualization draws from
+    optuna_study: optuna.Study | None = None  # what optuna.visualization draws from
     message: str | None = None  # why the figures are not shown, when they are not
     note: str | None = None  # why an Optuna study was rebuilt from the table instead of loaded
 
@@ -52,7 +52,8 @@ def _get_param_study_info(study: StudyResults) -> ParamStudyInfo:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna_study, loaded, fallback_reason = _get_optuna_study(study)
     complete = [
-        t for t in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        t
+        for t in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.value is not None and math.isfinite(t.value)
     ]
     info = ParamStudyInfo(
@@ -68,17 +69,22 @@ def _get_param_study_info(study: StudyResults) -> ParamStudyInfo:
     if len(optuna_study.directions) != 1:
         info.message = "multi-objective study: parameter figures need a single objective"
     elif len(complete) < 2:
-        info.message = f"only {len(complete)} completed trial(s) of {info.n_total}: nothing to compare yet"
+        info.message = (
+            f"only {len(complete)} completed trial(s) of {info.n_total}: nothing to compare yet"
+        )
     else:
         try:
             importances = optuna.importance.get_param_importances(
-                optuna_study, evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=0)
+                optuna_study,
+                evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=0),
             )
         except (ValueError, RuntimeError) as exc:
             # e.g. every parameter took a single value, so nothing can be ranked.
             info.message = f"parameter importance unavailable: {exc}"
         else:
-            info.importances = {k: float(v) for k, v in sorted(importances.items(), key=lambda kv: -kv[1])}
+            info.importances = {
+                k: float(v) for k, v in sorted(importances.items(), key=lambda kv: -kv[1])
+            }
             if not info.importances:
                 info.message = "no parameter varied across completed trials"
     return info
@@ -107,10 +113,16 @@ def plot_param_figures(info: ParamStudyInfo) -> list[tuple[str, object]]:
     study, target_name = info.optuna_study, "val accuracy"
     shown = list(info.importances)[:MAX_PARAMS_SHOWN]
     figures = [
-        ("parameter importance (fANOVA)",
-         visualization.plot_param_importances(study, evaluator=_precomputed_evaluator(info.importances),
-                                              target_name=target_name)),
-        ("parallel coordinates", visualization.plot_parallel_coordinate(study, params=shown, target_name=target_name)),
+        (
+            "parameter importance (fANOVA)",
+            visualization.plot_param_importances(
+                study, evaluator=_precomputed_evaluator(info.importances), target_name=target_name
+            ),
+        ),
+        (
+            "parallel coordinates",
+            visualization.plot_parallel_coordinate(study, params=shown, target_name=target_name),
+        ),
         ("slices", visualization.plot_slice(study, params=shown, target_name=target_name)),
     ]
     for title, fig in figures:
@@ -133,7 +145,9 @@ def section(page: PageBuilder) -> None:
         source = f"{info.n_complete} completed of {info.n_total} trials; figures drawn by optuna.visualization from the study {info.source}"
         if info.note:
             source += f" ({info.note})"
-            page.notes.append(f"Study {study.name!r}: {info.note}; its figures were rebuilt from trials.jsonl.")
+            page.notes.append(
+                f"Study {study.name!r}: {info.note}; its figures were rebuilt from trials.jsonl."
+            )
         page.add(f'<p class="lead">{html.escape(source)}.</p>')
         if info.message:
             page.empty(f"Parameter figures not shown: {info.message}.")

@@ -13,7 +13,9 @@ from search.results import ResultsTree
 @dataclasses.dataclass
 class PerClassInfo:
     classes: list[str]
-    models: list[tuple[str, list[float | None]]]  # (model title, recall per class; None: class absent)
+    models: list[
+        tuple[str, list[float | None]]
+    ]  # (model title, recall per class; None: class absent)
 
 
 def _get_per_class_info(tree: ResultsTree) -> PerClassInfo:
@@ -24,7 +26,9 @@ def _get_per_class_info(tree: ResultsTree) -> PerClassInfo:
     rows = []
     for m in models:
         per_class = m.report.get("per_class", {})
-        rows.append((m.title, [per_class[c]["recall"] if c in per_class else None for c in classes]))
+        rows.append(
+            (m.title, [per_class[c]["recall"] if c in per_class else None for c in classes])
+        )
     return PerClassInfo(classes=classes, models=rows)
 
 
@@ -40,8 +44,12 @@ def plot_per_class(info: PerClassInfo, colors: Colors):
         else:
             color = colors(title.removeprefix(BEST_SEARCHED))
         fig.add_bar(
-            x=info.classes, y=recalls, name=title, marker_color=color,
-            text=[f"{r:.0%}" if r is not None else "" for r in recalls], textposition="outside",
+            x=info.classes,
+            y=recalls,
+            name=title,
+            marker_color=color,
+            text=[f"{r:.0%}" if r is not None else "" for r in recalls],
+            textposition="outside",
             hovertemplate=f"{title}<br>%{{x}}: recall %{{y:.1%}}<extra></extra>",
         )
     values = [r for _, recalls in info.models for r in recalls if r is not None]

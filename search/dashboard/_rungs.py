@@ -62,8 +62,15 @@ def _get_rungs_info(tree: ResultsTree) -> RungsInfo:
             if not scores or end is None or origin is None:
                 continue
             reached = max(scores)
-            points.append(RungPoint((end - origin).total_seconds() / 60, scores[reached], reached,
-                                    reached == top and trial.state == "COMPLETE", trial.number))
+            points.append(
+                RungPoint(
+                    (end - origin).total_seconds() / 60,
+                    scores[reached],
+                    reached,
+                    reached == top and trial.state == "COMPLETE",
+                    trial.number,
+                )
+            )
         points.sort(key=lambda p: p.minutes)
         best, xs, ys = -math.inf, [], []
         for p in points:
@@ -85,18 +92,26 @@ def plot_rungs(info: RungsInfo, colors: Colors):
         for rung in sorted({p.rung for p in s.points}):
             pts = [p for p in s.points if p.rung == rung]
             fig.add_scatter(
-                x=[p.minutes for p in pts], y=[p.value for p in pts], mode="markers",
-                name=f"{s.label}: reached rung {rung}", legendgroup=s.label,
+                x=[p.minutes for p in pts],
+                y=[p.value for p in pts],
+                mode="markers",
+                name=f"{s.label}: reached rung {rung}",
+                legendgroup=s.label,
                 marker=dict(color=color, size=6 + 3 * rung, symbol=_SYMBOLS[min(rung, 3)]),
                 customdata=[p.number for p in pts],
-                hovertemplate=(f"{s.label}<br>trial %{{customdata}}, rung {rung}<br>"
-                               "%{x:.1f} min: val %{y:.2%}<extra></extra>"),
+                hovertemplate=(
+                    f"{s.label}<br>trial %{{customdata}}, rung {rung}<br>"
+                    "%{x:.1f} min: val %{y:.2%}<extra></extra>"
+                ),
             )
         if s.best_minutes:
             end = max(p.minutes for p in s.points)
             fig.add_scatter(
-                x=[*s.best_minutes, end], y=[*s.best_values, s.best_values[-1]], mode="lines",
-                name=f"{s.label}: best at the top rung", legendgroup=s.label,
+                x=[*s.best_minutes, end],
+                y=[*s.best_values, s.best_values[-1]],
+                mode="lines",
+                name=f"{s.label}: best at the top rung",
+                legendgroup=s.label,
                 line=dict(color=color, width=2.5, shape="hv"),
                 hovertemplate=f"{s.label}<br>%{{x:.1f}} min: best %{{y:.2%}}<extra></extra>",
             )
@@ -104,10 +119,11 @@ def plot_rungs(info: RungsInfo, colors: Colors):
     fig.update_layout(
         template=TEMPLATE,
         title="Multi-fidelity searches: each trial at the rung it reached (larger: higher rung), "
-              "and the best top-rung score so far against wall time",
+        "and the best top-rung score so far against wall time",
         xaxis=dict(title="minutes since the study's first trial"),
         yaxis=dict(title="validation accuracy", tickformat=".0%"),
-        legend=dict(orientation="h", y=-0.2), height=480,
+        legend=dict(orientation="h", y=-0.2),
+        height=480,
     )
     return fig
 
@@ -116,15 +132,24 @@ def _report_table(info: RungsInfo) -> str:
     rows = []
     for s in info.series:
         reached = " / ".join(str(n) for n in s.report["reached"])
-        corr = "; ".join(
-            f"rung {c['rung']}: " + ("n/a" if c["spearman"] is None else f"{c['spearman']:.2f}")
-            + f" (n={c['n']})" for c in s.report["correlations"]) or "one rung"
+        corr = (
+            "; ".join(
+                f"rung {c['rung']}: "
+                + ("n/a" if c["spearman"] is None else f"{c['spearman']:.2f}")
+                + f" (n={c['n']})"
+                for c in s.report["correlations"]
+            )
+            or "one rung"
+        )
         warnings = "<br>".join(html.escape(w) for w in s.report["warnings"]) or "none"
-        rows.append(f"<tr><td>{html.escape(s.label)}</td><td>{reached}</td>"
-                    f"<td>{html.escape(corr)}</td><td>{warnings}</td></tr>")
-    return ("<table class=\"rungs\"><tr><th>study</th><th>trials per rung</th>"
-            "<th>Spearman with the top rung</th><th>warnings</th></tr>" + "".join(rows)
-            + "</table>")
+        rows.append(
+            f"<tr><td>{html.escape(s.label)}</td><td>{reached}</td>"
+            f"<td>{html.escape(corr)}</td><td>{warnings}</td></tr>"
+        )
+    return (
+        '<table class="rungs"><tr><th>study</th><th>trials per rung</th>'
+        "<th>Spearman with the top rung</th><th>warnings</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def section(page: PageBuilder) -> None:

@@ -9,11 +9,27 @@ import dataclasses
 import math
 from typing import Any
 
-from search.results import REFERENCE_MODELS, ResultsTree, is_number, published_accuracy, reference_title
+from search.results import (
+    REFERENCE_MODELS,
+    ResultsTree,
+    is_number,
+    published_accuracy,
+    reference_title,
+)
 
 TEMPLATE = "plotly_white"
 # One colour per study, stable across every figure of the page; baselines are always grey/black.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#d62728",
+]
 BASELINE_COLOR = "#555555"
 PUBLISHED_COLOR = "#d62728"
 REPRODUCED_COLOR = "#7f7f7f"
@@ -74,12 +90,23 @@ def _get_reference_marks(tree: ResultsTree, split: str = "test") -> list[RefMark
     for name in REFERENCE_MODELS:
         published = published_accuracy(name, tree.baselines.get(name))
         if published is not None:
-            marks.append(RefMark(f"published {reference_title(name)} {published:.0%}", published, "published", name))
+            marks.append(
+                RefMark(
+                    f"published {reference_title(name)} {published:.0%}",
+                    published,
+                    "published",
+                    name,
+                )
+            )
     for name, metrics in tree.baselines.items():
         report = metrics.get(split)
         if isinstance(report, dict) and is_number(report.get("accuracy")):
             value = float(report["accuracy"])
-            marks.append(RefMark(f"reproduced {reference_title(name)} {value:.1%}", value, "reproduced", name))
+            marks.append(
+                RefMark(
+                    f"reproduced {reference_title(name)} {value:.1%}", value, "reproduced", name
+                )
+            )
     return marks
 
 
@@ -92,17 +119,27 @@ def add_marks(fig: Any, marks: list[RefMark]) -> None:
     for mark in marks:
         published = mark.kind == "published"
         color = PUBLISHED_COLOR if published else REPRODUCED_COLOR
-        fig.add_hline(y=mark.value, line=dict(color=color, dash="dash" if published else "dot", width=1.5))
+        fig.add_hline(
+            y=mark.value, line=dict(color=color, dash="dash" if published else "dot", width=1.5)
+        )
         fig.add_annotation(
-            x=1.0, xref="paper", xanchor="left", y=mark.value, yref="y",
-            yanchor="bottom" if published else "top", text=mark.label, showarrow=False,
+            x=1.0,
+            xref="paper",
+            xanchor="left",
+            y=mark.value,
+            yref="y",
+            yanchor="bottom" if published else "top",
+            text=mark.label,
+            showarrow=False,
             font=dict(size=11, color=color),
         )
     if marks:
         fig.update_layout(margin=dict(r=200))
 
 
-def accuracy_range(values: list[float | None], marks: list[RefMark], top: float = 1.0) -> list[float]:
+def accuracy_range(
+    values: list[float | None], marks: list[RefMark], top: float = 1.0
+) -> list[float]:
     """Zoom the accuracy axis on the data and marks; a 0-1 axis would hide every difference."""
     seen = [v for v in values if v is not None] + [m.value for m in marks]
     low = min(seen, default=0.0)

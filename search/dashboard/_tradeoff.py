@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from search.dashboard._builder import PageBuilder
 from search.dashboard._style import TEMPLATE, Colors, baseline_label
@@ -57,14 +57,32 @@ def _get_tradeoff_info(tree: ResultsTree, cost: str) -> TradeoffInfo:
             if not is_number(value) or value <= 0:
                 skipped += 1
                 continue
-            points.append(TradeoffPoint(study.label, f"{study.name} trial {t.number}", float(value), float(t.val_accuracy)))
+            points.append(
+                TradeoffPoint(
+                    study.label,
+                    f"{study.name} trial {t.number}",
+                    float(value),
+                    float(t.val_accuracy),
+                )
+            )
     for model in tree.models():
         value = model.params if cost == "params" else model.wall_time_s
-        if model.kind == "baseline" and is_number(model.val_accuracy) and is_number(value) and value > 0:
-            points.append(TradeoffPoint("baselines", baseline_label(model.name), float(value), float(model.val_accuracy)))
+        if (
+            model.kind == "baseline"
+            and is_number(model.val_accuracy)
+            and is_number(value)
+            and value > 0
+        ):
+            points.append(
+                TradeoffPoint(
+                    "baselines", baseline_label(model.name), float(value), float(model.val_accuracy)
+                )
+            )
     front = [points[i] for i in _pareto_front([(p.cost, p.accuracy) for p in points])]
     x_title = "parameters (log scale)" if cost == "params" else "training time, s (log scale)"
-    return TradeoffInfo(cost, x_title, "validation accuracy (every completed trial)", points, front, skipped)
+    return TradeoffInfo(
+        cost, x_title, "validation accuracy (every completed trial)", points, front, skipped
+    )
 
 
 def plot_tradeoff(info: TradeoffInfo, colors: Colors):
@@ -104,7 +122,9 @@ def plot_tradeoff(info: TradeoffInfo, colors: Colors):
             name=f"Pareto front ({len(info.front)} models)",
             hovertemplate=f"Pareto: %{{text}}<br>%{{x:,.0f}} {unit}<br>val accuracy %{{y:.2%}}<extra></extra>",
         )
-    title = "Accuracy against model size" if info.cost == "params" else "Accuracy against training time"
+    title = (
+        "Accuracy against model size" if info.cost == "params" else "Accuracy against training time"
+    )
     if info.skipped:
         title += f" ({info.skipped} trials without a recorded {'size' if info.cost == 'params' else 'time'} left out)"
     fig.update_layout(
@@ -130,5 +150,7 @@ def section(page: PageBuilder) -> None:
         if tradeoff.points:
             page.figure(f"tradeoff-{cost}", plot_tradeoff(tradeoff, page.colors))
         else:
-            page.empty(f"No completed trial or baseline with a recorded {'size' if cost == 'params' else 'training time'}.")
+            page.empty(
+                f"No completed trial or baseline with a recorded {'size' if cost == 'params' else 'training time'}."
+            )
     page.add("</div>")

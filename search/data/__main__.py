@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.data import DataNotFoundError, SplitError, format_data_report, locate_data, prepare_split
+from search.data import (
+    DataNotFoundError,
+    SplitError,
+    format_data_report,
+    locate_data,
+    prepare_split,
+)
 from search.results import read_json
 
 
@@ -18,11 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data", help="dataset folder (default: $ART_DATA, then ./data/art-images)")
         p.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
         p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-        p.add_argument("--rebuild-split", action="store_true",
-                       help="replace an existing split manifest (earlier results become incomparable)")
-        p.add_argument("--keep-split", action="store_true", default=None,
-                       help="keep the dataset's own train/ val/ test/ folders as the split (copies "
-                            "across them are left out of the later one) instead of re-splitting")
+        p.add_argument(
+            "--rebuild-split",
+            action="store_true",
+            help="replace an existing split manifest (earlier results become incomparable)",
+        )
+        p.add_argument(
+            "--keep-split",
+            action="store_true",
+            default=None,
+            help="keep the dataset's own train/ val/ test/ folders as the split (copies "
+            "across them are left out of the later one) instead of re-splitting",
+        )
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     download.add_argument("--to", default="data", help="where kagglehub should put the files")
     args = parser.parse_args(argv)
@@ -31,8 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         return _download(args.to)
     try:
         data_dir = locate_data(args.data)
-        manifest = prepare_split(data_dir, args.results, seed=args.seed, rebuild=args.rebuild_split,
-                                 keep_split=args.keep_split, progress=not args.no_progress)
+        manifest = prepare_split(
+            data_dir,
+            args.results,
+            seed=args.seed,
+            rebuild=args.rebuild_split,
+            keep_split=args.keep_split,
+            progress=not args.no_progress,
+        )
     except (DataNotFoundError, SplitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -49,9 +68,13 @@ def _download(target: str) -> int:
     except ImportError:
         print("error: kagglehub is not installed: pip install -e '.[download]'", file=sys.stderr)
         return 2
-    path = kagglehub.dataset_download("thedownhill/art-images-drawings-painting-sculpture-engraving")
-    print(f"Downloaded to {path}\nNow run with --data {path}/dataset/dataset_updated "
-          f"or export ART_DATA={path}/dataset/dataset_updated")
+    path = kagglehub.dataset_download(
+        "thedownhill/art-images-drawings-painting-sculpture-engraving"
+    )
+    print(
+        f"Downloaded to {path}\nNow run with --data {path}/dataset/dataset_updated "
+        f"or export ART_DATA={path}/dataset/dataset_updated"
+    )
     return 0
 
 

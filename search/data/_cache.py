@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,8 @@ def load_images(
         raise SplitError(
             f"the {split} images of split {manifest.path or manifest.digest} are not cached at "
             f"{image_size} px and not under {data_dir or manifest.data_root or 'a recorded folder'}"
-            " (data outside the project is recorded by digest only): set $ART_DATA to the dataset")
+            " (data outside the project is recorded by digest only): set $ART_DATA to the dataset"
+        )
     paths = [str(root / e["path"]) for e in entries]
     y = np.array([manifest.class_names.index(e["label"]) for e in entries], dtype=np.int32)
     x = decode_resized(paths, image_size, desc=f"decode {split}@{image_size}px", verbose=verbose)
@@ -69,8 +71,9 @@ def load_images(
     return np.load(x_path, mmap_mode="r"), y
 
 
-def decode_resized(paths: list[str], image_size: int, desc: str = "decode",
-                   verbose: bool = True) -> np.ndarray:
+def decode_resized(
+    paths: list[str], image_size: int, desc: str = "decode", verbose: bool = True
+) -> np.ndarray:
     """Decode and resize many files into one uint8 array, in parallel processes."""
     out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     jobs = [(p, image_size) for p in paths]
@@ -134,7 +137,8 @@ def make_dataset(
 
     def load(idx):
         *parts, labels = tf.numpy_function(
-            gather, [idx], (*(tf.as_dtype(a.dtype) for a in arrays), tf.int32))
+            gather, [idx], (*(tf.as_dtype(a.dtype) for a in arrays), tf.int32)
+        )
         for part, a in zip(parts, arrays):
             part.set_shape((None, *a.shape[1:]))
         labels.set_shape((None,))
@@ -159,8 +163,10 @@ class StackedRows:
         if not arrays:
             raise ValueError("StackedRows needs at least one array")
         if len({a.shape[1:] for a in arrays}) != 1 or len({a.dtype for a in arrays}) != 1:
-            raise ValueError("stacked arrays must share their row shape and dtype: "
-                             f"{[(a.shape[1:], str(a.dtype)) for a in arrays]}")
+            raise ValueError(
+                "stacked arrays must share their row shape and dtype: "
+                f"{[(a.shape[1:], str(a.dtype)) for a in arrays]}"
+            )
         self.arrays = arrays
         self.starts = np.cumsum([0, *(len(a) for a in arrays)])
         self.dtype = arrays[0].dtype

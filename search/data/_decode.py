@@ -6,9 +6,9 @@ import dataclasses
 import hashlib
 import os
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -47,8 +47,10 @@ def open_rgb(path: str | os.PathLike, max_side: int | None = None) -> Image.Imag
     is applied, so the network sees the picture upright, as a photo viewer shows it.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated files would "
-                           "be padded with grey instead of reported; unset it")
+        raise RuntimeError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated files would "
+            "be padded with grey instead of reported; unset it"
+        )
     with Image.open(path) as img:
         if max_side is not None and img.format == "JPEG":
             img.draft("RGB", (max_side, max_side))
@@ -89,10 +91,22 @@ def scan_file(args: tuple[str, str, str]) -> ScannedFile:
         return ScannedFile(rel_path, label, digest, ok=False, reason=f"{type(exc).__name__}: {exc}")
     width, height = img.size
     if width < 2 or height < 2:
-        return ScannedFile(rel_path, label, digest, ok=False, mode=mode,
-                           reason=f"image is {width}x{height} pixels, too small to use")
+        return ScannedFile(
+            rel_path,
+            label,
+            digest,
+            ok=False,
+            mode=mode,
+            reason=f"image is {width}x{height} pixels, too small to use",
+        )
     return ScannedFile(
-        rel_path, label, digest, ok=True, mode=mode, width=width, height=height,
+        rel_path,
+        label,
+        digest,
+        ok=True,
+        mode=mode,
+        width=width,
+        height=height,
         phash=str(imagehash.phash(img)),
     )
 

@@ -9,7 +9,7 @@ group, which errs on the side of keeping look-alikes together.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,12 +41,14 @@ def phash_to_uint64(hex_hashes: Sequence[str]) -> np.ndarray:
     return np.array([int(h, 16) for h in hex_hashes], dtype=np.uint64)
 
 
-def near_duplicate_pairs(hashes: np.ndarray, threshold: int, block: int = 1024) -> list[tuple[int, int]]:
+def near_duplicate_pairs(
+    hashes: np.ndarray, threshold: int, block: int = 1024
+) -> list[tuple[int, int]]:
     """All index pairs i < j with Hamming distance <= threshold (blocked all-pairs, vectorised)."""
     pairs = []
     n = len(hashes)
     for start in range(0, n, block):
-        chunk = hashes[start:start + block]
+        chunk = hashes[start : start + block]
         # Distances from this chunk to every later-or-equal index.
         distances = np.bitwise_count(chunk[:, None] ^ hashes[None, start:])
         rows, cols = np.nonzero(distances <= threshold)
@@ -103,8 +105,9 @@ def group_duplicates(
     return group_of, stats
 
 
-def find_copies(scanned: Sequence, entries: Sequence[dict], threshold: int = NEAR_DUPLICATE_THRESHOLD
-                ) -> list[tuple[str, str]]:
+def find_copies(
+    scanned: Sequence, entries: Sequence[dict], threshold: int = NEAR_DUPLICATE_THRESHOLD
+) -> list[tuple[str, str]]:
     """Pairs ``(scanned file, manifest entry)`` that are exact or near copies of each other.
 
     ``scanned`` are readable ``ScannedFile``s (from ``scan_files``); ``entries`` are split
@@ -125,4 +128,3 @@ def find_copies(scanned: Sequence, entries: Sequence[dict], threshold: int = NEA
         if distances[j] <= threshold:
             pairs.append((s.path, entries[j]["path"]))
     return pairs
-

@@ -24,8 +24,13 @@ _FOLDS = 20
 _EXAMPLES = 5
 
 
-def keep_given_split(manifest, report: dict[str, Any], given: dict[str, str | None], seed: int,
-                     fractions: Sequence[float]) -> tuple[Any, dict[str, Any]]:
+def keep_given_split(
+    manifest,
+    report: dict[str, Any],
+    given: dict[str, str | None],
+    seed: int,
+    fractions: Sequence[float],
+) -> tuple[Any, dict[str, Any]]:
     """Reassign ``manifest``'s entries (built pooled by ``build_split``) to the splits their
     folders give (``given``: path -> split, train among them); returns the manifest and its
     updated report."""
@@ -39,12 +44,17 @@ def keep_given_split(manifest, report: dict[str, Any], given: dict[str, str | No
     report = dict(report)
     report["kept_files"] = len(entries)
     report["given_split"] = {
-        "carved_from_train": {s: f"{_carved_share(s, missing, fractions):.0%} of train's pictures"
-                              for s in missing},
+        "carved_from_train": {
+            s: f"{_carved_share(s, missing, fractions):.0%} of train's pictures" for s in missing
+        },
         "crossing_copies": crossing,
     }
-    report["split"] = {**report["split"], "given": True, "digest": manifest.digest,
-                       "counts": manifest.counts()}
+    report["split"] = {
+        **report["split"],
+        "given": True,
+        "digest": manifest.digest,
+        "counts": manifest.counts(),
+    }
     return manifest, report
 
 
@@ -59,13 +69,23 @@ def _drop_crossing_copies(entries: list[dict[str, Any]], given: dict[str, str | 
         split = given[e["path"]]
         keeper = first[e["group"]]
         if given[keeper["path"]] != split:
-            dropped.append({"path": e["path"], "split": split, "copy_of": keeper["path"],
-                            "kept_in": given[keeper["path"]]})
+            dropped.append(
+                {
+                    "path": e["path"],
+                    "split": split,
+                    "copy_of": keeper["path"],
+                    "kept_in": given[keeper["path"]],
+                }
+            )
         else:
             kept.append({**e, "split": split})
     by_pair = collections.Counter(f"{d['kept_in']}/{d['split']}" for d in dropped)
-    return kept, {"files_left_out": len(dropped), "pictures": len({d["copy_of"] for d in dropped}),
-                  "by_splits": dict(by_pair), "examples": dropped[:_EXAMPLES]}
+    return kept, {
+        "files_left_out": len(dropped),
+        "pictures": len({d["copy_of"] for d in dropped}),
+        "by_splits": dict(by_pair),
+        "examples": dropped[:_EXAMPLES],
+    }
 
 
 def _carved_share(split: str, missing: list[str], fractions: Sequence[float]) -> float:
@@ -73,8 +93,9 @@ def _carved_share(split: str, missing: list[str], fractions: Sequence[float]) ->
     return round(_FOLDS * f[split] / (f["train"] + sum(f[s] for s in missing))) / _FOLDS
 
 
-def _carve_from_train(entries: list[dict[str, Any]], missing: list[str], seed: int,
-                      fractions: Sequence[float]) -> None:
+def _carve_from_train(
+    entries: list[dict[str, Any]], missing: list[str], seed: int, fractions: Sequence[float]
+) -> None:
     """Move whole duplicate groups of train, stratified folds, into the missing splits."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -107,10 +128,14 @@ def given_split_lines(report: dict[str, Any]) -> list[str]:
     if crossing["files_left_out"]:
         pairs = ", ".join(f"{n} {k.replace('/', ' -> ')}" for k, n in crossing["by_splits"].items())
         examples = "; ".join(f"{d['path']} ~ {d['copy_of']}" for d in crossing["examples"][:2])
-        out.append(f"warning: {crossing['files_left_out']} file(s) are copies of pictures in an earlier given "
-                   f"split ({pairs}) and are left out of the later one, so that no scored image "
-                   f"is a copy of a training one: e.g. {examples} (all in data_report.json)")
+        out.append(
+            f"warning: {crossing['files_left_out']} file(s) are copies of pictures in an earlier given "
+            f"split ({pairs}) and are left out of the later one, so that no scored image "
+            f"is a copy of a training one: e.g. {examples} (all in data_report.json)"
+        )
     for split, share in given["carved_from_train"].items():
-        out.append(f"note: no {split}/ folder: the {split} split is carved out of train ({share}, "
-                   "whole duplicate groups, stratified by class)")
+        out.append(
+            f"note: no {split}/ folder: the {split} split is carved out of train ({share}, "
+            "whole duplicate groups, stratified by class)"
+        )
     return out

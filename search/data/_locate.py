@@ -60,8 +60,10 @@ def locate_data(flag: str | os.PathLike | None = None) -> Path:
         if not any(candidate.iterdir()):
             what = "that folder is empty"
         else:
-            what = ("it holds neither split folders (train/, val/, test/ or the Kaggle "
-                    "training_set/, validation_set/) of class folders nor <class>/ folders of images")
+            what = (
+                "it holds neither split folders (train/, val/, test/ or the Kaggle "
+                "training_set/, validation_set/) of class folders nor <class>/ folders of images"
+            )
         raise DataNotFoundError(f"No dataset at {candidate} ({source}): {what}.\n{HOW_TO_GET_DATA}")
     return root
 
@@ -83,8 +85,10 @@ def class_folders(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        d for d in folder.iterdir()
-        if d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir() if f.is_file())
+        d
+        for d in folder.iterdir()
+        if d.is_dir()
+        and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir() if f.is_file())
     )
 
 
@@ -168,4 +172,5 @@ def _refuse_case_twins(class_dirs: list[Path]) -> None:
         if twin is not d:
             raise DataNotFoundError(
                 f"class folders {twin} and {d} differ only in case, so they would be one class "
-                f"{d.name.lower()!r}: merge them into one folder or rename one")
+                f"{d.name.lower()!r}: merge them into one folder or rename one"
+            )

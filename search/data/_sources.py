@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,9 @@ class DataSource:
         x, y = self.arrays(split, image_size)
         return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
-    def features(self, split: str, image_size: int, key: str | None, extractor,
-                 dtype=np.float32) -> tuple[Any, np.ndarray]:
+    def features(
+        self, split: str, image_size: int, key: str | None, extractor, dtype=np.float32
+    ) -> tuple[Any, np.ndarray]:
         """``extractor``'s outputs over a split's images, as ``dtype``, with the labels: one
         array, or a tuple of arrays for an extractor with several outputs (the activations a
         fine-tuning cut crosses).
@@ -97,12 +99,18 @@ class ArrayData(DataSource):
 
     _MEMORY_CACHES = ("_features", "_resized")
 
-    def __init__(self, splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
-                 name: str = "arrays"):
+    def __init__(
+        self,
+        splits: dict[str, tuple[np.ndarray, np.ndarray]],
+        class_names: Sequence[str],
+        name: str = "arrays",
+    ):
         missing = [s for s in SPLITS if s not in splits]
         if missing:
             raise ValueError(f"ArrayData needs splits {SPLITS}; missing {missing}")
-        self._splits = {k: (np.asarray(x), np.asarray(y, dtype=np.int32)) for k, (x, y) in splits.items()}
+        self._splits = {
+            k: (np.asarray(x), np.asarray(y, dtype=np.int32)) for k, (x, y) in splits.items()
+        }
         self.class_names = list(class_names)
         self.name = name
         self._resized: dict[tuple[str, int], np.ndarray] = {}
@@ -145,8 +153,15 @@ class ManifestData(DataSource):
 
     _MEMORY_CACHES = ("_features", "_current")
 
-    def __init__(self, manifest: Any, *, subset: float | None = None, seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True):
+    def __init__(
+        self,
+        manifest: Any,
+        *,
+        subset: float | None = None,
+        seed: int = 0,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ):
         self.manifest = manifest
         self.progress = progress  # decode bars (--no-progress hides them)
         self.class_names = list(manifest.class_names)
@@ -160,8 +175,13 @@ class ManifestData(DataSource):
         if held is not None and held[0] == image_size:
             return held[1], held[2]
         self._current.pop(split, None)  # drop the old size before loading the new one
-        x, y = load_images(self.manifest, split, image_size, cache_dir=self.cache_dir,
-                           verbose=getattr(self, "progress", True))
+        x, y = load_images(
+            self.manifest,
+            split,
+            image_size,
+            cache_dir=self.cache_dir,
+            verbose=getattr(self, "progress", True),
+        )
         keep = self._keep(split, y)
         if keep is not None:
             x, y = x[keep], y[keep]
@@ -171,9 +191,16 @@ class ManifestData(DataSource):
     def _compute_features(self, split, image_size, key, extractor, dtype):
         from search.data._features import cached_features
 
-        f = cached_features(self.manifest, split, image_size, key, extractor,
-                            cache_dir=self.cache_dir, dtype=dtype,
-                            verbose=getattr(self, "progress", True))
+        f = cached_features(
+            self.manifest,
+            split,
+            image_size,
+            key,
+            extractor,
+            cache_dir=self.cache_dir,
+            dtype=dtype,
+            verbose=getattr(self, "progress", True),
+        )
         y = self._manifest_labels(split)
         keep = self._keep(split, y)
         if keep is not None:
@@ -196,7 +223,9 @@ class ManifestData(DataSource):
     def _manifest_labels(self, split: str) -> np.ndarray:
         """Labels in manifest order (the order of load_images and cached features)."""
         names = self.class_names
-        return np.array([names.index(e["label"]) for e in self.manifest.subset(split)], dtype=np.int32)
+        return np.array(
+            [names.index(e["label"]) for e in self.manifest.subset(split)], dtype=np.int32
+        )
 
     def _keep(self, split: str, y: np.ndarray) -> np.ndarray | None:
         # --subset thins the training split only: validation stays whole so trials are
@@ -229,10 +258,15 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def load_search_data(data: str | os.PathLike | None = None, *,
-                     results: str | os.PathLike | None = None, subset: float | None = None,
-                     seed: int = 0, keep_split: bool | None = None,
-                     progress: bool = True) -> ManifestData:
+def load_search_data(
+    data: str | os.PathLike | None = None,
+    *,
+    results: str | os.PathLike | None = None,
+    subset: float | None = None,
+    seed: int = 0,
+    keep_split: bool | None = None,
+    progress: bool = True,
+) -> ManifestData:
     """The real dataset: located (flag, then $ART_DATA, then ./data), split once, cached.
 
     ``keep_split`` (``--keep-split``) keeps the dataset's own train/val/test folders instead of
@@ -241,14 +275,22 @@ def load_search_data(data: str | os.PathLike | None = None, *,
     from search.data._locate import locate_data
     from search.data._split import prepare_split
 
-    manifest = prepare_split(locate_data(data), results_dir=results, keep_split=keep_split,
-                             progress=progress)
-    return ManifestData(manifest, subset=subset, seed=seed, cache_dir=default_cache_dir(results),
-                        progress=progress)
+    manifest = prepare_split(
+        locate_data(data), results_dir=results, keep_split=keep_split, progress=progress
+    )
+    return ManifestData(
+        manifest, subset=subset, seed=seed, cache_dir=default_cache_dir(results), progress=progress
+    )
 
 
-def synthetic_data(n_train: int = 40, n_val: int = 20, n_test: int = 20, image_size: int = 32,
-                   num_classes: int = 5, seed: int = 0) -> ArrayData:
+def synthetic_data(
+    n_train: int = 40,
+    n_val: int = 20,
+    n_test: int = 20,
+    image_size: int = 32,
+    num_classes: int = 5,
+    seed: int = 0,
+) -> ArrayData:
     """A tiny learnable dataset: each class is a noisy image of its own colour."""
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, size=(num_classes, 3))

@@ -8,8 +8,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,13 +108,22 @@ class SplitManifest:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> "SplitManifest":
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> SplitManifest:
         if data.get("version") != MANIFEST_VERSION:
-            raise SplitError(f"{path}: manifest version {data.get('version')} is not "
-                             f"{MANIFEST_VERSION}; delete it to rebuild the split")
-        return cls(_resolve_root(data.get("data_root"), path), data["seed"],
-                   tuple(data["fractions"]), data["near_threshold"], data["class_names"],
-                   data["entries"], path, bool(data.get("given_split")))
+            raise SplitError(
+                f"{path}: manifest version {data.get('version')} is not "
+                f"{MANIFEST_VERSION}; delete it to rebuild the split"
+            )
+        return cls(
+            _resolve_root(data.get("data_root"), path),
+            data["seed"],
+            tuple(data["fractions"]),
+            data["near_threshold"],
+            data["class_names"],
+            data["entries"],
+            path,
+            bool(data.get("given_split")),
+        )
 
 
 def _project_of(manifest_path: Path) -> Path:
@@ -180,16 +190,26 @@ def prepare_split(
 
     files = list_labelled_files(data_dir)
     if not files:
-        raise SplitError(f"no image files under {data_dir} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)")
+        raise SplitError(
+            f"no image files under {data_dir} (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)"
+        )
     empty_folders = empty_class_folders(data_dir)
     given = _given_split_of(data_dir, files) if keep_split else {}
     if verbose:
-        print(f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
-              file=sys.stderr)
+        print(
+            f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
+            file=sys.stderr,
+        )
     scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose and progress))
-    manifest, report = build_split(scanned, str(data_dir.resolve()), seed, fractions, near_threshold,
-                                   empty_class_folders=empty_folders)
+    manifest, report = build_split(
+        scanned,
+        str(data_dir.resolve()),
+        seed,
+        fractions,
+        near_threshold,
+        empty_class_folders=empty_folders,
+    )
     notes = _split_folder_notes(data_dir, fractions, keep_split)
     if keep_split:
         manifest, report = keep_given_split(manifest, report, given, seed, fractions)
@@ -206,8 +226,14 @@ def prepare_split(
     return manifest
 
 
-def _reuse_manifest(manifest_path: Path, data_dir: Path, seed: int, fractions, keep_split: bool | None,
-                    verbose: bool) -> SplitManifest:
+def _reuse_manifest(
+    manifest_path: Path,
+    data_dir: Path,
+    seed: int,
+    fractions,
+    keep_split: bool | None,
+    verbose: bool,
+) -> SplitManifest:
     """The existing manifest, refused where it was built with other settings or other files."""
     manifest = load_manifest(manifest_path)
     manifest.data_root = str(data_dir.resolve())  # the same files may have moved
@@ -219,13 +245,22 @@ def _reuse_manifest(manifest_path: Path, data_dir: Path, seed: int, fractions, k
             "(--rebuild-split), which makes earlier results incomparable."
         )
     if keep_split is not None and keep_split != manifest.given_split:
-        how = "keeps the data's split folders" if manifest.given_split else "re-splits the pooled data"
-        raise SplitError(f"{manifest_path} {how}; run {'without' if manifest.given_split else 'with'} "
-                         "--keep-split, or rebuild the split on purpose (--rebuild-split)")
+        how = (
+            "keeps the data's split folders"
+            if manifest.given_split
+            else "re-splits the pooled data"
+        )
+        raise SplitError(
+            f"{manifest_path} {how}; run {'without' if manifest.given_split else 'with'} "
+            "--keep-split, or rebuild the split on purpose (--rebuild-split)"
+        )
     _check_files_present(manifest, data_dir)
     if verbose:
-        print(f"Using split {manifest_path} ({manifest.digest}): "
-              + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS), file=sys.stderr)
+        print(
+            f"Using split {manifest_path} ({manifest.digest}): "
+            + ", ".join(f"{s} {len(manifest.subset(s))}" for s in SPLITS),
+            file=sys.stderr,
+        )
     return manifest
 
 
@@ -235,8 +270,10 @@ def _given_split_of(data_dir: Path, files) -> dict[str, str | None]:
     given = dict(zip(paths, given_splits(data_dir, paths)))
     if "train" not in given.values():
         found = ", ".join(sorted(set(filter(None, given.values())))) or "no split folder"
-        raise SplitError(f"--keep-split needs a train/ (or training/) folder of class folders "
-                         f"under {data_dir}; it has {found}")
+        raise SplitError(
+            f"--keep-split needs a train/ (or training/) folder of class folders "
+            f"under {data_dir}; it has {found}"
+        )
     return given
 
 
@@ -246,13 +283,20 @@ def _split_folder_notes(data_dir: Path, fractions, keep_split: bool | None) -> l
     if not found:
         return []
     names = ", ".join(f"{d.name}/" for dirs in found.values() for d in dirs)
-    lines = [f"warning: {data_dir / name} is not a split folder (train/, val/, test/ or their usual "
-             "names); it is not read" for name in folders_beside_splits(data_dir)]
+    lines = [
+        f"warning: {data_dir / name} is not a split folder (train/, val/, test/ or their usual "
+        "names); it is not read"
+        for name in folders_beside_splits(data_dir)
+    ]
     if keep_split:
         return lines + [f"note: keeping the split of {names} under {data_dir} (--keep-split)"]
     split = "/".join(f"{round(f * 100)}" for f in fractions)
-    return lines + [(f"note: {names} under {data_dir} are pooled and re-split leak-free "
-                     f"{split} (--keep-split keeps their split)")]
+    return lines + [
+        (
+            f"note: {names} under {data_dir} are pooled and re-split leak-free "
+            f"{split} (--keep-split keeps their split)"
+        )
+    ]
 
 
 def load_manifest(path: str | os.PathLike) -> SplitManifest:
@@ -284,10 +328,13 @@ def build_split(
     corrupt = [s for s in scanned if not s.ok]
     if not readable:
         examples = "; ".join(f"{s.path}: {s.reason}" for s in corrupt[:3])
-        raise SplitError(f"none of the {len(scanned)} image files under {data_root} could be "
-                         f"decoded (e.g. {examples}); point --data at a folder of readable images")
-    group_of, dup_stats = group_duplicates([s.sha256 for s in readable],
-                                           [s.phash for s in readable], near_threshold)
+        raise SplitError(
+            f"none of the {len(scanned)} image files under {data_root} could be "
+            f"decoded (e.g. {examples}); point --data at a folder of readable images"
+        )
+    group_of, dup_stats = group_duplicates(
+        [s.sha256 for s in readable], [s.phash for s in readable], near_threshold
+    )
 
     labels_of_group: dict[int, set[str]] = collections.defaultdict(set)
     for s, g in zip(readable, group_of):
@@ -302,20 +349,48 @@ def build_split(
     _check_enough_pictures(labels, groups, class_names, data_root, fractions)
     split_of_row = _assign_splits(labels, groups, seed, fractions)
     entries = [
-        {"path": s.path, "label": s.label, "split": split, "group": g,
-         "sha256": s.sha256, "phash": s.phash}
+        {
+            "path": s.path,
+            "label": s.label,
+            "split": split,
+            "group": g,
+            "sha256": s.sha256,
+            "phash": s.phash,
+        }
         for (s, g), split in zip(kept, split_of_row)
     ]
     manifest = SplitManifest(data_root, seed, fractions, near_threshold, class_names, entries)
     manifest.check_disjoint()
 
-    report = _split_report(scanned, readable, corrupt, group_of, conflicting, dup_stats, kept,
-                           groups, left_out, empty_class_folders, manifest)
+    report = _split_report(
+        scanned,
+        readable,
+        corrupt,
+        group_of,
+        conflicting,
+        dup_stats,
+        kept,
+        groups,
+        left_out,
+        empty_class_folders,
+        manifest,
+    )
     return manifest, report
 
 
-def _split_report(scanned, readable, corrupt, group_of, conflicting, dup_stats, kept, groups,
-                  left_out, empty_class_folders, manifest: SplitManifest) -> dict[str, Any]:
+def _split_report(
+    scanned,
+    readable,
+    corrupt,
+    group_of,
+    conflicting,
+    dup_stats,
+    kept,
+    groups,
+    left_out,
+    empty_class_folders,
+    manifest: SplitManifest,
+) -> dict[str, Any]:
     """What the split kept and left out, and why (``split_report.json``)."""
     conflict_files = collections.defaultdict(list)
     for s, g in zip(readable, group_of):
@@ -325,28 +400,43 @@ def _split_report(scanned, readable, corrupt, group_of, conflicting, dup_stats, 
         "data_root": manifest.data_root,
         "files": len(scanned),
         "decoded": len(readable),
-        "corrupt": {"count": len(corrupt),
-                    "files": [{"path": s.path, "reason": s.reason} for s in corrupt]},
-        "modes_converted_to_rgb": dict(collections.Counter(s.mode for s in readable if s.mode != "RGB")),
+        "corrupt": {
+            "count": len(corrupt),
+            "files": [{"path": s.path, "reason": s.reason} for s in corrupt],
+        },
+        "modes_converted_to_rgb": dict(
+            collections.Counter(s.mode for s in readable if s.mode != "RGB")
+        ),
         "duplicates": {"near_threshold_bits": manifest.near_threshold, **dup_stats},
-        "label_conflicts": {"groups": len(conflicting),
-                            "files": sum(len(v) for v in conflict_files.values()),
-                            "detail": list(conflict_files.values())},
+        "label_conflicts": {
+            "groups": len(conflicting),
+            "files": sum(len(v) for v in conflict_files.values()),
+            "detail": list(conflict_files.values()),
+        },
         "empty_class_folders": list(empty_class_folders),
         "classes_left_out": left_out,
         "kept_files": len(kept),
         "kept_groups": len(set(groups.tolist())),
-        "split": {"seed": manifest.seed, "fractions": list(manifest.fractions), "digest": manifest.digest,
-                  "counts": manifest.counts()},
+        "split": {
+            "seed": manifest.seed,
+            "fractions": list(manifest.fractions),
+            "digest": manifest.digest,
+            "counts": manifest.counts(),
+        },
     }
 
 
 def _check_two_classes(class_names, left_out, empty_class_folders, data_root) -> None:
     if len(class_names) < 2:
-        found = (f"only one class with usable images, {class_names[0]!r}" if class_names
-                 else "no class with usable images")
+        found = (
+            f"only one class with usable images, {class_names[0]!r}"
+            if class_names
+            else "no class with usable images"
+        )
         also = "".join(f"; class {c['class']!r} was left out: {c['reason']}" for c in left_out)
-        also += "".join(f"; class folder {folder} holds no image files" for folder in empty_class_folders)
+        also += "".join(
+            f"; class folder {folder} holds no image files" for folder in empty_class_folders
+        )
         raise SplitError(
             f"{data_root} has {found}{also}. A classifier needs at least two classes: give the "
             "data folder one <class>/ sub-folder of images per class"
@@ -355,12 +445,17 @@ def _check_two_classes(class_names, left_out, empty_class_folders, data_root) ->
 
 def _check_enough_pictures(labels, groups, class_names, data_root, fractions) -> None:
     """Every class needs a distinct picture (duplicate group) in each fold."""
-    n_groups_per_class = [len({g for g, l in zip(groups, labels) if l == c}) for c in range(len(class_names))]
+    n_groups_per_class = [
+        len({g for g, label in zip(groups, labels) if label == c}) for c in range(len(class_names))
+    ]
     n_files_per_class = np.bincount(labels, minlength=len(class_names))
     too_few = [c for c, n in enumerate(n_groups_per_class) if n < _FOLDS]
     if too_few:
-        named = ", ".join(f"{class_names[c]!r} has only {n_groups_per_class[c]} "
-                          f"(in {int(n_files_per_class[c])} files)" for c in too_few)
+        named = ", ".join(
+            f"{class_names[c]!r} has only {n_groups_per_class[c]} "
+            f"(in {int(n_files_per_class[c])} files)"
+            for c in too_few
+        )
         raise SplitError(
             f"too few distinct pictures under {data_root}: class {named}, and every class needs "
             f"at least {_FOLDS} distinct pictures. The leak-free "
@@ -386,71 +481,107 @@ def _assign_splits(labels, groups, seed: int, fractions) -> list[str]:
     n_val = round(fractions[1] * _FOLDS)
     split_of_fold = {}
     for rank, fold in enumerate(fold_order):
-        split_of_fold[int(fold)] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+        split_of_fold[int(fold)] = (
+            "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+        )
     return [split_of_fold[int(f)] for f in folds]
 
 
-def _classes_left_out(scanned, class_names, conflicting, readable, group_of) -> list[dict[str, Any]]:
+def _classes_left_out(
+    scanned, class_names, conflicting, readable, group_of
+) -> list[dict[str, Any]]:
     """Classes that had files but keep none (all undecodable, or all in label conflicts)."""
     files = collections.Counter(s.label for s in scanned)
     corrupt = collections.Counter(s.label for s in scanned if not s.ok)
-    conflicts = collections.Counter(s.label for s, g in zip(readable, group_of)
-                                    if int(g) in conflicting)
+    conflicts = collections.Counter(
+        s.label for s, g in zip(readable, group_of) if int(g) in conflicting
+    )
     out = []
     for label in sorted(set(files) - set(class_names)):
         if corrupt[label] == files[label]:
             reason = f"none of its {files[label]} files could be decoded"
         else:
-            reason = (f"of its {files[label]} files, {corrupt[label]} could not be decoded and "
-                      f"{conflicts[label]} are copies of pictures filed under another class")
-        out.append({"class": label, "files": files[label], "corrupt": corrupt[label],
-                    "label_conflicts": conflicts[label], "reason": reason})
+            reason = (
+                f"of its {files[label]} files, {corrupt[label]} could not be decoded and "
+                f"{conflicts[label]} are copies of pictures filed under another class"
+            )
+        out.append(
+            {
+                "class": label,
+                "files": files[label],
+                "corrupt": corrupt[label],
+                "label_conflicts": conflicts[label],
+                "reason": reason,
+            }
+        )
     return out
 
 
 def report_warnings(report: dict[str, Any]) -> list[str]:
     """What a data report says was left out without failing, one sentence each."""
     root = report.get("data_root", "")
-    out = [f"class folder {root}/{folder} holds no image files; it is left out"
-           for folder in report.get("empty_class_folders", [])]
+    out = [
+        f"class folder {root}/{folder} holds no image files; it is left out"
+        for folder in report.get("empty_class_folders", [])
+    ]
     corrupt = report.get("corrupt", {}).get("files", [])
     if corrupt:
-        out.append(f"{len(corrupt)} file(s) under {root} could not be decoded and are skipped: "
-                   + _first_files(corrupt, with_reason=True))
-    out += [f"class {c['class']!r} under {root} is left out: {c['reason']}"
-            for c in report.get("classes_left_out", [])]
+        out.append(
+            f"{len(corrupt)} file(s) under {root} could not be decoded and are skipped: "
+            + _first_files(corrupt, with_reason=True)
+        )
+    out += [
+        f"class {c['class']!r} under {root} is left out: {c['reason']}"
+        for c in report.get("classes_left_out", [])
+    ]
     return out
 
 
 def format_data_report(report: dict[str, Any]) -> str:
     d = report["duplicates"]
     lines = [
-        (f"files: {report['files']}  decoded: {report['decoded']}  corrupt (skipped): {report['corrupt']['count']}"
-         + (f" ({_first_files(report['corrupt']['files'])})" if report["corrupt"].get("files") else "")),
+        (
+            f"files: {report['files']}  decoded: {report['decoded']}  corrupt (skipped): {report['corrupt']['count']}"
+            + (
+                f" ({_first_files(report['corrupt']['files'])})"
+                if report["corrupt"].get("files")
+                else ""
+            )
+        ),
         f"exact-duplicate groups: {d['exact_groups']} ({d['exact_files']} files)   "
         f"near-duplicate groups (phash <= {d['near_threshold_bits']} bits): {d['near_groups']} ({d['near_files']} files)",
         f"label conflicts left out: {report['label_conflicts']['groups']} groups "
         f"({report['label_conflicts']['files']} files)",
     ]
     if report.get("empty_class_folders"):
-        lines.append("empty class folders (no image files, left out): "
-                     + ", ".join(report["empty_class_folders"]))
+        lines.append(
+            "empty class folders (no image files, left out): "
+            + ", ".join(report["empty_class_folders"])
+        )
     for c in report.get("classes_left_out", []):
         lines.append(f"class left out: {c['class']} ({c['reason']})")
     if report.get("given_split"):
         crossing = report["given_split"]["crossing_copies"]
-        carved = "".join(f"; {s} carved out of train ({share})"
-                         for s, share in report["given_split"]["carved_from_train"].items())
-        lines.append(f"split kept from the folders (--keep-split): {crossing['files_left_out']} "
-                     f"copies across given splits left out{carved}")
-    lines.append(f"kept: {report['kept_files']} files in {report['kept_groups']} "
-                 "distinct-image groups")
+        carved = "".join(
+            f"; {s} carved out of train ({share})"
+            for s, share in report["given_split"]["carved_from_train"].items()
+        )
+        lines.append(
+            f"split kept from the folders (--keep-split): {crossing['files_left_out']} "
+            f"copies across given splits left out{carved}"
+        )
+    lines.append(
+        f"kept: {report['kept_files']} files in {report['kept_groups']} distinct-image groups"
+    )
     counts = report["split"]["counts"]
     classes = list(next(iter(counts.values())))
     lines.append(f"{'split':<7}" + "".join(f"{c[:11]:>12}" for c in classes) + f"{'total':>8}")
     for split, per_class in counts.items():
-        lines.append(f"{split:<7}" + "".join(f"{per_class[c]:>12}" for c in classes)
-                     + f"{sum(per_class.values()):>8}")
+        lines.append(
+            f"{split:<7}"
+            + "".join(f"{per_class[c]:>12}" for c in classes)
+            + f"{sum(per_class.values()):>8}"
+        )
     return "\n".join(lines)
 
 
@@ -458,8 +589,9 @@ _NAMED_FILES = 3  # files named in a one-line warning; the report lists them all
 
 
 def _first_files(files: list[dict[str, Any]], with_reason: bool = False) -> str:
-    named = ", ".join(f"{f['path']}" + (f" ({f['reason']})" if with_reason else "")
-                      for f in files[:_NAMED_FILES])
+    named = ", ".join(
+        f"{f['path']}" + (f" ({f['reason']})" if with_reason else "") for f in files[:_NAMED_FILES]
+    )
     more = len(files) - _NAMED_FILES
     return named + (f" and {more} more (data_report.json lists them all)" if more > 0 else "")
 
@@ -467,11 +599,15 @@ def _first_files(files: list[dict[str, Any]], with_reason: bool = False) -> str:
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     fr = tuple(float(f) for f in fractions)
     if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
-        raise SplitError(f"split fractions {list(fractions)} must be three numbers (train, val, "
-                         "test) that add up to 1")
+        raise SplitError(
+            f"split fractions {list(fractions)} must be three numbers (train, val, "
+            "test) that add up to 1"
+        )
     if any(abs(f * _FOLDS - round(f * _FOLDS)) > 1e-6 for f in fr) or fr[0] == 0:
-        raise SplitError(f"split fractions {list(fractions)} must be multiples of {1 / _FOLDS} "
-                         f"(the split is built from {_FOLDS} stratified folds), e.g. 0.7 0.15 0.15")
+        raise SplitError(
+            f"split fractions {list(fractions)} must be multiples of {1 / _FOLDS} "
+            f"(the split is built from {_FOLDS} stratified folds), e.g. 0.7 0.15 0.15"
+        )
     return fr
 
 

@@ -11,7 +11,8 @@ import abc
 import math
 import sys
 import time
-from typing import Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from search._files import first_line
 from search.results import TrialRecord, describe_lines
@@ -33,14 +34,23 @@ class Progress:
         best = study.best_record()
         self.best = best.val_accuracy if best else None
         self.times: list[float] = []
-        self.bar = tqdm(total=total, initial=min(done, total), desc=study.name, unit="trial",
-                        file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=min(done, total),
+            desc=study.name,
+            unit="trial",
+            file=sys.stderr,
+            disable=not enabled,
+            dynamic_ncols=True,
+        )
         self._refresh(None)
 
     def update(self, record: TrialRecord) -> None:
         self.times.append(record.wall_time_s)
         if record.state == "COMPLETE" and record.val_accuracy is not None:
-            self.best = record.val_accuracy if self.best is None else max(self.best, record.val_accuracy)
+            self.best = (
+                record.val_accuracy if self.best is None else max(self.best, record.val_accuracy)
+            )
         self.done += 1
         if record.state == "FAIL":
             self.bar.write(f"trial {record.number} failed: {record.error}", file=sys.stderr)
@@ -61,8 +71,9 @@ class Progress:
             def on_epoch_end(self, epoch, logs=None):
                 val = (logs or {}).get("val_accuracy")
                 of = f"/{epochs}" if epoch < epochs else ""
-                bar.running = (f"#{number} epoch {epoch + 1}{of}"
-                               + (f" val {float(val):.3f}" if val is not None else ""))
+                bar.running = f"#{number} epoch {epoch + 1}{of}" + (
+                    f" val {float(val):.3f}" if val is not None else ""
+                )
                 bar._refresh(None)
 
         return EpochReporter()
@@ -91,12 +102,22 @@ class Engine(abc.ABC):
     # The --algorithm choices; the first is the default.
     algorithms: ClassVar[tuple[str, ...]]
 
-    def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, references: bool = True,
-                 starting_points: bool = True, ladder: Any = None):
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        seed: int = 0,
+        pruner: str | None = None,
+        storage: str | None = None,
+        references: bool = True,
+        starting_points: bool = True,
+        ladder: Any = None,
+    ):
         if algorithm not in self.algorithms:
-            raise SearchError(f"unknown algorithm {algorithm!r} for engine {self.name!r}; "
-                              f"choices: {', '.join(self.algorithms)}")
+            raise SearchError(
+                f"unknown algorithm {algorithm!r} for engine {self.name!r}; "
+                f"choices: {', '.join(self.algorithms)}"
+            )
         self.algorithm = algorithm
         self.seed = seed
         self.pruner = pruner
@@ -114,12 +135,19 @@ class Engine(abc.ABC):
         wrote in."""
         refs = space.reference_configs() if self.references else []
         starts = space.starting_configs() if self.starting_points else []
-        return ([(c, {"reference": True}) for c in refs]
-                + [(c, {"starting": True}) for c in starts])
+        return [(c, {"reference": True}) for c in refs] + [(c, {"starting": True}) for c in starts]
 
     @abc.abstractmethod
-    def run(self, runner, study: Study, *, trials: int, epochs: int,
-            max_time: float | None = None, progress: bool = True) -> None:
+    def run(
+        self,
+        runner,
+        study: Study,
+        *,
+        trials: int,
+        epochs: int,
+        max_time: float | None = None,
+        progress: bool = True,
+    ) -> None:
         """Run trials until ``trials`` have finished in this study (earlier runs included) or
         ``max_time`` seconds have passed; never rerun a finished trial. Starts with
         :meth:`reconcile`."""
@@ -131,8 +159,10 @@ class Engine(abc.ABC):
         rows of finished trials that have none (:func:`rederived_record`)."""
         moved = study.set_aside_unreadable()
         if moved:
-            warn(f"{study.trials_path}: {describe_lines([u.line for u in moved])}; moved to "
-                 f"{study.trials_path}.unreadable")
+            warn(
+                f"{study.trials_path}: {describe_lines([u.line for u in moved])}; moved to "
+                f"{study.trials_path}.unreadable"
+            )
 
 
 def warn(message: str) -> None:
@@ -146,18 +176,35 @@ def warn_rederived(study: Study, rows: list[TrialRecord], source: str) -> None:
         return
     n = len(rows)
     numbers = ", ".join(str(r.number) for r in rows[:20]) + (", ..." if n > 20 else "")
-    warn(f"{n} finished trial{'s' if n != 1 else ''} ({numbers}) had no readable row in "
-         f"{study.trials_path}; {'their rows were' if n != 1 else 'its row was'} re-derived from "
-         f"{source} (configuration, state, validation accuracy; the per-epoch history is lost)")
+    warn(
+        f"{n} finished trial{'s' if n != 1 else ''} ({numbers}) had no readable row in "
+        f"{study.trials_path}; {'their rows were' if n != 1 else 'its row was'} re-derived from "
+        f"{source} (configuration, state, validation accuracy; the per-epoch history is lost)"
+    )
 
 
-def rederived_record(runner, *, trial_id: str, number: int, state: str, config: dict[str, Any],
-                     note: str, **fields: Any) -> TrialRecord:
+def rederived_record(
+    runner,
+    *,
+    trial_id: str,
+    number: int,
+    state: str,
+    config: dict[str, Any],
+    note: str,
+    **fields: Any,
+) -> TrialRecord:
     """The row of a finished trial rebuilt from an engine's own records (its table row was
     lost): ``note`` goes into ``error``; the model's size is counted by building ``config``
     again (no training, no weights)."""
-    return TrialRecord(**runner.labels, trial_id=str(trial_id), number=int(number), state=state,
-                       config=dict(config), error=note, **{**_model_size(runner, config, number), **fields})
+    return TrialRecord(
+        **runner.labels,
+        trial_id=str(trial_id),
+        number=int(number),
+        state=state,
+        config=dict(config),
+        error=note,
+        **{**_model_size(runner, config, number), **fields},
+    )
 
 
 def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
@@ -177,8 +224,10 @@ def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
             size["input_size"] = int(shape[1])
         return size
     except Exception as exc:  # noqa: BLE001 - the size is a nicety; the row is what matters
-        warn(f"trial {number}'s re-derived row has no parameter counts: building its "
-             f"configuration failed ({type(exc).__name__}: {first_line(exc, 200)})")
+        warn(
+            f"trial {number}'s re-derived row has no parameter counts: building its "
+            f"configuration failed ({type(exc).__name__}: {first_line(exc, 200)})"
+        )
         return {}
     finally:
         keras.backend.clear_session()
@@ -186,7 +235,7 @@ def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
 
 # name -> the engine class, or "module:Class" for a built-in one imported on first use (an
 # engine loads its library, keras-tuner or Optuna, only when it runs).
-ENGINES: dict[str, "str | type[Engine]"] = {
+ENGINES: dict[str, str | type[Engine]] = {
     "keras-tuner": "search.engines.keras_tuner:KerasTunerEngine",
     "optuna": "search.engines.optuna:OptunaEngine",
 }
@@ -203,7 +252,9 @@ def register_engine(name: str) -> Callable[[E], E]:
         if not (isinstance(cls, type) and issubclass(cls, Engine)):
             raise TypeError(f"@register_engine({name!r}) expects an Engine subclass, got {cls!r}")
         if not getattr(cls, "algorithms", ()):
-            raise TypeError(f"engine {cls.__qualname__} names no algorithms (its first is the default)")
+            raise TypeError(
+                f"engine {cls.__qualname__} names no algorithms (its first is the default)"
+            )
         existing = ENGINES.get(name)
         if isinstance(existing, type) and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"engine {name!r} is already registered by {existing.__qualname__}")
@@ -235,8 +286,11 @@ def get_engine(name: str, algorithm: str | None = None, **kwargs: Any) -> Engine
 
 def algorithms_help() -> str:
     """Each registered engine's algorithms, its default first: for ``--algorithm``'s help."""
-    return "; ".join(f"{name}: {' | '.join(engine_class(name).algorithms)} "
-                     f"(default {engine_class(name).algorithms[0]})" for name in ENGINES)
+    return "; ".join(
+        f"{name}: {' | '.join(engine_class(name).algorithms)} "
+        f"(default {engine_class(name).algorithms[0]})"
+        for name in ENGINES
+    )
 
 
 def takes_option(name: str, option: str) -> bool:

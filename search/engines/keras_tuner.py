@@ -87,8 +87,15 @@ def _oracle_classes():
     return {"random": RandomOracle, "bayesian": BayesianOracle, "hyperband": HyperbandOracle}
 
 
-def make_oracle(algorithm: str, first_configs: list[dict[str, Any]], *, trials: int, epochs: int,
-                seed: int, deadline: float | None = None):
+def make_oracle(
+    algorithm: str,
+    first_configs: list[dict[str, Any]],
+    *,
+    trials: int,
+    epochs: int,
+    seed: int,
+    deadline: float | None = None,
+):
     """A keras-tuner oracle for ``algorithm`` that runs ``first_configs`` (a space's
     references and starting points, ``Engine.first_configs``) before its own draws."""
     kt = _kt()
@@ -98,13 +105,15 @@ def make_oracle(algorithm: str, first_configs: list[dict[str, Any]], *, trials: 
     # keras-tuner replaces a falsy seed by a random one (`seed or random.randint(...)`), so
     # seed 0, our default, would not reproduce: shift every seed by one.
     kt_seed = seed + 1 if seed >= 0 else seed
-    common = dict(objective=kt.Objective(OBJECTIVE, "max"), seed=kt_seed,
-                  max_consecutive_failed_trials=10**9)
+    common = dict(
+        objective=kt.Objective(OBJECTIVE, "max"), seed=kt_seed, max_consecutive_failed_trials=10**9
+    )
     if algorithm == "hyperband":
         # Brackets repeat until --trials is reached (hyperband_iterations would otherwise stop
         # a small-epoch search after one bracket of a couple of trials).
-        oracle = classes[algorithm](max_epochs=max(epochs, 1), factor=3,
-                                    hyperband_iterations=10**9, **common)
+        oracle = classes[algorithm](
+            max_epochs=max(epochs, 1), factor=3, hyperband_iterations=10**9, **common
+        )
         oracle.max_trials = trials  # Hyperband has no max_trials argument; create_trial honours it
     else:
         oracle = classes[algorithm](max_trials=trials, **common)
@@ -137,8 +146,13 @@ def _tuner_class():
             self.study = study
             self.epochs = epochs
             self.progress = progress
-            super().__init__(oracle=oracle, hypermodel=_space_hypermodel(runner.space, runner.ctx),
-                             directory=str(study.dir), project_name="tuner", overwrite=False)
+            super().__init__(
+                oracle=oracle,
+                hypermodel=_space_hypermodel(runner.space, runner.ctx),
+                directory=str(study.dir),
+                project_name="tuner",
+                overwrite=False,
+            )
 
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
@@ -152,10 +166,17 @@ def _tuner_class():
             record = self._already_finished(trial)
             if record is None:
                 shown = [self.progress.epoch_reporter(int(trial.trial_id), epochs)]
-                record = self.runner.run(hp, TrialRequest(
-                    trial_id=trial.trial_id, number=int(trial.trial_id), epochs=epochs,
-                    callbacks=shown, warm_start=self._warm_start(hp) if warm_starts else None,
-                    keep_weights=warm_starts))
+                record = self.runner.run(
+                    hp,
+                    TrialRequest(
+                        trial_id=trial.trial_id,
+                        number=int(trial.trial_id),
+                        epochs=epochs,
+                        callbacks=shown,
+                        warm_start=self._warm_start(hp) if warm_starts else None,
+                        keep_weights=warm_starts,
+                    ),
+                )
             self.progress.update(record)
             if record.state != "COMPLETE":
                 raise _kt().errors.FailedTrialError(record.error or record.state)
@@ -183,7 +204,8 @@ def _tuner_class():
 
         def load_model(self, trial):
             raise NotImplementedError(
-                f"per-trial models are not kept; the best model is {self.study.best_model_path}")
+                f"per-trial models are not kept; the best model is {self.study.best_model_path}"
+            )
 
     return SpaceTuner
 
@@ -192,18 +214,32 @@ class KerasTunerEngine(Engine):
     name = "keras-tuner"
     algorithms = ("random", "bayesian", "hyperband")
 
-    def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, references: bool = True,
-                 starting_points: bool = True, ladder=None):
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        seed: int = 0,
+        pruner: str | None = None,
+        storage: str | None = None,
+        references: bool = True,
+        starting_points: bool = True,
+        ladder=None,
+    ):
         if ladder is not None:
-            raise SearchError("--rungs needs --engine optuna: keras-tuner's Hyperband promotes "
-                              "trials over epochs only (--algorithm hyperband)")
+            raise SearchError(
+                "--rungs needs --engine optuna: keras-tuner's Hyperband promotes "
+                "trials over epochs only (--algorithm hyperband)"
+            )
         if pruner not in (None, "none"):
-            raise SearchError(f"--pruner {pruner!r} applies to --engine optuna only; keras-tuner "
-                              "prunes through --algorithm hyperband")
+            raise SearchError(
+                f"--pruner {pruner!r} applies to --engine optuna only; keras-tuner "
+                "prunes through --algorithm hyperband"
+            )
         if storage is not None:
-            raise SearchError("--storage is an Optuna database URL; keras-tuner keeps its state "
-                              "in results/searches/<study>/tuner/")
+            raise SearchError(
+                "--storage is an Optuna database URL; keras-tuner keeps its state "
+                "in results/searches/<study>/tuner/"
+            )
         chief_worker = [v for v in _CHIEF_WORKER_VARIABLES if v in os.environ]
         if chief_worker:
             raise SearchError(
@@ -211,16 +247,32 @@ class KerasTunerEngine(Engine):
                 "keras-tuner's chief/worker mode does not work with this runner (each worker "
                 "would keep its own table and best model, and a dead worker's trial is never "
                 "retried); unset them, and for many workers on one study use --engine optuna "
-                "--storage postgresql://... (README, Search)")
-        super().__init__(algorithm, seed=seed, references=references,
-                         starting_points=starting_points)
+                "--storage postgresql://... (README, Search)"
+            )
+        super().__init__(
+            algorithm, seed=seed, references=references, starting_points=starting_points
+        )
 
-    def run(self, runner, study: Study, *, trials: int, epochs: int,
-            max_time: float | None = None, progress: bool = True) -> None:
+    def run(
+        self,
+        runner,
+        study: Study,
+        *,
+        trials: int,
+        epochs: int,
+        max_time: float | None = None,
+        progress: bool = True,
+    ) -> None:
         self.reconcile(runner, study, epochs=epochs)
         first = [config for config, _ in self.first_configs(runner.space)]
-        oracle = make_oracle(self.algorithm, first, trials=trials, epochs=epochs,
-                             seed=self.seed, deadline=deadline_from(max_time))
+        oracle = make_oracle(
+            self.algorithm,
+            first,
+            trials=trials,
+            epochs=epochs,
+            seed=self.seed,
+            deadline=deadline_from(max_time),
+        )
         done = len(study.records())
         bar = Progress(trials, done, study, enabled=progress)  # disabled, it shows nothing
         try:
@@ -237,13 +289,19 @@ class KerasTunerEngine(Engine):
         super().reconcile(runner, study, epochs=epochs)
         rows = {r.trial_id for r in study.records()}
         rederived = []
-        for path, state in _trial_records(study.dir / "tuner"):
-            if state.get("status") in ("COMPLETED", "FAILED") and str(state.get("trial_id")) not in rows:
+        for _path, state in _trial_records(study.dir / "tuner"):
+            if (
+                state.get("status") in ("COMPLETED", "FAILED")
+                and str(state.get("trial_id")) not in rows
+            ):
                 record = record_from_keras_tuner(runner, state, epochs)
                 study.append(record)
                 rederived.append(record)
-        warn_rederived(study, sorted(rederived, key=lambda r: r.number),
-                       f"keras-tuner's trial records in {study.dir / 'tuner'}")
+        warn_rederived(
+            study,
+            sorted(rederived, key=lambda r: r.number),
+            f"keras-tuner's trial records in {study.dir / 'tuner'}",
+        )
 
 
 def _trial_records(project: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -276,7 +334,12 @@ def record_from_keras_tuner(runner, state: dict[str, Any], epochs: int):
     trial_id = str(state["trial_id"])
     budget = hps.values.get("tuner/epochs")
     return rederived_record(
-        runner, trial_id=trial_id, number=int(trial_id), state="COMPLETE" if complete else "FAIL",
-        config=hp_config(hps), note=note,
+        runner,
+        trial_id=trial_id,
+        number=int(trial_id),
+        state="COMPLETE" if complete else "FAIL",
+        config=hp_config(hps),
+        note=note,
         val_accuracy=float(state["score"]) if complete else None,
-        epochs_run=int(budget) if budget is not None else (epochs if complete else 0))
+        epochs_run=int(budget) if budget is not None else (epochs if complete else 0),
+    )

@@ -10,7 +10,8 @@ rung's, and says so when a rung does not predict it.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Below this rank correlation a rung's promotions are not much better than a coin's.
 WEAK_CORRELATION = 0.5
@@ -20,8 +21,11 @@ MIN_TRIALS_FOR_CORRELATION = 5
 
 def rung_scores(record: Any) -> dict[int, float]:
     """``{rung: best validation accuracy in that rung}`` of one row (empty: no rungs)."""
-    return {int(r["rung"]): float(r["val_accuracy"]) for r in (getattr(record, "rungs", None) or [])
-            if r.get("val_accuracy") is not None}
+    return {
+        int(r["rung"]): float(r["val_accuracy"])
+        for r in (getattr(record, "rungs", None) or [])
+        if r.get("val_accuracy") is not None
+    }
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
@@ -52,11 +56,15 @@ def rung_report(records: Iterable[Any]) -> dict[str, Any] | None:
         rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
         correlations.append({"rung": k, "n": len(pairs), "spearman": rho})
         if len(pairs) < MIN_TRIALS_FOR_CORRELATION:
-            warnings.append(f"rung {k}: only {len(pairs)} trial(s) reached the top rung, too few to "
-                            "tell whether this rung predicts it")
+            warnings.append(
+                f"rung {k}: only {len(pairs)} trial(s) reached the top rung, too few to "
+                "tell whether this rung predicts it"
+            )
         elif rho is None or rho < WEAK_CORRELATION:
             shown = "undefined" if rho is None else f"{rho:.2f}"
-            warnings.append(f"rung {k} does not predict the top rung (Spearman {shown} over "
-                            f"{len(pairs)} trials): its promotions are close to chance; give it "
-                            "more epochs, data or pixels (--rungs)")
+            warnings.append(
+                f"rung {k} does not predict the top rung (Spearman {shown} over "
+                f"{len(pairs)} trials): its promotions are close to chance; give it "
+                "more epochs, data or pixels (--rungs)"
+            )
     return {"reached": reached, "correlations": correlations, "warnings": warnings}

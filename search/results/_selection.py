@@ -9,7 +9,8 @@ score is never the luckiest of several.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, NamedTuple, Protocol, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from search.results._table import TrialRecord
 
@@ -75,7 +76,9 @@ def best_trial(records: Iterable[TrialRecord]) -> TrialRecord | None:
     return ranked[0] if ranked else None
 
 
-def selected_trial(records: Sequence[TrialRecord], best: dict[str, Any] | None = None) -> TrialRecord | None:
+def selected_trial(
+    records: Sequence[TrialRecord], best: dict[str, Any] | None = None
+) -> TrialRecord | None:
     """The trial a study selected: the one its ``best.json`` (``best``) names, written when the
     search ended; else, for a search still running, :func:`best_trial`."""
     trial_id = (best or {}).get("trial_id")

@@ -23,8 +23,9 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from search._files import replaced_atomically
 
@@ -107,7 +108,7 @@ class TrialRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -207,7 +208,9 @@ def set_aside_unreadable(path: str | os.PathLike) -> list[UnreadableLine]:
             return []
         aside = path.with_name(path.name + ".unreadable")
         known = set(aside.read_bytes().split(b"\n")) if aside.exists() else set()
-        fresh = [ln.fragment for ln in lines if ln.fragment is not None and ln.fragment not in known]
+        fresh = [
+            ln.fragment for ln in lines if ln.fragment is not None and ln.fragment not in known
+        ]
         if fresh:
             with open(aside, "ab") as out:
                 out.write(b"".join(f + b"\n" for f in fresh))
@@ -248,8 +251,13 @@ def _parse_lines(data: bytes) -> list[_Line]:
         while start != -1:
             glued, _ = _parse_row(raw[start:])
             if glued is not None:
-                line = _Line(number, glued, row=raw[start:], fragment=raw[:start],
-                             reason=f"torn row, with the next row written onto its line ({reason})")
+                line = _Line(
+                    number,
+                    glued,
+                    row=raw[start:],
+                    fragment=raw[:start],
+                    reason=f"torn row, with the next row written onto its line ({reason})",
+                )
                 break
             start = raw.find(_ROW_START, start + 1)
         lines.append(line)
@@ -272,8 +280,11 @@ def _parse_row(raw: bytes) -> tuple[TrialRecord | None, str]:
 
 def _table_of(path: Path, lines: list[_Line]) -> TrialTable:
     by_id = {ln.record.trial_id: ln.record for ln in lines if ln.record is not None}
-    unreadable = [UnreadableLine(ln.number, ln.fragment.decode("utf-8", "replace"), ln.reason)
-                  for ln in lines if ln.fragment is not None]
+    unreadable = [
+        UnreadableLine(ln.number, ln.fragment.decode("utf-8", "replace"), ln.reason)
+        for ln in lines
+        if ln.fragment is not None
+    ]
     return TrialTable(path, sorted(by_id.values(), key=lambda r: r.number), unreadable)
 
 
@@ -330,8 +341,18 @@ def environment_info() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("tensorflow", "keras", "keras-tuner", "optuna", "optuna-integration",
-                 "numpy", "pillow", "imagehash", "scikit-learn", "plotly"):
+    for dist in (
+        "tensorflow",
+        "keras",
+        "keras-tuner",
+        "optuna",
+        "optuna-integration",
+        "numpy",
+        "pillow",
+        "imagehash",
+        "scikit-learn",
+        "plotly",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

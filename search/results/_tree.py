@@ -97,7 +97,9 @@ class ResultsTree:
     def models(self) -> list[ModelResult]:
         """The baselines (in ``REFERENCE_MODELS`` order), then each study's selected model;
         a study with neither a best.json nor a completed trial has none yet."""
-        found = [_baseline_model(self.root, name, metrics) for name, metrics in self.baselines.items()]
+        found = [
+            _baseline_model(self.root, name, metrics) for name, metrics in self.baselines.items()
+        ]
         return found + [m for m in map(_study_model, self.studies) if m is not None]
 
 
@@ -214,7 +216,9 @@ def _load_study(name: str, directory: Path, notes: list[str]) -> StudyResults:
             "the engine's own records."
         )
     aside = directory / "trials.jsonl.unreadable"
-    kept = sum(1 for line in aside.read_bytes().split(b"\n") if line.strip()) if aside.exists() else 0
+    kept = (
+        sum(1 for line in aside.read_bytes().split(b"\n") if line.strip()) if aside.exists() else 0
+    )
     if kept:
         notes.append(
             f"Study {name!r}: {kept} earlier unreadable line{'s' if kept != 1 else ''} "
@@ -233,9 +237,15 @@ def _load_study(name: str, directory: Path, notes: list[str]) -> StudyResults:
             "listed by validation accuracy only."
         )
     ensemble = _read_json_or_note(directory / "ensemble.json", notes)
-    return StudyResults(name, directory, meta if isinstance(meta, dict) else {}, trials, best,
-                        unreadable_lines=table.unreadable_lines,
-                        ensemble=ensemble if isinstance(ensemble, dict) else None)
+    return StudyResults(
+        name,
+        directory,
+        meta if isinstance(meta, dict) else {},
+        trials,
+        best,
+        unreadable_lines=table.unreadable_lines,
+        ensemble=ensemble if isinstance(ensemble, dict) else None,
+    )
 
 
 def _read_json_or_note(path: Path, notes: list[str]) -> Any:

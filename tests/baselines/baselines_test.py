@@ -24,10 +24,15 @@ def test_published_budgets_and_recipes_are_their_spaces_reference_points():
     space = get_space("mobilenet")
     assert space.phase_epochs(mobilenet.reference_config(), 30) == (20, 10)
     published = mobilenet.reference_config()
-    assert (published["learning_rate"], published["fine_tune_lr_factor"],
-            published["fine_tune_epochs"]) == (0.01, 0.1, 10)
-    assert {name: m.published_accuracy for name, m in REFERENCE_MODELS.items()} == \
-        {"cnn": 0.85, "mobilenet": 0.94}
+    assert (
+        published["learning_rate"],
+        published["fine_tune_lr_factor"],
+        published["fine_tune_epochs"],
+    ) == (0.01, 0.1, 10)
+    assert {name: m.published_accuracy for name, m in REFERENCE_MODELS.items()} == {
+        "cnn": 0.85,
+        "mobilenet": 0.94,
+    }
     with pytest.raises(ValueError, match="unknown baseline 'resnet'; choose one of cnn, mobilenet"):
         get_baseline("resnet")
 
@@ -72,22 +77,43 @@ def test_a_baseline_is_its_spaces_reference_trial(art_dataset, cnn_baseline, tmp
     root, _ = art_dataset
     metrics, results = cnn_baseline
     data = load_search_data(str(root), results=str(results))  # the baseline's split
-    run_search("cnn", data, engine="optuna", algorithm="random", trials=1, epochs=2, seed=1,
-               results=tmp_path, max_image_size=32, isolate=False, progress=False)
+    run_search(
+        "cnn",
+        data,
+        engine="optuna",
+        algorithm="random",
+        trials=1,
+        epochs=2,
+        seed=1,
+        results=tmp_path,
+        max_image_size=32,
+        isolate=False,
+        progress=False,
+    )
     trial = read_trials(tmp_path / "searches" / "cnn-optuna-random" / "trials.jsonl")[0]
     assert trial.config == {**get_space("cnn").reference_configs()[0], "image_size": 256}
     assert metrics["config"]["image_size"] == 32 and trial.input_size == 32
     assert trial.params == metrics["params"]["total"]
     for key in ("loss", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(trial.history[key], metrics["history"][key], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            trial.history[key], metrics["history"][key], rtol=1e-4, atol=1e-5
+        )
     keras.backend.clear_session()
 
 
 @pytest.mark.slow
 def test_mobilenet_baseline_end_to_end_two_phases(art_dataset, tmp_path):
     root, _ = art_dataset
-    metrics = run_baseline("mobilenet", str(root), str(tmp_path), image_size=32, epochs=1,
-                           fine_tune_epochs=1, weights=None, verbose=0)
+    metrics = run_baseline(
+        "mobilenet",
+        str(root),
+        str(tmp_path),
+        image_size=32,
+        epochs=1,
+        fine_tune_epochs=1,
+        weights=None,
+        verbose=0,
+    )
     history = metrics["history"]
     assert history["phase"] == [1, 2]  # the head phase, then fine-tuning
     assert metrics["params"]["trainable"] == 1280 * 128 + 128 + 128 * 5 + 5  # frozen phase

@@ -45,16 +45,34 @@ def _too_few(tmp_path):
 def _case_twins(tmp_path):
     from tests.fixtures import make_class_folders
 
-    return make_class_folders(tmp_path / "case-twins", {"Painting": 21, "painting": 21, "drawings": 21})
+    return make_class_folders(
+        tmp_path / "case-twins", {"Painting": 21, "painting": 21, "drawings": 21}
+    )
 
 
 COMMANDS = {
     "search.run": lambda data, results: run_main(
-        ["--space", "cnn", "--data", str(data), "--results", str(results), "--no-progress",
-         "--trials", "1", "--epochs", "1", "--in-process"]),
+        [
+            "--space",
+            "cnn",
+            "--data",
+            str(data),
+            "--results",
+            str(results),
+            "--no-progress",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--in-process",
+        ]
+    ),
     "baselines.run": lambda data, results: baseline_main(
-        ["cnn", "--data", str(data), "--results", str(results), "--epochs", "1", "--quiet"]),
-    "search.data": lambda data, results: data_main(["--data", str(data), "--results", str(results)]),
+        ["cnn", "--data", str(data), "--results", str(results), "--epochs", "1", "--quiet"]
+    ),
+    "search.data": lambda data, results: data_main(
+        ["--data", str(data), "--results", str(results)]
+    ),
 }
 
 # What the first line of the error says for each kind of bad folder, and what else it says.
@@ -62,7 +80,11 @@ CASES = {
     "missing": (_missing, "that folder does not exist", "How to get the data"),
     "empty": (_empty, "that folder is empty", "How to get the data"),
     "undecodable": (_undecodable, "none of the 2 image files", "scan.jpg: UnidentifiedImageError"),
-    "one-class": (_one_class, "only one class with usable images, 'drawings'", "at least two classes"),
+    "one-class": (
+        _one_class,
+        "only one class with usable images, 'drawings'",
+        "at least two classes",
+    ),
     "too-few": (_too_few, "class 'painting' has only 4 (in 4 files)", "20 stratified folds"),
     "case-twins": (_case_twins, "differ only in case", "Painting and "),
 }

@@ -12,10 +12,15 @@ from tests.fixtures import make_class_folders, save_constant_model
 def _bundle_without_model_json(folder):
     """A bundle whose model.json was deleted: model.keras (no sidecar) and export.json."""
     save_constant_model(folder / "model.keras", 2, answer=1)
-    (folder / "export.json").write_text(json.dumps({
-        "class_names": ["drawings", "painting"], "image_size": 16,
-        "formats": {"keras": {"file": "model.keras", "status": "ok"}},
-    }))
+    (folder / "export.json").write_text(
+        json.dumps(
+            {
+                "class_names": ["drawings", "painting"],
+                "image_size": 16,
+                "formats": {"keras": {"file": "model.keras", "status": "ok"}},
+            }
+        )
+    )
     return folder
 
 
@@ -26,7 +31,10 @@ def test_a_bundle_without_model_json_takes_the_class_names_from_export_json(tmp_
         assert main([str(model), str(images), "--json"]) == 0
         captured = capsys.readouterr()
         row = json.loads(captured.out)[0]
-        assert row["class"] == "painting" and [t["class"] for t in row["top"]] == ["painting", "drawings"]
+        assert row["class"] == "painting" and [t["class"] for t in row["top"]] == [
+            "painting",
+            "drawings",
+        ]
         assert "warning" not in captured.err
 
 

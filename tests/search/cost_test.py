@@ -9,7 +9,7 @@ from search.cost import CostModel, Timing, batches, model_macs, scaled_macs, tim
 
 
 def test_cost_model_recovers_a_power_law():
-    truth = lambda macs, n: 2e-9 * macs ** 0.8 * n  # noqa: E731
+    truth = lambda macs, n: 2e-9 * macs**0.8 * n  # noqa: E731
     timings = [Timing(m, n, truth(m, n)) for m in (1e6, 4e6, 3e7, 2e8) for n in (10, 40)]
     model = CostModel.fit(timings)
     assert model.exponent == pytest.approx(0.8)
@@ -26,18 +26,31 @@ def test_one_kind_of_model_means_time_proportional_to_work_and_none_means_no_gue
 
 
 def test_timings_skip_each_fits_first_epoch_and_rows_without_macs():
-    row = SimpleNamespace(history={"epoch_time_s": [9.0, 2.0, 2.1, 5.0, 3.0],
-                                   "phase": [1, 1, 1, 2, 2], "macs": [100] * 3 + [400] * 2,
-                                   "train_batches": [10] * 5})
+    row = SimpleNamespace(
+        history={
+            "epoch_time_s": [9.0, 2.0, 2.1, 5.0, 3.0],
+            "phase": [1, 1, 1, 2, 2],
+            "macs": [100] * 3 + [400] * 2,
+            "train_batches": [10] * 5,
+        }
+    )
     old = SimpleNamespace(history={"epoch_time_s": [1.0, 1.0]})
     assert timings_from_records([row, old]) == [
-        Timing(100, 10, 9.0, True), Timing(100, 10, 2.0), Timing(100, 10, 2.1),
-        Timing(400, 10, 5.0, True), Timing(400, 10, 3.0)]
+        Timing(100, 10, 9.0, True),
+        Timing(100, 10, 2.0),
+        Timing(100, 10, 2.1),
+        Timing(400, 10, 5.0, True),
+        Timing(400, 10, 3.0),
+    ]
 
 
 def test_a_fits_first_epoch_is_its_overhead_not_its_speed():
-    timings = [Timing(100, 10, 9.0, True), Timing(100, 10, 2.0), Timing(100, 10, 2.0),
-               Timing(100, 10, 6.0, True)]
+    timings = [
+        Timing(100, 10, 9.0, True),
+        Timing(100, 10, 2.0),
+        Timing(100, 10, 2.0),
+        Timing(100, 10, 6.0, True),
+    ]
     model = CostModel.fit(timings)
     assert model.epoch_seconds(100, 10) == pytest.approx(2.0)
     assert model.fit_overhead_s == pytest.approx(7.0)  # the median of 7 and 4: the upper one

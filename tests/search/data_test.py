@@ -15,13 +15,14 @@ from search.data import (
     DataNotFoundError,
     LeakError,
     SplitError,
+    _cache,
+    _split,
     load_images,
     load_manifest,
     locate_data,
     make_dataset,
     prepare_split,
 )
-from search.data import _cache, _split
 from tests.conftest import SHARED_DATA
 
 
@@ -31,6 +32,7 @@ def _entry(manifest, path):
 
 
 # --- locating the data -------------------------------------------------------------------
+
 
 def test_locate_prefers_flag_then_env_then_default(art_dataset, tmp_path, monkeypatch):
     root, _ = art_dataset
@@ -74,6 +76,7 @@ def test_missing_data_says_what_to_do(tmp_path, monkeypatch):
 
 # --- decoding and the data report ----------------------------------------------------------
 
+
 def test_corrupt_files_are_reported_and_skipped(art_dataset, split_results):
     _, traps = art_dataset
     manifest, results = split_results
@@ -100,7 +103,7 @@ def test_transparent_pixels_become_white(art_dataset):
     rgb = np.asarray(data_mod.open_rgb(root / alpha_png))
     assert rgb.shape[2] == 3
     assert (rgb[: rgb.shape[0] // 2] == 255).all()  # fully transparent half
-    assert (rgb[rgb.shape[0] // 2:] < 255).any()
+    assert (rgb[rgb.shape[0] // 2 :] < 255).any()
 
 
 def test_sixteen_bit_grayscale_keeps_its_contrast(art_dataset):
@@ -111,6 +114,7 @@ def test_sixteen_bit_grayscale_keeps_its_contrast(art_dataset):
 
 
 # --- duplicates and the split --------------------------------------------------------------
+
 
 def test_exact_and_near_duplicates_share_a_group_and_a_split(art_dataset, split_results):
     _, traps = art_dataset
@@ -206,6 +210,7 @@ def test_missing_files_are_named(art_dataset, split_results, tmp_path):
 
 # --- cache and tf.data ---------------------------------------------------------------------
 
+
 def test_images_are_decoded_once_per_size(split_results, tmp_path, monkeypatch):
     manifest, _ = split_results
     x, y = load_images(manifest, "val", 24, cache_dir=tmp_path, verbose=False)
@@ -229,7 +234,9 @@ def test_dataset_batches_and_reproducible_shuffle():
     y = np.arange(10, dtype=np.int32)
 
     def order(seed):
-        return np.concatenate([b.numpy() for _, b in make_dataset(x, y, 3, shuffle=True, seed=seed)])
+        return np.concatenate(
+            [b.numpy() for _, b in make_dataset(x, y, 3, shuffle=True, seed=seed)]
+        )
 
     batches = list(make_dataset(x, y, batch_size=4))
     assert [len(b[1]) for b in batches] == [4, 4, 2]
@@ -241,6 +248,7 @@ def test_dataset_batches_and_reproducible_shuffle():
 
 
 # --- the real data ---------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.shared_data
@@ -266,6 +274,7 @@ def test_pipeline_on_the_shared_dataset(tmp_path):
 
 # --- data that cannot make a classifier's split (issue #10) ----------------------------------
 
+
 def test_a_class_with_too_few_distinct_pictures_is_named_with_the_minimum(tmp_path):
     from tests.fixtures import make_class_folders
 
@@ -273,8 +282,9 @@ def test_a_class_with_too_few_distinct_pictures_is_named_with_the_minimum(tmp_pa
     # 25 files of painting, but only 5 distinct pictures: copies count once.
     for i in range(5):
         for copy in range(4):
-            shutil.copyfile(root / "painting" / f"{i:04d}.jpg",
-                            root / "painting" / f"copy{copy}_{i}.jpg")
+            shutil.copyfile(
+                root / "painting" / f"{i:04d}.jpg", root / "painting" / f"copy{copy}_{i}.jpg"
+            )
     with pytest.raises(SplitError) as info:
         prepare_split(root, tmp_path / "results", verbose=False)
     message = str(info.value)
@@ -303,9 +313,12 @@ def test_a_class_whose_files_are_all_undecodable_is_named_not_dropped(tmp_path, 
 
     root = make_class_folders(tmp_path / "data", {"drawings": 25, "sculpture": 0})
     (root / "sculpture" / "broken.jpg").write_bytes(b"not a picture")
-    with pytest.raises(SplitError, match=r"only one class with usable images, 'drawings'.*"
-                                         r"'sculpture' was left out: none of its 1 files could "
-                                         r"be decoded"):
+    with pytest.raises(
+        SplitError,
+        match=r"only one class with usable images, 'drawings'.*"
+        r"'sculpture' was left out: none of its 1 files could "
+        r"be decoded",
+    ):
         prepare_split(root, tmp_path / "results", verbose=False)
     make_class_folders(root, {"painting": 21}, seed=1)  # other pictures than drawings
     prepare_split(root, tmp_path / "results", verbose=False)
@@ -326,8 +339,9 @@ def test_an_empty_class_folder_is_warned_about_and_reported(tmp_path, capsys):
     assert len(warnings) == 1 and str(root / "sculpture") in warnings[0], err
     report = json.loads((tmp_path / "results" / "data" / "data_report.json").read_text())
     assert report["empty_class_folders"] == ["sculpture"]
-    assert "empty class folders (no image files, left out): sculpture" in \
-        _split.format_data_report(report)
+    assert "empty class folders (no image files, left out): sculpture" in _split.format_data_report(
+        report
+    )
 
 
 def test_empty_class_folder_in_the_kaggle_layout_is_reported_by_its_split(art_dataset, tmp_path):
@@ -357,8 +371,9 @@ def test_cached_features_stream_to_disk_once_and_keep_several_outputs(split_resu
     x, _ = load_images(manifest, "val", 16, cache_dir=tmp_path)
     first = cached_features(manifest, "val", 16, "pool", one, cache_dir=tmp_path, batch_size=4)
     np.testing.assert_allclose(first, one.predict(np.asarray(x), verbose=0), rtol=1e-6)
-    a, b = cached_features(manifest, "val", 16, "two", two, cache_dir=tmp_path, batch_size=4,
-                           dtype=np.float16)
+    a, b = cached_features(
+        manifest, "val", 16, "two", two, cache_dir=tmp_path, batch_size=4, dtype=np.float16
+    )
     assert a.dtype == np.float16 and a.shape == (len(x), 8, 8, 3) and b.shape == (len(x), 3)
     assert sum(calls) == len(x)  # batch by batch, every image once
     again = cached_features(manifest, "val", 16, "two", two, cache_dir=tmp_path)
@@ -375,11 +390,16 @@ def test_every_data_source_feeds_batches_through_make_dataset(split_results, tmp
 
     calls = []
     original = _sources.make_dataset
-    monkeypatch.setattr(_sources, "make_dataset",
-                        lambda x, y, **kw: calls.append((len(x), kw)) or original(x, y, **kw))
+    monkeypatch.setattr(
+        _sources,
+        "make_dataset",
+        lambda x, y, **kw: calls.append((len(x), kw)) or original(x, y, **kw),
+    )
     manifest, _ = split_results
-    sources = [synthetic_data(n_train=8, n_val=4, n_test=4, image_size=16),
-               ManifestData(manifest, cache_dir=tmp_path)]
+    sources = [
+        synthetic_data(n_train=8, n_val=4, n_test=4, image_size=16),
+        ManifestData(manifest, cache_dir=tmp_path),
+    ]
     for source in sources:
         ds = source.dataset("val", 16, batch_size=2, shuffle=True, seed=3)
         x, y = next(iter(ds))

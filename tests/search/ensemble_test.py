@@ -65,9 +65,17 @@ def test_a_study_keeps_the_models_of_its_best_trials_only(tmp_path, monkeypatch)
     runner.study = study
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     for number, val in enumerate([0.5, 0.7, 0.6, 0.4, 0.8]):
-        record = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn",
-                             trial_id=str(number), number=number, state="COMPLETE",
-                             config={}, val_accuracy=val)
+        record = TrialRecord(
+            study="s",
+            engine="optuna",
+            algorithm="tpe",
+            space="cnn",
+            trial_id=str(number),
+            number=number,
+            state="COMPLETE",
+            config={},
+            val_accuracy=val,
+        )
         runner.keep_model(record, model)
         study.append(record)
     kept = sorted(p.name for p in (study.dir / "models").iterdir())
@@ -82,16 +90,24 @@ def test_an_ensemble_builds_into_one_saved_model_of_its_weighted_members(tmp_pat
 
     def member(size, seed):
         keras.utils.set_random_seed(seed)
-        return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255),
-                                 keras.layers.GlobalAveragePooling2D(),
-                                 keras.layers.Dense(3, activation="softmax")], name="cnn")
+        return keras.Sequential(
+            [
+                keras.Input((size, size, 3)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(3, activation="softmax"),
+            ],
+            name="cnn",
+        )
 
     a, b, small = member(16, 0), member(16, 1), member(8, 2)
     x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("float32")
     same = ensemble_model([(a, 0.75), (b, 0.25)])
-    np.testing.assert_allclose(same.predict(x, verbose=0),
-                               0.75 * a.predict(x, verbose=0) + 0.25 * b.predict(x, verbose=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        same.predict(x, verbose=0),
+        0.75 * a.predict(x, verbose=0) + 0.25 * b.predict(x, verbose=0),
+        rtol=1e-5,
+    )
     mixed = ensemble_model([(a, 0.5), (small, 0.5)])
     assert mixed.input_shape == (None, 16, 16, 3)  # the largest member's size
     resized = keras.layers.Resizing(8, 8, antialias=True)(x)
@@ -118,8 +134,13 @@ def test_cheap_trials_are_cross_validated_beside_their_validation_score(tmp_path
             return hp.values["units"] == 8
 
         def cross_validate(self, hp, model, data, ctx, folds, *, epochs, batch_size=32, seed=0):
-            return {"folds": folds, "accuracy": 0.5, "standard_error": 0.1,
-                    "fold_accuracy": [0.5] * folds, "n": 60}
+            return {
+                "folds": folds,
+                "accuracy": 0.5,
+                "standard_error": 0.1,
+                "fold_accuracy": [0.5] * folds,
+                "n": 60,
+            }
 
         def reference_configs(self):
             return [{"mode": "ok", "units": 8}, {"mode": "ok", "units": 12}]
@@ -127,8 +148,17 @@ def test_cheap_trials_are_cross_validated_beside_their_validation_score(tmp_path
     from search.data import synthetic_data
 
     data = synthetic_data(n_train=20, n_val=10, n_test=10, image_size=32, seed=0)
-    outcome = run_search(CheapSpace(), data, trials=2, epochs=1, results=tmp_path,
-                         max_image_size=32, isolate=False, progress=False, cv_folds=3)
+    outcome = run_search(
+        CheapSpace(),
+        data,
+        trials=2,
+        epochs=1,
+        results=tmp_path,
+        max_image_size=32,
+        isolate=False,
+        progress=False,
+        cv_folds=3,
+    )
     rows = {r.config["units"]: r for r in outcome["records"]}
     assert rows[8].cv["folds"] == 3 and rows[12].cv is None
     best = read_json(outcome["study_dir"] / "best.json")
@@ -145,8 +175,9 @@ def test_a_frozen_heads_cross_validation_trains_one_head_per_fold():
 
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     space, ctx = get_space("mobilenet-head"), BuildContext(num_classes=5, max_image_size=32)
-    hp = fixed_hyperparameters({**space.reference_configs()[0], "flip_views": True,
-                                "tta_flip": True})
+    hp = fixed_hyperparameters(
+        {**space.reference_configs()[0], "flip_views": True, "tta_flip": True}
+    )
     import types
 
     fine_tuning = types.SimpleNamespace(values=get_space("mobilenet").reference_configs()[0])

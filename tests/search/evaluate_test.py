@@ -98,14 +98,15 @@ def test_cli_rejects_unknown_classes_and_missing_models(trained_cnn, tmp_path, c
     assert "no model" in capsys.readouterr().err
 
 
-
 # --- what a report must not hide (issue #10); untrained models, no training ---------------------
+
 
 def test_text_report_says_how_many_files_were_skipped_and_why(tmp_path, capsys):
     from tests.fixtures import make_class_folders, save_constant_model
 
-    model = save_constant_model(tmp_path / "m" / "model.keras", 2, answer=0,
-                                class_names=["drawings", "painting"])
+    model = save_constant_model(
+        tmp_path / "m" / "model.keras", 2, answer=0, class_names=["drawings", "painting"]
+    )
     folder = make_class_folders(tmp_path / "held_out", {"drawings": 3, "painting": 2})
     for i in range(4):
         (folder / "painting" / f"junk{i}.jpg").write_bytes(b"not an image")
@@ -149,14 +150,21 @@ def test_known_classes_have_no_unknown_predictions():
 
 # --- issue #20 -------------------------------------------------------------------------------
 
+
 def test_the_warning_for_a_model_without_class_names_names_its_real_format(tmp_path, capsys):
     from search._formats import LoadedModel
     from search.evaluate import evaluate_folder
     from tests.fixtures import make_class_folders
 
     folder = make_class_folders(tmp_path / "two", {"drawings": 2, "painting": 2})
-    model = LoadedModel(tmp_path / "model.onnx", "onnx", "fake", 16, 2,
-                        lambda batch: np.tile([[0.8, 0.2]], (len(batch), 1)))
+    model = LoadedModel(
+        tmp_path / "model.onnx",
+        "onnx",
+        "fake",
+        16,
+        2,
+        lambda batch: np.tile([[0.8, 0.2]], (len(batch), 1)),
+    )
     report = evaluate_folder(model, {}, folder)
     assert report["n"] == 4
     warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
@@ -167,13 +175,15 @@ def test_the_warning_for_a_model_without_class_names_names_its_real_format(tmp_p
 def test_confusion_matrix_headers_are_whole_class_names():
     names = ["class_alpha", "class_beta", "a"]
     text = format_report(classification_metrics([0, 1, 2], [0, 1, 1], names))
-    header = text.splitlines()[text.splitlines().index(
-        "confusion matrix (rows: true, columns: predicted)") + 1]
+    header = text.splitlines()[
+        text.splitlines().index("confusion matrix (rows: true, columns: predicted)") + 1
+    ]
     assert header.split() == names
 
 
-def test_split_scoring_caches_in_the_models_results_tree_not_the_current_folder(tmp_path, monkeypatch,
-                                                                                capsys):
+def test_split_scoring_caches_in_the_models_results_tree_not_the_current_folder(
+    tmp_path, monkeypatch, capsys
+):
     from search.data import prepare_split
     from tests.fixtures import make_class_folders, save_constant_model
 
@@ -181,10 +191,13 @@ def test_split_scoring_caches_in_the_models_results_tree_not_the_current_folder(
     data = make_class_folders(tmp_path / "project" / "data", {"drawings": 21, "painting": 21})
     results = tmp_path / "project" / "results"
     manifest = prepare_split(data, results, verbose=False)
-    model = save_constant_model(results / "m" / "model.keras", 2, answer=0,
-                                class_names=["drawings", "painting"])
+    model = save_constant_model(
+        results / "m" / "model.keras", 2, answer=0, class_names=["drawings", "painting"]
+    )
     sidecar = model.with_suffix(".json")
-    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "manifest": str(manifest.path)}))
+    sidecar.write_text(
+        json.dumps({**json.loads(sidecar.read_text()), "manifest": str(manifest.path)})
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

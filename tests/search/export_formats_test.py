@@ -32,8 +32,11 @@ def _save_tiny_classifier(path: Path, image_size: int = 32) -> Path:
     x = keras.layers.Conv2D(8, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(256, activation="relu")(x)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax",
-                                 kernel_initializer=keras.initializers.RandomNormal(stddev=2.0))(x)
+    outputs = keras.layers.Dense(
+        len(CLASSES),
+        activation="softmax",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=2.0),
+    )(x)
     return save_model(keras.Model(inputs, outputs), path, list(CLASSES), image_size)
 
 
@@ -44,8 +47,19 @@ def exported(tmp_path_factory):
     source = _save_tiny_classifier(root / "source" / "model.keras")
     images = make_class_folders(root / "images", {c: 2 for c in CLASSES}, seed=3)
     bundle = root / "bundle"
-    code = export_main(["--model", str(source), "--format", ALL, "--quantize",
-                        "--sample", str(images), "--out", str(bundle)])
+    code = export_main(
+        [
+            "--model",
+            str(source),
+            "--format",
+            ALL,
+            "--quantize",
+            "--sample",
+            str(images),
+            "--out",
+            str(bundle),
+        ]
+    )
     return source, images, bundle, code
 
 
@@ -66,7 +80,11 @@ def test_every_format_is_written_checked_and_answers_like_the_keras_model(export
     source, images, bundle, code = exported
     assert code == 0
     record = json.loads((bundle / "export.json").read_text())
-    assert record["class_names"] == list(CLASSES) == json.loads((bundle / "model.json").read_text())["class_names"]
+    assert (
+        record["class_names"]
+        == list(CLASSES)
+        == json.loads((bundle / "model.json").read_text())["class_names"]
+    )
     assert record["check"]["images"] == 2 * len(CLASSES)
     assert list(record["formats"]) == [*FLOAT_FORMATS[:3], "tflite-int8", "onnx"]
     card = (bundle / "MODEL_CARD.md").read_text()
@@ -108,8 +126,11 @@ def test_predict_and_evaluate_take_the_bundle_or_any_of_its_files(exported, caps
         rows = json.loads(capsys.readouterr().out)
         assert [r["path"] for r in rows] == [str(f) for f in files]
         assert [r["class"] for r in rows] == want, target
-        assert rows[0]["format"] == ("keras" if target == bundle else
-                                     {"model.onnx": "onnx", "model.tflite": "tflite"}.get(target.name, "savedmodel"))
+        assert rows[0]["format"] == (
+            "keras"
+            if target == bundle
+            else {"model.onnx": "onnx", "model.tflite": "tflite"}.get(target.name, "savedmodel")
+        )
     assert predict_main([str(bundle), str(images), "--format", "tflite-int8"]) == 0
     assert capsys.readouterr().out.startswith("scored by LiteRT")
 
@@ -136,7 +157,9 @@ def test_a_damaged_file_in_a_bundle_is_passed_over_or_refused(exported, tmp_path
 
     assert predict_main([str(damaged), str(images / "painting")]) == 0
     captured = capsys.readouterr()
-    assert f"warning: {damaged / 'model.keras'} differs from the file export checked" in captured.err
+    assert (
+        f"warning: {damaged / 'model.keras'} differs from the file export checked" in captured.err
+    )
     assert "opened as savedmodel instead" in captured.err
     assert captured.out.startswith("scored by TensorFlow")
     assert evaluate_main([str(damaged), "--data", str(images), "--json"]) == 0
@@ -145,8 +168,10 @@ def test_a_damaged_file_in_a_bundle_is_passed_over_or_refused(exported, tmp_path
     for named in (damaged / "model.keras", onnx):
         assert predict_main([str(named), str(images)]) == 2
         err = capsys.readouterr().err.strip()
-        assert err == (f"error: {named} differs from the file export checked (SHA-256 in "
-                       f"{damaged / 'export.json'}): it is damaged or was replaced; export again")
+        assert err == (
+            f"error: {named} differs from the file export checked (SHA-256 in "
+            f"{damaged / 'export.json'}): it is damaged or was replaced; export again"
+        )
         assert evaluate_main([str(named), "--data", str(images)]) == 2
         assert capsys.readouterr().err.strip() == err
 
@@ -158,8 +183,9 @@ def test_a_damaged_file_in_a_bundle_is_passed_over_or_refused(exported, tmp_path
 
 
 @pytest.mark.slow
-def test_a_failing_converter_is_named_and_the_other_formats_are_still_written(exported, tmp_path,
-                                                                             monkeypatch, capsys):
+def test_a_failing_converter_is_named_and_the_other_formats_are_still_written(
+    exported, tmp_path, monkeypatch, capsys
+):
     import dataclasses
     import importlib.util
 
@@ -171,13 +197,30 @@ def test_a_failing_converter_is_named_and_the_other_formats_are_still_written(ex
         path.write_bytes(b"half a file")
         raise RuntimeError("converter exploded\nsecond line of a long trace")
 
-    monkeypatch.setitem(_formats.FORMATS, "tflite", dataclasses.replace(_formats.FORMATS["tflite"], write=broken))
+    monkeypatch.setitem(
+        _formats.FORMATS, "tflite", dataclasses.replace(_formats.FORMATS["tflite"], write=broken)
+    )
     out = tmp_path / "partial"
-    assert export_main(["--model", str(source), "--format", "keras,tflite,onnx", "--sample", str(images),
-                        "--out", str(out)]) == 1
+    assert (
+        export_main(
+            [
+                "--model",
+                str(source),
+                "--format",
+                "keras,tflite,onnx",
+                "--sample",
+                str(images),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
-    assert ("failed: tflite (" + str(out / "model.tflite") + "): converter failed: RuntimeError: "
-            "converter exploded") in captured.err.splitlines()
+    assert (
+        "failed: tflite (" + str(out / "model.tflite") + "): converter failed: RuntimeError: "
+        "converter exploded"
+    ) in captured.err.splitlines()
     record = json.loads((out / "export.json").read_text())
     assert record["formats"]["tflite"]["status"] == "failed"
     assert [record["formats"][f]["status"] for f in ("keras", "onnx")] == ["ok", "ok"]
@@ -188,13 +231,32 @@ def test_a_failing_converter_is_named_and_the_other_formats_are_still_written(ex
 
     # An optional converter that is not installed fails the same way, naming the pip extra.
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tf2onnx" else real_find_spec(name, *a))
-    assert export_main(["--model", str(source), "--format", "keras,onnx", "--sample", str(images),
-                        "--out", str(tmp_path / "no_onnx")]) == 1
-    assert ('failed: onnx (' + str(tmp_path / "no_onnx" / "model.onnx") + '): converter failed: FormatError: '
-            'ONNX export needs tf2onnx, which is not installed: pip install "art-arch-search[export]"'
-            ) in capsys.readouterr().err.splitlines()
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tf2onnx" else real_find_spec(name, *a),
+    )
+    assert (
+        export_main(
+            [
+                "--model",
+                str(source),
+                "--format",
+                "keras,onnx",
+                "--sample",
+                str(images),
+                "--out",
+                str(tmp_path / "no_onnx"),
+            ]
+        )
+        == 1
+    )
+    assert (
+        "failed: onnx ("
+        + str(tmp_path / "no_onnx" / "model.onnx")
+        + "): converter failed: FormatError: "
+        'ONNX export needs tf2onnx, which is not installed: pip install "art-arch-search[export]"'
+    ) in capsys.readouterr().err.splitlines()
 
 
 @pytest.mark.slow
@@ -212,8 +274,11 @@ def test_a_file_that_answers_differently_fails_its_check(exported, tmp_path, mon
         loaded._run_batch = lambda x: run(x)[:, ::-1]
         return loaded
 
-    monkeypatch.setitem(_formats.FORMATS, "keras",
-                        dataclasses.replace(_formats.FORMATS["keras"], load=swapped_outputs))
+    monkeypatch.setitem(
+        _formats.FORMATS,
+        "keras",
+        dataclasses.replace(_formats.FORMATS["keras"], load=swapped_outputs),
+    )
     out = tmp_path / "wrong"
     assert export_main(["--model", str(source), "--sample", str(images), "--out", str(out)]) == 1
     entry = json.loads((out / "export.json").read_text())["formats"]["keras"]
@@ -224,13 +289,22 @@ def test_a_file_that_answers_differently_fails_its_check(exported, tmp_path, mon
 
 # --- bad input: one line, exit 2, nothing written; no conversion ----------------------------------
 
+
 def test_export_refuses_unknown_formats_and_a_quantize_without_tflite(tmp_path, capsys):
     out = tmp_path / "never"
     assert export_main(["--model", "m.keras", "--format", "keras,pdf", "--out", str(out)]) == 2
-    assert capsys.readouterr().err.strip() == ("error: --format 'keras,pdf': unknown format pdf; give any "
-                                               "of keras,savedmodel,tflite,onnx, separated by commas")
-    assert export_main(["--model", "m.keras", "--format", "onnx", "--quantize", "--out", str(out)]) == 2
-    assert "--quantize writes the int8 variant of the TFLite model: add tflite" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (
+        "error: --format 'keras,pdf': unknown format pdf; give any "
+        "of keras,savedmodel,tflite,onnx, separated by commas"
+    )
+    assert (
+        export_main(["--model", "m.keras", "--format", "onnx", "--quantize", "--out", str(out)])
+        == 2
+    )
+    assert (
+        "--quantize writes the int8 variant of the TFLite model: add tflite"
+        in capsys.readouterr().err
+    )
     assert export_main(["--model", str(tmp_path / "none.keras"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: --model {tmp_path / 'none.keras'}: not found"
     assert not out.exists()
@@ -244,10 +318,14 @@ def test_export_needs_real_images_to_check_on(tmp_path, capsys):
     assert export_main(["--model", str(model), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: cannot check the exported files on real images: the model's split manifest "
-        "(none recorded) is missing; pass --sample DIR (a folder of images)")
+        "(none recorded) is missing; pass --sample DIR (a folder of images)"
+    )
     empty = make_class_folders(tmp_path / "empty", {"a": 0})
     assert export_main(["--model", str(model), "--sample", str(empty), "--out", str(out)]) == 2
-    assert f"no decodable image to check the exported files on in folder {empty}" in capsys.readouterr().err
+    assert (
+        f"no decodable image to check the exported files on in folder {empty}"
+        in capsys.readouterr().err
+    )
     assert not out.exists()
 
 
@@ -261,10 +339,16 @@ def test_predict_and_evaluate_name_what_they_cannot_open(tmp_path, capsys):
     broken_bundle.mkdir()
     (broken_bundle / "export.json").write_text("{ torn")
     for target, said in [
-        (notes, f"{notes} is not a model this project reads: give a .keras, .tflite or .onnx file, "
-                "a SavedModel folder, or an export bundle folder"),
-        (folder, f"{folder} is neither an export bundle (no export.json) nor a TensorFlow SavedModel "
-                 "folder (no saved_model.pb)"),
+        (
+            notes,
+            f"{notes} is not a model this project reads: give a .keras, .tflite or .onnx file, "
+            "a SavedModel folder, or an export bundle folder",
+        ),
+        (
+            folder,
+            f"{folder} is neither an export bundle (no export.json) nor a TensorFlow SavedModel "
+            "folder (no saved_model.pb)",
+        ),
         (broken_bundle, f"{broken_bundle / 'export.json'} cannot be read (JSONDecodeError: "),
     ]:
         assert predict_main([str(target), str(images)]) == 2
@@ -281,14 +365,29 @@ def _study_with_ensemble(root: Path) -> Path:
     folder = root / "searches" / "s"
     for number, size in [(0, 32), (1, 16)]:
         _save_tiny_classifier(folder / "models" / f"trial-{number}.keras", image_size=size)
-        append_trial(folder / "trials.jsonl", TrialRecord(
-            study="s", engine="optuna", algorithm="tpe", space="cnn", trial_id=str(number),
-            number=number, state="COMPLETE", config={}, val_accuracy=0.9 - number / 10))
+        append_trial(
+            folder / "trials.jsonl",
+            TrialRecord(
+                study="s",
+                engine="optuna",
+                algorithm="tpe",
+                space="cnn",
+                trial_id=str(number),
+                number=number,
+                state="COMPLETE",
+                config={},
+                val_accuracy=0.9 - number / 10,
+            ),
+        )
     _save_tiny_classifier(folder / "best_model.keras")
-    write_json(folder / "study.json", {"study": "s", "engine": "optuna", "algorithm": "tpe",
-                                       "space": "cnn"})
-    write_json(folder / "ensemble.json", {"members": {"0": 2, "1": 1}, "size": 3,
-                                          "val_accuracy": 0.95, "test": {"accuracy": 0.9}})
+    write_json(
+        folder / "study.json",
+        {"study": "s", "engine": "optuna", "algorithm": "tpe", "space": "cnn"},
+    )
+    write_json(
+        folder / "ensemble.json",
+        {"members": {"0": 2, "1": 1}, "size": 3, "val_accuracy": 0.95, "test": {"accuracy": 0.9}},
+    )
     return folder
 
 
@@ -301,8 +400,19 @@ def test_a_studys_ensemble_exports_as_one_model_of_its_weighted_members(tmp_path
     folder = _study_with_ensemble(tmp_path)
     images = make_class_folders(tmp_path / "images", {c: 1 for c in CLASSES}, seed=4)
     bundle = tmp_path / "bundle"
-    code = export_main(["--study", "s", "--ensemble", "--results", str(tmp_path),
-                        "--sample", str(images), "--out", str(bundle)])
+    code = export_main(
+        [
+            "--study",
+            "s",
+            "--ensemble",
+            "--results",
+            str(tmp_path),
+            "--sample",
+            str(images),
+            "--out",
+            str(bundle),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     record = json.loads((bundle / "export.json").read_text())
     assert record["formats"]["keras"]["status"] == "ok" and record["image_size"] == 32
@@ -310,12 +420,28 @@ def test_a_studys_ensemble_exports_as_one_model_of_its_weighted_members(tmp_path
     x = np.stack([decode_image(f, 32) for f in files]).astype("float32")
     big = keras.saving.load_model(folder / "models" / "trial-0.keras")
     small = keras.saving.load_model(folder / "models" / "trial-1.keras")
-    expected = (2 * big.predict_on_batch(x)
-                + small.predict_on_batch(keras.layers.Resizing(16, 16, antialias=True)(x))) / 3
+    expected = (
+        2 * big.predict_on_batch(x)
+        + small.predict_on_batch(keras.layers.Resizing(16, 16, antialias=True)(x))
+    ) / 3
     exported = keras.saving.load_model(bundle / "model.keras")
     np.testing.assert_allclose(exported.predict_on_batch(x), expected, rtol=1e-4, atol=1e-6)
 
     (folder / "models" / "trial-1.keras").unlink()  # a member whose model was not kept
-    assert export_main(["--study", "s", "--ensemble", "--results", str(tmp_path),
-                        "--sample", str(images), "--out", str(tmp_path / "b2")]) == 2
+    assert (
+        export_main(
+            [
+                "--study",
+                "s",
+                "--ensemble",
+                "--results",
+                str(tmp_path),
+                "--sample",
+                str(images),
+                "--out",
+                str(tmp_path / "b2"),
+            ]
+        )
+        == 2
+    )
     assert "model of ensemble member trial 1 of study 's' was not kept" in capsys.readouterr().err

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search.export import ExportError, choose, main as export_main
+from search.export import ExportError, choose
+from search.export import main as export_main
 from search.predict import main as predict_main
 from search.results import ModelResult
 from tests.fixtures import CLASSES, make_art_dataset
@@ -34,7 +35,9 @@ def test_export_best_writes_model_sidecar_and_card(results_with_cnn, tmp_path, c
 def test_export_says_what_is_missing(tmp_path, capsys):
     assert export_main(["--best", "--results", str(tmp_path)]) == 2
     assert "no scored model" in capsys.readouterr().err
-    with pytest.raises(ExportError, match="no scored study named .some-study.; scored study names: none"):
+    with pytest.raises(
+        ExportError, match="no scored study named .some-study.; scored study names: none"
+    ):
         choose([], "some-study", None)
 
 
@@ -58,8 +61,13 @@ def test_predict_names_a_class_per_image_and_reports_bad_files(results_with_cnn,
 
 
 def _scored(kind, name, val_accuracy, test_accuracy):
-    return ModelResult(kind=kind, name=name, val_accuracy=val_accuracy, test={"accuracy": test_accuracy},
-                       model_path=Path("unused") / name)
+    return ModelResult(
+        kind=kind,
+        name=name,
+        val_accuracy=val_accuracy,
+        test={"accuracy": test_accuracy},
+        model_path=Path("unused") / name,
+    )
 
 
 def test_best_is_chosen_by_validation_accuracy_not_by_test():

@@ -27,16 +27,19 @@ def test_parse_ladder_and_its_steps():
     assert Ladder.from_dict(ladder.to_dict()) == ladder
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("64:0.25", "not size:fraction:epoch"),
-    ("64:abc:4", "not size:fraction:epoch"),
-    ("64:0:4", "fraction 0.0 must be in"),
-    ("64:0.5:4,96:0.25:8", "fractions only grow"),
-    ("96:0.5:4,64:1:8", "sizes only grow"),
-    ("-:0.5:4,64:1:8", "sizes only grow"),
-    ("64:0.5:4,96:1:4", "later epoch"),
-    ("8:1:2", "at least 16 px"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("64:0.25", "not size:fraction:epoch"),
+        ("64:abc:4", "not size:fraction:epoch"),
+        ("64:0:4", "fraction 0.0 must be in"),
+        ("64:0.5:4,96:0.25:8", "fractions only grow"),
+        ("96:0.5:4,64:1:8", "sizes only grow"),
+        ("-:0.5:4,64:1:8", "sizes only grow"),
+        ("64:0.5:4,96:1:4", "later epoch"),
+        ("8:1:2", "at least 16 px"),
+    ],
+)
 def test_bad_ladders_are_refused_with_the_rung_named(spec, message):
     with pytest.raises(FidelityError, match=message):
         parse_ladder(spec)
@@ -45,7 +48,10 @@ def test_bad_ladders_are_refused_with_the_rung_named(spec, message):
 def test_default_ladder_splits_the_epochs():
     ladder = default_ladder((64, 96, None), 24)
     assert [(r.image_size, r.fraction, r.epochs) for r in ladder.rungs] == [
-        (64, 0.25, 8), (96, 0.5, 16), (None, 1.0, 24)]
+        (64, 0.25, 8),
+        (96, 0.5, 16),
+        (None, 1.0, 24),
+    ]
     with pytest.raises(FidelityError, match="too few"):
         default_ladder((64, 96, None), 2)
 
@@ -73,8 +79,14 @@ def test_train_fraction_thins_training_only():
 
 
 # The cnn space's starting point, made small: two narrow separable blocks, global pooling.
-SMALL = {"conv_blocks": 2, "filters_0": 8, "filters_1": 8, "dense_units": 64,
-         "aug_enabled": False, "schedule": "cosine"}
+SMALL = {
+    "conv_blocks": 2,
+    "filters_0": 8,
+    "filters_1": 8,
+    "dense_units": 64,
+    "aug_enabled": False,
+    "schedule": "cosine",
+}
 
 
 def _hp(**values):
@@ -128,9 +140,17 @@ def _climb(ladder, judge, **values):
 
     keras.utils.set_random_seed(0)
     recorder, log = HistoryRecorder(), []
-    model = climb(get_space("cnn"), _hp(**values), synthetic_data(), BuildContext(5, max_image_size=32), ladder,
-                  trial_callbacks=lambda model: [recorder], rungs_log=log,
-                  engine_callbacks=EngineCallbacks([judge]), batch_size=8)
+    model = climb(
+        get_space("cnn"),
+        _hp(**values),
+        synthetic_data(),
+        BuildContext(5, max_image_size=32),
+        ladder,
+        trial_callbacks=lambda model: [recorder],
+        rungs_log=log,
+        engine_callbacks=EngineCallbacks([judge]),
+        batch_size=8,
+    )
     return model, log, recorder
 
 
@@ -140,8 +160,9 @@ def test_a_trial_climbs_its_rungs_continuing_its_weights():
     judge = _Judge()
     model, log, recorder = _climb(ladder, judge)
     assert int(model.input_shape[1]) == 32  # the run's --max-image-size at the top rung
-    assert [(r["rung"], r["image_size"], r["fraction"], r["epochs"], r["continued"])
-            for r in log] == [(0, 16, 0.5, 1, False), (1, 24, 0.5, 2, True), (2, 32, 1.0, 4, True)]
+    assert [
+        (r["rung"], r["image_size"], r["fraction"], r["epochs"], r["continued"]) for r in log
+    ] == [(0, 16, 0.5, 1, False), (1, 24, 0.5, 2, True), (2, 32, 1.0, 4, True)]
     # The engine saw each rung's last epoch, with that rung's best score.
     assert [(e, k) for e, k, _ in judge.seen] == [(0, 0), (1, 1), (3, 2)]
     assert [s for _, _, s in judge.seen] == [r["val_accuracy"] for r in log]

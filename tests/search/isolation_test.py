@@ -12,16 +12,15 @@ import sys
 import numpy as np
 import pytest
 
+from search.data import synthetic_data
 from search.results import read_json, read_trials
 from search.run import run_search
-from search.data import synthetic_data
 
 from .engines.conftest import FlakySpace, PruneableSpace, check_best, check_table
 
-
-
 # Every test here trains models (and starts child processes): not in the fast subset.
 pytestmark = pytest.mark.slow
+
 
 def search(data, tmp_path, **kw):
     kw.setdefault("engine", "optuna")
@@ -54,7 +53,10 @@ class DyingSpace(FlakySpace):
         return super().fit(hp, model, data, ctx, **kwargs)
 
     def reference_configs(self):
-        return [{"fate": "die", "mode": "ok", "units": 8}, {"fate": "live", "mode": "ok", "units": 8}]
+        return [
+            {"fate": "die", "mode": "ok", "units": 8},
+            {"fate": "live", "mode": "ok", "units": 8},
+        ]
 
 
 def check_same_rows(isolated, in_process, n: int) -> None:
@@ -66,7 +68,7 @@ def check_same_rows(isolated, in_process, n: int) -> None:
     # Same configurations, same seeds: the same training, whichever process ran it (the
     # in-process search may be the isolated one's first trials: draws follow the trial number).
     assert 2 <= len(here) <= n
-    rows = rows[:len(here)]
+    rows = rows[: len(here)]
     assert [r.config for r in rows] == [r.config for r in here]
     assert [r.state for r in rows] == [r.state for r in here]
     for a, b in zip(rows, here):
@@ -83,23 +85,39 @@ def test_isolated_keras_tuner_trials_give_the_same_rows_as_in_process_ones(tiny_
     """(Optuna's: isolation_memory_test.py, with the search whose memory it measures.) The
     reference and one sampled configuration."""
     isolated = search(tiny_data, tmp_path / "child", engine="keras-tuner", trials=2, isolate=True)
-    in_process = search(tiny_data, tmp_path / "here", engine="keras-tuner", trials=2,
-                        isolate=False)
+    in_process = search(tiny_data, tmp_path / "here", engine="keras-tuner", trials=2, isolate=False)
     check_same_rows(isolated, in_process, 2)
 
 
 def test_the_engine_prunes_a_trial_that_trains_in_a_child(tiny_data, tmp_path):
-    out = search(tiny_data, tmp_path, space=PruneableSpace(), trials=4, epochs=6,
-                 study="prune", pruner="median", isolate=True)
+    out = search(
+        tiny_data,
+        tmp_path,
+        space=PruneableSpace(),
+        trials=4,
+        epochs=6,
+        study="prune",
+        pruner="median",
+        isolate=True,
+    )
     rows = read_trials(out["study_dir"] / "trials.jsonl")
     assert [r.state for r in rows[:3]] == ["COMPLETE"] * 3
-    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [(r.state, r.history) for r in rows]
+    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [
+        (r.state, r.history) for r in rows
+    ]
     assert "pruned" in rows[3].error.lower()
 
 
 def test_a_trial_killed_by_the_kernel_is_a_fail_row_and_the_search_goes_on(tiny_data, tmp_path):
-    out = search(tiny_data, tmp_path, space=DyingSpace(), trials=2, study="dying",
-                 pruner="none", isolate=True)
+    out = search(
+        tiny_data,
+        tmp_path,
+        space=DyingSpace(),
+        trials=2,
+        study="dying",
+        pruner="none",
+        isolate=True,
+    )
     rows = read_trials(out["study_dir"] / "trials.jsonl")
     assert rows[0].state == "FAIL" and rows[0].config["fate"] == "die"
     assert "SIGKILL" in rows[0].error and "out-of-memory" in rows[0].error
@@ -135,11 +153,18 @@ def test_an_engine_callback_that_raises_fails_only_that_trial(tiny_data, tmp_pat
             raise ValueError("the study's storage is gone")
 
     study = Study("broken", engine="optuna", algorithm="tpe", space="cnn", root=tmp_path)
-    runner = TrialRunner(get_space("cnn"), tiny_data, study, isolate=True,
-                         ctx=BuildContext(num_classes=5, max_image_size=16))
+    runner = TrialRunner(
+        get_space("cnn"),
+        tiny_data,
+        study,
+        isolate=True,
+        ctx=BuildContext(num_classes=5, max_image_size=16),
+    )
     config = get_space("cnn").reference_configs()[0]
-    record = runner.run(fixed_hyperparameters(config),
-                        TrialRequest(trial_id="0", number=0, epochs=3, callbacks=[BrokenStorage()]))
+    record = runner.run(
+        fixed_hyperparameters(config),
+        TrialRequest(trial_id="0", number=0, epochs=3, callbacks=[BrokenStorage()]),
+    )
     assert record.state == "FAIL" and "ValueError: the study's storage is gone" in record.error
     assert record.epochs_run == 1  # the child stopped at the first epoch's verdict
     assert read_trials(study.trials_path)[0].error == record.error
@@ -154,10 +179,13 @@ def test_an_isolated_runner_without_a_study_writes_nothing(tiny_data, tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the child's log goes
-    runner = TrialRunner(FlakySpace(), tiny_data, None, isolate=True,
-                         ctx=BuildContext(num_classes=5))
-    record = runner.run(fixed_hyperparameters({"mode": "ok", "units": 8}),
-                        TrialRequest(trial_id="0", number=0, epochs=1))
+    runner = TrialRunner(
+        FlakySpace(), tiny_data, None, isolate=True, ctx=BuildContext(num_classes=5)
+    )
+    record = runner.run(
+        fixed_hyperparameters({"mode": "ok", "units": 8}),
+        TrialRequest(trial_id="0", number=0, epochs=1),
+    )
     assert record.state == "COMPLETE", record.error
     assert record.engine == "baseline" and record.config == {"mode": "ok", "units": 8}
     assert list(tmp_path.iterdir()) == []  # not even the child's log

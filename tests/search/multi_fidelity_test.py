@@ -27,15 +27,34 @@ LADDER = "16:0.5:1,24:1:2,-:1:3"
 @pytest.fixture
 def quick_evolution(monkeypatch):
     """Evolution that starts its tournaments after three trials (the default waits for eight)."""
-    monkeypatch.setitem(_samplers._SAMPLERS, "evolution", lambda seed: RegularizedEvolutionSampler(
-        seed=seed, population_size=4, tournament_size=2, n_startup_trials=3))
+    monkeypatch.setitem(
+        _samplers._SAMPLERS,
+        "evolution",
+        lambda seed: RegularizedEvolutionSampler(
+            seed=seed, population_size=4, tournament_size=2, n_startup_trials=3
+        ),
+    )
 
 
 def _search(data, root, *, trials=7, seed=0, **kwargs):
-    return run_search("cnn", data, engine="optuna", algorithm="evolution", trials=trials,
-                      epochs=3, rungs=kwargs.pop("rungs", LADDER), results=root, seed=seed,
-                      max_image_size=32, progress=False, isolate=False, references=False,
-                      starting_points=False, study="climb", **kwargs)
+    return run_search(
+        "cnn",
+        data,
+        engine="optuna",
+        algorithm="evolution",
+        trials=trials,
+        epochs=3,
+        rungs=kwargs.pop("rungs", LADDER),
+        results=root,
+        seed=seed,
+        max_image_size=32,
+        progress=False,
+        isolate=False,
+        references=False,
+        starting_points=False,
+        study="climb",
+        **kwargs,
+    )
 
 
 def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
@@ -45,7 +64,7 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
     for r in rows:
         climbed = [g["rung"] for g in r.rungs]
         assert climbed == list(range(len(climbed)))
-        assert [g["image_size"] for g in r.rungs] == [16, 24, 32][:len(climbed)]
+        assert [g["image_size"] for g in r.rungs] == [16, 24, 32][: len(climbed)]
         if r.state == "COMPLETE":
             assert len(climbed) == 3 and r.input_size == 32
         else:
@@ -71,18 +90,32 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
         _search(tiny_data, tmp_path, trials=9, rungs="16:1:1,-:1:3")
 
 
-def test_same_seed_same_draws_over_rungs_pruned_trials_included(tiny_data, tmp_path,
-                                                                 quick_evolution):
-    runs = [read_trials(_search(tiny_data, tmp_path / name, seed=3)["study_dir"]
-                        / "trials.jsonl") for name in ("a", "b")]
+def test_same_seed_same_draws_over_rungs_pruned_trials_included(
+    tiny_data, tmp_path, quick_evolution
+):
+    runs = [
+        read_trials(_search(tiny_data, tmp_path / name, seed=3)["study_dir"] / "trials.jsonl")
+        for name in ("a", "b")
+    ]
     assert [r.config for r in runs[0]] == [r.config for r in runs[1]]
     assert any(r.state == "PRUNED" for r in runs[0])
 
 
 def test_from_scratch_queues_nothing_written_in(tiny_data, tmp_path):
-    outcome = run_search("cnn", tiny_data, engine="optuna", algorithm="random", trials=1,
-                         epochs=1, results=tmp_path, max_image_size=16, progress=False,
-                         isolate=False, references=False, starting_points=False)
+    outcome = run_search(
+        "cnn",
+        tiny_data,
+        engine="optuna",
+        algorithm="random",
+        trials=1,
+        epochs=1,
+        results=tmp_path,
+        max_image_size=16,
+        progress=False,
+        isolate=False,
+        references=False,
+        starting_points=False,
+    )
     (row,) = read_trials(outcome["study_dir"] / "trials.jsonl")
     space = get_space("cnn")
     assert row.config not in [*space.reference_configs(), MODERN_START]
@@ -91,11 +124,13 @@ def test_from_scratch_queues_nothing_written_in(tiny_data, tmp_path):
 def test_a_rung_the_time_left_cannot_pay_for_is_not_started(tiny_data, tmp_path):
     study = Study("clock", engine="optuna", algorithm="random", space="cnn", root=tmp_path)
     study.open(seed=0, settings={}, data=tiny_data.describe(), reference_configs=[])
-    hp = fixed_hyperparameters({**MODERN_START, "conv_blocks": 1, "filters_0": 8,
-                                "aug_enabled": False})
+    hp = fixed_hyperparameters(
+        {**MODERN_START, "conv_blocks": 1, "filters_0": 8, "aug_enabled": False}
+    )
     ctx = BuildContext(num_classes=5, max_image_size=16)
     measured = TrialRunner(get_space("cnn"), tiny_data, study, ctx=ctx).run(
-        hp, TrialRequest(trial_id="0", number=0, epochs=3))
+        hp, TrialRequest(trial_id="0", number=0, epochs=3)
+    )
     assert measured.state == "COMPLETE" and measured.predicted_s is None  # nothing timed before
     hurried = TrialRunner(get_space("cnn"), tiny_data, study, ctx=ctx, stop_at=time.time() + 0.01)
     record = hurried.run(hp, TrialRequest(trial_id="1", number=1, epochs=3))
@@ -103,13 +138,16 @@ def test_a_rung_the_time_left_cannot_pay_for_is_not_started(tiny_data, tmp_path)
     assert record.epochs_run == 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--engine", "keras-tuner", "--rungs", "auto"], "--rungs needs --engine optuna"),
-    (["--space", "mobilenet-cached", "--rungs", "auto"], "cannot carry a trial from one rung"),
-    (["--pruner", "hyperband", "--rungs", "auto"], "judges epochs, not rungs"),
-    (["--rungs", "64:2:4"], "fraction 2.0 must be in (0, 1]"),
-    (["--rungs", "auto", "--epochs", "2"], "--epochs 2 is too few for 3 rungs"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--engine", "keras-tuner", "--rungs", "auto"], "--rungs needs --engine optuna"),
+        (["--space", "mobilenet-cached", "--rungs", "auto"], "cannot carry a trial from one rung"),
+        (["--pruner", "hyperband", "--rungs", "auto"], "judges epochs, not rungs"),
+        (["--rungs", "64:2:4"], "fraction 2.0 must be in (0, 1]"),
+        (["--rungs", "auto", "--epochs", "2"], "--epochs 2 is too few for 3 rungs"),
+    ],
+)
 def test_what_a_search_over_rungs_refuses(argv, message, tmp_path, capsys):
     args = ["--space", "cnn", "--synthetic", "--results", str(tmp_path), "--no-progress", *argv]
     if args.count("--space") == 2:

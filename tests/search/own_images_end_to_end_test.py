@@ -20,11 +20,23 @@ def test_a_train_val_dataset_runs_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ART_CACHE", raising=False)
     monkeypatch.chdir(tmp_path)  # results/ and exports/ are the project's, as for a user
     classes = {"oil painting": 22, "gravure à l'eau-forte": 22}
-    data = make_split_folders(tmp_path / "my-images", {"train": classes,
-                                                      "valid": {c: 5 for c in classes}}, size=32)
+    data = make_split_folders(
+        tmp_path / "my-images", {"train": classes, "valid": {c: 5 for c in classes}}, size=32
+    )
     (data / "train" / "oil painting" / "notes.jpg").write_text("not an image")
-    tiny = ["--data", "my-images", "--trials", "1", "--epochs", "1", "--max-image-size", "32",
-            "--in-process", "--no-progress", "--skip-references"]
+    tiny = [
+        "--data",
+        "my-images",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--max-image-size",
+        "32",
+        "--in-process",
+        "--no-progress",
+        "--skip-references",
+    ]
 
     assert run_main(["--space", "mobilenet-cached", "--weights", "none", *tiny]) == 0
     err = capsys.readouterr().err
@@ -37,7 +49,9 @@ def test_a_train_val_dataset_runs_end_to_end(tmp_path, capsys, monkeypatch):
 
     study = (tmp_path / "results/searches/cnn-optuna-tpe/study.json").read_text()
     assert json.loads(study)["data"]["data_root"] == "my-images" and str(tmp_path) not in study
-    assert json.loads((tmp_path / "results/data/split.json").read_text())["data_root"] == "my-images"
+    assert (
+        json.loads((tmp_path / "results/data/split.json").read_text())["data_root"] == "my-images"
+    )
 
     assert dashboard_main([]) == 0
     assert (tmp_path / "results" / "dashboard.html").stat().st_size > 10_000

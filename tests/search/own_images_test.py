@@ -35,10 +35,18 @@ def _groups_in_one_split(manifest) -> bool:
 
 # --- layouts -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("folders", [
-    ("train", "val"), ("training", "validation"), ("Train", "Valid"), ("TRAIN", "val", "Test"),
-    ("training", "valid", "testing"), ("training_set", "validation_set"),
-])
+
+@pytest.mark.parametrize(
+    "folders",
+    [
+        ("train", "val"),
+        ("training", "validation"),
+        ("Train", "Valid"),
+        ("TRAIN", "val", "Test"),
+        ("training", "valid", "testing"),
+        ("training_set", "validation_set"),
+    ],
+)
 def test_split_folder_layouts_are_found_under_their_usual_names(folders, tmp_path):
     root = make_split_folders(tmp_path / "ds", {f: {"cats": 2, "dogs": 2} for f in folders})
     assert locate_data(root) == root
@@ -79,13 +87,17 @@ def test_keep_split_keeps_the_folders_and_carves_test_out_of_train(tmp_path, cap
     assert manifest.given_split and load_manifest(manifest.path).given_split
     # A later command that does not say --keep-split reuses it; one that asks to pool is refused.
     assert prepare_split(root, tmp_path / "results", verbose=False).digest == manifest.digest
-    with pytest.raises(SplitError, match="keeps the data's split folders; run without --keep-split"):
+    with pytest.raises(
+        SplitError, match="keeps the data's split folders; run without --keep-split"
+    ):
         prepare_split(root, tmp_path / "results", verbose=False, keep_split=False)
 
 
 def test_keep_split_reports_copies_across_the_given_splits_and_keeps_them_out(tmp_path, capsys):
-    root = make_split_folders(tmp_path / "ds", {"train": TWO, "val": {"cats": 6, "dogs": 6},
-                                                "test": {"cats": 6, "dogs": 6}})
+    root = make_split_folders(
+        tmp_path / "ds",
+        {"train": TWO, "val": {"cats": 6, "dogs": 6}, "test": {"cats": 6, "dogs": 6}},
+    )
     shutil.copyfile(root / "train/cats/0001.jpg", root / "val/cats/copy.jpg")
     shutil.copyfile(root / "train/dogs/0003.jpg", root / "test/dogs/copy.jpg")
     shutil.copyfile(root / "val/dogs/0002.jpg", root / "test/dogs/copy2.jpg")
@@ -94,7 +106,9 @@ def test_keep_split_reports_copies_across_the_given_splits_and_keeps_them_out(tm
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if "copies of pictures in an earlier" in line]
     assert len(warning) == 1 and warning[0].startswith("warning: 3 file(s) are copies"), err
-    assert "1 train -> val" in warning[0] and "val/cats/copy.jpg ~ train/cats/0001.jpg" in warning[0]
+    assert (
+        "1 train -> val" in warning[0] and "val/cats/copy.jpg ~ train/cats/0001.jpg" in warning[0]
+    )
     assert "carved" not in err  # every split has its folder
     paths = {e["path"]: e["split"] for e in manifest.entries}
     assert "val/cats/copy.jpg" not in paths and "test/dogs/copy.jpg" not in paths
@@ -105,8 +119,12 @@ def test_keep_split_reports_copies_across_the_given_splits_and_keeps_them_out(tm
     crossing = report["given_split"]["crossing_copies"]
     assert crossing["files_left_out"] == 3
     assert crossing["by_splits"] == {"train/val": 1, "train/test": 1, "val/test": 1}
-    assert {"path": "val/cats/copy.jpg", "split": "val", "copy_of": "train/cats/0001.jpg",
-            "kept_in": "train"} in crossing["examples"]
+    assert {
+        "path": "val/cats/copy.jpg",
+        "split": "val",
+        "copy_of": "train/cats/0001.jpg",
+        "kept_in": "train",
+    } in crossing["examples"]
     assert report["split"]["counts"]["val"] == {"cats": 6, "dogs": 6}
 
 
@@ -120,6 +138,7 @@ def test_keep_split_without_split_folders_is_one_error_line(tmp_path, capsys):
 
 # --- class folders that differ only in case ----------------------------------------------
 
+
 def test_class_folders_differing_only_in_case_are_refused_naming_both(tmp_path, capsys):
     root = make_class_folders(tmp_path / "ds", {"Painting": 21, "painting": 21, "drawings": 21})
     with pytest.raises(DataNotFoundError) as info:
@@ -127,17 +146,24 @@ def test_class_folders_differing_only_in_case_are_refused_naming_both(tmp_path, 
     assert str(root / "Painting") in str(info.value) and str(root / "painting") in str(info.value)
     assert data_main(["--data", str(root), "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: class folders") and "differ only in case" in err[0]
+    assert (
+        len(err) == 1
+        and err[0].startswith("error: class folders")
+        and "differ only in case" in err[0]
+    )
     assert not (tmp_path / "r" / "data" / "split.json").exists()
 
 
 def test_one_class_in_two_split_folders_may_differ_in_case(tmp_path):
-    root = make_split_folders(tmp_path / "ds", {"train": {"Painting": 2, "drawings": 2},
-                                                "val": {"painting": 1, "Drawings": 1}})
+    root = make_split_folders(
+        tmp_path / "ds",
+        {"train": {"Painting": 2, "drawings": 2}, "val": {"painting": 1, "Drawings": 1}},
+    )
     assert sorted({label for _, label in list_labelled_files(root)}) == ["drawings", "painting"]
 
 
 # --- undecodable files, progress bars ------------------------------------------------------
+
 
 def test_undecodable_files_are_named_in_a_warning_and_in_the_report_line(tmp_path, capsys):
     root = make_class_folders(tmp_path / "ds", {"cats": 21, "dogs": 21})
@@ -154,7 +180,9 @@ def test_many_undecodable_files_are_named_first_few_then_counted(tmp_path, capsy
     for i in range(5):
         (root / "dogs" / f"bad{i}.jpg").write_bytes(b"\0" * 10)
     prepare_split(root, tmp_path / "r", verbose=False)
-    warning = next(line for line in capsys.readouterr().err.splitlines() if "could not be decoded" in line)
+    warning = next(
+        line for line in capsys.readouterr().err.splitlines() if "could not be decoded" in line
+    )
     assert "5 file(s)" in warning and "dogs/bad0.jpg" in warning and "and 2 more" in warning
 
 
@@ -168,7 +196,10 @@ def test_no_progress_hides_the_scan_bar(tmp_path, capsys):
 
 # --- where the data is recorded ------------------------------------------------------------
 
-def test_manifest_records_data_inside_the_project_relative_and_outside_by_digest(tmp_path, monkeypatch):
+
+def test_manifest_records_data_inside_the_project_relative_and_outside_by_digest(
+    tmp_path, monkeypatch
+):
     monkeypatch.delenv("ART_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     project = tmp_path / "project"
@@ -205,13 +236,19 @@ def test_a_manifest_with_an_absolute_data_root_is_still_read(tmp_path):
 
 # --- EXIF orientation ----------------------------------------------------------------------
 
+
 def _is_upright(image: np.ndarray) -> bool:
     """Red half on top, blue half below (see write_rotated_jpeg)."""
-    top, bottom = image[: len(image) // 2].mean(axis=(0, 1)), image[len(image) // 2:].mean(axis=(0, 1))
+    top, bottom = (
+        image[: len(image) // 2].mean(axis=(0, 1)),
+        image[len(image) // 2 :].mean(axis=(0, 1)),
+    )
     return top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0]
 
 
-def test_exif_orientation_reaches_training_evaluate_and_predict_as_the_same_upright_pixels(tmp_path):
+def test_exif_orientation_reaches_training_evaluate_and_predict_as_the_same_upright_pixels(
+    tmp_path,
+):
     from search._formats import LoadedModel
     from search.evaluate import evaluate_folder
     from search.predict import predict_files
@@ -247,6 +284,7 @@ def test_exif_orientation_reaches_training_evaluate_and_predict_as_the_same_upri
 
 
 # --- other shapes of data ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_fifty_classes_of_thirty_pictures_split_stratified(tmp_path):

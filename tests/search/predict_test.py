@@ -12,8 +12,12 @@ from tests.fixtures import make_class_folders, save_constant_model
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return save_constant_model(tmp_path_factory.mktemp("model") / "model.keras", 2, answer=1,
-                               class_names=["drawings", "painting"])
+    return save_constant_model(
+        tmp_path_factory.mktemp("model") / "model.keras",
+        2,
+        answer=1,
+        class_names=["drawings", "painting"],
+    )
 
 
 def test_an_empty_folder_is_an_error_not_silence(model, tmp_path, capsys):
@@ -26,7 +30,9 @@ def test_an_empty_folder_is_an_error_not_silence(model, tmp_path, capsys):
     assert captured.out == ""
 
 
-def test_a_missing_path_is_reported_and_the_good_files_are_still_classified(model, tmp_path, capsys):
+def test_a_missing_path_is_reported_and_the_good_files_are_still_classified(
+    model, tmp_path, capsys
+):
     images = make_class_folders(tmp_path / "images", {"drawings": 2})
     missing = tmp_path / "typo.jpg"
     empty = tmp_path / "empty"

@@ -16,8 +16,19 @@ def test_the_bar_shows_the_running_trials_last_epoch_until_the_trial_ends(tmp_pa
     assert bar.bar.postfix is not None and "#2 epoch 5/24 val 0.812" in bar.bar.postfix
     reporter.on_epoch_end(25, {})  # a fine-tuning step past the head's epochs: no total
     assert "#2 epoch 26" in bar.bar.postfix and "/24" not in bar.bar.postfix
-    bar.update(TrialRecord(study="bar", engine="optuna", algorithm="tpe", space="cnn",
-                           trial_id="2", number=2, state="COMPLETE", config={},
-                           val_accuracy=0.8, wall_time_s=60.0))
+    bar.update(
+        TrialRecord(
+            study="bar",
+            engine="optuna",
+            algorithm="tpe",
+            space="cnn",
+            trial_id="2",
+            number=2,
+            state="COMPLETE",
+            config={},
+            val_accuracy=0.8,
+            wall_time_s=60.0,
+        )
+    )
     assert "now" not in bar.bar.postfix and "#2 COMPLETE" in bar.bar.postfix
     bar.close()

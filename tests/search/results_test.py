@@ -16,9 +16,19 @@ from search.results import (
 
 
 def row(n: int, state: str = "COMPLETE", acc: float | None = 0.5, study: str = "s") -> TrialRecord:
-    return TrialRecord(study, "optuna", "tpe", "cnn", str(n), n, state, {"units": 8 + n},
-                       val_accuracy=acc if state == "COMPLETE" else None, epochs_run=1,
-                       error=None if state == "COMPLETE" else "boom")
+    return TrialRecord(
+        study,
+        "optuna",
+        "tpe",
+        "cnn",
+        str(n),
+        n,
+        state,
+        {"units": 8 + n},
+        val_accuracy=acc if state == "COMPLETE" else None,
+        epochs_run=1,
+        error=None if state == "COMPLETE" else "boom",
+    )
 
 
 def torn(path, n: int) -> None:
@@ -71,8 +81,10 @@ def test_a_row_glued_onto_a_torn_line_by_an_older_version_is_recovered(tmp_path)
     table = read_table(path)
     assert [r.number for r in table.records] == [0, 2]
     assert [u.line for u in table.unreadable] == [2]
-    assert table.unreadable[0].text.startswith('{"study": "s"') and '"trial_id": "2"' not in \
-        table.unreadable[0].text
+    assert (
+        table.unreadable[0].text.startswith('{"study": "s"')
+        and '"trial_id": "2"' not in table.unreadable[0].text
+    )
 
 
 def test_set_aside_moves_unreadable_lines_beside_the_table_and_loses_nothing(tmp_path):
@@ -100,8 +112,10 @@ def test_set_aside_moves_unreadable_lines_beside_the_table_and_loses_nothing(tmp
 
 def test_the_results_tree_notes_unreadable_rows_per_study(tmp_path):
     d = tmp_path / "searches" / "torn-study"
-    write_json(d / "study.json", {"study": "torn-study", "engine": "optuna", "algorithm": "tpe",
-                                  "space": "cnn"})
+    write_json(
+        d / "study.json",
+        {"study": "torn-study", "engine": "optuna", "algorithm": "tpe", "space": "cnn"},
+    )
     for n in range(2):
         append_trial(d / "trials.jsonl", row(n, study="torn-study"))
     torn(d / "trials.jsonl", 2)
@@ -111,7 +125,5 @@ def test_the_results_tree_notes_unreadable_rows_per_study(tmp_path):
     assert [r.number for r in study.trials] == [0, 1]
     assert study.unreadable_lines == [3]
     text = "\n".join(tree.notes)
-    assert (f"Study 'torn-study': 1 line of {d / 'trials.jsonl'} could not be read (line 3)"
-            in text)
+    assert f"Study 'torn-study': 1 line of {d / 'trials.jsonl'} could not be read (line 3)" in text
     assert f"1 earlier unreadable line is kept in {d / 'trials.jsonl.unreadable'}" in text
-

@@ -31,7 +31,8 @@ def test_a_rung_that_ranks_like_the_top_is_trusted_and_one_that_does_not_is_name
     assert report["correlations"][0]["spearman"] == pytest.approx(1.0)
     assert report["correlations"][1]["spearman"] == pytest.approx(-1.0)
     assert len(report["warnings"]) == 1 and report["warnings"][0].startswith(
-        "rung 1 does not predict the top rung (Spearman -1.00 over 6 trials)")
+        "rung 1 does not predict the top rung (Spearman -1.00 over 6 trials)"
+    )
 
 
 def test_too_few_trials_at_the_top_is_said():

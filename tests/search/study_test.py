@@ -50,11 +50,15 @@ def test_the_same_storage_written_another_way_is_accepted(tmp_path, monkeypatch)
     assert open_study(tmp_path, default)[1]["config"]["storage"] is None  # still "the default"
     monkeypatch.chdir(tmp_path)
     other, _ = open_study(tmp_path / "c", "sqlite:///rel.db")
-    assert open_study(tmp_path / "c", f"sqlite:///{tmp_path / 'rel.db'}")[1]["config"]["storage"] \
+    assert (
+        open_study(tmp_path / "c", f"sqlite:///{tmp_path / 'rel.db'}")[1]["config"]["storage"]
         == "sqlite:///rel.db"
+    )
 
 
-def test_a_study_json_already_overwritten_by_a_storage_less_resume_still_knows_its_storage(tmp_path):
+def test_a_study_json_already_overwritten_by_a_storage_less_resume_still_knows_its_storage(
+    tmp_path,
+):
     # An older version replaced config.storage by None on a resume without --storage; the
     # first run's config still names the storage.
     url = "postgresql://me:secret@db.example/art"
@@ -73,8 +77,11 @@ def test_resuming_after_the_space_changed_is_refused(tmp_path):
     study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=list(old))
     before = read_json(study.study_json)
     new = [{**old[0], "fine_tune_schedule": "plateau"}]
-    with pytest.raises(SearchError, match=r"another version of space 'mobilenet'.*added "
-                                          r"fine_tune_schedule.*--study NAME"):
+    with pytest.raises(
+        SearchError,
+        match=r"another version of space 'mobilenet'.*added "
+        r"fine_tune_schedule.*--study NAME",
+    ):
         study.open(seed=0, settings={"storage": None}, data=DATA, reference_configs=new)
     assert read_json(study.study_json) == before  # nothing written
 
@@ -93,9 +100,17 @@ def test_one_rule_picks_the_best_trial_whatever_order_trials_finish_in(tmp_path,
     runner.study = study
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     for number in (1, 0):  # as TrialRunner.train then run do: keep, then append the row
-        record = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn",
-                             trial_id=str(number), number=number, state="COMPLETE",
-                             config={}, val_accuracy=0.8)
+        record = TrialRecord(
+            study="s",
+            engine="optuna",
+            algorithm="tpe",
+            space="cnn",
+            trial_id=str(number),
+            number=number,
+            state="COMPLETE",
+            config={},
+            val_accuracy=0.8,
+        )
         assert study.save_if_best(record, model)
         runner.keep_model(record, model)
         study.append(record)
@@ -105,7 +120,16 @@ def test_one_rule_picks_the_best_trial_whatever_order_trials_finish_in(tmp_path,
     assert study.checkpoint_of("0") == study.checkpoint_path and study.checkpoint_of("1") is None
     assert sorted(p.name for p in (study.dir / "models").iterdir()) == ["trial-0.keras"]
     # A later trial that only ties does not take the checkpoint.
-    late = TrialRecord(study="s", engine="optuna", algorithm="tpe", space="cnn", trial_id="2",
-                       number=2, state="COMPLETE", config={}, val_accuracy=0.8)
+    late = TrialRecord(
+        study="s",
+        engine="optuna",
+        algorithm="tpe",
+        space="cnn",
+        trial_id="2",
+        number=2,
+        state="COMPLETE",
+        config={},
+        val_accuracy=0.8,
+    )
     assert not study.save_if_best(late, model)
     assert not list(study.checkpoint_path.parent.glob("*.tmp.*"))

@@ -24,8 +24,13 @@ class Unpicklable:
 def test_ids_and_numbers_become_plain_values():
     import numpy as np
 
-    request = TrialRequest(trial_id=7, number=np.int64(7), epochs=np.int32(3),
-                           keep_weights=np.bool_(True), callbacks=[])
+    request = TrialRequest(
+        trial_id=7,
+        number=np.int64(7),
+        epochs=np.int32(3),
+        keep_weights=np.bool_(True),
+        callbacks=[],
+    )
     assert (request.trial_id, request.number, request.epochs) == ("7", 7, 3)
     assert type(request.number) is int and request.keep_weights is True
     assert request.callbacks == ()
@@ -35,8 +40,15 @@ def test_ids_and_numbers_become_plain_values():
 
 def test_the_engines_callbacks_stay_in_the_parent_and_the_rest_crosses():
     warm = WarmStart(from_trial="3", weights="/w.weights.h5", initial_epoch=2)
-    request = TrialRequest(trial_id="4", number=4, epochs=5, warm_start=warm, keep_weights=True,
-                           callbacks=[Unpicklable()], prune_exceptions=(KeyError,))
+    request = TrialRequest(
+        trial_id="4",
+        number=4,
+        epochs=5,
+        warm_start=warm,
+        keep_weights=True,
+        callbacks=[Unpicklable()],
+        prune_exceptions=(KeyError,),
+    )
     with pytest.raises(TypeError):
         pickle.dumps(request)
     child = pickle.loads(pickle.dumps(request.for_child()))

@@ -52,15 +52,17 @@ def test_a_warm_started_trial_continues_the_kept_weights_of_another(tiny_data, t
     study.open(seed=0, settings={}, data=tiny_data.describe(), reference_configs=[])
     runner = TrialRunner(WarmSpace(), tiny_data, study, ctx=BuildContext(num_classes=5), seed=0)
     hp = {"units": 8}
-    first = runner.run(fixed_hyperparameters(hp),
-                       TrialRequest(trial_id="0", number=0, epochs=2, keep_weights=True))
+    first = runner.run(
+        fixed_hyperparameters(hp), TrialRequest(trial_id="0", number=0, epochs=2, keep_weights=True)
+    )
     kept = study.rung_weights_path("0")
     assert first.state == "COMPLETE" and kept.exists() and first.continued_from is None
 
     assert study.warm_start("7", 2) is None  # a trial that kept nothing: from scratch
-    second = runner.run(fixed_hyperparameters(hp),
-                        TrialRequest(trial_id="1", number=1, epochs=5,
-                                     warm_start=study.warm_start("0", 2)))
+    second = runner.run(
+        fixed_hyperparameters(hp),
+        TrialRequest(trial_id="1", number=1, epochs=5, warm_start=study.warm_start("0", 2)),
+    )
     assert second.state == "COMPLETE", second.error
     assert second.continued_from == "0" and second.epochs_run == 3  # epochs 2, 3 and 4
     initial_epoch, start = WarmSpace.seen[-1]
@@ -73,8 +75,17 @@ def test_a_warm_started_trial_continues_the_kept_weights_of_another(tiny_data, t
 
 def test_keras_tuner_hyperband_promotes_with_the_lower_rungs_weights(tiny_data, tmp_path):
     WarmSpace.seen = []
-    out = run_search(WarmSpace(), tiny_data, results=tmp_path, engine="keras-tuner",
-                     algorithm="hyperband", trials=4, epochs=3, progress=False, isolate=False)
+    out = run_search(
+        WarmSpace(),
+        tiny_data,
+        results=tmp_path,
+        engine="keras-tuner",
+        algorithm="hyperband",
+        trials=4,
+        epochs=3,
+        progress=False,
+        isolate=False,
+    )
     rows = read_trials(out["study_dir"] / "trials.jsonl")
     continued = [r for r in rows if r.continued_from is not None]
     assert continued, [(r.trial_id, r.epochs_run) for r in rows]

@@ -10,7 +10,9 @@ import pytest
 from spaces.backbones import BACKBONES, get_backbone
 
 MOBILENET = BACKBONES["mobilenet_v2"]
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / MOBILENET.weights_file
+SHARED_WEIGHTS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "weights" / MOBILENET.weights_file
+)
 
 
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason="../shared/weights is not here")
@@ -20,7 +22,9 @@ def test_imagenet_resolves_to_the_cached_224_file_without_network(tmp_path, monk
     shutil.copyfile(SHARED_WEIGHTS, models / MOBILENET.weights_file)
     import keras
 
-    monkeypatch.setattr(keras.utils, "get_file", _cache_only(keras.utils.get_file, tmp_path / "keras"))
+    monkeypatch.setattr(
+        keras.utils, "get_file", _cache_only(keras.utils.get_file, tmp_path / "keras")
+    )
     assert Path(MOBILENET.keras_weights("imagenet")) == models / MOBILENET.weights_file
     backbone = MOBILENET.build(96, "imagenet")  # another size, same file, no download
     assert backbone.input_shape == (None, 96, 96, 3)
@@ -55,5 +59,8 @@ def _cache_only(get_file, cache_dir):
     def wrapped(fname, origin, **kwargs):
         # Keras reads $KERAS_HOME once at import, so the test's cache is passed explicitly;
         # any download attempt fails the test: the cached (hash-checked) file must be used.
-        return get_file(fname, "http://127.0.0.1:9/never-downloaded", cache_dir=str(cache_dir), **kwargs)
+        return get_file(
+            fname, "http://127.0.0.1:9/never-downloaded", cache_dir=str(cache_dir), **kwargs
+        )
+
     return wrapped

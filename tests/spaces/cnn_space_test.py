@@ -21,7 +21,9 @@ def test_cnn_starting_points_are_points_of_the_space():
         study = optuna.create_study()
         study.enqueue_trial(config)
         trial = study.ask()
-        space.build(DefineByRunHyperParameters(trial), BuildContext(num_classes=5, max_image_size=32))
+        space.build(
+            DefineByRunHyperParameters(trial), BuildContext(num_classes=5, max_image_size=32)
+        )
         for key, dist in trial.distributions.items():
             assert dist._contains(dist.to_internal_repr(config[key])), (key, config[key], dist)
         keras.backend.clear_session()
@@ -30,9 +32,16 @@ def test_cnn_starting_points_are_points_of_the_space():
 @pytest.mark.parametrize("block_type", ["plain", "separable", "residual"])
 def test_a_strided_stem_gives_the_blocks_a_quarter_of_the_pixels(block_type):
     space = get_space("cnn")
-    config = {**space.reference_configs()[0], "image_size": 128, "block_type": block_type,
-              "batch_norm": True, "pooling": "gap", "filters_0": 16, "filters_1": 16,
-              "filters_2": 16}
+    config = {
+        **space.reference_configs()[0],
+        "image_size": 128,
+        "block_type": block_type,
+        "batch_norm": True,
+        "pooling": "gap",
+        "filters_0": 16,
+        "filters_1": 16,
+        "filters_2": 16,
+    }
     ctx = BuildContext(num_classes=5, weights=None)
     with_stem = space.build(fixed_hyperparameters({**config, "stem": "strided"}), ctx)
     assert with_stem.get_layer("stem").output.shape == (None, 64, 64, 16)

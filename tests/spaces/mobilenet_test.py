@@ -13,14 +13,24 @@ from spaces import BuildContext
 from spaces.mobilenet import MobileNetSpace, _crossing_tensors
 
 CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
-CONFIG = {"image_size": 224, "head_units": 16, "head_dropout": 0.0, "learning_rate": 0.01,
-          "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1, "fine_tune_epochs": 2,
-          "fine_tune_schedule": "plateau", "fine_tune_weight_decay": 0.0,
-          # Inference-mode BatchNorm keeps these tiny random-weight models well-conditioned:
-          # batch statistics of near-constant synthetic features amplify rounding differences.
-          "fine_tune_batch_norm": "frozen", "aug_enabled": False,
-          "flip_views": False, "tta_flip": False,
-          "head_inputs": "pooled"}  # (only read where fine_tune_layers is 0)
+CONFIG = {
+    "image_size": 224,
+    "head_units": 16,
+    "head_dropout": 0.0,
+    "learning_rate": 0.01,
+    "fine_tune_layers": 54,
+    "fine_tune_lr_factor": 0.1,
+    "fine_tune_epochs": 2,
+    "fine_tune_schedule": "plateau",
+    "fine_tune_weight_decay": 0.0,
+    # Inference-mode BatchNorm keeps these tiny random-weight models well-conditioned:
+    # batch statistics of near-constant synthetic features amplify rounding differences.
+    "fine_tune_batch_norm": "frozen",
+    "aug_enabled": False,
+    "flip_views": False,
+    "tta_flip": False,
+    "head_inputs": "pooled",
+}  # (only read where fine_tune_layers is 0)
 
 
 def _data():
@@ -44,10 +54,16 @@ def _train(space: MobileNetSpace, data, config=None, *, callbacks=(), predict=Fa
     history = keras.callbacks.History()
     space.fit(hp, model, data, CTX, epochs=4, callbacks=[history, *callbacks])
     run = {"history": history.history, "weights": [w.copy() for w in model.get_weights()]}
-    run["moved"] = [w.path for w in base.weights
-                    if w.path in stats and not np.array_equal(w.numpy(), stats[w.path])]
-    run["tuned_norms"] = [l.name for l in base.layers[-54:]
-                          if l.trainable and isinstance(l, keras.layers.BatchNormalization)]
+    run["moved"] = [
+        w.path
+        for w in base.weights
+        if w.path in stats and not np.array_equal(w.numpy(), stats[w.path])
+    ]
+    run["tuned_norms"] = [
+        layer.name
+        for layer in base.layers[-54:]
+        if layer.trainable and isinstance(layer, keras.layers.BatchNormalization)
+    ]
     if predict:
         x, _ = data.arrays("test", 32)
         run["predicted"] = space.predict(hp, model, data, CTX, "test")
@@ -92,8 +108,11 @@ def cached_float32_run():
     image_batches = []
     original = type(data).dataset
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(type(data), "dataset",
-                      lambda self, *a, **k: image_batches.append(a[:2]) or original(self, *a, **k))
+        patch.setattr(
+            type(data),
+            "dataset",
+            lambda self, *a, **k: image_batches.append(a[:2]) or original(self, *a, **k),
+        )
         space = MobileNetSpace()
         space.activation_dtype = "float32"
         run = _train(space, data, predict=True)
@@ -122,10 +141,13 @@ def test_fine_tuning_on_cached_activations_is_the_image_path(cached_float32_run,
 @pytest.mark.slow
 def test_half_precision_activations_stay_close(cached_run, image_path_run):
     # float16, the default
-    np.testing.assert_allclose(cached_run["history"]["loss"], image_path_run["history"]["loss"],
-                               rtol=2e-2)
-    worst = max(float(np.max(np.abs(g - w)))
-                for g, w in zip(cached_run["weights"], image_path_run["weights"]))
+    np.testing.assert_allclose(
+        cached_run["history"]["loss"], image_path_run["history"]["loss"], rtol=2e-2
+    )
+    worst = max(
+        float(np.max(np.abs(g - w)))
+        for g, w in zip(cached_run["weights"], image_path_run["weights"])
+    )
     assert worst < 1e-2
 
 
@@ -138,7 +160,10 @@ def test_fine_tuning_batch_norm_modes(batch_norm, request):
     if batch_norm == "frozen":
         # Inference mode must hold on both paths (CONFIG's own mode: the shared fits).
         assert CONFIG["fine_tune_batch_norm"] == "frozen"
-        for run in (request.getfixturevalue("cached_run"), request.getfixturevalue("image_path_run")):
+        for run in (
+            request.getfixturevalue("cached_run"),
+            request.getfixturevalue("image_path_run"),
+        ):
             assert run["moved"] == [] and run["tuned_norms"] == [] and run["same"]
     else:  # batch statistics are shown on the cached path
         run = _train(MobileNetSpace(), _data(), {**CONFIG, "fine_tune_batch_norm": batch_norm})
@@ -182,8 +207,9 @@ def test_cosine_schedule_warms_up_then_decays():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fine_tune_layers, cache", [(0, True), (54, True), (54, False)])
-def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_layers, cache,
-                                                                    request):
+def test_predict_through_the_cached_paths_is_the_models_prediction(
+    fine_tune_layers, cache, request
+):
     """The head on cached features (fine_tune_layers 0), the tuned top on cached activations,
     and the image path: the space's predictions are the model's own on the images. The
     fine-tuned models are the shared float32 fits."""
@@ -192,15 +218,15 @@ def test_predict_through_the_cached_paths_is_the_models_prediction(fine_tune_lay
     else:
         space = MobileNetSpace(cache_activations=cache)
         space.activation_dtype = "float32"
-        run = _train(space, _data(), {**CONFIG, "fine_tune_layers": fine_tune_layers},
-                     predict=True)
+        run = _train(space, _data(), {**CONFIG, "fine_tune_layers": fine_tune_layers}, predict=True)
     np.testing.assert_allclose(run["predicted"], run["direct"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fine_tune_layers, cache", [(54, True)])
 def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
-        fine_tune_layers, cache, tmp_path):
+    fine_tune_layers, cache, tmp_path
+):
     """Mirror images train the searched path (cached features for the head, then cached
     activations for fine-tuning), and a trial that averages over flips predicts what its
     saved inference model computes on the images: the mean of the image's and its mirror
@@ -208,20 +234,23 @@ def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
     it ran here as a second parameter and passed, and was dropped for the suite's time
     budget: 25 s.)"""
     from search.data import predict_in_batches
-
     from spaces.backbones import BACKBONES
 
     try:  # random-init backbones answer every tiny image alike; a mirror image must matter
-        ctx = BuildContext(num_classes=5, max_image_size=32,
-                           weights=BACKBONES["mobilenet_v2"].keras_weights("imagenet"))
+        ctx = BuildContext(
+            num_classes=5,
+            max_image_size=32,
+            weights=BACKBONES["mobilenet_v2"].keras_weights("imagenet"),
+        )
     except RuntimeError:
         pytest.skip("no MobileNetV2 ImageNet weights in Keras' cache (README: Quick start)")
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     space = MobileNetSpace(cache_activations=cache)
     space.activation_dtype = "float32"
     keras.utils.set_random_seed(0)
-    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": fine_tune_layers,
-                                "flip_views": True, "tta_flip": True})
+    hp = fixed_hyperparameters(
+        {**CONFIG, "fine_tune_layers": fine_tune_layers, "flip_views": True, "tta_flip": True}
+    )
     model = space.build(hp, ctx)
     history = keras.callbacks.History()
     space.fit(hp, model, data, ctx, epochs=2, callbacks=[history])
@@ -232,8 +261,10 @@ def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
     predicted = space.predict(hp, model, data, ctx, "test")
     np.testing.assert_allclose(predicted, (plain + mirrored) / 2, rtol=1e-4, atol=1e-5)
     features = keras.Model(model.input, model.get_layer("features").output)
-    assert not np.allclose(predict_in_batches(features, x),  # the mirror image is another input
-                           predict_in_batches(features, np.ascontiguousarray(x[:, :, ::-1])))
+    assert not np.allclose(
+        predict_in_batches(features, x),  # the mirror image is another input
+        predict_in_batches(features, np.ascontiguousarray(x[:, :, ::-1])),
+    )
 
     saved = tmp_path / "m.keras"
     space.inference_model(hp, model).save(saved)
@@ -261,17 +292,26 @@ def test_a_texture_head_sees_earlier_blocks_channel_statistics(tmp_path):
 
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     space = MobileNetSpace()
-    hp = fixed_hyperparameters({**CONFIG, "fine_tune_layers": 0, "flip_views": False,
-                                "tta_flip": False, "head_inputs": "pooled+texture"})
+    hp = fixed_hyperparameters(
+        {
+            **CONFIG,
+            "fine_tune_layers": 0,
+            "flip_views": False,
+            "tta_flip": False,
+            "head_inputs": "pooled+texture",
+        }
+    )
     model = space.build(hp, CTX)
     assert model.get_layer("features").output.shape == (None, 1280 + 2 * (32 + 96))
     base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
     x, _ = data.arrays("test", 32)
-    mid = keras.Model(base.input, base.get_layer(BACKBONES["mobilenet_v2"].texture_layers[0]).output)
-    mid.set_weights(model.get_layer("backbone").get_weights()[:len(mid.get_weights())])
+    mid = keras.Model(
+        base.input, base.get_layer(BACKBONES["mobilenet_v2"].texture_layers[0]).output
+    )
+    mid.set_weights(model.get_layer("backbone").get_weights()[: len(mid.get_weights())])
     maps = np.asarray(mid.predict(x / 127.5 - 1, verbose=0), dtype=np.float64)
     features = keras.Model(model.input, model.get_layer("features").output).predict(x, verbose=0)
-    np.testing.assert_allclose(features[:, 1280:1280 + 32], maps.mean(axis=(1, 2)), atol=1e-4)
+    np.testing.assert_allclose(features[:, 1280 : 1280 + 32], maps.mean(axis=(1, 2)), atol=1e-4)
     np.testing.assert_allclose(features[:, 1312:1344], maps.std(axis=(1, 2)), atol=1e-3)
     space.fit(hp, model, data, CTX, epochs=1)
     model.save(tmp_path / "t.keras")

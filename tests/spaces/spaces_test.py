@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 import keras_tuner as kt
+import numpy as np
 import optuna
 import pytest
 
@@ -56,6 +56,7 @@ def test_registry_lists_builtin_spaces():
 
 def test_register_space_rejects_a_second_class_under_the_same_name():
     with pytest.raises(ValueError, match="already registered"):
+
         @register_space("cnn")
         class Other(Space):
             pass
@@ -68,7 +69,11 @@ def test_a_variant_is_its_base_space_with_preset_keyword_arguments():
     cut = BACKBONES["mobilenet_v2"].published_fine_tune_layers
     cached = get_space("mobilenet-cached")
     assert type(cached) is MobileNetSpace and cached.name == "mobilenet-cached"
-    assert (cached.augment, cached.image_sizes, cached.max_fine_tune_layers) == (False, (160, 288), cut)
+    assert (cached.augment, cached.image_sizes, cached.max_fine_tune_layers) == (
+        False,
+        (160, 288),
+        cut,
+    )
     assert f"published {cut} layers" in cached.description
     assert get_space("mobilenet").name == "mobilenet"  # the base keeps its own name
     hp = kt.HyperParameters()
@@ -120,8 +125,9 @@ def test_reference_config_is_exactly_a_point_of_its_space(name):
 
 
 def test_cnn_reference_is_the_published_scratch_cnn():
-    model, _ = kt_build(get_space("cnn"), get_space("cnn").reference_configs()[0],
-                        BuildContext(num_classes=5))
+    model, _ = kt_build(
+        get_space("cnn"), get_space("cnn").reference_configs()[0], BuildContext(num_classes=5)
+    )
     assert model.input_shape == (None, 256, 256, 3)
     assert model.count_params() == 7_449_221
     kinds = [type(layer).__name__ for layer in model.layers]
@@ -147,7 +153,7 @@ def test_mobilenet_reference_is_the_published_transfer_recipe():
     # "unfreeze from layer index 100 on" == the top 54 layers
     assert len(base.layers) - config["fine_tune_layers"] == 100
     head = model.get_layer("head")
-    assert [type(l).__name__ for l in head.layers] == ["Dense", "Dropout", "Dense"]
+    assert [type(layer).__name__ for layer in head.layers] == ["Dense", "Dropout", "Dense"]
     assert head.layers[1].rate == pytest.approx(0.2)
     keras.backend.clear_session()
 
@@ -156,9 +162,15 @@ def test_mobilenet_head_searches_the_published_frozen_phase_only():
     head, full = get_space("mobilenet-head"), get_space("mobilenet")
     hp = kt.HyperParameters()
     head.build(hp, CTX_32)
-    assert {h.name for h in hp.space} == {"image_size", "head_units", "head_dropout",
-                                           "learning_rate", "flip_views", "tta_flip",
-                                           "head_inputs"}
+    assert {h.name for h in hp.space} == {
+        "image_size",
+        "head_units",
+        "head_dropout",
+        "learning_rate",
+        "flip_views",
+        "tta_flip",
+        "head_inputs",
+    }
     # Its reference is the frozen phase of the published recipe: the same model.
     head_ref, full_ref = head.reference_configs()[0], full.reference_configs()[0]
     # (The published head sees the pooled features; fine-tuning configs have no head_inputs.)
@@ -228,16 +240,22 @@ def test_every_cnn_block_count_builds_at_every_input_size():
             for blocks in range(1, MAX_BLOCKS + 1):
                 # The published block at both kernels; the other block types at one.
                 for block_type in BLOCK_TYPES if kernel == KERNELS[0] else BLOCK_TYPES[:1]:
-                    config = {**reference, "conv_blocks": blocks, "kernel_size": kernel,
-                              "block_type": block_type,
-                              **{f"filters_{i}": 16 for i in range(MAX_BLOCKS)}}
+                    config = {
+                        **reference,
+                        "conv_blocks": blocks,
+                        "kernel_size": kernel,
+                        "block_type": block_type,
+                        **{f"filters_{i}": 16 for i in range(MAX_BLOCKS)},
+                    }
                     model = get_space("cnn").build(
                         fixed_hyperparameters(config),
-                        BuildContext(num_classes=5, max_image_size=size, weights=None))
+                        BuildContext(num_classes=5, max_image_size=size, weights=None),
+                    )
                     assert model.output_shape == (None, 5)
-                    convs = {"plain": "Conv2D", "separable": "SeparableConv2D",
-                             "residual": "Add"}[block_type]
-                    assert sum(type(l).__name__ == convs for l in model.layers) == blocks
+                    convs = {"plain": "Conv2D", "separable": "SeparableConv2D", "residual": "Add"}[
+                        block_type
+                    ]
+                    assert sum(type(layer).__name__ == convs for layer in model.layers) == blocks
                     keras.backend.clear_session()
 
 
@@ -246,8 +264,13 @@ def test_cnn_cosine_schedule_decays_over_the_trials_epochs():
 
     data = synthetic_data(n_train=20, n_val=10, n_test=10, image_size=32, seed=0)
     space = get_space("cnn")
-    config = {**space.reference_configs()[0], "conv_blocks": 1, "filters_0": 16,
-              "schedule": "cosine", "learning_rate": 1e-3}
+    config = {
+        **space.reference_configs()[0],
+        "conv_blocks": 1,
+        "filters_0": 16,
+        "schedule": "cosine",
+        "learning_rate": 1e-3,
+    }
     hp = fixed_hyperparameters(config)
     model = space.build(hp, BuildContext(num_classes=5, max_image_size=32, weights=None))
     history = keras.callbacks.History()
@@ -271,8 +294,9 @@ def test_cnn_search_at_32px_proposes_every_depth_and_kernel():
     assert (blocks.low, blocks.high) == (1, 5) and set(kernels.choices) == {3, 5}
     keras.backend.clear_session()
     # keras-tuner: its random oracle learns the space by building it once, then proposes.
-    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"),
-                                           max_trials=30, seed=1)
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("val_accuracy", "max"), max_trials=30, seed=1
+    )
     learned = kt.HyperParameters()
     space.build(learned, CTX_32)
     oracle.hyperparameters = learned
@@ -285,12 +309,24 @@ def test_augmentation_subspace_off_by_default_and_builds_layers_when_on():
     hp = kt.HyperParameters()
     assert build_augmentation(hp) is None
     assert all(name.startswith("aug_") for name in hp.values)
-    on = fixed_hyperparameters({"aug_enabled": True, "aug_flip": "horizontal", "aug_rotation": 0.1,
-                                "aug_zoom": 0.0, "aug_translation": 0.1, "aug_contrast": 0.2,
-                                "aug_brightness": 0.0})
+    on = fixed_hyperparameters(
+        {
+            "aug_enabled": True,
+            "aug_flip": "horizontal",
+            "aug_rotation": 0.1,
+            "aug_zoom": 0.0,
+            "aug_translation": 0.1,
+            "aug_contrast": 0.2,
+            "aug_brightness": 0.0,
+        }
+    )
     seq = build_augmentation(on)
-    assert [type(l).__name__ for l in seq.layers] == [
-        "RandomFlip", "RandomRotation", "RandomTranslation", "RandomContrast"]
+    assert [type(layer).__name__ for layer in seq.layers] == [
+        "RandomFlip",
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomContrast",
+    ]
     # Inactive knobs are not declared when the switch is off.
     off = fixed_hyperparameters({"aug_enabled": False})
     assert build_augmentation(off) is None and off.values == {"aug_enabled": False}

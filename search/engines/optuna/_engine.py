@@ -28,6 +28,7 @@ from search.engines.optuna._protocol import (
     count_finished,
     surplus_reason,
 )
+from search.engines.optuna._rungs import RungPruning
 from search.engines.optuna._samplers import (
     ALGORITHMS,
     PRUNERS,
@@ -45,7 +46,6 @@ from search.engines.optuna._storage import (
     open_optuna_study,
     recover_interrupted,
 )
-from search.engines.optuna._rungs import RungPruning
 from search.engines.optuna._sync import copy_missing_rows, publish_study_meta
 from search.study import SearchError, Study, mask_url
 
@@ -54,20 +54,40 @@ class OptunaEngine(Engine):
     name = "optuna"
     algorithms = ALGORITHMS
 
-    def __init__(self, algorithm: str, *, seed: int = 0, pruner: str | None = None,
-                 storage: str | None = None, heartbeat: int | None = None,
-                 references: bool = True, starting_points: bool = True, ladder=None):
-        super().__init__(algorithm, seed=seed, pruner=pruner, storage=storage,
-                         references=references, starting_points=starting_points, ladder=ladder)
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        seed: int = 0,
+        pruner: str | None = None,
+        storage: str | None = None,
+        heartbeat: int | None = None,
+        references: bool = True,
+        starting_points: bool = True,
+        ladder=None,
+    ):
+        super().__init__(
+            algorithm,
+            seed=seed,
+            pruner=pruner,
+            storage=storage,
+            references=references,
+            starting_points=starting_points,
+            ladder=ladder,
+        )
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
         if ladder is not None and pruner not in (None, *RUNG_PRUNERS):
-            raise SearchError(f"--pruner {pruner} judges epochs, not rungs; with --rungs use "
-                              f"{' or '.join(RUNG_PRUNERS)} (default {RUNG_PRUNERS[0]})")
-        if heartbeat is not None and (isinstance(heartbeat, bool) or int(heartbeat) != heartbeat
-                                      or heartbeat < 1):
-            raise SearchError(f"--heartbeat must be a whole number of seconds, at least 1 "
-                              f"(got {heartbeat!r})")
+            raise SearchError(
+                f"--pruner {pruner} judges epochs, not rungs; with --rungs use "
+                f"{' or '.join(RUNG_PRUNERS)} (default {RUNG_PRUNERS[0]})"
+            )
+        if heartbeat is not None and (
+            isinstance(heartbeat, bool) or int(heartbeat) != heartbeat or heartbeat < 1
+        ):
+            raise SearchError(
+                f"--heartbeat must be a whole number of seconds, at least 1 (got {heartbeat!r})"
+            )
         self.heartbeat = int(heartbeat) if heartbeat is not None else DEFAULT_HEARTBEAT_S
         if storage is not None:
             check_storage(storage)  # before search.run writes study.json
@@ -80,10 +100,19 @@ class OptunaEngine(Engine):
         if not any(kind in ("Int", "Float") for kind in kinds.values()):
             raise SearchError(
                 f"--algorithm cmaes needs numeric hyperparameters, but space {space.name!r} has "
-                f"only categorical ones ({', '.join(kinds) or 'none'}); use tpe or random")
+                f"only categorical ones ({', '.join(kinds) or 'none'}); use tpe or random"
+            )
 
-    def run(self, runner, study: Study, *, trials: int, epochs: int,
-            max_time: float | None = None, progress: bool = True) -> None:
+    def run(
+        self,
+        runner,
+        study: Study,
+        *,
+        trials: int,
+        epochs: int,
+        max_time: float | None = None,
+        progress: bool = True,
+    ) -> None:
         import optuna
 
         self.check_space(runner.space, runner.ctx)
@@ -97,8 +126,9 @@ class OptunaEngine(Engine):
         # Failed trials are reported on the progress bar and in the table; Optuna's own
         # warning would add a traceback per failure.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        objective = _Objective(ostudy, runner, study.worker, trials=trials, epochs=epochs,
-                               bar=bar, ladder=self.ladder)
+        objective = _Objective(
+            ostudy, runner, study.worker, trials=trials, epochs=epochs, bar=bar, ladder=self.ladder
+        )
         try:
             self._run_trials(ostudy, objective, trials, deadline_from(max_time))
         finally:
@@ -153,8 +183,9 @@ class OptunaEngine(Engine):
         import optuna
 
         try:
-            ostudy.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus),
-                            gc_after_trial=False)  # the runner clears the session and collects
+            ostudy.optimize(
+                objective, n_trials=1, catch=(TrialFailed, _Surplus), gc_after_trial=False
+            )  # the runner clears the session and collects
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
             # Optuna refuses to update or tell a trial that is already finished.
             if isinstance(exc, ValueError) and "Cannot tell a" not in str(exc):
@@ -162,12 +193,15 @@ class OptunaEngine(Engine):
             # Another worker took this trial for dead (its beats came later than the
             # grace period) and queued it again: the row stays in this table, the
             # storage counts the retry. A longer --heartbeat avoids it.
-            warn("a trial of this worker was failed by another worker while it ran (its "
-                 f"heartbeat was over {GRACE_BEATS * self.heartbeat} s late) and is retried "
-                 "there; raise --heartbeat on a machine this busy")
+            warn(
+                "a trial of this worker was failed by another worker while it ran (its "
+                f"heartbeat was over {GRACE_BEATS * self.heartbeat} s late) and is retried "
+                "there; raise --heartbeat on a machine this busy"
+            )
 
-    def reconcile(self, runner, study: Study, *, epochs: int, ostudy=None,
-                  storage: str | None = None) -> None:
+    def reconcile(
+        self, runner, study: Study, *, epochs: int, ostudy=None, storage: str | None = None
+    ) -> None:
         """Unreadable lines set aside (see ``Engine.reconcile``); then every finished trial in
         the storage without a row gets one: its whole row as the worker stored it (a trial run
         by a worker on another machine, or whose line was torn), else one re-derived from the
@@ -182,18 +216,23 @@ class OptunaEngine(Engine):
         warn_rederived(study, rederived, f"the Optuna storage {shown}")
         if copied:
             workers = sorted({r.worker or "?" for r in copied})
-            print(f"note: {len(copied)} finished trial{'s' if len(copied) != 1 else ''} had no row "
-                  f"in {study.trials_path}; copied from the Optuna storage (run by "
-                  f"{', '.join(workers[:5])}{', ...' if len(workers) > 5 else ''})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: {len(copied)} finished trial{'s' if len(copied) != 1 else ''} had no row "
+                f"in {study.trials_path}; copied from the Optuna storage (run by "
+                f"{', '.join(workers[:5])}{', ...' if len(workers) > 5 else ''})",
+                file=sys.stderr,
+                flush=True,
+            )
         unknown = sorted({r.number for r in study.records()} - {t.number for t in trials})
         if unknown:
             n = len(unknown)
-            warn(f"{n} row{'s' if n != 1 else ''} of {study.trials_path} (trial number"
-                 f"{'s' if n != 1 else ''} {', '.join(map(str, unknown[:20]))}) "
-                 f"{'have' if n != 1 else 'has'} no trial in the Optuna storage {shown}; a new "
-                 "trial given the same number replaces that row in the table (the line stays "
-                 "in the file)")
+            warn(
+                f"{n} row{'s' if n != 1 else ''} of {study.trials_path} (trial number"
+                f"{'s' if n != 1 else ''} {', '.join(map(str, unknown[:20]))}) "
+                f"{'have' if n != 1 else 'has'} no trial in the Optuna storage {shown}; a new "
+                "trial given the same number replaces that row in the table (the line stays "
+                "in the file)"
+            )
 
 
 class _Surplus(Exception):
@@ -204,8 +243,9 @@ class _Objective:
     """What Optuna runs for each trial: take the trial's slot (or drop it as surplus), train
     it with the runner, store its whole row with the trial, and report its outcome."""
 
-    def __init__(self, ostudy, runner, worker: str, *, trials: int, epochs: int, bar: Progress,
-                 ladder=None):
+    def __init__(
+        self, ostudy, runner, worker: str, *, trials: int, epochs: int, bar: Progress, ladder=None
+    ):
         # Imported here, before the first trial: a missing package stops the search at once.
         from optuna_integration import KerasPruningCallback
 
@@ -248,22 +288,32 @@ class _Objective:
         from search.trial import TrialRequest
 
         # Over rungs the trial is judged once per rung (RungPruning), else on every epoch.
-        judge = (RungPruning(trial, self.ladder) if self.ladder is not None
-                 else self.pruning_callback(trial, "val_accuracy"))
+        judge = (
+            RungPruning(trial, self.ladder)
+            if self.ladder is not None
+            else self.pruning_callback(trial, "val_accuracy")
+        )
         self._note_lineage(trial)
-        return self.runner.run(DefineByRunHyperParameters(trial), TrialRequest(
-            trial_id=str(trial.number), number=trial.number, epochs=self.epochs,
-            ladder=self.ladder, prune_exceptions=(optuna.TrialPruned,),
-            callbacks=(judge, self.bar.epoch_reporter(trial.number, self.epochs)),
-        ))
+        return self.runner.run(
+            DefineByRunHyperParameters(trial),
+            TrialRequest(
+                trial_id=str(trial.number),
+                number=trial.number,
+                epochs=self.epochs,
+                ladder=self.ladder,
+                prune_exceptions=(optuna.TrialPruned,),
+                callbacks=(judge, self.bar.epoch_reporter(trial.number, self.epochs)),
+            ),
+        )
 
     def _note_lineage(self, trial) -> None:
         """An evolved trial names its parent and the hyperparameter it changed."""
         decisions = getattr(getattr(self.ostudy.sampler, "inner", None), "decisions", {})
         decision = decisions.get(trial.number)
         if decision is not None:
-            trial.set_user_attr(EVOLVED_FROM, {"trial": decision["parent"],
-                                               "mutated": decision["mutated"]})
+            trial.set_user_attr(
+                EVOLVED_FROM, {"trial": decision["parent"], "mutated": decision["mutated"]}
+            )
 
 
 def declared_kinds(space, ctx) -> dict[str, str]:

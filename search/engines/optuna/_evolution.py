@@ -23,7 +23,8 @@ random draws and a Gaussian process more on its model than on trials.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -93,15 +94,17 @@ def mutate(value: Any, distribution: BaseDistribution, rng: np.random.RandomStat
     if distribution.low == distribution.high:
         return value
     for _ in range(_DUPLICATE_RETRIES):
-        candidate = _neighbour(value, distribution, rng) if rng.rand() < 0.5 \
-            else draw(distribution, rng)
+        candidate = (
+            _neighbour(value, distribution, rng) if rng.rand() < 0.5 else draw(distribution, rng)
+        )
         if candidate != value:
             return candidate
     return candidate
 
 
-def _neighbour(value: Any, distribution: IntDistribution | FloatDistribution,
-               rng: np.random.RandomState) -> Any:
+def _neighbour(
+    value: Any, distribution: IntDistribution | FloatDistribution, rng: np.random.RandomState
+) -> Any:
     low, high = distribution.low, distribution.high
     sign = 1 if rng.rand() < 0.5 else -1
     if distribution.step is not None:
@@ -120,11 +123,19 @@ class RegularizedEvolutionSampler(BaseSampler):
     # Every draw of trial N comes from seed + N already: the engine need not reseed it.
     seeds_each_trial = True
 
-    def __init__(self, *, population_size: int = 16, tournament_size: int = 4,
-                 n_startup_trials: int = 8, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        population_size: int = 16,
+        tournament_size: int = 4,
+        n_startup_trials: int = 8,
+        seed: int = 0,
+    ):
         if not 1 <= tournament_size <= population_size:
-            raise ValueError(f"tournament_size must be in [1, population_size], got "
-                             f"{tournament_size} and {population_size}")
+            raise ValueError(
+                f"tournament_size must be in [1, population_size], got "
+                f"{tournament_size} and {population_size}"
+            )
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.n_startup_trials = n_startup_trials
@@ -135,8 +146,10 @@ class RegularizedEvolutionSampler(BaseSampler):
         self._rng = np.random.RandomState(seed)
 
     def __str__(self) -> str:
-        return (f"RegularizedEvolutionSampler(population={self.population_size}, "
-                f"tournament={self.tournament_size})")
+        return (
+            f"RegularizedEvolutionSampler(population={self.population_size}, "
+            f"tournament={self.tournament_size})"
+        )
 
     def reseed_rng(self) -> None:
         self._rng = np.random.RandomState()
@@ -159,15 +172,15 @@ class RegularizedEvolutionSampler(BaseSampler):
     def choose(self, trials: Sequence[FrozenTrial], number: int) -> dict[str, Any] | None:
         """The child of trial ``number``: ``{"parent", "mutated", "params"}``, or None for a
         random draw (the population is still smaller than ``n_startup_trials``)."""
-        scored = [t for t in trials if t.number < number and fitness(t) is not None
-                  and t.params]
-        population = sorted(scored, key=lambda t: t.number)[-self.population_size:]
+        scored = [t for t in trials if t.number < number and fitness(t) is not None and t.params]
+        population = sorted(scored, key=lambda t: t.number)[-self.population_size :]
         if len(population) < self.n_startup_trials:
             return None
         seen = [t.params for t in trials if t.number != number]
         for _ in range(_DUPLICATE_RETRIES):
-            picks = self._rng.choice(len(population), size=min(self.tournament_size,
-                                                               len(population)), replace=False)
+            picks = self._rng.choice(
+                len(population), size=min(self.tournament_size, len(population)), replace=False
+            )
             parent = max((population[i] for i in picks), key=lambda t: (fitness(t), -t.number))
             name = sorted(parent.params)[self._rng.randint(len(parent.params))]
             params = dict(parent.params)
@@ -176,8 +189,9 @@ class RegularizedEvolutionSampler(BaseSampler):
                 break
         return {"parent": parent.number, "mutated": name, "params": params}
 
-    def sample_independent(self, study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         child = self.decisions.get(trial.number)
         if child is not None and param_name in child["params"]:
             value = child["params"][param_name]

@@ -18,25 +18,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 # -- trial user_attrs ---------------------------------------------------------------------
-ROW = "row"                  # the trial's whole table row (TrialRecord.to_dict), set when it ends
-PID = "pid"                  # the worker process's id ...
-HOST = "host"                # ... on this machine (socket.gethostname())
-WORKER = "worker"            # "host:folder" of the worker that keeps the trial's weights
-SURPLUS = "surplus"          # why the trial was dropped before training (its slot was taken)
+ROW = "row"  # the trial's whole table row (TrialRecord.to_dict), set when it ends
+PID = "pid"  # the worker process's id ...
+HOST = "host"  # ... on this machine (socket.gethostname())
+WORKER = "worker"  # "host:folder" of the worker that keeps the trial's weights
+SURPLUS = "surplus"  # why the trial was dropped before training (its slot was taken)
 INTERRUPTED = "interrupted"  # Ctrl-C, or a dead process on the trial's own machine
-RETRY_OF = "retry_of"        # the number of the interrupted trial this one redoes (resume)
-REFERENCE = "reference"      # a space's published recipe, queued first (Engine.first_configs)
-STARTING = "starting"        # a space's known-good starting point, queued next
+RETRY_OF = "retry_of"  # the number of the interrupted trial this one redoes (resume)
+REFERENCE = "reference"  # a space's published recipe, queued first (Engine.first_configs)
+STARTING = "starting"  # a space's known-good starting point, queued next
 MARKS = (REFERENCE, STARTING)  # carried over to a trial's retry
 # -- study user_attrs ---------------------------------------------------------------------
 EVOLVED_FROM = "evolved_from"  # regularized evolution: {"trial": parent, "mutated": name}
-STUDY_JSON = "study_json"    # study.json without its runs, for machines that never ran it
+STUDY_JSON = "study_json"  # study.json without its runs, for machines that never ran it
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 # A running trial with no HOST (written by an older version) has no heartbeat to end it: it
@@ -49,8 +50,10 @@ def retry_history(trial: FrozenTrial) -> list[int]:
     not a heartbeat retry), read with Optuna's own accessor."""
     import optuna
 
-    callback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
-        or optuna.storages.RetryFailedTrialCallback  # renamed in Optuna 4.9
+    callback = (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        or optuna.storages.RetryFailedTrialCallback
+    )  # renamed in Optuna 4.9
     with warnings.catch_warnings():
         # Marked experimental: a warning per call that says nothing to the user.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -77,8 +80,11 @@ def counts(trial: FrozenTrial, retried: set[int]) -> bool:
     """Whether ``trial`` counts toward --trials: it finished, and it was neither interrupted
     (Ctrl-C, a dead process on this machine), nor dropped as surplus, nor failed by the
     heartbeat and retried (``retried``: :func:`retried_numbers`; the retry counts instead)."""
-    if trial.state.name not in FINISHED_STATES or trial.user_attrs.get(INTERRUPTED) \
-            or trial.user_attrs.get(SURPLUS):
+    if (
+        trial.state.name not in FINISHED_STATES
+        or trial.user_attrs.get(INTERRUPTED)
+        or trial.user_attrs.get(SURPLUS)
+    ):
         return False
     if trial.state.name == "FAIL" and ROW not in trial.user_attrs:
         # No row: its worker died in it. Retried? Then the retry counts.
@@ -128,8 +134,9 @@ def surplus_reason(trials: Iterable[FrozenTrial], number: int, target: int) -> s
         return f"the study's {target} trials were already taken by trials before it"
     origin = predecessor(mine) if mine is not None else None
     if origin is not None:
-        twin = next((t for t in before if predecessor(t) == origin
-                     and not t.user_attrs.get(SURPLUS)), None)
+        twin = next(
+            (t for t in before if predecessor(t) == origin and not t.user_attrs.get(SURPLUS)), None
+        )
         if twin is not None:
             return f"trial {twin.number} already retries trial {origin}"
     return None
@@ -144,8 +151,11 @@ def to_requeue(trials: Iterable[FrozenTrial]) -> list[tuple[dict[str, Any], dict
     retried = retried_numbers(trials)
     queued = []
     for trial in trials:
-        if trial.user_attrs.get(INTERRUPTED) and trial.number not in retried \
-                and trial.user_attrs.get(RETRY_OF) is None:
+        if (
+            trial.user_attrs.get(INTERRUPTED)
+            and trial.number not in retried
+            and trial.user_attrs.get(RETRY_OF) is None
+        ):
             user_attrs: dict[str, Any] = {RETRY_OF: trial.number}
             user_attrs.update({mark: True for mark in MARKS if trial.user_attrs.get(mark)})
             queued.append((trial.params, user_attrs))

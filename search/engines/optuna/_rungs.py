@@ -17,7 +17,8 @@ def rung_pruner(ladder: Ladder):
     import optuna
 
     return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=1, reduction_factor=ladder.reduction_factor, min_early_stopping_rate=0)
+        min_resource=1, reduction_factor=ladder.reduction_factor, min_early_stopping_rate=0
+    )
 
 
 class RungPruning:
@@ -42,4 +43,5 @@ class RungPruning:
             raise optuna.TrialPruned(
                 f"stopped after rung {rung} ({self.ladder.rungs[rung].describe()}): validation "
                 f"{score:.4f} is not in the best 1/{self.ladder.reduction_factor} of the trials "
-                "that reached it")
+                "that reached it"
+            )

@@ -30,12 +30,16 @@ def _cmaes(seed: int):
     try:
         import cmaes  # noqa: F401  (CmaEsSampler imports it lazily, at the first trial)
     except ImportError:
-        raise SearchError("--algorithm cmaes needs the 'cmaes' package: pip install cmaes") from None
+        raise SearchError(
+            "--algorithm cmaes needs the 'cmaes' package: pip install cmaes"
+        ) from None
     # Categorical hps (and conditional ones) are outside CMA-ES's model; Optuna samples
     # them with the independent sampler, seeded too.
     return optuna.samplers.CmaEsSampler(
-        seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-        warn_independent_sampling=False)
+        seed=seed,
+        independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+        warn_independent_sampling=False,
+    )
 
 
 def _evolution(seed: int):
@@ -87,8 +91,10 @@ def per_trial_seeded(sampler, seed: int):
                 self.inner.reseed_rng()
                 if not self.warned:
                     self.warned = True
-                    warn(f"cannot seed {type(self.inner).__name__} per trial in this Optuna "
-                         "version (its random state moved); its draws are not reproducible")
+                    warn(
+                        f"cannot seed {type(self.inner).__name__} per trial in this Optuna "
+                        "version (its random state moved); its draws are not reproducible"
+                    )
             self.inner.before_trial(study, trial)
 
         def after_trial(self, study, trial, state, values):
@@ -117,8 +123,11 @@ def reseed(sampler, seed: int) -> bool:
         if state is not None and hasattr(state, "rng"):
             state.rng.seed(seed % 2**32)
             own = True
-    inners = [getattr(sampler, attr) for attr in _INNER_SAMPLERS
-              if getattr(sampler, attr, None) is not None]
+    inners = [
+        getattr(sampler, attr)
+        for attr in _INNER_SAMPLERS
+        if getattr(sampler, attr, None) is not None
+    ]
     return all([own, *(reseed(inner, seed) for inner in inners)])
 
 
@@ -146,8 +155,9 @@ def _halving(epochs: int):
 
     # Asynchronous successive halving: at step 1, 3, 9, ... a trial goes on only if it is in
     # the best third of the trials that reached that step. Over --rungs, step 3**k is rung k.
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3,
-                                                  min_early_stopping_rate=0)
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+    )
 
 
 _PRUNERS = {"median": _median, "hyperband": _hyperband, "halving": _halving, "none": _no_pruning}

@@ -56,13 +56,16 @@ def check_storage(url: str, what: str = "--storage") -> None:
         # Imports the dialect and its driver; connects to nothing (SQLite creates no file).
         sqlalchemy.create_engine(parsed).dispose()
     except NoSuchModuleError:
-        raise SearchError(f"{what} {shown}: unknown database {parsed.drivername!r} "
-                          f"({_URL_EXAMPLES}; PostgreSQL is postgresql://, not postgres://)") from None
+        raise SearchError(
+            f"{what} {shown}: unknown database {parsed.drivername!r} "
+            f"({_URL_EXAMPLES}; PostgreSQL is postgresql://, not postgres://)"
+        ) from None
     except ImportError as exc:
         module = exc.name or str(exc)
         hint = _DRIVER_HINTS.get(module, f"install the Python package that provides {module!r}")
-        raise SearchError(f"{what} {shown} needs the database driver {module!r}, which is not "
-                          f"installed: {hint}") from None
+        raise SearchError(
+            f"{what} {shown} needs the database driver {module!r}, which is not installed: {hint}"
+        ) from None
     folder = _sqlite_folder(url)
     if folder is not None and not os.path.isdir(folder):
         # The folder is made when the study opens (the study's own folder does not exist
@@ -71,11 +74,15 @@ def check_storage(url: str, what: str = "--storage") -> None:
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
         if not os.path.isdir(existing):
-            raise SearchError(f"{what} {shown}: cannot create folder {folder}, {existing} is a "
-                              "file; give a file in a folder")
+            raise SearchError(
+                f"{what} {shown}: cannot create folder {folder}, {existing} is a "
+                "file; give a file in a folder"
+            )
         if not os.access(existing, os.W_OK):
-            raise SearchError(f"{what} {shown}: cannot create folder {folder}, {existing} is not "
-                              "writable; give a file in a folder you can write to")
+            raise SearchError(
+                f"{what} {shown}: cannot create folder {folder}, {existing} is not "
+                "writable; give a file in a folder you can write to"
+            )
 
 
 def _sqlite_folder(url: str) -> str | None:
@@ -101,8 +108,9 @@ def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = Non
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
-            raise SearchError(f"cannot create the folder of the Optuna storage {mask_url(storage)}: "
-                              f"{exc}") from None
+            raise SearchError(
+                f"cannot create the folder of the Optuna storage {mask_url(storage)}: {exc}"
+            ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             opened = _load_or_create(study, make_storage(storage, heartbeat=heartbeat), storage)
@@ -115,11 +123,15 @@ def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = Non
             if attempt + 1 < _OPEN_ATTEMPTS and _is_creation_race(exc):
                 time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
                 continue
-            raise SearchError(f"could not open the Optuna storage {mask_url(storage)}: "
-                              f"{mask_url(first_line(exc))}; check that the database is running "
-                              "and that the URL (user, password, host, database) is right") from None
-    raise SearchError(f"could not open the Optuna storage {mask_url(storage)}: other workers kept "
-                      f"creating study {study.name!r} at the same time; start this one again")
+            raise SearchError(
+                f"could not open the Optuna storage {mask_url(storage)}: "
+                f"{mask_url(first_line(exc))}; check that the database is running "
+                "and that the URL (user, password, host, database) is right"
+            ) from None
+    raise SearchError(
+        f"could not open the Optuna storage {mask_url(storage)}: other workers kept "
+        f"creating study {study.name!r} at the same time; start this one again"
+    )
 
 
 def _load_or_create(study: Study, storage_obj, url: str):
@@ -135,10 +147,12 @@ def _load_or_create(study: Study, storage_obj, url: str):
             f"study {study.name!r} has {n} row{'s' if n != 1 else ''} in "
             f"{study.trials_path} but {mask_url(url)} holds no Optuna study "
             f"{study.name!r}: resume with the storage the study was run with "
-            "(--storage URL), or pass --study NAME to start a different study")
+            "(--storage URL), or pass --study NAME to start a different study"
+        )
     try:
-        return optuna.create_study(study_name=study.name, storage=storage_obj,
-                                   direction="maximize"), True
+        return optuna.create_study(
+            study_name=study.name, storage=storage_obj, direction="maximize"
+        ), True
     except optuna.exceptions.DuplicatedStudyError:
         return None
 
@@ -146,8 +160,15 @@ def _load_or_create(study: Study, storage_obj, url: str):
 def _is_creation_race(exc: Exception) -> bool:
     # Optuna wraps some database errors (StorageInternalError): the cause says what happened.
     text = f"{exc} {exc.__cause__ or ''}".lower()
-    return any(s in text for s in ("already exists", "duplicate key", "database is locked",
-                                   "unique constraint failed"))
+    return any(
+        s in text
+        for s in (
+            "already exists",
+            "duplicate key",
+            "database is locked",
+            "unique constraint failed",
+        )
+    )
 
 
 def make_storage(url: str, *, heartbeat: int | None = None):
@@ -169,14 +190,21 @@ def make_storage(url: str, *, heartbeat: int | None = None):
         if heartbeat is not None:
             # Optuna 4.9 renamed RetryFailedTrialCallback and failed_trial_callback (both kept,
             # deprecated, until 6.0); the retry is queued the same way by either.
-            retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+            retry_class = (
+                getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
                 or optuna.storages.RetryFailedTrialCallback
+            )
             params = inspect.signature(optuna.storages.RDBStorage).parameters
-            name = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
-                    else "failed_trial_callback")
-            kwargs.update(heartbeat_interval=int(heartbeat),
-                          grace_period=GRACE_BEATS * int(heartbeat),
-                          **{name: retry_class(max_retry=3)})
+            name = (
+                "heartbeat_stale_trial_callback"
+                if "heartbeat_stale_trial_callback" in params
+                else "failed_trial_callback"
+            )
+            kwargs.update(
+                heartbeat_interval=int(heartbeat),
+                grace_period=GRACE_BEATS * int(heartbeat),
+                **{name: retry_class(max_retry=3)},
+            )
         return optuna.storages.RDBStorage(url, **kwargs)
 
 

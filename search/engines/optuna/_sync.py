@@ -5,7 +5,8 @@ or lost lines of its table, gets them back."""
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from search._files import first_line
 from search.engines.base import rederived_record
@@ -59,17 +60,26 @@ def record_from_optuna(runner, trial, epochs: int):
         accuracy = float(trial.value)
     else:
         accuracy = max(curve) if curve else None
-    note = ("row re-derived from the Optuna storage (trials.jsonl had no readable row): "
-            + ("history lost, only the per-epoch val_accuracy reported to the pruner is kept"
-               if curve else "history lost"))
+    note = "row re-derived from the Optuna storage (trials.jsonl had no readable row): " + (
+        "history lost, only the per-epoch val_accuracy reported to the pruner is kept"
+        if curve
+        else "history lost"
+    )
     return rederived_record(
-        runner, trial_id=str(trial.number), number=trial.number, state=state,
-        config=trial.params, note=note, val_accuracy=accuracy,
+        runner,
+        trial_id=str(trial.number),
+        number=trial.number,
+        state=state,
+        config=trial.params,
+        note=note,
+        val_accuracy=accuracy,
         history={"val_accuracy": curve} if curve else {},
         epochs_run=len(curve) or (epochs if state == "COMPLETE" else 0),
         wall_time_s=round(trial.duration.total_seconds(), 3) if trial.duration else 0.0,
-        started_at=_utc(trial.datetime_start), finished_at=_utc(trial.datetime_complete),
-        worker=trial.user_attrs.get(WORKER))
+        started_at=_utc(trial.datetime_start),
+        finished_at=_utc(trial.datetime_complete),
+        worker=trial.user_attrs.get(WORKER),
+    )
 
 
 def _utc(moment) -> str | None:
@@ -102,8 +112,13 @@ def sync_from_storage(storage: str, name: str, results=None) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "study.json").exists() and isinstance(meta, dict):
         write_json(folder / "study.json", {**meta, "synced_from": mask_url(storage)})
-    the_study = Study(name, engine="optuna", algorithm=str((meta or {}).get("algorithm", "?")),
-                      space=str((meta or {}).get("space", "?")), root=results_root(results))
+    the_study = Study(
+        name,
+        engine="optuna",
+        algorithm=str((meta or {}).get("algorithm", "?")),
+        space=str((meta or {}).get("space", "?")),
+        root=results_root(results),
+    )
     added, without_row = [], []
     for trial, row in missing_rows(trials, {r.number for r in the_study.records()}):
         if row is None:
@@ -111,8 +126,12 @@ def sync_from_storage(storage: str, name: str, results=None) -> dict[str, Any]:
             continue
         the_study.append(row, stamp=False)
         added.append(row)
-    return {"study_dir": folder, "added": added, "without_row": without_row,
-            "workers": sorted({r.worker for r in the_study.records() if r.worker})}
+    return {
+        "study_dir": folder,
+        "added": added,
+        "without_row": without_row,
+        "workers": sorted({r.worker for r in the_study.records() if r.worker}),
+    }
 
 
 def _read_study(storage: str, name: str):
@@ -125,10 +144,13 @@ def _read_study(storage: str, name: str):
         storage_obj = make_storage(storage)
         known = optuna.get_all_study_names(storage_obj)
         if name not in known:
-            raise SearchError(f"--storage {mask_url(storage)} holds no study {name!r}; it holds: "
-                              f"{', '.join(sorted(known)) or 'none'}")
+            raise SearchError(
+                f"--storage {mask_url(storage)} holds no study {name!r}; it holds: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
         ostudy = optuna.load_study(study_name=name, storage=storage_obj)
         return ostudy.get_trials(deepcopy=False), ostudy.user_attrs.get(STUDY_JSON)
     except SQLAlchemyError as exc:
-        raise SearchError(f"could not open the Optuna storage {mask_url(storage)}: "
-                          f"{mask_url(first_line(exc))}") from None
+        raise SearchError(
+            f"could not open the Optuna storage {mask_url(storage)}: {mask_url(first_line(exc))}"
+        ) from None

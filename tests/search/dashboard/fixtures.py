@@ -45,7 +45,10 @@ def make_report(recalls: list[float], support: list[int], seed: int) -> dict:
 
 def _curve(final: float, epochs: int, rng: random.Random, start: float = 0.35) -> list[float]:
     return [
-        round(min(0.999, final - (final - start) * math.exp(-3.0 * e / epochs) + rng.gauss(0, 0.006)), 4)
+        round(
+            min(0.999, final - (final - start) * math.exp(-3.0 * e / epochs) + rng.gauss(0, 0.006)),
+            4,
+        )
         for e in range(1, epochs + 1)
     ]
 
@@ -53,10 +56,22 @@ def _curve(final: float, epochs: int, rng: random.Random, start: float = 0.35) -
 def write_baselines(root: Path, seed: int = 0) -> None:
     rng = random.Random(seed)
     specs = {
-        "cnn": dict(published=0.85, recalls=[0.62, 0.66, 0.93, 0.90, 0.88], params=1_245_189,
-                    epochs=12, wall=412.0, phases=None),
-        "mobilenet": dict(published=0.94, recalls=[0.86, 0.84, 0.98, 0.96, 0.95], params=2_264_389,
-                          epochs=14, wall=655.0, phases=(8, 6)),
+        "cnn": dict(
+            published=0.85,
+            recalls=[0.62, 0.66, 0.93, 0.90, 0.88],
+            params=1_245_189,
+            epochs=12,
+            wall=412.0,
+            phases=None,
+        ),
+        "mobilenet": dict(
+            published=0.94,
+            recalls=[0.86, 0.84, 0.98, 0.96, 0.95],
+            params=2_264_389,
+            epochs=14,
+            wall=655.0,
+            phases=(8, 6),
+        ),
     }
     for i, (name, spec) in enumerate(specs.items()):
         test = make_report(spec["recalls"], TEST_SUPPORT, seed + 10 + i)
@@ -134,25 +149,49 @@ def write_keras_tuner_study(
 ) -> Path:
     rng = random.Random(seed)
     directory = study_dir(name, root)
-    write_json(directory / "study.json", {"study": name, "engine": "keras-tuner", "algorithm": "random",
-                                          "space": "cnn", "seed": seed})
+    write_json(
+        directory / "study.json",
+        {
+            "study": name,
+            "engine": "keras-tuner",
+            "algorithm": "random",
+            "space": "cnn",
+            "seed": seed,
+        },
+    )
     for number in range(n_trials):
         config = _sample_config(rng)
         config["tuner/trial_id"] = f"{number:04d}"  # bookkeeping Keras Tuner leaves in the config
-        common = dict(study=name, engine="keras-tuner", algorithm="random", space="cnn",
-                      trial_id=f"{number:04d}", number=number, config=config)
+        common = dict(
+            study=name,
+            engine="keras-tuner",
+            algorithm="random",
+            space="cnn",
+            trial_id=f"{number:04d}",
+            number=number,
+            config=config,
+        )
         if number == 3:  # one trial that ran out of memory
-            append_trial(directory / "trials.jsonl", TrialRecord(state="FAIL", error="ResourceExhaustedError: OOM", **common))
+            append_trial(
+                directory / "trials.jsonl",
+                TrialRecord(state="FAIL", error="ResourceExhaustedError: OOM", **common),
+            )
             continue
         accuracy, params, wall = _score(config, rng)
         epochs = 8
         append_trial(
             directory / "trials.jsonl",
             TrialRecord(
-                state="COMPLETE", val_accuracy=round(accuracy, 4), epochs_run=epochs, wall_time_s=round(wall, 1),
-                params=params, trainable_params=params,
-                history={"accuracy": _curve(min(0.99, accuracy + 0.05), epochs, rng),
-                         "val_accuracy": _curve(accuracy, epochs, rng)[:-1] + [round(accuracy, 4)]},
+                state="COMPLETE",
+                val_accuracy=round(accuracy, 4),
+                epochs_run=epochs,
+                wall_time_s=round(wall, 1),
+                params=params,
+                trainable_params=params,
+                history={
+                    "accuracy": _curve(min(0.99, accuracy + 0.05), epochs, rng),
+                    "val_accuracy": _curve(accuracy, epochs, rng)[:-1] + [round(accuracy, 4)],
+                },
                 **common,
             ),
         )
@@ -162,7 +201,11 @@ def write_keras_tuner_study(
 
 
 def write_optuna_study(
-    root: Path, name: str = OPTUNA_STUDY, n_trials: int = 15, seed: int = 2, with_best: bool = True,
+    root: Path,
+    name: str = OPTUNA_STUDY,
+    n_trials: int = 15,
+    seed: int = 2,
+    with_best: bool = True,
     sampler: str = "tpe",
 ) -> Path:
     import optuna
@@ -174,11 +217,29 @@ def write_optuna_study(
     db = directory / "optuna.db"
     # Written the way the engine writes it: a URL relative to the directory the search ran from.
     storage_url = f"sqlite:///results/searches/{name}/optuna.db"
-    write_json(directory / "study.json", {"study": name, "engine": "optuna", "algorithm": sampler, "space": "cnn",
-                                          "seed": seed, "storage": storage_url, "optuna_study_name": name})
-    samplers = {"tpe": optuna.samplers.TPESampler(seed=seed), "random": optuna.samplers.RandomSampler(seed=seed)}
-    study = optuna.create_study(study_name=name, storage=f"sqlite:///{db}", direction="maximize",
-                                sampler=samplers[sampler], pruner=optuna.pruners.NopPruner())
+    write_json(
+        directory / "study.json",
+        {
+            "study": name,
+            "engine": "optuna",
+            "algorithm": sampler,
+            "space": "cnn",
+            "seed": seed,
+            "storage": storage_url,
+            "optuna_study_name": name,
+        },
+    )
+    samplers = {
+        "tpe": optuna.samplers.TPESampler(seed=seed),
+        "random": optuna.samplers.RandomSampler(seed=seed),
+    }
+    study = optuna.create_study(
+        study_name=name,
+        storage=f"sqlite:///{db}",
+        direction="maximize",
+        sampler=samplers[sampler],
+        pruner=optuna.pruners.NopPruner(),
+    )
 
     def objective(trial: optuna.Trial) -> float:
         config = {
@@ -194,7 +255,10 @@ def write_optuna_study(
         curve = _curve(accuracy, 8, rng)[:-1] + [round(accuracy, 4)]
         trial.set_user_attr("params", params)
         trial.set_user_attr("wall_time_s", round(wall, 1))
-        trial.set_user_attr("history", {"accuracy": _curve(min(0.99, accuracy + 0.05), 8, rng), "val_accuracy": curve})
+        trial.set_user_attr(
+            "history",
+            {"accuracy": _curve(min(0.99, accuracy + 0.05), 8, rng), "val_accuracy": curve},
+        )
         for step, value in enumerate(curve):
             trial.report(value, step)
             if trial.number == 6 and step == 2:  # a pruned trial, stopped early
@@ -210,10 +274,19 @@ def write_optuna_study(
         append_trial(
             directory / "trials.jsonl",
             TrialRecord(
-                study=name, engine="optuna", algorithm=sampler, space="cnn", trial_id=str(t.number), number=t.number,
-                state=states[t.state.name], config=dict(t.params), val_accuracy=t.value,
-                epochs_run=len(t.intermediate_values), wall_time_s=t.user_attrs.get("wall_time_s", 0.0),
-                params=t.user_attrs.get("params"), history=history,
+                study=name,
+                engine="optuna",
+                algorithm=sampler,
+                space="cnn",
+                trial_id=str(t.number),
+                number=t.number,
+                state=states[t.state.name],
+                config=dict(t.params),
+                val_accuracy=t.value,
+                epochs_run=len(t.intermediate_values),
+                wall_time_s=t.user_attrs.get("wall_time_s", 0.0),
+                params=t.user_attrs.get("params"),
+                history=history,
                 error="RuntimeError: loss became NaN" if t.state.name == "FAIL" else None,
             ),
         )

@@ -45,8 +45,15 @@ def test_full_page_declares_every_figure_and_embeds_plotly_once(full_page):
 def test_empty_results_give_a_page_that_says_so(tmp_path):
     dashboard = render_dashboard(load_results(tmp_path))
     assert dashboard.figure_names == [] and _declared_figures(dashboard.html) == 0
-    for text in ("No models yet", "No completed trial or baseline", "No study has a completed trial yet",
-                 "No test report yet", "No per-epoch history", "No studies yet", "Missing or incomplete inputs"):
+    for text in (
+        "No models yet",
+        "No completed trial or baseline",
+        "No study has a completed trial yet",
+        "No test report yet",
+        "No per-epoch history",
+        "No studies yet",
+        "Missing or incomplete inputs",
+    ):
         assert text in dashboard.html
 
 
@@ -54,10 +61,25 @@ def test_a_study_with_only_failed_trials_gets_a_message_not_figures(tmp_path):
     from search.results import TrialRecord, append_trial, write_json
 
     d = tmp_path / "searches" / "broken"
-    write_json(d / "study.json", {"study": "broken", "engine": "keras-tuner", "algorithm": "random", "space": "cnn"})
+    write_json(
+        d / "study.json",
+        {"study": "broken", "engine": "keras-tuner", "algorithm": "random", "space": "cnn"},
+    )
     for n in range(3):
-        append_trial(d / "trials.jsonl", TrialRecord("broken", "keras-tuner", "random", "cnn", str(n), n, "FAIL",
-                                                     {"units": 8}, error="OOM"))
+        append_trial(
+            d / "trials.jsonl",
+            TrialRecord(
+                "broken",
+                "keras-tuner",
+                "random",
+                "cnn",
+                str(n),
+                n,
+                "FAIL",
+                {"units": 8},
+                error="OOM",
+            ),
+        )
     write_keras_tuner_study(tmp_path, "ok", n_trials=4, with_best=False)
     dashboard = render_dashboard(load_results(tmp_path))
     assert "Parameter figures not shown: only 0 completed trial(s) of 3" in dashboard.html
@@ -73,17 +95,31 @@ def test_the_dashboard_page_lists_the_unreadable_rows(tmp_path):
     from search.results import TrialRecord, append_trial, write_json
 
     def row(n):
-        return TrialRecord("torn-study", "keras-tuner", "random", "cnn", str(n), n, "COMPLETE",
-                           {"units": 8}, val_accuracy=0.5, epochs_run=1)
+        return TrialRecord(
+            "torn-study",
+            "keras-tuner",
+            "random",
+            "cnn",
+            str(n),
+            n,
+            "COMPLETE",
+            {"units": 8},
+            val_accuracy=0.5,
+            epochs_run=1,
+        )
 
     d = tmp_path / "searches" / "torn-study"
-    write_json(d / "study.json", {"study": "torn-study", "engine": "keras-tuner",
-                                  "algorithm": "random", "space": "cnn"})
+    write_json(
+        d / "study.json",
+        {"study": "torn-study", "engine": "keras-tuner", "algorithm": "random", "space": "cnn"},
+    )
     append_trial(d / "trials.jsonl", row(0))
     with open(d / "trials.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row(1).to_dict())[:40])  # torn by a crash mid-write
     page = render_dashboard(load_results(tmp_path)).html
-    assert "Study &#x27;torn-study&#x27;: 1 line of" in page and "could not be read (line 2)" in page
+    assert (
+        "Study &#x27;torn-study&#x27;: 1 line of" in page and "could not be read (line 2)" in page
+    )
 
 
 def test_cli_writes_only_the_requested_study(results_tree, tmp_path, capsys):
@@ -110,12 +146,18 @@ def test_server_serves_the_written_page_on_localhost(full_page):
         server.server_close()
 
 
-
 def test_importing_the_dashboard_draws_nothing():
     """plotly and optuna load only when a page is drawn."""
     import subprocess
     import sys
 
-    code = ("import sys, search.dashboard, search.dashboard.__main__; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'optuna')))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    code = (
+        "import sys, search.dashboard, search.dashboard.__main__; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'optuna')))"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        == "[]\n"
+    )

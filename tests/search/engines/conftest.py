@@ -32,7 +32,11 @@ class FlakySpace(Space):
         return model
 
     def reference_configs(self):
-        return [{"mode": "raise", "units": 8}, {"mode": "nan", "units": 8}, {"mode": "ok", "units": 8}]
+        return [
+            {"mode": "raise", "units": 8},
+            {"mode": "nan", "units": 8},
+            {"mode": "ok", "units": 8},
+        ]
 
 
 class PruneableSpace(FlakySpace):
@@ -105,9 +109,11 @@ def check_best(study_dir, records):
     assert best["test"]["n"] == 20 and 0.0 <= best["test"]["accuracy"] <= 1.0
     # Every score carries its binomial standard error.
     assert best["val_n"] == 20 and best["val_standard_error"] == pytest.approx(
-        (best["val_accuracy"] * (1 - best["val_accuracy"]) / 20) ** 0.5)
+        (best["val_accuracy"] * (1 - best["val_accuracy"]) / 20) ** 0.5
+    )
     assert best["test_standard_error"] == pytest.approx(
-        (best["test"]["accuracy"] * (1 - best["test"]["accuracy"]) / 20) ** 0.5)
+        (best["test"]["accuracy"] * (1 - best["test"]["accuracy"]) / 20) ** 0.5
+    )
     assert len(best["test"]["confusion_matrix"]) == 5
     assert (study_dir / "best_model.keras").exists()
     return best

@@ -40,9 +40,13 @@ DIST = optuna.distributions
 
 
 def _trial(state, **user_attrs):
-    return optuna.trial.create_trial(state=state, value=0.5 if state.name == "COMPLETE" else None,
-                                     params={"x": 1}, distributions={"x": DIST.IntDistribution(0, 9)},
-                                     user_attrs=user_attrs)
+    return optuna.trial.create_trial(
+        state=state,
+        value=0.5 if state.name == "COMPLETE" else None,
+        params={"x": 1},
+        distributions={"x": DIST.IntDistribution(0, 9)},
+        user_attrs=user_attrs,
+    )
 
 
 def test_each_worker_draws_its_own_configurations_and_one_worker_reproduces():
@@ -51,8 +55,9 @@ def test_each_worker_draws_its_own_configurations_and_one_worker_reproduces():
     def draws(seed: int, workers: int, n: int) -> list[dict]:
         # ``workers`` samplers built alike (what N processes started at once do), taking turns.
         study = optuna.create_study()
-        samplers = [per_trial_seeded(optuna.samplers.RandomSampler(seed=seed), seed)
-                    for _ in range(workers)]
+        samplers = [
+            per_trial_seeded(optuna.samplers.RandomSampler(seed=seed), seed) for _ in range(workers)
+        ]
         out = []
         for i in range(n):
             study.sampler = samplers[i % workers]
@@ -71,15 +76,18 @@ def test_each_worker_draws_its_own_configurations_and_one_worker_reproduces():
 def test_the_trial_total_is_the_studys_and_late_or_duplicate_retries_are_surplus():
     S = optuna.trial.TrialState
     study = optuna.create_study()
-    study.add_trial(_trial(S.COMPLETE, row={}))                  # 0 counts
-    study.add_trial(_trial(S.FAIL))                              # 1 killed, no row ...
-    study.add_trial(_trial(S.COMPLETE, row={}))                  # 2 counts
-    retry = optuna.trial.create_trial(state=S.WAITING, params={"x": 1},
-                                      distributions={"x": DIST.IntDistribution(0, 9)},
-                                      system_attrs={"failed_trial": 1, "retry_history": [1]})
-    study.add_trial(retry)                                       # 3 ... retried by the heartbeat
-    study.add_trial(_trial(S.FAIL, interrupted=True))            # 4 Ctrl-C: redone, not counted
-    study.add_trial(_trial(S.FAIL, surplus="late"))              # 5 surplus: not counted
+    study.add_trial(_trial(S.COMPLETE, row={}))  # 0 counts
+    study.add_trial(_trial(S.FAIL))  # 1 killed, no row ...
+    study.add_trial(_trial(S.COMPLETE, row={}))  # 2 counts
+    retry = optuna.trial.create_trial(
+        state=S.WAITING,
+        params={"x": 1},
+        distributions={"x": DIST.IntDistribution(0, 9)},
+        system_attrs={"failed_trial": 1, "retry_history": [1]},
+    )
+    study.add_trial(retry)  # 3 ... retried by the heartbeat
+    study.add_trial(_trial(S.FAIL, interrupted=True))  # 4 Ctrl-C: redone, not counted
+    study.add_trial(_trial(S.FAIL, surplus="late"))  # 5 surplus: not counted
     trials = study.get_trials(deepcopy=False)
     assert predecessor(trials[3]) == 1
     assert count_finished(trials) == 2
@@ -87,9 +95,12 @@ def test_the_trial_total_is_the_studys_and_late_or_duplicate_retries_are_surplus
     assert surplus_reason(trials, 3, 3) is None
     assert "already taken" in surplus_reason(trials, 3, 2)
     # A second copy of the same retry (two workers resumed at once) is surplus.
-    twin = optuna.trial.create_trial(state=S.WAITING, params={"x": 1},
-                                     distributions={"x": DIST.IntDistribution(0, 9)},
-                                     user_attrs={"retry_of": 1})
+    twin = optuna.trial.create_trial(
+        state=S.WAITING,
+        params={"x": 1},
+        distributions={"x": DIST.IntDistribution(0, 9)},
+        user_attrs={"retry_of": 1},
+    )
     study.add_trial(twin)
     assert "already retries trial 1" in surplus_reason(study.get_trials(deepcopy=False), 6, 10)
 
@@ -121,26 +132,34 @@ def test_a_running_trial_of_another_machine_is_left_to_the_heartbeat(tmp_path):
         trial.set_user_attr("pid", 2**22 + 12345)  # no such process here
     recover_interrupted(ostudy, study)
     # The other machine's trial runs on; this machine's dead one is failed and queued again.
-    assert [(t.state.name, predecessor(t)) for t in ostudy.get_trials()] == \
-        [("RUNNING", None), ("FAIL", None), ("WAITING", 1)]
+    assert [(t.state.name, predecessor(t)) for t in ostudy.get_trials()] == [
+        ("RUNNING", None),
+        ("FAIL", None),
+        ("WAITING", 1),
+    ]
 
 
 def test_keras_tuners_chief_worker_variables_are_refused_with_the_optuna_route(monkeypatch):
     from search.engines import get_engine
 
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
-    with pytest.raises(SearchError, match=r"KERASTUNER_TUNER_ID is set: .*--engine optuna --storage"):
+    with pytest.raises(
+        SearchError, match=r"KERASTUNER_TUNER_ID is set: .*--engine optuna --storage"
+    ):
         get_engine("keras-tuner", "random")
 
 
 # --- two worker processes on a throwaway PostgreSQL server -------------------------------------
 
+
 def _postgres_bin() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     return Path(candidates[-1]).parent if candidates else None
 
 
@@ -157,12 +176,15 @@ def postgres_url():
     if url:
         yield url
         return
-    pytest.importorskip("psycopg", reason="the postgres extra is not installed: "
-                                          'pip install -e ".[postgres]"')
+    pytest.importorskip(
+        "psycopg", reason='the postgres extra is not installed: pip install -e ".[postgres]"'
+    )
     bindir = _postgres_bin()
     if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb): apt-get install postgresql "
-                    "(.ci/run does), or set ART_TEST_POSTGRES_URL")
+        pytest.skip(
+            "no PostgreSQL server binaries (initdb): apt-get install postgresql "
+            "(.ci/run does), or set ART_TEST_POSTGRES_URL"
+        )
     folder = Path(tempfile.mkdtemp(prefix="art-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:
@@ -174,37 +196,100 @@ def postgres_url():
         os.chown(folder, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data, port = folder / "data", _free_port()
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "art",
-                    "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
-                    "-l", str(folder / "log"), "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "art",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(folder / "log"),
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield f"postgresql://art@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _worker(results: Path, url: str, trials: int) -> subprocess.Popen:
     # Each worker has its own results folder: what N machines sharing one database look like.
-    command = [sys.executable, "-m", "search.run", "--space", "cnn", "--engine", "optuna",
-               "--algorithm", "random", "--synthetic", "--trials", str(trials), "--epochs", "3",
-               "--max-image-size", "16", "--study", "shared", "--storage", url, "--heartbeat", "2",
-               "--results", str(results), "--no-progress", "--in-process", "--seed", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        "cnn",
+        "--engine",
+        "optuna",
+        "--algorithm",
+        "random",
+        "--synthetic",
+        "--trials",
+        str(trials),
+        "--epochs",
+        "3",
+        "--max-image-size",
+        "16",
+        "--study",
+        "shared",
+        "--storage",
+        url,
+        "--heartbeat",
+        "2",
+        "--results",
+        str(results),
+        "--no-progress",
+        "--in-process",
+        "--seed",
+        "0",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study_and_a_killed_workers_trial_is_retried(
-        postgres_url, tmp_path):
+    postgres_url, tmp_path
+):
     trials = 6
-    a, b = _worker(tmp_path / "a", postgres_url, trials), _worker(tmp_path / "b", postgres_url, trials)
+    a, b = (
+        _worker(tmp_path / "a", postgres_url, trials),
+        _worker(tmp_path / "b", postgres_url, trials),
+    )
     storage = None
     try:
         # Kill worker a once it has finished a trial and has been inside the next for a moment.
@@ -213,18 +298,25 @@ def test_two_workers_share_one_postgres_study_and_a_killed_workers_trial_is_retr
             time.sleep(0.1)
             try:
                 # Opened once the workers have made the tables (this process must not race them).
-                storage = storage or optuna.storages.RDBStorage(postgres_url, skip_table_creation=True)
+                storage = storage or optuna.storages.RDBStorage(
+                    postgres_url, skip_table_creation=True
+                )
                 ts = optuna.load_study(study_name="shared", storage=storage).get_trials()
             except (KeyError, SQLAlchemyError, optuna.exceptions.StorageInternalError):
                 storage = None
                 continue  # not created yet
             mine = [t for t in ts if t.user_attrs.get("pid") == a.pid]
             running = [t for t in mine if t.state.name == "RUNNING"]
-            if any(t.state.name == "COMPLETE" for t in mine) and running and \
-                    (time.time() - running[0].datetime_start.timestamp()) > 0.3:
+            if (
+                any(t.state.name == "COMPLETE" for t in mine)
+                and running
+                and (time.time() - running[0].datetime_start.timestamp()) > 0.3
+            ):
                 a.send_signal(signal.SIGKILL)
                 killed = running[0].number
-        assert killed is not None, "worker a never ran a second trial: " + (a.communicate()[0] or "")[-2000:]
+        assert killed is not None, (
+            "worker a never ran a second trial: " + (a.communicate()[0] or "")[-2000:]
+        )
         a.wait(timeout=30)
         rows_a_at_kill = read_trials(tmp_path / "a" / "searches" / "shared" / "trials.jsonl")
         out_b = b.communicate(timeout=240)[0]
@@ -243,7 +335,9 @@ def test_two_workers_share_one_postgres_study_and_a_killed_workers_trial_is_retr
     rows_b = read_trials(tmp_path / "b" / "searches" / "shared" / "trials.jsonl")
     run_by_a = {r.number for r in rows_a_at_kill}
     assert run_by_a and rows_a == rows_a_at_kill  # a's finished trials are all kept
-    by_b = {r.number for r in rows_b if r.worker.endswith(str(tmp_path / "b" / "searches" / "shared"))}
+    by_b = {
+        r.number for r in rows_b if r.worker.endswith(str(tmp_path / "b" / "searches" / "shared"))
+    }
     assert not run_by_a & by_b  # no trial ran twice
     assert run_by_a | by_b == {t.number for t in counted}
     # No configuration ran twice (the killed trial's retry is the one repeat, and it replaced it).
@@ -259,8 +353,9 @@ def test_two_workers_share_one_postgres_study_and_a_killed_workers_trial_is_retr
     synced = sync_from_storage(postgres_url, "shared", tmp_path / "elsewhere")
     rows_elsewhere = read_trials(synced["study_dir"] / "trials.jsonl")
     assert {r.number for r in rows_elsewhere} == {t.number for t in counted}
-    assert {r.number: r.history for r in rows_elsewhere if r.number in run_by_a} == \
-        {r.number: r.history for r in rows_a}
+    assert {r.number: r.history for r in rows_elsewhere if r.number in run_by_a} == {
+        r.number: r.history for r in rows_a
+    }
     assert (synced["study_dir"] / "study.json").exists()
 
 
@@ -272,22 +367,58 @@ def test_dashboard_reads_a_study_from_its_storage_alone(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ostudy = optuna.create_study(study_name="far", storage=url, direction="maximize")
-    ostudy.set_user_attr("study_json", {"study": "far", "engine": "optuna", "algorithm": "tpe",
-                                        "space": "cnn", "seed": 0, "config": {"storage": url}})
+    ostudy.set_user_attr(
+        "study_json",
+        {
+            "study": "far",
+            "engine": "optuna",
+            "algorithm": "tpe",
+            "space": "cnn",
+            "seed": 0,
+            "config": {"storage": url},
+        },
+    )
     rows = []
     for number, accuracy in enumerate((0.4, 0.7)):
-        row = TrialRecord(study="far", engine="optuna", algorithm="tpe", space="cnn",
-                          trial_id=str(number), number=number, state="COMPLETE",
-                          config={"x": number}, val_accuracy=accuracy, epochs_run=2,
-                          history={"val_accuracy": [accuracy / 2, accuracy]},
-                          worker=f"machine-{number}:/srv/results/searches/far")
+        row = TrialRecord(
+            study="far",
+            engine="optuna",
+            algorithm="tpe",
+            space="cnn",
+            trial_id=str(number),
+            number=number,
+            state="COMPLETE",
+            config={"x": number},
+            val_accuracy=accuracy,
+            epochs_run=2,
+            history={"val_accuracy": [accuracy / 2, accuracy]},
+            worker=f"machine-{number}:/srv/results/searches/far",
+        )
         rows.append(row)
-        ostudy.add_trial(optuna.trial.create_trial(
-            value=accuracy, params={"x": number}, distributions={"x": DIST.IntDistribution(0, 9)},
-            user_attrs={"row": row.to_dict()}))
+        ostudy.add_trial(
+            optuna.trial.create_trial(
+                value=accuracy,
+                params={"x": number},
+                distributions={"x": DIST.IntDistribution(0, 9)},
+                user_attrs={"row": row.to_dict()},
+            )
+        )
     here = tmp_path / "here"
-    assert dashboard(["--storage", url, "--study", "far", "--results", str(here),
-                      "--out", str(here / "d.html")]) == 0
+    assert (
+        dashboard(
+            [
+                "--storage",
+                url,
+                "--study",
+                "far",
+                "--results",
+                str(here),
+                "--out",
+                str(here / "d.html"),
+            ]
+        )
+        == 0
+    )
     assert read_trials(here / "searches" / "far" / "trials.jsonl") == rows
     assert "machine-0:/srv/results/searches/far" in capsys.readouterr().err
     assert (here / "d.html").stat().st_size > 0

@@ -10,7 +10,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.engines.optuna._evolution import RegularizedEvolutionSampler, draw, fitness, fits, mutate
+from search.engines.optuna._evolution import (
+    RegularizedEvolutionSampler,
+    draw,
+    fitness,
+    fits,
+    mutate,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -32,8 +38,9 @@ def _complete(number, value, **params):
 
 def _pruned(number, steps: dict, **params):
     full = {"blocks": 3, "width": 32, "lr": 1e-3, "dropout": 0.2, "gap": True, **params}
-    trial = create_trial(params=full, distributions=DISTS, state=TrialState.PRUNED,
-                         intermediate_values=steps)
+    trial = create_trial(
+        params=full, distributions=DISTS, state=TrialState.PRUNED, intermediate_values=steps
+    )
     trial.number = number
     return trial
 
@@ -73,10 +80,15 @@ def test_too_few_scored_trials_means_a_random_draw():
 
 def test_child_is_the_tournament_winner_with_one_hyperparameter_changed():
     # Tournament as large as the population: the winner is always the best trial.
-    sampler = RegularizedEvolutionSampler(population_size=4, tournament_size=4,
-                                          n_startup_trials=2, seed=3)
-    trials = [_complete(0, 0.5), _complete(1, 0.8, width=128, blocks=4),
-              _pruned(2, {1: 0.99}), _complete(3, 0.6, lr=5e-3)]
+    sampler = RegularizedEvolutionSampler(
+        population_size=4, tournament_size=4, n_startup_trials=2, seed=3
+    )
+    trials = [
+        _complete(0, 0.5),
+        _complete(1, 0.8, width=128, blocks=4),
+        _pruned(2, {1: 0.99}),
+        _complete(3, 0.6, lr=5e-3),
+    ]
     for number in range(4, 30):
         child = sampler.choose(trials, number)
         assert child["parent"] == 1
@@ -86,11 +98,16 @@ def test_child_is_the_tournament_winner_with_one_hyperparameter_changed():
 
 
 def test_the_oldest_retire_from_the_population():
-    sampler = RegularizedEvolutionSampler(population_size=3, tournament_size=3,
-                                          n_startup_trials=1, seed=0)
+    sampler = RegularizedEvolutionSampler(
+        population_size=3, tournament_size=3, n_startup_trials=1, seed=0
+    )
     # Trial 0 is the best ever, but three younger trials have pushed it out.
-    trials = [_complete(0, 0.99), _complete(1, 0.5, width=16), _complete(2, 0.7, width=64),
-              _complete(3, 0.6, width=128)]
+    trials = [
+        _complete(0, 0.99),
+        _complete(1, 0.5, width=16),
+        _complete(2, 0.7, width=64),
+        _complete(3, 0.6, width=128),
+    ]
     for number in range(4, 20):
         assert sampler.choose(trials, number)["parent"] == 2
 
@@ -107,8 +124,9 @@ def _objective(trial):
 
 
 def _search(seed, n=30):
-    sampler = RegularizedEvolutionSampler(population_size=8, tournament_size=3,
-                                          n_startup_trials=5, seed=seed)
+    sampler = RegularizedEvolutionSampler(
+        population_size=8, tournament_size=3, n_startup_trials=5, seed=seed
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({"blocks": 1, "width_0": 16, "lr": 1e-3})
     study.optimize(_objective, n_trials=n)
@@ -133,8 +151,10 @@ def test_evolution_climbs_beyond_its_random_start():
 
 
 def test_the_sampler_needs_no_tensorflow():
-    code = ("import sys, search.engines.optuna._evolution; "
-            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    code = (
+        "import sys, search.engines.optuna._evolution; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -9,10 +9,10 @@ import keras_tuner as kt
 import pytest
 
 from search.engines import get_engine
-from search.study import SearchError
 from search.engines.keras_tuner import make_oracle
 from search.results import read_trials
 from search.run import run_search
+from search.study import SearchError
 from spaces import BuildContext, get_space
 
 from .conftest import InterruptSecondTraining, check_best, check_table
@@ -42,7 +42,7 @@ def test_random_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
     assert {r.engine for r in records} == {"keras-tuner"}
     check_best(study_dir, records)
     assert (study_dir / "tuner" / "oracle.json").exists()  # keras-tuner's own project folder
-    rows = [json.loads(l) for l in open(study_dir / "resources.jsonl")]
+    rows = [json.loads(line) for line in open(study_dir / "resources.jsonl")]
     assert len(rows) == 3 and all(r["rss_mb"] > 0 for r in rows)
     # Anonymous memory is part of the resident total (the rest is mapped files).
     assert all(0 < r["rss_anon_mb"] <= r["rss_mb"] for r in rows)
@@ -61,8 +61,9 @@ def test_every_oracle_proposes_the_reference_config_first(algorithm, tmp_path):
     assert values == space.reference_configs()[0]
     oracle.end_trial(first)  # (no metrics: the trial ends as invalid; only order matters here)
     second = oracle.create_trial("t0")
-    assert {k: v for k, v in second.hyperparameters.values.items()
-            if not k.startswith("tuner/")} != values
+    assert {
+        k: v for k, v in second.hyperparameters.values.items() if not k.startswith("tuner/")
+    } != values
     keras.backend.clear_session()
 
 
@@ -71,10 +72,12 @@ def test_the_same_seed_proposes_the_same_configs_seed_0_included(tiny_data, tmp_
     # keras-tuner draws a random seed when given 0 (`seed or random.randint(...)`).
     # Without the reference trial (its config is fixed): the space's starting point, then
     # two sampled configurations.
-    first = search(tiny_data, tmp_path / "a", algorithm="random", trials=3, seed=0,
-                   references=False)
-    again = search(tiny_data, tmp_path / "b", algorithm="random", trials=3, seed=0,
-                   references=False)
+    first = search(
+        tiny_data, tmp_path / "a", algorithm="random", trials=3, seed=0, references=False
+    )
+    again = search(
+        tiny_data, tmp_path / "b", algorithm="random", trials=3, seed=0, references=False
+    )
     configs = [r.config for r in first["records"]]
     assert configs == [r.config for r in again["records"]]
     assert len({json.dumps(c, sort_keys=True) for c in configs}) == 3  # really sampled
@@ -103,14 +106,16 @@ def test_interrupt_mid_trial_then_resume_retries_only_the_interrupted_trial(tiny
         search(tiny_data, tmp_path, trials=2, epochs=2, callbacks=[InterruptSecondTraining()])
     study_dir = tmp_path / "searches" / "cnn-keras-tuner-random"
     before = read_trials(study_dir / "trials.jsonl")
-    states = {p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")}
+    states = {
+        p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")
+    }
     (running,) = [t for t in states.values() if t["status"] == "RUNNING"]
     interrupted_id = running["trial_id"]
     assert [r.trial_id for r in before] == [str(i) for i in range(int(interrupted_id))]
 
     search(tiny_data, tmp_path, trials=2, epochs=2)
     rows = check_table(study_dir, "cnn", 2)
-    assert [r.to_dict() for r in rows[:len(before)]] == [r.to_dict() for r in before]
+    assert [r.to_dict() for r in rows[: len(before)]] == [r.to_dict() for r in before]
     # keras-tuner retries the interrupted trial under its own id with its own values.
     values = running["hyperparameters"]["values"]
     retried = next(r for r in rows if r.trial_id == interrupted_id)
@@ -148,34 +153,45 @@ def test_hyperband_gives_trials_epoch_budgets(tiny_data, tmp_path, flaky_space):
 
 
 def test_bad_engine_arguments_name_the_value_and_choices():
-    with pytest.raises(SearchError, match=r"unknown algorithm 'tpe' for engine 'keras-tuner'; choices: random, bayesian, hyperband"):
+    with pytest.raises(
+        SearchError,
+        match=r"unknown algorithm 'tpe' for engine 'keras-tuner'; choices: random, bayesian, hyperband",
+    ):
         get_engine("keras-tuner", "tpe")
     with pytest.raises(SearchError, match="optuna only"):
         get_engine("keras-tuner", "random", pruner="median")
-    with pytest.raises(SearchError, match=r"unknown engine 'sklearn'; choices: keras-tuner, optuna"):
+    with pytest.raises(
+        SearchError, match=r"unknown engine 'sklearn'; choices: keras-tuner, optuna"
+    ):
         get_engine("sklearn")
 
 
 @pytest.mark.slow
 def test_torn_rows_are_set_aside_and_re_derived_from_the_oracle_records(
-        tiny_data, tmp_path, flaky_space, capsys):
+    tiny_data, tmp_path, flaky_space, capsys
+):
     search(tiny_data, tmp_path, space=flaky_space, trials=3, study="flaky-kt")
     study_dir = tmp_path / "searches" / "flaky-kt"
     table = study_dir / "trials.jsonl"
     before = read_trials(table)
     lines = table.read_text().splitlines()
     lines[1] = "\x00\x00" + lines[1][:20]  # garbled: the NaN trial (FAIL)
-    table.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])  # torn: the good one
+    table.write_text(
+        "\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2]
+    )  # torn: the good one
     capsys.readouterr()
 
     search(tiny_data, tmp_path, space=flaky_space, trials=3, study="flaky-kt")
     err = capsys.readouterr().err
-    assert (f"warning: {table}: 2 lines could not be read (lines 2, 3); moved to "
-            f"{table}.unreadable") in err
+    assert (
+        f"warning: {table}: 2 lines could not be read (lines 2, 3); moved to {table}.unreadable"
+    ) in err
     assert "2 finished trials (1, 2) had no readable row" in err and "keras-tuner" in err
     rows = read_trials(table)
     assert [r.trial_id for r in rows] == ["0", "1", "2"]  # nothing was trained again
-    records = {p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")}
+    records = {
+        p.parent.name: json.load(open(p)) for p in (study_dir / "tuner").glob("trial_*/trial.json")
+    }
     assert rows[0].to_dict() == before[0].to_dict()
     for row, old in zip(rows[1:], before[1:]):
         assert (row.state, row.config, row.number) == (old.state, old.config, old.number)
@@ -187,10 +203,15 @@ def test_torn_rows_are_set_aside_and_re_derived_from_the_oracle_records(
     assert json.load(open(study_dir / "best.json"))["trial_id"] == "2"
 
 
-def test_an_unreadable_keras_tuner_record_is_named_not_a_traceback(tiny_data, tmp_path, flaky_space):
+def test_an_unreadable_keras_tuner_record_is_named_not_a_traceback(
+    tiny_data, tmp_path, flaky_space
+):
     record = tmp_path / "searches" / "flaky-kt" / "tuner" / "trial_0" / "trial.json"
     record.parent.mkdir(parents=True)
     record.write_text('{"trial_id": "0", "hyperpar')  # torn by a kill mid-write
-    with pytest.raises(SearchError, match=r"keras-tuner's trial record .*trial_0/trial\.json cannot "
-                                          r"be read .*--study NAME"):
+    with pytest.raises(
+        SearchError,
+        match=r"keras-tuner's trial record .*trial_0/trial\.json cannot "
+        r"be read .*--study NAME",
+    ):
         search(tiny_data, tmp_path, space=flaky_space, trials=1, study="flaky-kt")

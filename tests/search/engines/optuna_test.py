@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,10 +14,10 @@ import optuna
 import pytest
 
 from search.engines import get_engine
-from search.study import SearchError
 from search.engines.optuna import declared_kinds
 from search.results import read_json, read_trials
 from search.run import run_search
+from search.study import SearchError
 from spaces import BuildContext, Space, get_space
 
 from .conftest import InterruptSecondTraining, PruneableSpace, check_best, check_table
@@ -61,8 +60,9 @@ def test_tpe_search_end_to_end_writes_the_common_table(tiny_data, tmp_path):
     # Every completed trial kept its predictions; the ensemble is picked from them on
     # validation (round one is the best single trial, so it scores at least as well there).
     complete = [r for r in records if r.state == "COMPLETE"]
-    assert sorted(p.name for p in (study_dir / "predictions").iterdir()) == \
-        sorted(f"trial-{r.number}.npz" for r in complete)
+    assert sorted(p.name for p in (study_dir / "predictions").iterdir()) == sorted(
+        f"trial-{r.number}.npz" for r in complete
+    )
     ensemble = read_json(study_dir / "ensemble.json")
     assert set(ensemble["members"]) <= {r.trial_id for r in complete}
     assert ensemble["val_accuracy"] >= max(r.val_accuracy for r in complete) - 1e-9
@@ -94,15 +94,16 @@ def test_ctrl_c_mid_trial_then_resume_redoes_only_that_trial(tiny_data, tmp_path
         search(tiny_data, tmp_path, trials=2, epochs=2, callbacks=[InterruptSecondTraining()])
     study_dir = tmp_path / "searches" / "cnn-optuna-tpe"
     before = read_trials(study_dir / "trials.jsonl")
-    (interrupted,) = [t for t in load(study_dir, "cnn-optuna-tpe").trials
-                      if t.user_attrs.get("interrupted")]
+    (interrupted,) = [
+        t for t in load(study_dir, "cnn-optuna-tpe").trials if t.user_attrs.get("interrupted")
+    ]
     assert interrupted.state.name == "FAIL"
     assert [r.number for r in before] == list(range(interrupted.number))  # nothing after it ran
     assert before[0].config == get_space("cnn").reference_configs()[0]
 
     search(tiny_data, tmp_path, trials=2, epochs=2)
     rows = check_table(study_dir, "cnn", 2)
-    assert [r.to_dict() for r in rows[:len(before)]] == [r.to_dict() for r in before]
+    assert [r.to_dict() for r in rows[: len(before)]] == [r.to_dict() for r in before]
     assert interrupted.number not in [r.number for r in rows]
     study = load(study_dir, "cnn-optuna-tpe")
     (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == interrupted.number]
@@ -138,9 +139,18 @@ def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
     study = load(study_dir, "cnn-optuna-tpe")
     lost = study.ask()  # killed after the runner wrote the row, before Optuna heard back
     blocks = lost.suggest_int("conv_blocks", 1, 5)
-    row = TrialRecord(study="cnn-optuna-tpe", engine="optuna", algorithm="tpe", space="cnn",
-                      trial_id="1", number=1, state="COMPLETE", config={"conv_blocks": blocks},
-                      val_accuracy=0.01, epochs_run=1)
+    row = TrialRecord(
+        study="cnn-optuna-tpe",
+        engine="optuna",
+        algorithm="tpe",
+        space="cnn",
+        trial_id="1",
+        number=1,
+        state="COMPLETE",
+        config={"conv_blocks": blocks},
+        val_accuracy=0.01,
+        epochs_run=1,
+    )
     append_trial(study_dir / "trials.jsonl", row)
 
     search(tiny_data, tmp_path, trials=2)
@@ -152,18 +162,39 @@ def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     def command(epochs: int, trials: int = 2) -> list[str]:
-        return [sys.executable, "-m", "search.run", "--space", "cnn", "--engine", "optuna",
-                "--algorithm", "random", "--synthetic", "--trials", str(trials),
-                "--epochs", str(epochs), "--max-image-size", "16", "--results", str(tmp_path),
-                "--no-progress", "--seed", "3"]
+        return [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--space",
+            "cnn",
+            "--engine",
+            "optuna",
+            "--algorithm",
+            "random",
+            "--synthetic",
+            "--trials",
+            str(trials),
+            "--epochs",
+            str(epochs),
+            "--max-image-size",
+            "16",
+            "--results",
+            str(tmp_path),
+            "--no-progress",
+            "--seed",
+            "3",
+        ]
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    first = subprocess.run(command(1, trials=1), cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300)
+    first = subprocess.run(
+        command(1, trials=1), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
-    proc = subprocess.Popen(command(500), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(500), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     seen: dict[int, float] = {}
     try:
@@ -178,8 +209,11 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
                 except Exception:  # noqa: BLE001 - the database may be mid-creation
                     pass
             running = [t.number for t in trials if t.state.name == "RUNNING" and t.number >= 1]
-            if running and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0 \
-                    and children_of(proc.pid):
+            if (
+                running
+                and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0
+                and children_of(proc.pid)
+            ):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the search ended before it could be killed"
@@ -195,20 +229,24 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    (killed,) = [t.number for t in load(study_dir, "cnn-optuna-random").trials
-                 if t.state.name == "RUNNING"]
+    (killed,) = [
+        t.number for t in load(study_dir, "cnn-optuna-random").trials if t.state.name == "RUNNING"
+    ]
     before = read_trials(study_dir / "trials.jsonl")
     assert [r.number for r in before] == list(range(killed))
 
-    done = subprocess.run(command(1), cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        command(1), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_trials(study_dir / "trials.jsonl")
     assert [r.to_dict() for r in rows[:killed]] == [r.to_dict() for r in before]
     # The study's 2 trials: the one finished before the kill, and the killed one's retry.
     assert len(rows) == 2 and killed not in [r.number for r in rows]
     study = load(study_dir, "cnn-optuna-random")
-    assert study.trials[killed].state.name == "FAIL" and study.trials[killed].user_attrs["interrupted"]
+    assert (
+        study.trials[killed].state.name == "FAIL" and study.trials[killed].user_attrs["interrupted"]
+    )
     assert [t.user_attrs.get("retry_of") for t in study.trials].count(killed) == 1
     assert (study_dir / "best.json").exists()
 
@@ -235,8 +273,9 @@ def is_running(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_data, tmp_path, flaky_space):
-    out = search(tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-optuna",
-                 pruner="none")
+    out = search(
+        tiny_data, tmp_path, space=flaky_space, trials=4, study="flaky-optuna", pruner="none"
+    )
     rows = check_table(out["study_dir"], flaky_space, 4)
     assert [r.config["mode"] for r in rows[:3]] == ["raise", "nan", "ok"]
     assert rows[0].state == "FAIL" and "cannot be built" in rows[0].error
@@ -252,10 +291,13 @@ def test_median_pruner_prunes_through_the_keras_callback(tiny_data, tmp_path):
     # Enqueue a weak config after strong ones: with n_startup_trials=3 and one warm-up epoch,
     # the median pruner stops it after epoch 2 when it trails the earlier trials.
     space = PruneableSpace()
-    out = search(tiny_data, tmp_path, space=space, trials=4, epochs=6, study="prune",
-                 pruner="median")
+    out = search(
+        tiny_data, tmp_path, space=space, trials=4, epochs=6, study="prune", pruner="median"
+    )
     rows = read_trials(out["study_dir"] / "trials.jsonl")
-    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [(r.state, r.history) for r in rows]
+    assert rows[3].state == "PRUNED" and rows[3].epochs_run < 6, [
+        (r.state, r.history) for r in rows
+    ]
     assert load(out["study_dir"], "prune").trials[3].state.name == "PRUNED"
 
 
@@ -274,26 +316,41 @@ def test_cmaes_runs_on_a_numeric_space_and_refuses_a_categorical_only_one(tiny_d
 
     kinds = declared_kinds(get_space("cnn"), BuildContext(num_classes=5, max_image_size=32))
     assert kinds["learning_rate"] == "Float" and kinds["pooling"] == "Choice"
-    with pytest.raises(SearchError, match=r"cmaes needs numeric hyperparameters.*'categorical'.*a, b"):
+    with pytest.raises(
+        SearchError, match=r"cmaes needs numeric hyperparameters.*'categorical'.*a, b"
+    ):
         get_engine("optuna", "cmaes").check_space(Categorical(), BuildContext(num_classes=5))
 
 
 def test_bad_engine_arguments_name_the_value_and_choices():
-    with pytest.raises(SearchError, match=r"unknown algorithm 'bayesian' for engine 'optuna'; choices: tpe, random, cmaes"):
+    with pytest.raises(
+        SearchError,
+        match=r"unknown algorithm 'bayesian' for engine 'optuna'; choices: tpe, random, cmaes",
+    ):
         get_engine("optuna", "bayesian")
-    with pytest.raises(SearchError, match=r"unknown pruner 'asha'; choices: median, hyperband, none"):
+    with pytest.raises(
+        SearchError, match=r"unknown pruner 'asha'; choices: median, hyperband, halving, none"
+    ):
         get_engine("optuna", "tpe", pruner="asha")
 
 
 # ------------------------------------------------------------------ storage: URL and driver
 
-@pytest.mark.parametrize("url, hint", [
-    ("postgresql://me:s3cret@db.example:5432/art", 'pip install "art-arch-search[postgres]"'),
-    ("postgresql+psycopg2://me:s3cret@db.example/art", 'pip install "art-arch-search[postgres]"'),
-    ("mysql://me:s3cret@db.example/art", "pip install mysqlclient"),
-])
+
+@pytest.mark.parametrize(
+    "url, hint",
+    [
+        ("postgresql://me:s3cret@db.example:5432/art", 'pip install "art-arch-search[postgres]"'),
+        (
+            "postgresql+psycopg2://me:s3cret@db.example/art",
+            'pip install "art-arch-search[postgres]"',
+        ),
+        ("mysql://me:s3cret@db.example/art", "pip install mysqlclient"),
+    ],
+)
 def test_storage_whose_driver_is_missing_is_refused_before_anything_is_written(
-        url, hint, tmp_path, capsys, monkeypatch):
+    url, hint, tmp_path, capsys, monkeypatch
+):
     from search.run import main
 
     # As if no driver were installed (CI installs the postgres extra): importing one fails.
@@ -304,22 +361,39 @@ def test_storage_whose_driver_is_missing_is_refused_before_anything_is_written(
     message = str(exc.value)
     assert "\n" not in message and "s3cret" not in message
     assert url.replace("s3cret", "***") in message and hint in message
-    code = main(["--space", "cnn", "--synthetic", "--storage", url, "--results", str(tmp_path),
-                 "--no-progress"])
+    code = main(
+        [
+            "--space",
+            "cnn",
+            "--synthetic",
+            "--storage",
+            url,
+            "--results",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --storage ") and "Traceback" not in err
     assert "s3cret" not in err and hint in err
     assert not (tmp_path / "searches").exists()  # no study.json for a study that never started
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("db.sqlite", "is not a database URL"),
-    ("postgres://me:s3cret@db.example/art", "unknown database 'postgres'"),
-    ("postgresql://me:s3cret@db.example:port/art", "is not a database URL"),
-    ("sqlite:///{tmp}/a-file/sub/optuna.db", "cannot create folder {tmp}/a-file/sub, {tmp}/a-file is a file"),
-])
-def test_malformed_storage_url_is_refused_before_anything_is_written(url, expected, tmp_path,
-                                                                    capsys):
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("db.sqlite", "is not a database URL"),
+        ("postgres://me:s3cret@db.example/art", "unknown database 'postgres'"),
+        ("postgresql://me:s3cret@db.example:port/art", "is not a database URL"),
+        (
+            "sqlite:///{tmp}/a-file/sub/optuna.db",
+            "cannot create folder {tmp}/a-file/sub, {tmp}/a-file is a file",
+        ),
+    ],
+)
+def test_malformed_storage_url_is_refused_before_anything_is_written(
+    url, expected, tmp_path, capsys
+):
     from search.run import main
 
     (tmp_path / "a-file").write_text("")
@@ -329,8 +403,21 @@ def test_malformed_storage_url_is_refused_before_anything_is_written(url, expect
     with pytest.raises(SearchError, match=re.escape(expected)) as exc:
         get_engine("optuna", "tpe", storage=url)
     assert "s3cret" not in str(exc.value) and "\n" not in str(exc.value)
-    assert main(["--space", "cnn", "--synthetic", "--storage", url, "--results", str(tmp_path),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--space",
+                "cnn",
+                "--synthetic",
+                "--storage",
+                url,
+                "--results",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: --storage ") and expected in err and "Traceback" not in err
     assert not (tmp_path / "searches").exists()
@@ -338,14 +425,29 @@ def test_malformed_storage_url_is_refused_before_anything_is_written(url, expect
 
 @pytest.mark.slow
 def test_resume_without_storage_uses_the_recorded_one_and_refuses_another(
-        tiny_data, tmp_path, flaky_space):
+    tiny_data, tmp_path, flaky_space
+):
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=1, storage=elsewhere,
-           pruner="none")
+    search(
+        tiny_data,
+        tmp_path,
+        space=flaky_space,
+        study="flaky",
+        trials=1,
+        storage=elsewhere,
+        pruner="none",
+    )
     study_dir = tmp_path / "searches" / "flaky"
     # A SQLite file in a folder that does not exist yet is fine: the folder is made.
-    search(tiny_data, tmp_path, space=flaky_space, study="new", trials=1, pruner="none",
-           storage=f"sqlite:///{tmp_path / 'dbs' / 'new.db'}")
+    search(
+        tiny_data,
+        tmp_path,
+        space=flaky_space,
+        study="new",
+        trials=1,
+        pruner="none",
+        storage=f"sqlite:///{tmp_path / 'dbs' / 'new.db'}",
+    )
     assert (tmp_path / "dbs" / "new.db").is_file()
     search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=2, pruner="none")
     assert not (study_dir / "optuna.db").exists()  # no fresh study in the default file
@@ -356,12 +458,20 @@ def test_resume_without_storage_uses_the_recorded_one_and_refuses_another(
 
     third = tmp_path / "third.db"
     with pytest.raises(SearchError, match=r"was run with --storage .*elsewhere\.db"):
-        search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=3,
-               storage=f"sqlite:///{third}", pruner="none")
+        search(
+            tiny_data,
+            tmp_path,
+            space=flaky_space,
+            study="flaky",
+            trials=3,
+            storage=f"sqlite:///{third}",
+            pruner="none",
+        )
     assert not third.exists()
 
 
 # ------------------------------------------------------- the table against the storage
+
 
 def tear_lines(path: Path, *, garble: tuple[int, ...] = (), tear_last: bool = True) -> None:
     """Garble whole lines (0-based) and tear the last one: what a crash or a full disk leaves."""
@@ -374,7 +484,8 @@ def tear_lines(path: Path, *, garble: tuple[int, ...] = (), tear_last: bool = Tr
 
 @pytest.mark.slow
 def test_torn_row_is_set_aside_and_re_derived_from_the_optuna_storage(
-        tiny_data, tmp_path, flaky_space, capsys):
+    tiny_data, tmp_path, flaky_space, capsys
+):
     import sqlite3
 
     search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=3, pruner="none")
@@ -386,14 +497,17 @@ def test_torn_row_is_set_aside_and_re_derived_from_the_optuna_storage(
     # Trial 2's whole row is in the storage; trial 0's is not (what a study run by an older
     # version holds): its row can only be re-derived.
     with sqlite3.connect(study_dir / "optuna.db") as db:
-        db.execute("DELETE FROM trial_user_attributes WHERE key = 'row' AND trial_id IN "
-                   "(SELECT trial_id FROM trials WHERE number = 0)")
+        db.execute(
+            "DELETE FROM trial_user_attributes WHERE key = 'row' AND trial_id IN "
+            "(SELECT trial_id FROM trials WHERE number = 0)"
+        )
     capsys.readouterr()
 
     search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=4, pruner="none")
     err = capsys.readouterr().err
-    assert (f"warning: {table}: 2 lines could not be read (lines 1, 3); moved to "
-            f"{table}.unreadable") in err
+    assert (
+        f"warning: {table}: 2 lines could not be read (lines 1, 3); moved to {table}.unreadable"
+    ) in err
     assert "warning: 1 finished trial (0) had no readable row in" in err
     assert "re-derived from the Optuna storage" in err
     assert "note: 1 finished trial had no row" in err and "copied from the Optuna storage" in err
@@ -417,7 +531,10 @@ def test_rows_whose_storage_holds_no_such_study_are_refused(tiny_data, tmp_path,
     search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=1, pruner="none")
     study_dir = tmp_path / "searches" / "flaky"
     (study_dir / "optuna.db").unlink()  # lost, or the study was run against another storage
-    with pytest.raises(SearchError, match=r"1 row in .*trials\.jsonl but .*optuna\.db holds no "
-                                          r"Optuna study 'flaky'"):
+    with pytest.raises(
+        SearchError,
+        match=r"1 row in .*trials\.jsonl but .*optuna\.db holds no "
+        r"Optuna study 'flaky'",
+    ):
         search(tiny_data, tmp_path, space=flaky_space, study="flaky", trials=2, pruner="none")
     assert [r.number for r in read_trials(study_dir / "trials.jsonl")] == [0]

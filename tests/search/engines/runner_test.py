@@ -6,23 +6,31 @@ import keras
 import numpy as np
 import pytest
 
-from search.hyperparameters import fixed_hyperparameters
 from search._process import rss_mb
 from search.data import stratified_subset
+from search.hyperparameters import fixed_hyperparameters
 from search.results import read_json, read_trials
 from search.scoring import finalize
 from search.study import Study
 from search.trial import TrialRequest, TrialRunner
 from spaces import BuildContext, get_space
 
-MOBILENET_NO_FT = {"image_size": 224, "head_units": 64, "head_dropout": 0.0,
-                   "learning_rate": 0.01, "fine_tune_layers": 0, "aug_enabled": False,
-                   "flip_views": False, "tta_flip": False, "head_inputs": "pooled"}
-
+MOBILENET_NO_FT = {
+    "image_size": 224,
+    "head_units": 64,
+    "head_dropout": 0.0,
+    "learning_rate": 0.01,
+    "fine_tune_layers": 0,
+    "aug_enabled": False,
+    "flip_views": False,
+    "tta_flip": False,
+    "head_inputs": "pooled",
+}
 
 
 # Every test here trains models (and starts child processes): not in the fast subset.
 pytestmark = pytest.mark.slow
+
 
 def make_runner(tmp_path, data, space="mobilenet"):
     study = Study("unit", engine="optuna", algorithm="tpe", space=space, root=tmp_path)
@@ -48,7 +56,8 @@ def spy(monkeypatch, data, method: str) -> list[tuple]:
 
 
 def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(
-        tiny_data, tmp_path, monkeypatch):
+    tiny_data, tmp_path, monkeypatch
+):
     runner, study = make_runner(tmp_path, tiny_data)
     calls = spy(monkeypatch, tiny_data, "features")
     record = runner.run(fixed_hyperparameters(MOBILENET_NO_FT), request(3))
@@ -73,7 +82,8 @@ def test_mobilenet_head_trains_on_features_and_the_full_model_scores_the_same(
 
 
 def test_mobilenet_head_space_never_passes_images_through_the_backbone(
-        tiny_data, tmp_path, monkeypatch):
+    tiny_data, tmp_path, monkeypatch
+):
     runner, _ = make_runner(tmp_path, tiny_data, space="mobilenet-head")
     image_batches = spy(monkeypatch, tiny_data, "dataset")
     config = get_space("mobilenet-head").reference_configs()[0]
@@ -85,11 +95,22 @@ def test_mobilenet_head_space_never_passes_images_through_the_backbone(
 
 
 def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data, tmp_path):
-    config = {**MOBILENET_NO_FT, "fine_tune_layers": 20, "fine_tune_lr_factor": 0.1,
-              "fine_tune_epochs": 2, "fine_tune_schedule": "cosine",
-              "fine_tune_weight_decay": 1e-4, "fine_tune_batch_norm": "frozen", "aug_enabled": True, "aug_flip": "horizontal",
-              "aug_rotation": 0.0, "aug_zoom": 0.1, "aug_translation": 0.0, "aug_contrast": 0.0,
-              "aug_brightness": 0.1}
+    config = {
+        **MOBILENET_NO_FT,
+        "fine_tune_layers": 20,
+        "fine_tune_lr_factor": 0.1,
+        "fine_tune_epochs": 2,
+        "fine_tune_schedule": "cosine",
+        "fine_tune_weight_decay": 1e-4,
+        "fine_tune_batch_norm": "frozen",
+        "aug_enabled": True,
+        "aug_flip": "horizontal",
+        "aug_rotation": 0.0,
+        "aug_zoom": 0.1,
+        "aug_translation": 0.0,
+        "aug_contrast": 0.0,
+        "aug_brightness": 0.1,
+    }
     runner, _ = make_runner(tmp_path, tiny_data)
     seen = {}
     original = type(get_space("mobilenet")).fit
@@ -97,8 +118,10 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
     def spy(self, hp, model, *args, **kwargs):
         out = original(self, hp, model, *args, **kwargs)
         base = model.get_layer("backbone")
-        seen["trainable"] = [l.trainable for l in base.layers]
-        seen["batch_norm"] = [isinstance(l, keras.layers.BatchNormalization) for l in base.layers]
+        seen["trainable"] = [layer.trainable for layer in base.layers]
+        seen["batch_norm"] = [
+            isinstance(layer, keras.layers.BatchNormalization) for layer in base.layers
+        ]
         seen["optimizer"] = type(model.optimizer).__name__
         return out
 
@@ -116,9 +139,15 @@ def test_mobilenet_with_augmentation_and_fine_tuning_trains_on_images(tiny_data,
 
 
 def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
-    config = {**MOBILENET_NO_FT, "fine_tune_layers": 54, "fine_tune_lr_factor": 0.1,
-              "fine_tune_epochs": 10, "fine_tune_schedule": "plateau",
-              "fine_tune_weight_decay": 0.0, "fine_tune_batch_norm": "batch"}
+    config = {
+        **MOBILENET_NO_FT,
+        "fine_tune_layers": 54,
+        "fine_tune_lr_factor": 0.1,
+        "fine_tune_epochs": 10,
+        "fine_tune_schedule": "plateau",
+        "fine_tune_weight_decay": 0.0,
+        "fine_tune_batch_norm": "batch",
+    }
     runner, _ = make_runner(tmp_path, tiny_data)
     record = runner.run(fixed_hyperparameters(config), request(1))
     assert record.state == "COMPLETE" and record.epochs_run == 1
@@ -163,7 +192,8 @@ def test_helpers():
 
 
 def test_a_runner_without_a_study_trains_and_returns_rows_and_writes_nothing(
-        tiny_data, tmp_path, monkeypatch):
+    tiny_data, tmp_path, monkeypatch
+):
     from .conftest import FlakySpace
 
     monkeypatch.chdir(tmp_path)
