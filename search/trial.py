@@ -35,6 +35,12 @@ from spaces.registry import BuildContext, Space
 KEPT_MODELS = 10
 
 
+# One rung of one trial may take at most this share of the time --max-time leaves: the first
+# trials at a rung are promoted on arrival (asynchronous successive halving), and one slow
+# configuration must not spend the search's budget alone.
+RUNG_SHARE = 1 / 3
+
+
 class ConfigurationError(ValueError):
     """A configuration that cannot be trained (raised before any training)."""
 
@@ -325,7 +331,7 @@ class TrialRunner:
                 request.ladder,
                 trial_callbacks=trial_callbacks,
                 rungs_log=rungs,
-                price=price,
+                price=functools.partial(price, share=RUNG_SHARE),
                 engine_callbacks=EngineCallbacks(request.callbacks),
                 batch_size=self.batch_size,
                 verbose=self.verbose,
@@ -355,11 +361,15 @@ class TrialRunner:
         )
         return model, best
 
-    def _price(self, model, epochs: int, fraction: float, *, history) -> float | None:
+    def _price(
+        self, model, epochs: int, fraction: float, *, history, share: float = 1.0
+    ) -> float | None:
         """Predicted seconds for ``epochs`` of ``model`` on ``fraction`` of the training split,
         from the cost model of the study's timed epochs and this trial's own (search.cost);
-        None before anything was timed. Raises ``RungNotAfforded`` when --max-time would run
-        out before they end: the search does not start what it cannot finish."""
+        None before anything was timed. Raises ``RungNotAfforded`` when they would take more
+        than ``share`` of the time --max-time leaves: the search does not start what it cannot
+        finish, and a rung (``share`` = ``RUNG_SHARE``) may not spend most of what is left on
+        one configuration."""
         from search.cost import CostModel, batches, model_macs, timings_from_records
 
         rows = self.study.records() if self.study is not None else []
@@ -369,11 +379,17 @@ class TrialRunner:
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
         seconds = costs.fit_seconds(model_macs(model), steps, epochs)
         left = None if self.stop_at is None else self.stop_at - time.time()
-        if left is not None and seconds > left:
+        if left is not None and seconds > left * share:
+            left = max(left, 0)
+            limit = (
+                f"and --max-time leaves {left:.0f} s"
+                if share >= 1
+                else f"more than {share:.0%} of the {left:.0f} s --max-time leaves"
+            )
             raise RungNotAfforded(
                 f"not started: {epochs} epoch{'s' if epochs != 1 else ''} at "
                 f"{_input_size(model)} px on {fraction:.0%} of the training split would take "
-                f"about {seconds:.0f} s, and --max-time leaves {max(left, 0):.0f} s"
+                f"about {seconds:.0f} s, {limit}"
             )
         return seconds
 

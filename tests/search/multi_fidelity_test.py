@@ -11,6 +11,7 @@ import pytest
 
 from search.engines.optuna import _samplers
 from search.engines.optuna._evolution import RegularizedEvolutionSampler
+from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters
 from search.results import read_json, read_trials
 from search.run import main, run_search
@@ -155,3 +156,24 @@ def test_what_a_search_over_rungs_refuses(argv, message, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
+    from search.cost import batches, model_macs
+    from search.trial import RUNG_SHARE
+
+    space = get_space("cnn")
+    ctx = BuildContext(num_classes=5, max_image_size=16)
+    model = space.build(fixed_hyperparameters({**MODERN_START, "aug_enabled": False}), ctx)
+    steps = batches(len(tiny_data.labels("train")), 1.0, 32)
+    # A fit measured at 1 s an epoch after a first epoch of 5 s: 4 s of start-up.
+    history = {
+        "epoch_time_s": [5.0, 1.0, 1.0],
+        "phase": [1, 1, 1],
+        "macs": [model_macs(model)] * 3,
+        "train_batches": [steps] * 3,
+    }
+    runner = TrialRunner(space, tiny_data, None, ctx=ctx, stop_at=time.time() + 30)
+    assert runner._price(model, 15, 1.0, history=history) == pytest.approx(19.0)
+    with pytest.raises(RungNotAfforded, match=r"more than 33% of the \d+ s --max-time leaves"):
+        runner._price(model, 15, 1.0, history=history, share=RUNG_SHARE)
