@@ -170,11 +170,13 @@ def _size(weight) -> int:
 
 
 class RungEnd(keras.callbacks.Callback):
-    """Marks the end of a fidelity rung (search.fidelity.climb): on the rung's last epoch it
-    appends the rung's record to ``log`` (size trained at, data fraction, last epoch, best
-    validation accuracy in the rung, whether it continued the previous rung's weights,
-    seconds, and the seconds predicted before it started) and puts ``rung`` and ``rung_score`` into the epoch's logs, where the engine's
-    callbacks, which come after it, judge the trial."""
+    """Marks a fidelity rung (search.fidelity.climb) for the engine's callbacks, which come
+    after it: every epoch's logs carry ``rung_now`` (and ``rung_predicted_s``, what the rung
+    was predicted to take, for the progress bar); on the rung's last epoch it appends the
+    rung's record to ``log`` (size trained at, data fraction, last epoch, best validation
+    accuracy in the rung, whether it continued the previous rung's weights, seconds, the
+    prediction) and puts ``rung`` and ``rung_score`` into the logs, where the engine judges
+    the trial."""
 
     def __init__(
         self,
@@ -196,10 +198,15 @@ class RungEnd(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_accuracy")
+        if logs is None:
+            return
+        value = logs.get("val_accuracy")
         if value is not None and (self.best is None or float(value) > self.best):
             self.best = float(value)
-        if epoch + 1 != self.rung.epochs or self.best is None or logs is None:
+        logs["rung_now"] = float(self.index)
+        if self.predicted_s is not None:
+            logs["rung_predicted_s"] = float(self.predicted_s)
+        if epoch + 1 != self.rung.epochs or self.best is None:
             return
         self.log.append(
             {

@@ -59,9 +59,9 @@ class Progress:
 
     def epoch_reporter(self, number: int, epochs: int):
         """An engine callback that shows trial ``number``'s epochs on the bar as they end
-        (a trial can train for many minutes; the bar would otherwise sit still). It sees the
-        epochs the engine judges: a transfer trial's fine-tuning epochs count on from
-        ``epochs``."""
+        (a trial can train for many minutes; the bar would otherwise sit still), with the rung
+        it climbs and what that rung was predicted to take (``--rungs``). It sees the epochs
+        the engine judges: a transfer trial's fine-tuning epochs count on from ``epochs``."""
         bar = self
 
         class EpochReporter:
@@ -69,9 +69,13 @@ class Progress:
                 pass
 
             def on_epoch_end(self, epoch, logs=None):
-                val = (logs or {}).get("val_accuracy")
+                logs = logs or {}
+                val, rung = logs.get("val_accuracy"), logs.get("rung_now")
                 of = f"/{epochs}" if epoch < epochs else ""
-                bar.running = f"#{number} epoch {epoch + 1}{of}" + (
+                where = "" if rung is None else f" rung {int(rung)}"
+                if logs.get("rung_predicted_s") is not None:
+                    where += f" (~{_fmt_seconds(float(logs['rung_predicted_s']))})"
+                bar.running = f"#{number}{where} epoch {epoch + 1}{of}" + (
                     f" val {float(val):.3f}" if val is not None else ""
                 )
                 bar._refresh(None)

@@ -32,3 +32,12 @@ def test_the_bar_shows_the_running_trials_last_epoch_until_the_trial_ends(tmp_pa
     )
     assert "now" not in bar.bar.postfix and "#2 COMPLETE" in bar.bar.postfix
     bar.close()
+
+
+def test_the_bar_shows_the_rung_and_what_it_was_predicted_to_take(tmp_path):
+    study = Study("bar", engine="optuna", algorithm="evolution", space="cnn", root=tmp_path)
+    bar = Progress(3, 0, study, enabled=False)
+    reporter = bar.epoch_reporter(7, epochs=24)
+    reporter.on_epoch_end(9, {"val_accuracy": 0.5, "rung_now": 1.0, "rung_predicted_s": 95.2})
+    assert "#7 rung 1 (~1:35) epoch 10/24 val 0.500" in bar.bar.postfix
+    bar.close()
