@@ -214,17 +214,11 @@ class KerasTunerEngine(Engine):
     name = "keras-tuner"
     algorithms = ("random", "bayesian", "hyperband")
 
-    def __init__(
-        self,
-        algorithm: str,
-        *,
-        seed: int = 0,
-        pruner: str | None = None,
-        storage: str | None = None,
-        references: bool = True,
-        starting_points: bool = True,
-        ladder=None,
-    ):
+    def __init__(self, algorithm: str, **options: Any):
+        """``options``: ``Engine``'s; keras-tuner takes neither a pruner, nor a storage, nor
+        rungs (each refused in one line)."""
+        super().__init__(algorithm, **options)
+        pruner, storage, ladder = self.pruner, self.storage, self.ladder
         if ladder is not None:
             raise SearchError(
                 "--rungs needs --engine optuna: keras-tuner's Hyperband promotes "
@@ -249,9 +243,6 @@ class KerasTunerEngine(Engine):
                 "retried); unset them, and for many workers on one study use --engine optuna "
                 "--storage postgresql://... (README, Search)"
             )
-        super().__init__(
-            algorithm, seed=seed, references=references, starting_points=starting_points
-        )
 
     def run(
         self,

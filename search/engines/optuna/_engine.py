@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from typing import Any
 
 from search.engines.base import (
     Engine,
@@ -54,27 +55,11 @@ class OptunaEngine(Engine):
     name = "optuna"
     algorithms = ALGORITHMS
 
-    def __init__(
-        self,
-        algorithm: str,
-        *,
-        seed: int = 0,
-        pruner: str | None = None,
-        storage: str | None = None,
-        heartbeat: int | None = None,
-        references: bool = True,
-        starting_points: bool = True,
-        ladder=None,
-    ):
-        super().__init__(
-            algorithm,
-            seed=seed,
-            pruner=pruner,
-            storage=storage,
-            references=references,
-            starting_points=starting_points,
-            ladder=ladder,
-        )
+    def __init__(self, algorithm: str, *, heartbeat: int | None = None, **options: Any):
+        """``options``: ``Engine``'s (seed, pruner, storage, references, starting points,
+        ladder); ``heartbeat`` (seconds) is this engine's own."""
+        super().__init__(algorithm, **options)
+        pruner, ladder, storage = self.pruner, self.ladder, self.storage
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
         if ladder is not None and pruner not in (None, *RUNG_PRUNERS):
