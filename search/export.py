@@ -214,26 +214,7 @@ def write_bundle(
     with ``reason``); the others are still written.
     """
     out = Path(out)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ExportError(
-            f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}"
-        )
-    class_names = list(sidecar.get("class_names") or [])
-    size = int(sidecar.get("image_size") or 0)
-    shape = tuple(model.input_shape)
-    if shape[1:] != (size, size, 3):
-        raise ExportError(
-            f"the model takes input {shape}, but its sidecar says {size} x {size} RGB images"
-        )
-    if int(model.output_shape[-1]) != len(class_names):
-        raise ExportError(
-            f"the model has {model.output_shape[-1]} outputs but its sidecar names "
-            f"{len(class_names)} classes"
-        )
-    if sample.images.shape[1:] != (size, size, 3):
-        raise ExportError(f"the check sample is {sample.images.shape[1:]}, not {size} x {size} x 3")
-
+    class_names, size = _check_inputs(model, sidecar, formats, sample)
     expected = _probabilities(model, sample.images)
     if (out / BUNDLE_RECORD).exists():
         # Re-exporting into a bundle: a format not written this time must not linger beside a
@@ -243,31 +224,7 @@ def write_bundle(
                 _remove(out / fmt.filename)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "model.json", {**sidecar, **({"exported_from": source} if source else {})})
-    written: dict[str, dict[str, Any]] = {}
-    for name in formats:
-        fmt = FORMATS[name]
-        path = out / fmt.filename
-        entry: dict[str, Any] = {"file": fmt.filename}
-        log(f"writing {name} ({fmt.filename}) ...")
-        started = time.perf_counter()
-        try:
-            fmt.write(model, path)
-        except Exception as exc:  # noqa: BLE001 - one converter's failure must not stop the others
-            _remove(path)  # half a file, or the previous export's: either would pass for this one
-            written[name] = {
-                **entry,
-                "status": "failed",
-                "reason": f"converter failed: {_one_line(exc)}",
-            }
-            continue
-        entry["seconds_to_write"] = round(time.perf_counter() - started, 2)
-        entry["size_bytes"] = size_bytes(path)
-        entry["sha256"] = checksum(path)
-        try:
-            entry.update(check_file(name, path, sample, expected))
-        except Exception as exc:  # noqa: BLE001 - written but unusable: say so, go on
-            entry.update(status="failed", reason=f"written but cannot be run: {_one_line(exc)}")
-        written[name] = entry
+    written = {name: _write_format(name, model, out, sample, expected, log) for name in formats}
     record = {
         "class_names": class_names,
         "image_size": size,
@@ -292,6 +249,63 @@ def write_bundle(
     write_json(out / BUNDLE_RECORD, record)
     (out / "MODEL_CARD.md").write_text(model_card(list(about), record), encoding="utf-8")
     return record
+
+
+def _check_inputs(
+    model, sidecar: dict[str, Any], formats: Sequence[str], sample: Sample
+) -> tuple[list[str], int]:
+    """The sidecar's class names and input size, once they agree with the model, the formats
+    are known and the sample is at that size."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ExportError(
+            f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}"
+        )
+    class_names = list(sidecar.get("class_names") or [])
+    size = int(sidecar.get("image_size") or 0)
+    shape = tuple(model.input_shape)
+    if shape[1:] != (size, size, 3):
+        raise ExportError(
+            f"the model takes input {shape}, but its sidecar says {size} x {size} RGB images"
+        )
+    if int(model.output_shape[-1]) != len(class_names):
+        raise ExportError(
+            f"the model has {model.output_shape[-1]} outputs but its sidecar names "
+            f"{len(class_names)} classes"
+        )
+    if sample.images.shape[1:] != (size, size, 3):
+        raise ExportError(f"the check sample is {sample.images.shape[1:]}, not {size} x {size} x 3")
+    return class_names, size
+
+
+def _write_format(
+    name: str,
+    model,
+    out: Path,
+    sample: Sample,
+    expected: np.ndarray,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write one format and check it: its ``export.json`` entry, ``failed`` with the reason
+    when the converter or the check fails."""
+    fmt = FORMATS[name]
+    path = out / fmt.filename
+    entry: dict[str, Any] = {"file": fmt.filename}
+    log(f"writing {name} ({fmt.filename}) ...")
+    started = time.perf_counter()
+    try:
+        fmt.write(model, path)
+    except Exception as exc:  # noqa: BLE001 - one converter's failure must not stop the others
+        _remove(path)  # half a file, or the previous export's: either would pass for this one
+        return {**entry, "status": "failed", "reason": f"converter failed: {_one_line(exc)}"}
+    entry["seconds_to_write"] = round(time.perf_counter() - started, 2)
+    entry["size_bytes"] = size_bytes(path)
+    entry["sha256"] = checksum(path)
+    try:
+        entry.update(check_file(name, path, sample, expected))
+    except Exception as exc:  # noqa: BLE001 - written but unusable: say so, go on
+        entry.update(status="failed", reason=f"written but cannot be run: {_one_line(exc)}")
+    return entry
 
 
 def _remove(path: Path) -> None:
@@ -361,11 +375,8 @@ def export_ensemble(
     Keras model from its members' kept models, score that model once on the test split (its
     own accuracy, not the kept predictions': each member now reads the image resized from the
     ensemble's input size), and export it like any model."""
-    import keras
-
     from search.ensemble import ensemble_model
-    from search.evaluate import evaluate_model
-    from search.results import read_json, standard_error
+    from search.results import read_json
     from search.study import SearchError, Study
 
     try:
@@ -385,20 +396,7 @@ def export_ensemble(
         )
     chosen = read_json(study.ensemble_json)
     meta = read_json(sidecar_path(study.best_model_path))
-    by_id = {r.trial_id: r for r in study.records()}
-    members = []
-    for trial_id, count in chosen["members"].items():
-        record = by_id.get(str(trial_id))
-        path = study.kept_model_path(record) if record is not None else None
-        if path is None:
-            raise ExportError(
-                f"the model of ensemble member trial {trial_id} of study "
-                f"{study_name!r} was not kept (models/ holds the best trials' "
-                "models only): export the study's best model (--study without "
-                "--ensemble)"
-            )
-        log(f"member trial {trial_id} (weight {count}/{chosen['size']}): {path}")
-        members.append((keras.saving.load_model(path, compile=False), count / chosen["size"]))
+    members = _ensemble_members(study, chosen, log)
     model = ensemble_model(members, name=f"{study_name}_ensemble")
     size = int(model.input_shape[1])
     sidecar = {
@@ -407,15 +405,66 @@ def export_ensemble(
         "study": study_name,
         "ensemble": chosen["members"],
     }
-    test = None
-    if meta.get("manifest") and Path(meta["manifest"]).exists():
-        from search.data import load_images
-
-        manifest = load_manifest(meta["manifest"])
-        log(f"scoring the built ensemble on the test split at {size} px ...")
-        x, y = load_images(manifest, "test", size, verbose=False)
-        test = evaluate_model(model, x, y, meta["class_names"])
+    test = _test_score(model, meta, size, log)
     sample = sample_images(sidecar, check_images, sample_folder)
+    record = write_bundle(
+        model,
+        sidecar,
+        out,
+        formats,
+        sample,
+        about=_ensemble_about(study_name, chosen, test),
+        source=f"ensemble of study {study_name}",
+        log=log,
+    )
+    if test is not None:
+        record["test_of_exported_model"] = test
+        write_json(out / BUNDLE_RECORD, record)
+    return record
+
+
+def _ensemble_members(study, chosen: dict[str, Any], log: Callable[[str], None]) -> list:
+    """The ensemble's members as ``(Keras model, weight)``, loaded from the study's kept
+    models; a member whose model was not kept is an error."""
+    import keras
+
+    by_id = {r.trial_id: r for r in study.records()}
+    members = []
+    for trial_id, count in chosen["members"].items():
+        record = by_id.get(str(trial_id))
+        path = study.kept_model_path(record) if record is not None else None
+        if path is None:
+            raise ExportError(
+                f"the model of ensemble member trial {trial_id} of study "
+                f"{study.name!r} was not kept (models/ holds the best trials' "
+                "models only): export the study's best model (--study without "
+                "--ensemble)"
+            )
+        log(f"member trial {trial_id} (weight {count}/{chosen['size']}): {path}")
+        members.append((keras.saving.load_model(path, compile=False), count / chosen["size"]))
+    return members
+
+
+def _test_score(
+    model, meta: dict[str, Any], size: int, log: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The built model's own score on the test split, or None when the manifest is gone."""
+    if not (meta.get("manifest") and Path(meta["manifest"]).exists()):
+        return None
+    from search.data import load_images
+    from search.evaluate import evaluate_model
+
+    manifest = load_manifest(meta["manifest"])
+    log(f"scoring the built ensemble on the test split at {size} px ...")
+    x, y = load_images(manifest, "test", size, verbose=False)
+    return evaluate_model(model, x, y, meta["class_names"])
+
+
+def _ensemble_about(
+    study_name: str, chosen: dict[str, Any], test: dict[str, Any] | None
+) -> list[str]:
+    from search.results import standard_error
+
     about = [
         f"# ensemble of study {study_name}",
         "",
@@ -431,20 +480,7 @@ def export_ensemble(
             "images (scored once, as built; the kept predictions gave "
             f"{chosen['test']['accuracy']:.4f})"
         )
-    record = write_bundle(
-        model,
-        sidecar,
-        out,
-        formats,
-        sample,
-        about=about,
-        source=f"ensemble of study {study_name}",
-        log=log,
-    )
-    if test is not None:
-        record["test_of_exported_model"] = test
-        write_json(out / BUNDLE_RECORD, record)
-    return record
+    return about
 
 
 def _scores(choice: ModelResult) -> list[str]:
@@ -549,7 +585,7 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.export",
         description=__doc__,
@@ -594,37 +630,47 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_CHECK_IMAGES,
         help=f"how many images to check each file on (default {DEFAULT_CHECK_IMAGES})",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _export_chosen(
+    args: argparse.Namespace, formats: list[str], log: Callable[[str], None]
+) -> tuple[str, Path, dict[str, Any]]:
+    """Export what the command line chose: what it is in words, where it went, the record."""
+    if args.ensemble and not args.study:
+        raise ExportError("--ensemble exports a study's ensemble: add --study NAME")
+    if args.ensemble:
+        out = Path(args.out or Path("exports") / f"{args.study}-ensemble")
+        record = export_ensemble(
+            args.study, args.results, out, formats, args.sample, args.check_images, log=log
+        )
+        return f"the ensemble of study {args.study}", out, record
+    if args.model:
+        source = Path(args.model)
+        if not source.exists():
+            raise ExportError(f"--model {source}: not found")
+        out = Path(args.out or Path("exports") / source.parent.name)
+        record = export_file(source, out, formats, args.sample, args.check_images, log=log)
+        return f"model {source}", out, record
+    choice = choose(candidates(args.results), args.study, args.baseline)
+    val = choice.val_accuracy
+    what = (
+        f"{choice.kind} {choice.name} ("
+        + (f"validation accuracy {val:.4f}, " if val is not None else "")
+        + f"test accuracy {choice.test['accuracy']:.4f})"
+    )
+    out = Path(args.out or Path("exports") / choice.name)
+    return what, out, export(choice, out, formats, args.sample, args.check_images, log=log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         formats = parse_formats(args.format, args.quantize, args.saved_model)
         if args.check_images < 1:
             raise ExportError(f"--check-images {args.check_images}: give at least 1")
         log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-        if args.ensemble and not args.study:
-            raise ExportError("--ensemble exports a study's ensemble: add --study NAME")
-        if args.ensemble:
-            what = f"the ensemble of study {args.study}"
-            out = Path(args.out or Path("exports") / f"{args.study}-ensemble")
-            record = export_ensemble(
-                args.study, args.results, out, formats, args.sample, args.check_images, log=log
-            )
-        elif args.model:
-            source = Path(args.model)
-            if not source.exists():
-                raise ExportError(f"--model {source}: not found")
-            what = f"model {source}"
-            out = Path(args.out or Path("exports") / source.parent.name)
-            record = export_file(source, out, formats, args.sample, args.check_images, log=log)
-        else:
-            choice = choose(candidates(args.results), args.study, args.baseline)
-            val = choice.val_accuracy
-            what = (
-                f"{choice.kind} {choice.name} ("
-                + (f"validation accuracy {val:.4f}, " if val is not None else "")
-                + f"test accuracy {choice.test['accuracy']:.4f})"
-            )
-            out = Path(args.out or Path("exports") / choice.name)
-            record = export(choice, out, formats, args.sample, args.check_images, log=log)
+        what, out, record = _export_chosen(args, formats, log)
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

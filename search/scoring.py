@@ -67,10 +67,19 @@ def score_best_trial(study, runner) -> dict[str, Any] | None:
         study=study.name,
         trial_id=best.trial_id,
     )
+    val_n = len(runner.data.arrays("val", size)[1])
+    summary = _summary(best, model, report, size, val_n, retrained)
+    results_mod.write_json(study.best_json, summary)
+    del model
+    keras.backend.clear_session()
+    return summary
+
+
+def _summary(best, model, report: dict[str, Any], size: int, val_n: int, retrained: bool):
+    """best.json's content: the best trial's row, its validation and test scores."""
     # A row re-derived from an engine's records may lack the parameter count: the model has it.
     params = best.params if best.params is not None else int(model.count_params())
-    val_n = len(runner.data.arrays("val", size)[1])
-    summary = {
+    return {
         "trial_id": best.trial_id,
         "config": best.config,
         "val_accuracy": best.val_accuracy,
@@ -86,7 +95,3 @@ def score_best_trial(study, runner) -> dict[str, Any] | None:
         "cv": best.cv,
         "evaluated_at": utc_now(),
     }
-    results_mod.write_json(study.best_json, summary)
-    del model
-    keras.backend.clear_session()
-    return summary

@@ -321,23 +321,10 @@ class TrialRunner:
         self._predicted_s = None
         price = functools.partial(self._price, history=recorder.history)
         if request.ladder is not None:
-            from search.fidelity import climb
-
-            model = climb(
-                self.space,
-                hp,
-                self.data,
-                self.ctx,
-                request.ladder,
-                trial_callbacks=trial_callbacks,
-                rungs_log=rungs,
-                price=functools.partial(price, share=RUNG_SHARE),
-                engine_callbacks=EngineCallbacks(request.callbacks),
-                batch_size=self.batch_size,
-                verbose=self.verbose,
-                seed=self.seed,
+            model = self._climb(
+                hp, request, trial_callbacks, rungs, functools.partial(price, share=RUNG_SHARE)
             )
-            return model, best
+            return model, best  # ``best``: set by trial_callbacks for the last rung's model
         resume = {}
         warm_start = request.warm_start
         if warm_start is not None:
@@ -360,6 +347,27 @@ class TrialRunner:
             callbacks=[*trial_callbacks(model), EngineCallbacks(request.callbacks)],
         )
         return model, best
+
+    def _climb(self, hp: Any, request: TrialRequest, trial_callbacks, rungs: list, price):
+        """Climb ``request.ladder``'s rungs (``search.fidelity.climb``), each rung logged in
+        ``rungs``; returns the last rung's model."""
+        from search.fidelity import climb
+        from search.training import EngineCallbacks
+
+        return climb(
+            self.space,
+            hp,
+            self.data,
+            self.ctx,
+            request.ladder,
+            trial_callbacks=trial_callbacks,
+            rungs_log=rungs,
+            price=price,
+            engine_callbacks=EngineCallbacks(request.callbacks),
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+            seed=self.seed,
+        )
 
     def _price(
         self, model, epochs: int, fraction: float, *, history, share: float = 1.0

@@ -14,7 +14,7 @@ augmentation or fine-tuning needs passes through the backbone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -78,20 +78,13 @@ class MobileNetSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         import keras
 
-        (
-            backbone_name,
-            image_size,
-            head_units,
-            head_dropout,
-            learning_rate,
-            augmentation,
-            texture,
-        ) = self._declare(hp, ctx)
-        spec = BACKBONES[backbone_name]
-        inputs = keras.Input((image_size, image_size, 3), name="image")
-        x = augmentation(inputs) if augmentation is not None else inputs
+        choice = self._declare(hp, ctx)
+        spec = BACKBONES[choice.backbone]
+        inputs = keras.Input((choice.image_size, choice.image_size, 3), name="image")
+        x = choice.augmentation(inputs) if choice.augmentation is not None else inputs
         x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
-        base = spec.build(image_size, ctx.weights)
+        base = spec.build(choice.image_size, ctx.weights)
+        texture = choice.texture
         if texture:  # the same layers, with the earlier blocks' outputs as outputs too
             base = keras.Model(
                 base.input,
@@ -115,17 +108,17 @@ class MobileNetSpace(Space):
         head = keras.Sequential(
             [
                 keras.Input((features.shape[-1],)),
-                keras.layers.Dense(head_units, activation="relu"),
-                keras.layers.Dropout(head_dropout),
+                keras.layers.Dense(choice.head_units, activation="relu"),
+                keras.layers.Dropout(choice.head_dropout),
                 keras.layers.Dense(ctx.num_classes, activation="softmax"),
             ],
             name=HEAD_LAYER,
         )
-        model = keras.Model(inputs, head(features), name=f"{backbone_name}_transfer")
-        _compile(model, learning_rate)
+        model = keras.Model(inputs, head(features), name=f"{choice.backbone}_transfer")
+        _compile(model, choice.learning_rate)
         return model
 
-    def _declare(self, hp: Any, ctx: BuildContext) -> tuple:
+    def _declare(self, hp: Any, ctx: BuildContext) -> _Choices:
         """Declare every hyperparameter, in a fixed order (keras-tuner learns the space by
         building it), and return the choices the model is built from."""
         if len(self.backbones) > 1:
@@ -138,33 +131,7 @@ class MobileNetSpace(Space):
         head_units = hp.Int("head_units", 64, 512, step=64, default=128)
         head_dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)
-        # How many of the backbone's top layers are unfrozen after the head has trained;
-        # 0 = never fine-tune. Block boundaries up to the whole network, and the published
-        # recipe's cut (the backbone table's published_fine_tune_layers), the default.
-        fine_tune_layers = 0
-        if self.fine_tune:
-            depths = [
-                d
-                for d in fine_tune_depths(spec)
-                if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers
-            ]
-            fine_tune_layers = hp.Choice(
-                "fine_tune_layers", depths, ordered=True, default=spec.published_fine_tune_layers
-            )
-            with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
-                hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
-                hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
-                # "plateau": the published ReduceLROnPlateau(0.5, 2); "cosine": a warm-up
-                # epoch at a tenth of the rate, then cosine decay (towards zero after the last epoch).
-                hp.Choice("fine_tune_schedule", ["plateau", "cosine"], default="plateau")
-                # 0 = the published Adam; otherwise AdamW with this decoupled weight decay.
-                hp.Choice(
-                    "fine_tune_weight_decay", [0.0, 1e-5, 1e-4, 1e-3], ordered=True, default=0.0
-                )
-                # The unfrozen layers' BatchNorm: "batch" = what the published code does under
-                # Keras 3 (batch statistics while training, see unfreeze_top), "frozen" =
-                # inference mode, as the recipe meant it.
-                hp.Choice("fine_tune_batch_norm", ["batch", "frozen"], default="batch")
+        fine_tune_layers = self._declare_fine_tune(hp, spec) if self.fine_tune else 0
         augmentation = build_augmentation(hp) if self.augment else None
         # Mirror images are the one augmentation that survives caching: the frozen part's
         # outputs on flipped images are cached beside the originals (exact), and every
@@ -191,7 +158,7 @@ class MobileNetSpace(Space):
                 f"fine_tune_layers={fine_tune_layers} exceeds the "
                 f"{spec.num_layers} layers of {backbone_name}"
             )
-        return (
+        return _Choices(
             backbone_name,
             image_size,
             head_units,
@@ -200,6 +167,34 @@ class MobileNetSpace(Space):
             augmentation,
             texture,
         )
+
+    def _declare_fine_tune(self, hp: Any, spec) -> int:
+        """Declare how deep to fine-tune and, under it, how; returns the depth.
+
+        How many of the backbone's top layers are unfrozen after the head has trained;
+        0 = never fine-tune. Block boundaries up to the whole network, and the published
+        recipe's cut (the backbone table's published_fine_tune_layers), the default."""
+        depths = [
+            d
+            for d in fine_tune_depths(spec)
+            if self.max_fine_tune_layers is None or d <= self.max_fine_tune_layers
+        ]
+        fine_tune_layers = hp.Choice(
+            "fine_tune_layers", depths, ordered=True, default=spec.published_fine_tune_layers
+        )
+        with hp.conditional_scope("fine_tune_layers", [d for d in depths if d > 0]):
+            hp.Float("fine_tune_lr_factor", 0.01, 0.5, sampling="log", default=0.1)
+            hp.Int("fine_tune_epochs", 2, 10, step=2, default=10)
+            # "plateau": the published ReduceLROnPlateau(0.5, 2); "cosine": a warm-up
+            # epoch at a tenth of the rate, then cosine decay (towards zero after the last epoch).
+            hp.Choice("fine_tune_schedule", ["plateau", "cosine"], default="plateau")
+            # 0 = the published Adam; otherwise AdamW with this decoupled weight decay.
+            hp.Choice("fine_tune_weight_decay", [0.0, 1e-5, 1e-4, 1e-3], ordered=True, default=0.0)
+            # The unfrozen layers' BatchNorm: "batch" = what the published code does under
+            # Keras 3 (batch statistics while training, see unfreeze_top), "frozen" =
+            # inference mode, as the recipe meant it.
+            hp.Choice("fine_tune_batch_norm", ["batch", "frozen"], default="batch")
+        return fine_tune_layers
 
     def training_callbacks(self, hp: Any) -> list:
         """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
@@ -251,8 +246,7 @@ class MobileNetSpace(Space):
         from search.training import EngineCallbacks
 
         head_epochs, fine_tune_epochs = self.phase_epochs(hp.values, epochs)
-        has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
-        flip_views = bool(hp.values.get("flip_views")) and not has_augmentation
+        has_augmentation, flip_views = _views(hp, model)
         # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
         # phase says little about where fine-tuning ends (the published recipe's first
         # fine-tuning epoch falls 23-35 points below its head phase, then recovers).
@@ -282,17 +276,7 @@ class MobileNetSpace(Space):
                 for c in callbacks
             ]
             self._fine_tune(
-                hp,
-                model,
-                data,
-                ctx,
-                head_epochs,
-                fine_tune_epochs,
-                judged,
-                batch_size,
-                verbose,
-                has_augmentation,
-                flip_views,
+                hp, model, data, ctx, (head_epochs, fine_tune_epochs), judged, batch_size, verbose
             )
 
     def _fit_head_on_features(
@@ -316,22 +300,12 @@ class MobileNetSpace(Space):
         else:
             head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
 
-    def _fine_tune(
-        self,
-        hp,
-        model,
-        data,
-        ctx,
-        head_epochs,
-        fine_tune_epochs,
-        callbacks,
-        batch_size,
-        verbose,
-        has_augmentation,
-        flip_views,
-    ) -> None:
-        """The fine-tuning phase, epochs ``head_epochs`` on: the unfrozen top on cached
-        activations at the cut where it can, else through the image path."""
+    def _fine_tune(self, hp, model, data, ctx, phases, callbacks, batch_size, verbose) -> None:
+        """The fine-tuning phase, epochs ``head_epochs`` on (``phases``: head epochs,
+        fine-tuning epochs): the unfrozen top on cached activations at the cut where it can,
+        else through the image path."""
+        head_epochs, fine_tune_epochs = phases
+        has_augmentation, flip_views = _views(hp, model)
         values = hp.values
         size = int(model.input_shape[1])
         fine_tune_layers = int(values.get("fine_tune_layers") or 0)
@@ -350,30 +324,10 @@ class MobileNetSpace(Space):
             verbose=verbose,
         )
         if not has_augmentation and self._caches_activations(base, cut):
-            from search.data import make_dataset  # the one input pipeline
-
-            trainer, cached, mirrored = self._activation_trainer(
-                model,
-                base,
-                cut,
-                data,
-                size,
-                self._feature_key(values, size, ctx),
-                ("train", "val"),
-                mirrored_splits=("train",) if flip_views else (),
+            key = self._feature_key(values, size, ctx)
+            self._fine_tune_top(
+                model, cut, data, key, (fine_tune_lr, decay), phase, batch_size, flip_views
             )
-            (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
-            _compile(trainer, fine_tune_lr, decay)
-            if flip_views:
-                train = _both_views(a_train, mirrored["train"][0], y_train, batch_size)
-            else:
-                train = make_dataset(a_train, y_train, batch_size, shuffle=True)
-            trainer.fit(
-                train,
-                validation_data=make_dataset(a_val, y_val, batch_size),
-                shuffle=False,
-                **phase,
-            )  # the dataset shuffles itself
             return
         _compile(model, fine_tune_lr, decay)
         train = data.dataset("train", size, batch_size, shuffle=True)
@@ -385,6 +339,37 @@ class MobileNetSpace(Space):
             shuffle=False,  # the dataset shuffles itself
             **phase,
         )
+
+    def _fine_tune_top(
+        self, model, cut, data, key, optimizer, phase, batch_size, flip_views
+    ) -> None:
+        """The fine-tuning phase of the unfrozen top alone, on the frozen part's outputs cached
+        at ``cut`` (``optimizer``: learning rate, weight decay; ``phase``: ``fit``'s epochs,
+        callbacks and verbosity)."""
+        from search.data import make_dataset  # the one input pipeline
+
+        trainer, cached, mirrored = self._activation_trainer(
+            model,
+            model.get_layer(BACKBONE_LAYER),
+            cut,
+            data,
+            int(model.input_shape[1]),
+            key,
+            ("train", "val"),
+            mirrored_splits=("train",) if flip_views else (),
+        )
+        (a_train, y_train), (a_val, y_val) = cached["train"], cached["val"]
+        _compile(trainer, *optimizer)
+        if flip_views:
+            train = _both_views(a_train, mirrored["train"][0], y_train, batch_size)
+        else:
+            train = make_dataset(a_train, y_train, batch_size, shuffle=True)
+        trainer.fit(
+            train,
+            validation_data=make_dataset(a_val, y_val, batch_size),
+            shuffle=False,
+            **phase,
+        )  # the dataset shuffles itself
 
     def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """Probabilities through the cached path the model trained on: the head on pooled
@@ -628,6 +613,25 @@ class MobileNetSpace(Space):
                 "tta_flip": False,
             }
         ]
+
+
+class _Choices(NamedTuple):
+    """What :meth:`MobileNetSpace._declare` chose, the model is built from."""
+
+    backbone: str
+    image_size: int
+    head_units: int
+    head_dropout: float
+    learning_rate: float
+    augmentation: Any  # the augmentation layers, or None
+    texture: bool  # the head also sees earlier blocks' channel statistics
+
+
+def _views(hp: Any, model) -> tuple[bool, bool]:
+    """Whether ``model`` augments its own images, and whether its training draws one of an
+    image and its mirror image (mirrored views: only where it does not augment)."""
+    has_augmentation = any(layer.name == "augmentation" for layer in model.layers)
+    return has_augmentation, bool(hp.values.get("flip_views")) and not has_augmentation
 
 
 def _scope(hp: Any, parent: str, values: list, parent_declared: bool):

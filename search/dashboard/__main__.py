@@ -8,7 +8,7 @@ import sys
 from search.dashboard._page import serve_dashboard, write_dashboard
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.dashboard",
         description="Write one self-contained HTML page (works offline) comparing the baselines "
@@ -40,37 +40,46 @@ def main(argv: list[str] | None = None) -> int:
         "rows are first copied from it into <results>/searches/<study>/, so a study "
         "whose workers ran on other machines is shown whole",
     )
-    args = parser.parse_args(argv)
-    if args.storage is not None:
-        if not args.study:
+    return parser
+
+
+def _sync(storage: str, studies: list[str] | None, results: str | None) -> bool:
+    """Copy the studies' rows from the Optuna storage into the results folder; False (the
+    error printed) when that cannot be done."""
+    if not studies:
+        print(
+            "error: --storage needs --study NAME (which studies to read from it)", file=sys.stderr
+        )
+        return False
+    from search.engines.optuna import sync_from_storage
+    from search.study import SearchError
+
+    for name in studies:
+        try:
+            synced = sync_from_storage(storage, name, results)
+        except SearchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return False
+        workers = synced["workers"]
+        print(
+            f"study {name}: {len(synced['added'])} row(s) copied from the storage into "
+            f"{synced['study_dir']}; models stay with their workers: "
+            f"{', '.join(workers) if workers else 'none recorded'}",
+            file=sys.stderr,
+        )
+        if synced["without_row"]:
             print(
-                "error: --storage needs --study NAME (which studies to read from it)",
+                f"note: study {name}: {len(synced['without_row'])} finished trial(s) were run "
+                "by a version that kept no row in the storage; they are left out",
                 file=sys.stderr,
             )
-            return 2
-        from search.engines.optuna import sync_from_storage
-        from search.study import SearchError
+    return True
 
-        for name in args.study:
-            try:
-                synced = sync_from_storage(args.storage, name, args.results)
-            except SearchError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            workers = synced["workers"]
-            print(
-                f"study {name}: {len(synced['added'])} row(s) copied from the storage into "
-                f"{synced['study_dir']}; models stay with their workers: "
-                f"{', '.join(workers) if workers else 'none recorded'}",
-                file=sys.stderr,
-            )
-            if synced["without_row"]:
-                print(
-                    f"note: study {name}: {len(synced['without_row'])} finished trial(s) were run "
-                    "by a version that kept no row in the storage; they are left out",
-                    file=sys.stderr,
-                )
 
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.storage is not None and not _sync(args.storage, args.study, args.results):
+        return 2
     path, dashboard = write_dashboard(out=args.out, results=args.results, studies=args.study)
     for note in dashboard.notes:
         print(f"note: {note}", file=sys.stderr)

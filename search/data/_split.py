@@ -188,20 +188,7 @@ def prepare_split(
     if manifest_path.exists() and not rebuild:
         return _reuse_manifest(manifest_path, data_dir, seed, fractions, keep_split, verbose)
 
-    files = list_labelled_files(data_dir)
-    if not files:
-        raise SplitError(
-            f"no image files under {data_dir} (looked for "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)"
-        )
-    empty_folders = empty_class_folders(data_dir)
-    given = _given_split_of(data_dir, files) if keep_split else {}
-    if verbose:
-        print(
-            f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
-            file=sys.stderr,
-        )
-    scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose and progress))
+    scanned, empty_folders, given = _scan(data_dir, keep_split, verbose, progress)
     manifest, report = build_split(
         scanned,
         str(data_dir.resolve()),
@@ -224,6 +211,28 @@ def prepare_split(
     if verbose:
         print(f"Wrote {manifest_path} and {out_dir / 'data_report.json'}", file=sys.stderr)
     return manifest
+
+
+def _scan(
+    data_dir: Path, keep_split: bool | None, verbose: bool, progress: bool
+) -> tuple[list[ScannedFile], list[str], dict[str, str | None]]:
+    """Decode and hash every image file under ``data_dir``; with the empty class folders and,
+    with ``keep_split``, the split each file's folder names (checked before the long scan)."""
+    files = list_labelled_files(data_dir)
+    if not files:
+        raise SplitError(
+            f"no image files under {data_dir} (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))} files in its class folders)"
+        )
+    empty_folders = empty_class_folders(data_dir)
+    given = _given_split_of(data_dir, files) if keep_split else {}
+    if verbose:
+        print(
+            f"Scanning {len(files)} files under {data_dir} (decode, hash, find duplicates)...",
+            file=sys.stderr,
+        )
+    scanned = scan_files(data_dir, files, progress=_progress_bar(len(files), verbose and progress))
+    return scanned, empty_folders, given
 
 
 def _reuse_manifest(
@@ -324,25 +333,12 @@ def build_split(
     Refuses (``SplitError``) data that cannot make a classifier's split: nothing decodable,
     fewer than two classes, or a class with fewer distinct pictures than the split's folds.
     """
-    readable = [s for s in scanned if s.ok]
-    corrupt = [s for s in scanned if not s.ok]
-    if not readable:
-        examples = "; ".join(f"{s.path}: {s.reason}" for s in corrupt[:3])
-        raise SplitError(
-            f"none of the {len(scanned)} image files under {data_root} could be "
-            f"decoded (e.g. {examples}); point --data at a folder of readable images"
-        )
-    group_of, dup_stats = group_duplicates(
-        [s.sha256 for s in readable], [s.phash for s in readable], near_threshold
-    )
-
-    labels_of_group: dict[int, set[str]] = collections.defaultdict(set)
-    for s, g in zip(readable, group_of):
-        labels_of_group[int(g)].add(s.label)
-    conflicting = {g for g, labels in labels_of_group.items() if len(labels) > 1}
-    kept = [(s, int(g)) for s, g in zip(readable, group_of) if int(g) not in conflicting]
+    grouped = _group(scanned, data_root, near_threshold)
+    kept = grouped.kept
     class_names = sorted({s.label for s, _ in kept})
-    left_out = _classes_left_out(scanned, class_names, conflicting, readable, group_of)
+    left_out = _classes_left_out(
+        scanned, class_names, grouped.conflicting, grouped.readable, grouped.group_of
+    )
     _check_two_classes(class_names, left_out, empty_class_folders, data_root)
     labels = np.array([class_names.index(s.label) for s, _ in kept])
     groups = np.array([g for _, g in kept])
@@ -362,38 +358,51 @@ def build_split(
     manifest = SplitManifest(data_root, seed, fractions, near_threshold, class_names, entries)
     manifest.check_disjoint()
 
-    report = _split_report(
-        scanned,
-        readable,
-        corrupt,
-        group_of,
-        conflicting,
-        dup_stats,
-        kept,
-        groups,
-        left_out,
-        empty_class_folders,
-        manifest,
-    )
+    report = _split_report(scanned, grouped, groups, left_out, empty_class_folders, manifest)
     return manifest, report
 
 
+@dataclasses.dataclass
+class _Grouping:
+    """The decodable files in duplicate groups, and the groups kept (one label each)."""
+
+    readable: list[ScannedFile]
+    corrupt: list[ScannedFile]
+    group_of: Any  # the duplicate group of each readable file
+    dup_stats: dict[str, Any]
+    conflicting: set[int]  # groups whose copies are filed under more than one class
+    kept: list[tuple[ScannedFile, int]]  # (file, group) outside the conflicting groups
+
+
+def _group(scanned: Sequence[ScannedFile], data_root: str, near_threshold: int) -> _Grouping:
+    """Group the decodable files' duplicates and set aside the groups with conflicting labels;
+    nothing decodable is an error."""
+    readable = [s for s in scanned if s.ok]
+    corrupt = [s for s in scanned if not s.ok]
+    if not readable:
+        examples = "; ".join(f"{s.path}: {s.reason}" for s in corrupt[:3])
+        raise SplitError(
+            f"none of the {len(scanned)} image files under {data_root} could be "
+            f"decoded (e.g. {examples}); point --data at a folder of readable images"
+        )
+    group_of, dup_stats = group_duplicates(
+        [s.sha256 for s in readable], [s.phash for s in readable], near_threshold
+    )
+    labels_of_group: dict[int, set[str]] = collections.defaultdict(set)
+    for s, g in zip(readable, group_of):
+        labels_of_group[int(g)].add(s.label)
+    conflicting = {g for g, labels in labels_of_group.items() if len(labels) > 1}
+    kept = [(s, int(g)) for s, g in zip(readable, group_of) if int(g) not in conflicting]
+    return _Grouping(readable, corrupt, group_of, dup_stats, conflicting, kept)
+
+
 def _split_report(
-    scanned,
-    readable,
-    corrupt,
-    group_of,
-    conflicting,
-    dup_stats,
-    kept,
-    groups,
-    left_out,
-    empty_class_folders,
-    manifest: SplitManifest,
+    scanned, grouped: _Grouping, groups, left_out, empty_class_folders, manifest: SplitManifest
 ) -> dict[str, Any]:
     """What the split kept and left out, and why (``split_report.json``)."""
+    readable, corrupt, conflicting = grouped.readable, grouped.corrupt, grouped.conflicting
     conflict_files = collections.defaultdict(list)
-    for s, g in zip(readable, group_of):
+    for s, g in zip(readable, grouped.group_of):
         if int(g) in conflicting:
             conflict_files[int(g)].append({"path": s.path, "label": s.label})
     return {
@@ -407,7 +416,7 @@ def _split_report(
         "modes_converted_to_rgb": dict(
             collections.Counter(s.mode for s in readable if s.mode != "RGB")
         ),
-        "duplicates": {"near_threshold_bits": manifest.near_threshold, **dup_stats},
+        "duplicates": {"near_threshold_bits": manifest.near_threshold, **grouped.dup_stats},
         "label_conflicts": {
             "groups": len(conflicting),
             "files": sum(len(v) for v in conflict_files.values()),
@@ -415,7 +424,7 @@ def _split_report(
         },
         "empty_class_folders": list(empty_class_folders),
         "classes_left_out": left_out,
-        "kept_files": len(kept),
+        "kept_files": len(grouped.kept),
         "kept_groups": len(set(groups.tolist())),
         "split": {
             "seed": manifest.seed,

@@ -163,7 +163,7 @@ def _tuner_class():
             epochs = int(hp.values.get("tuner/epochs", self.epochs))
             hyperband = "tuner/bracket" in hp.values
             warm_starts = hyperband and self.runner.space.warm_starts
-            record = self._already_finished(trial)
+            record = _already_finished(self.study, trial)
             if record is None:
                 shown = [self.progress.epoch_reporter(int(trial.trial_id), epochs)]
                 record = self.runner.run(
@@ -173,7 +173,7 @@ def _tuner_class():
                         number=int(trial.trial_id),
                         epochs=epochs,
                         callbacks=shown,
-                        warm_start=self._warm_start(hp) if warm_starts else None,
+                        warm_start=_warm_start(self.study, hp) if warm_starts else None,
                         keep_weights=warm_starts,
                     ),
                 )
@@ -181,22 +181,6 @@ def _tuner_class():
             if record.state != "COMPLETE":
                 raise _kt().errors.FailedTrialError(record.error or record.state)
             return {OBJECTIVE: record.val_accuracy}
-
-        def _warm_start(self, hp):
-            parent = hp.values.get("tuner/trial_id")
-            if parent is None:  # the bracket's first rung
-                return None
-            return self.study.warm_start(str(parent), int(hp.values.get("tuner/initial_epoch", 0)))
-
-        def _already_finished(self, trial):
-            # A process killed after the row was written but before the oracle saved the
-            # trial's end would otherwise train it again.
-            from search.hyperparameters import hp_config
-
-            record = self.study.finished(trial.trial_id)
-            if record is not None and record.config == hp_config(trial.hyperparameters):
-                return record
-            return None
 
         def save_model(self, trial_id, model, step=0):
             # The study keeps the best model itself (Study.save_if_best); no per-trial files.
@@ -208,6 +192,25 @@ def _tuner_class():
             )
 
     return SpaceTuner
+
+
+def _warm_start(study: Study, hp):
+    """A promoted Hyperband trial's start: its parent's kept weights at tuner/initial_epoch."""
+    parent = hp.values.get("tuner/trial_id")
+    if parent is None:  # the bracket's first rung
+        return None
+    return study.warm_start(str(parent), int(hp.values.get("tuner/initial_epoch", 0)))
+
+
+def _already_finished(study: Study, trial):
+    """The trial's row when it finished already: a process killed after the row was written
+    but before the oracle saved the trial's end would otherwise train it again."""
+    from search.hyperparameters import hp_config
+
+    record = study.finished(trial.trial_id)
+    if record is not None and record.config == hp_config(trial.hyperparameters):
+        return record
+    return None
 
 
 class KerasTunerEngine(Engine):
