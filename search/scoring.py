@@ -24,8 +24,19 @@ def finalize(study, runner) -> dict[str, Any] | None:
     ran it (its data, and its ``retrain`` when the checkpoint is gone)."""
     summary = score_best_trial(study, runner)
     if summary is not None:
+        _report_rungs(study, summary)
         build_ensemble(study, runner.data)
     return summary
+
+
+def _report_rungs(study, summary: dict[str, Any]) -> None:
+    """Keep best.json's ``rungs`` (trials per fidelity rung, each rung's rank correlation with
+    the top: ``search.results.rung_report``) up to date with every trial so far; it reads no
+    test image, so it is refreshed at every finalize, not only when the best trial changes."""
+    report = results_mod.rung_report(study.records())
+    if report is not None and summary.get("rungs") != report:
+        summary["rungs"] = report
+        results_mod.write_json(study.best_json, summary)
 
 
 def score_best_trial(study, runner) -> dict[str, Any] | None:

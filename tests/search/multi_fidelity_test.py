@@ -13,7 +13,7 @@ from search.engines.optuna import _samplers
 from search.engines.optuna._evolution import RegularizedEvolutionSampler
 from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters
-from search.results import read_json, read_trials
+from search.results import read_json, read_trials, rung_report
 from search.run import main, run_search
 from search.study import SearchError, Study
 from search.trial import TrialRequest, TrialRunner
@@ -73,6 +73,7 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
     assert sum(r.state == "PRUNED" for r in rows) >= 2  # successive halving stopped some
     best = read_json(outcome["study_dir"] / "best.json")
     assert next(r for r in rows if r.trial_id == best["trial_id"]).state == "COMPLETE"
+    assert best["rungs"] == rung_report(rows)  # trials per rung, Spearman with the top
     settings = read_json(outcome["study_dir"] / "study.json")["config"]
     assert settings["rungs"]["rungs"][0] == {"image_size": 16, "fraction": 0.5, "epochs": 1}
     assert settings["references"] is False and settings["starting_points"] is False
