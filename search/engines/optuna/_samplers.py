@@ -153,10 +153,17 @@ def _no_pruning(epochs: int):
 def _halving(epochs: int):
     import optuna
 
+    from search.fidelity import REDUCTION_FACTOR
+
     # Asynchronous successive halving: at step 1, 3, 9, ... a trial goes on only if it is in
     # the best third of the trials that reached that step. Over --rungs, step 3**k is rung k.
+    # The first two trials at a step stop there (bootstrap_count): one arriving alone would
+    # be the best third of one and go on, and a slow first draw would spend the budget.
     return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+        min_resource=1,
+        reduction_factor=REDUCTION_FACTOR,
+        min_early_stopping_rate=0,
+        bootstrap_count=REDUCTION_FACTOR - 1,
     )
 
 
