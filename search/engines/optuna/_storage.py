@@ -164,12 +164,17 @@ def _load_or_create(study: Study, storage_obj, url: str):
             f"{study.name!r}: resume with the storage the study was run with "
             "(--storage URL), or pass --study NAME to start a different study"
         )
+    # Optuna logs "A new study created in RDB ..." at INFO: not a line of this package's.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
     try:
         return optuna.create_study(
             study_name=study.name, storage=storage_obj, direction="maximize"
         ), True
     except optuna.exceptions.DuplicatedStudyError:
         return None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _is_creation_race(exc: Exception) -> bool:
