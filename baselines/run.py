@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search._console import quiet_tensorflow
+    from search.console import quiet_tensorflow
 
     quiet_tensorflow()  # before anything imports tensorflow
     from search.data import DataNotFoundError, SplitError

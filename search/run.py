@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _search_from_args(args) -> dict[str, Any]:
     """``run_search`` as the command line asks for it: the options checked, the data loaded."""
-    from search._console import quiet_tensorflow
+    from search.console import quiet_tensorflow
     from search.engines import engine_class
     from search.study import SearchError
     from spaces import get_space
