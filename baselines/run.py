@@ -17,11 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from baselines.recipes import BASELINES, get_baseline
-from search.results import REFERENCE_MODELS, environment_info, results_root, write_json
+from search.results import (
+    REFERENCE_MODELS,
+    environment_info,
+    read_json,
+    results_root,
+    write_json,
+)
 
 
 class BaselineError(ValueError):
     """A baseline run that cannot start or did not complete; the message says why."""
+
+
+# A kept (last) epoch this far below the run's best validation epoch is reported: the recipe
+# keeps its last epoch, so a phase that collapsed (MobileNetV2's fine-tuning under Keras 3 at a
+# short budget) is what gets scored.
+KEPT_EPOCH_GAP = 0.05
 
 
 def run_baseline(
@@ -37,17 +49,52 @@ def run_baseline(
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
     """Train one published model (its space's reference configuration, published settings
-    unless overridden) through the trial runner; score it once on val and test."""
+    unless overridden) through the trial runner; score it once on val and test.
+
+    Writes ``results/baselines/<name>/`` (what the dashboard shows as reproduced), except
+    that a run with another budget never replaces a published-budget result there: it goes to
+    ``results/baselines/<name>-<budget>/`` (e.g. ``mobilenet-e3-ft2``) instead."""
     from search.data import load_search_data
-    from search.evaluate import evaluate_model
     from search.hyperparameters import fixed_hyperparameters
-    from search.model_io import save_model
-    from search.training import count_params
     from search.trial import TrialRequest, TrialRunner
     from spaces import BuildContext, get_space
 
     baseline = get_baseline(name)
     space = get_space(baseline.space)
+    recipe = _recipe(baseline, space, image_size, epochs, fine_tune_epochs, batch_size)
+    source = load_search_data(data, results=results)
+    ctx = BuildContext(
+        num_classes=len(source.class_names),
+        weights=weights if space.uses_pretrained_weights else None,
+    )
+    runner = TrialRunner(
+        space,
+        source,
+        None,
+        ctx=ctx,
+        batch_size=recipe["batch_size"],
+        seed=seed,
+        max_params=None,
+        verbose=verbose,
+        restore_best_epoch=False,
+    )
+    record, model = runner.fit(
+        fixed_hyperparameters(recipe["config"]),
+        TrialRequest(trial_id="0", number=0, epochs=recipe["budget"]),
+    )
+    if record.state != "COMPLETE":
+        raise BaselineError(f"the {name} baseline did not complete: {record.error}")
+    out_dir = baseline_dir(results_root(results), name, recipe["changed"])
+    metrics = _score_and_save(name, space, ctx, recipe, source, record, model, out_dir)
+    metrics["seed"] = seed
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _recipe(baseline, space, image_size, epochs, fine_tune_epochs, batch_size) -> dict[str, Any]:
+    """The configuration and epoch budget a run trains, and what it changed from the
+    published recipe: ``{"config", "epochs", "fine_tune_epochs", "budget", "batch_size",
+    "changed"}``."""
     config = baseline.reference_config()
     head_epochs = baseline.epochs if epochs is None else epochs
     tune_epochs = baseline.fine_tune_epochs if fine_tune_epochs is None else fine_tune_epochs
@@ -79,28 +126,48 @@ def run_baseline(
                 f"space gives fine-tuning at most half of a trial's epochs, so --epochs must be "
                 f"at least --fine-tune-epochs"
             )
+    return {
+        "config": config,
+        "epochs": head_epochs,
+        "fine_tune_epochs": tune_epochs,
+        "budget": budget,
+        "batch_size": batch_size,
+        "changed": changed,
+    }
 
-    source = load_search_data(data, results=results)
-    ctx = BuildContext(
-        num_classes=len(source.class_names),
-        weights=weights if space.uses_pretrained_weights else None,
-    )
-    runner = TrialRunner(
-        space,
-        source,
-        None,
-        ctx=ctx,
-        batch_size=batch_size,
-        seed=seed,
-        max_params=None,
-        verbose=verbose,
-        restore_best_epoch=False,
-    )
-    record, model = runner.fit(
-        fixed_hyperparameters(config), TrialRequest(trial_id="0", number=0, epochs=budget)
-    )
-    if record.state != "COMPLETE":
-        raise BaselineError(f"the {name} baseline did not complete: {record.error}")
+
+def baseline_dir(root: Path, name: str, changed: dict[str, Any]) -> Path:
+    """Where a run writes: ``baselines/<name>/``, unless it changed the published recipe and
+    that folder holds a published-budget result (the committed one, the dashboard's
+    reproduced line): then ``baselines/<name>-<budget>/``."""
+    home = root / "baselines" / name
+    if not changed:
+        return home
+    try:
+        held = read_json(home / "metrics.json")
+    except (OSError, ValueError):
+        return home  # nothing (readable) to keep
+    if not isinstance(held, dict) or held.get("changed_from_published"):
+        return home  # an earlier changed run: replaced
+    return root / "baselines" / baseline_folder(name, changed)
+
+
+# How a changed setting names the folder of a run apart from the published one.
+_TAGS = {"epochs": "e{}", "fine_tune_epochs": "ft{}", "image_size": "{}px", "batch_size": "b{}"}
+
+
+def baseline_folder(name: str, changed: dict[str, Any]) -> str:
+    """``name`` for the published recipe; ``name-e3-ft2`` (epochs 3, fine-tuning 2), etc.,
+    for a run that changed it, so it never replaces the published-budget result."""
+    tags = [_TAGS[key].format(changed[key]) for key in _TAGS if key in changed]
+    return "-".join([name, *tags])
+
+
+def _score_and_save(name, space, ctx, recipe, source, record, model, out_dir) -> dict[str, Any]:
+    """Score the trained model once on val and test, save it in ``out_dir``; its metrics."""
+    from search.evaluate import evaluate_model
+    from search.model_io import save_model
+    from search.training import count_params
 
     size = int(model.input_shape[1])
     reports = {
@@ -108,35 +175,33 @@ def run_baseline(
         for split in ("val", "test")
     }
     manifest = source.manifest
-    out_dir = results_root(results) / "baselines" / name
     model_path = save_model(
         model, out_dir / "model.keras", source.class_names, size, manifest.path, baseline=name
     )
-    trainable_at_end = count_params(model)["trainable"]
-    metrics = {
+    return {
         "name": name,
         "published_accuracy": REFERENCE_MODELS[name].published_accuracy,
         "test": reports["test"],
         "val": reports["val"],
         "history": record.history,
+        "kept_epoch": kept_epoch(record.history),
         "params": {
             "total": record.params,
             "trainable": record.trainable_params,
             "non_trainable": record.params - record.trainable_params,
-            "trainable_at_end": trainable_at_end,
+            "trainable_at_end": count_params(model)["trainable"],
         },
         "wall_time_s": record.wall_time_s,
         "space": space.name,
         "config": {
-            **config,
-            "epochs": head_epochs,
-            "fine_tune_epochs": tune_epochs,
-            "epoch_budget": budget,
-            "batch_size": batch_size,
+            **recipe["config"],
+            "epochs": recipe["epochs"],
+            "fine_tune_epochs": recipe["fine_tune_epochs"],
+            "epoch_budget": recipe["budget"],
+            "batch_size": recipe["batch_size"],
             "weights": ctx.weights if space.uses_pretrained_weights else None,
         },
-        "changed_from_published": changed,
-        "seed": seed,
+        "changed_from_published": recipe["changed"],
         "split": {
             "manifest": str(manifest.path),
             "digest": manifest.digest,
@@ -146,8 +211,35 @@ def run_baseline(
         "versions": environment_info(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+
+
+def kept_epoch(history: dict[str, list[float]]) -> dict[str, Any] | None:
+    """The kept (last) epoch's validation accuracy beside the run's best epoch (1-based
+    epochs); None without a validation curve."""
+    curve = history.get("val_accuracy") or []
+    if not curve:
+        return None
+    best = max(range(len(curve)), key=lambda i: curve[i])
+    return {
+        "epoch": len(curve),
+        "val_accuracy": curve[-1],
+        "best_epoch": best + 1,
+        "best_val_accuracy": curve[best],
+    }
+
+
+def kept_epoch_warning(metrics: dict[str, Any]) -> str | None:
+    """One line when the kept epoch is more than ``KEPT_EPOCH_GAP`` below the best one."""
+    kept = metrics.get("kept_epoch")
+    if not kept or kept["best_val_accuracy"] - kept["val_accuracy"] <= KEPT_EPOCH_GAP:
+        return None
+    gap = 100 * (kept["best_val_accuracy"] - kept["val_accuracy"])
+    return (
+        f"warning: the kept (last) epoch {kept['epoch']} has validation accuracy "
+        f"{kept['val_accuracy']:.1%}, {gap:.1f} points below epoch {kept['best_epoch']} "
+        f"({kept['best_val_accuracy']:.1%}); the recipe keeps its last epoch, so this score "
+        "is that of a run that fell back"
+    )
 
 
 def format_comparison(metrics: dict[str, Any]) -> str:
@@ -169,7 +261,7 @@ def format_comparison(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m baselines.run",
         description=__doc__,
@@ -191,8 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         "for random initialisation (default: Keras' imagenet cache)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search.console import quiet_tensorflow
+
+    quiet_tensorflow()  # before anything imports tensorflow
     from search.data import DataNotFoundError, SplitError
     from spaces import get_space
     from spaces.backbones import get_backbone
@@ -218,7 +316,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_comparison(metrics))
-    print(f"wrote {Path(metrics['model']).parent / 'metrics.json'}")
+    warning = kept_epoch_warning(metrics)
+    if warning:
+        print(warning, file=sys.stderr)
+    folder = Path(metrics["model"]).parent
+    print(f"wrote {folder / 'metrics.json'}")
+    if folder.name != args.name:
+        print(
+            f"kept apart from the published-budget result in {folder.parent / args.name} "
+            f"(the one the dashboard shows), which this changed recipe does not replace"
+        )
     return 0
 
 

@@ -2,12 +2,16 @@
 
 - ``replaced_atomically(path)``: write a file whole or not at all (a crash, a full disk or
   Ctrl-C mid-write leaves the previous version, never half a file);
-- ``first_line(exc)``: an exception's message cut to its first line, for one-line errors.
+- ``first_line(exc)``: an exception's message cut to its first line, for one-line errors;
+- ``NotWritableError``: what a write to a read-only (or full) results folder raises, one line
+  that the command-line tools print as ``error:``; ``disk_full(exc)`` tells a full disk from
+  the other errors a failed trial or storage write ends in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +31,63 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, NotWritableError):
+            refused = NotWritableError.of(exc, path.parent)
+            if refused is not None:
+                raise refused from exc
         raise
+
+
+class NotWritableError(OSError):
+    """A results file could not be written because its folder is read-only (or not this
+    user's) or its disk is full; the message is one line naming the folder and --results."""
+
+    _WHY = {
+        errno.EROFS: "it is on a read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+    }
+
+    @classmethod
+    def of(
+        cls, exc: BaseException, folder: str | os.PathLike | None = None
+    ) -> NotWritableError | None:
+        """The error for ``exc`` raised while writing into ``folder`` (default: the folder of
+        the file ``exc`` names); None for another error (a missing folder, a bad name...),
+        which stays as it is."""
+        why = cls._WHY.get(exc.errno) if isinstance(exc, OSError) else None
+        if why is None:
+            return None
+        if folder is None:
+            named = exc.filename if isinstance(exc.filename, (str, os.PathLike)) else None
+            folder = Path(named).parent if named else "the results folder"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            todo = "free some space, or give another results folder with --results"
+        else:
+            todo = "give a results folder you can write to with --results (or $ART_RESULTS)"
+        error = cls(f"cannot write into {folder}: {why}; {todo}")
+        error.errno = exc.errno
+        return error
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from or during, says the disk is full
+    (``ENOSPC``, SQLite's "database or disk is full")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "database or disk is full" in text or "no space left on device" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

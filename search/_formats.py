@@ -168,10 +168,30 @@ def load_keras(path: Path):
     """The one Keras loader: the model (uncompiled), or a one-line :class:`FormatError`."""
     import keras
 
+    _check_keras_archive(Path(path))
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:
         raise _unloadable(path, "Keras model", exc) from exc
+
+
+def _check_keras_archive(path: Path) -> None:
+    """Refuse an empty or damaged ``.keras`` file by what it is: Keras says "File not found"
+    of any ``.keras`` file that is not a whole zip archive."""
+    import zipfile
+
+    if path.suffix != ".keras" or not path.is_file():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        raise FormatError(
+            f"{path} is empty (0 bytes): the model was not saved whole; save it again"
+        )
+    if not zipfile.is_zipfile(path):
+        raise FormatError(
+            f"{path} is damaged ({size:,} bytes, not a whole .keras zip archive: cut short "
+            "or overwritten); save or export the model again"
+        )
 
 
 def _load_keras(path: Path) -> LoadedModel:

@@ -62,13 +62,10 @@ def run_search(
     ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
     the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
-    from search.engines import engine_class, get_engine
-    from search.engines.base import takes_option
+    from search.engines import engine_class
     from search.results import read_json
-    from search.scoring import finalize
     from search.study import SearchError, Study
-    from search.trial import TrialRunner
-    from spaces import BuildContext, get_space
+    from spaces import get_space
 
     space = get_space(space)
     algorithm = algorithm or engine_class(engine).algorithms[0]  # an unknown engine raises
@@ -81,24 +78,7 @@ def run_search(
         seed = recorded.get("seed", 0)  # resuming without --seed keeps the study's seed
     ladder = _ladder(rungs, space, epochs, recorded, name)
     epochs = ladder.epochs if ladder is not None else epochs
-    if heartbeat is not None and not takes_option(engine, "heartbeat"):
-        raise SearchError(
-            f"--heartbeat applies to --engine optuna only (its workers share a "
-            f"study through the storage), not {engine!r}"
-        )
-    # The heartbeat is Optuna's; only an engine whose constructor has it takes it.
-    beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
-    search_engine = get_engine(
-        engine,
-        algorithm,
-        seed=seed,
-        pruner=pruner,
-        storage=storage,
-        references=references,
-        starting_points=starting_points,
-        ladder=ladder,
-        **beat,
-    )
+    # What study.json records of this run; the engine and the runner are built from it.
     settings = {
         "trials": trials,
         "epochs": epochs,
@@ -116,39 +96,83 @@ def run_search(
         "rungs": ladder.to_dict() if ladder is not None else None,
         **(extra_settings or {}),
     }
+    # Built before study.json is written: the engine checks its storage URL first.
+    search_engine = _make_engine(
+        engine, algorithm, settings, seed=seed, ladder=ladder, heartbeat=heartbeat
+    )
     the_study.open(
         seed=seed,
         settings=settings,
         data=data.describe(),
         reference_configs=space.reference_configs(),
     )
-    runner = TrialRunner(
-        space,
-        data,
-        the_study,
-        batch_size=batch_size,
-        seed=seed,
-        ctx=BuildContext(
-            num_classes=len(data.class_names), max_image_size=max_image_size, weights=weights
-        ),
-        max_params=max_params,
-        verbose=verbose,
-        callbacks=callbacks,
-        isolate=isolate,
-        cv_folds=cv_folds,
-        stop_at=None if max_time is None else time.time() + float(max_time),
-    )
+    runner = _trial_runner(space, data, the_study, settings, seed, verbose, callbacks)
     search_engine.run(
         runner, the_study, trials=trials, epochs=epochs, max_time=max_time, progress=progress
     )
-    best = finalize(the_study, runner)
-    ensemble = read_json(the_study.ensemble_json) if the_study.ensemble_json.exists() else None
-    return {
-        "study_dir": the_study.dir,
-        "records": the_study.records(),
-        "best": best,
-        "ensemble": ensemble,
-    }
+    return _finish(the_study, runner)
+
+
+def _make_engine(engine: str, algorithm: str, settings, *, seed, ladder, heartbeat):
+    """The search engine for ``settings``; ``--heartbeat`` only for an engine whose
+    constructor takes it (Optuna's workers share a study through the storage)."""
+    from search.engines import get_engine
+    from search.engines.base import takes_option
+    from search.study import SearchError
+
+    if heartbeat is not None and not takes_option(engine, "heartbeat"):
+        raise SearchError(
+            f"--heartbeat applies to --engine optuna only (its workers share a "
+            f"study through the storage), not {engine!r}"
+        )
+    beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
+    return get_engine(
+        engine,
+        algorithm,
+        seed=seed,
+        pruner=settings["pruner"],
+        storage=settings["storage"],
+        references=settings["references"],
+        starting_points=settings["starting_points"],
+        ladder=ladder,
+        **beat,
+    )
+
+
+def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbacks):
+    """The runner that trains the study's trials as ``settings`` say."""
+    from search.trial import TrialRunner
+    from spaces import BuildContext
+
+    max_time = settings["max_time"]
+    return TrialRunner(
+        space,
+        data,
+        study,
+        batch_size=settings["batch_size"],
+        seed=seed,
+        ctx=BuildContext(
+            num_classes=len(data.class_names),
+            max_image_size=settings["max_image_size"],
+            weights=settings["weights"],
+        ),
+        max_params=settings["max_params"],
+        verbose=verbose,
+        callbacks=callbacks,
+        isolate=settings["isolate"],
+        cv_folds=settings["cv_folds"],
+        stop_at=None if max_time is None else time.time() + float(max_time),
+    )
+
+
+def _finish(study, runner) -> dict[str, Any]:
+    """The best trial evaluated once on test (and the ensemble): what ``run_search`` returns."""
+    from search.results import read_json
+    from search.scoring import finalize
+
+    best = finalize(study, runner)
+    ensemble = read_json(study.ensemble_json) if study.ensemble_json.exists() else None
+    return {"study_dir": study.dir, "records": study.records(), "best": best, "ensemble": ensemble}
 
 
 def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
@@ -190,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="registered space name (see --list-spaces)")
     p.add_argument("--engine", default="optuna", help=f"{' | '.join(ENGINES)} (default: optuna)")
     p.add_argument("--algorithm", help=algorithms_help())
+    _add_search_options(p)
+    _add_data_options(p)
+    _add_run_options(p)
+    return p
+
+
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    """How the search runs: its starting points, rungs, pruner, budget, study and storage."""
     p.add_argument(
         "--skip-references",
         action="store_true",
@@ -226,20 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-time",
-        type=float,
+        type=_at_least(float, 1, "seconds"),
         help="seconds the whole search may take: no new trial starts after this, and "
         "a trial still training then stops and keeps its best epoch so far",
     )
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs per trial")
     p.add_argument("--study", help="study name (default <space>-<engine>-<algorithm>)")
-    p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
-    p.add_argument(
-        "--keep-split",
-        action="store_true",
-        default=None,
-        help="keep the dataset's own train/ val/ test/ folders as the split (copies "
-        "across them are left out of the later one) instead of re-splitting",
-    )
     p.add_argument(
         "--seed", type=int, help="search seed (default 0; a resumed study keeps its own)"
     )
@@ -255,13 +279,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="optuna only: how often a running trial reports to the storage (default "
         "30); a trial silent for 3 beats (its worker died) is retried elsewhere",
     )
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """What a trial trains on, and at what size."""
+    p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
+    p.add_argument(
+        "--keep-split",
+        action="store_true",
+        default=None,
+        help="keep the dataset's own train/ val/ test/ folders as the split (copies "
+        "across them are left out of the later one) instead of re-splitting",
+    )
     p.add_argument(
         "--subset", type=float, help="fraction of the training split to train on (low fidelity)"
     )
     p.add_argument(
-        "--max-image-size", type=int, help="cap on the input size a trial may pick (low fidelity)"
+        "--max-image-size",
+        type=_at_least(int, MIN_IMAGE_SIZE, "pixels"),
+        help=f"cap on the input size a trial may pick (low fidelity; at least {MIN_IMAGE_SIZE})",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_at_least(int, 1, "images"), default=32)
     p.add_argument(
         "--cv",
         type=int,
@@ -281,6 +319,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smoke test on a tiny generated dataset (32 px colour classes)",
     )
+
+
+# The smallest input a trial may be capped to: below it the convolution stages leave no image.
+MIN_IMAGE_SIZE = 16
+
+
+def _at_least(kind, low, unit: str):
+    """An argparse ``type``: a ``kind`` (int or float) of at least ``low``; anything else is
+    one ``error:`` line (a negative time, a 0 px image or a 0 batch would run a search that
+    fails every trial, or quietly trains at another size)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not value >= low:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be at least {low} ({unit}), got {text}")
+        return value
+
+    return parse
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What this process shows, and where trials train."""
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, help="keras fit verbosity")
     p.add_argument(
@@ -289,14 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train trials in this process instead of one child process per trial "
         "(faster for tiny trials; memory grows with every trial)",
     )
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from search._files import NotWritableError, disk_full
     from search.data import DataNotFoundError, SplitError
-    from search.engines import engine_class
-    from search.study import SearchError
     from spaces import get_space, list_spaces
 
     if args.list_spaces:
@@ -311,58 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from search.study import SearchError
+
     try:
-        space = get_space(args.space)
-        engine_class(args.engine)  # an unknown engine fails here, before the data is loaded
-        if args.subset is not None and not 0 < args.subset <= 1:
-            raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
-        if args.cv is not None and args.cv < 2:
-            raise SearchError(f"--cv {args.cv}: cross-validation needs at least 2 folds")
-        weights = _resolve_weights(args.weights, space)
-        if args.synthetic:
-            from search.data import synthetic_data
-
-            data = synthetic_data(seed=args.seed or 0)
-            max_image_size = args.max_image_size or 32
-        else:
-            from search.data import load_search_data
-            from search.results import results_root
-
-            data = load_search_data(
-                args.data,
-                results=str(results_root(args.results)),
-                subset=args.subset,
-                seed=args.seed or 0,
-                keep_split=args.keep_split,
-                progress=not args.no_progress,
-            )
-            max_image_size = args.max_image_size
-        outcome = run_search(
-            space,
-            data,
-            engine=args.engine,
-            algorithm=args.algorithm,
-            trials=args.trials,
-            epochs=args.epochs,
-            max_time=args.max_time,
-            study=args.study,
-            results=args.results,
-            seed=args.seed,
-            storage=args.storage,
-            pruner=args.pruner,
-            max_image_size=max_image_size,
-            batch_size=args.batch_size,
-            weights=weights,
-            progress=not args.no_progress,
-            verbose=args.verbose,
-            isolate=not args.in_process,
-            extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
-            heartbeat=args.heartbeat,
-            cv_folds=args.cv,
-            references=not (args.skip_references or args.from_scratch),
-            starting_points=not args.from_scratch,
-            rungs=args.rungs,
-        )
+        outcome = _search_from_args(args)
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -377,8 +390,105 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        refused = exc if isinstance(exc, NotWritableError) else NotWritableError.of(exc)
+        if refused is not None and not disk_full(exc):
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
+        if disk_full(exc):
+            print(
+                "error: the disk is full (" + _first_line(exc) + "); finished trials are "
+                "kept: free some space and run the same command again to resume",
+                file=sys.stderr,
+            )
+            return 1
+        raise
     _print_summary(outcome)
-    return 0
+    return _all_failed(outcome)
+
+
+def _search_from_args(args) -> dict[str, Any]:
+    """``run_search`` as the command line asks for it: the options checked, the data loaded."""
+    from search.console import quiet_tensorflow
+    from search.engines import engine_class
+    from search.study import SearchError
+    from spaces import get_space
+
+    space = get_space(args.space)
+    engine_class(args.engine)  # an unknown engine fails here, before the data is loaded
+    if args.subset is not None and not 0 < args.subset <= 1:
+        raise SearchError(f"--subset must be a fraction in (0, 1], got {args.subset}")
+    if args.cv is not None and args.cv < 2:
+        raise SearchError(f"--cv {args.cv}: cross-validation needs at least 2 folds")
+    weights = _resolve_weights(args.weights, space)
+    quiet_tensorflow()  # once the options are checked; before anything imports tensorflow
+    data, max_image_size = _load_data(args)
+    return run_search(
+        space,
+        data,
+        engine=args.engine,
+        algorithm=args.algorithm,
+        trials=args.trials,
+        epochs=args.epochs,
+        max_time=args.max_time,
+        study=args.study,
+        results=args.results,
+        seed=args.seed,
+        storage=args.storage,
+        pruner=args.pruner,
+        max_image_size=max_image_size,
+        batch_size=args.batch_size,
+        weights=weights,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+        isolate=not args.in_process,
+        extra_settings={"subset": args.subset, "data": args.data, "synthetic": args.synthetic},
+        heartbeat=args.heartbeat,
+        cv_folds=args.cv,
+        references=not (args.skip_references or args.from_scratch),
+        starting_points=not args.from_scratch,
+        rungs=args.rungs,
+    )
+
+
+def _load_data(args):
+    """``(data, max_image_size)``: the generated smoke-test data (32 px) or the dataset."""
+    if args.synthetic:
+        from search.data import synthetic_data
+
+        return synthetic_data(seed=args.seed or 0), args.max_image_size or 32
+    from search.data import load_search_data
+    from search.results import results_root
+
+    data = load_search_data(
+        args.data,
+        results=str(results_root(args.results)),
+        subset=args.subset,
+        seed=args.seed or 0,
+        keep_split=args.keep_split,
+        progress=not args.no_progress,
+    )
+    return data, args.max_image_size
+
+
+def _first_line(exc: BaseException) -> str:
+    from search._files import first_line
+
+    return first_line(exc, 200)
+
+
+def _all_failed(outcome: dict[str, Any]) -> int:
+    """1 (with one line saying so) when every trial of the study failed, else 0."""
+    records = outcome["records"]
+    if not records or any(r.state != "FAIL" for r in records):
+        return 0
+    folder = outcome["study_dir"]
+    print(
+        f"error: all {len(records)} trial(s) failed; their errors are in the error column of "
+        f"{folder / 'trials.csv'} (and a trial's log in {folder / 'logs'})",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _resolve_weights(flag: str | None, space) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 from search import results as results_mod
 from search._files import replaced_atomically
 from search._process import utc_now
-from search._urls import sqlite_path
+from search._urls import sqlite_path, without_password
 from search.results import TrialRecord, TrialTable, UnreadableLine
 
 
@@ -123,8 +123,12 @@ class Study:
         algorithm, space, seed, data and storage (no ``settings["storage"]`` means the one
         study.json records; another one is refused before anything is written)."""
         now = utc_now()
+        if "storage" in settings:
+            # The password stays in this process (given on the command line, or read by the
+            # driver from PGPASSWORD / ~/.pgpass): study.json is tracked in git.
+            settings = {**settings, "storage": without_password(settings["storage"])}
         if self.study_json.exists():
-            info = results_mod.read_json(self.study_json)
+            info = without_passwords(results_mod.read_json(self.study_json))
             for key, value in (
                 ("engine", self.engine),
                 ("algorithm", self.algorithm),
@@ -174,11 +178,14 @@ class Study:
 
     def _resumed_storage(self, info: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         """A resumed study keeps the storage it was run with: none given means the recorded
-        one; another one is refused (it would start a fresh study and rerun every trial)."""
+        one; another one is refused (it would start a fresh study and rerun every trial),
+        unless the study never ran a trial (a mistyped URL): the new one is recorded."""
         if "storage" not in settings:
             return settings
         given, recorded = settings["storage"], _recorded_storage(info)
         if given is not None and _storage_key(given, self.dir) != _storage_key(recorded, self.dir):
+            if not self.ran_a_trial():
+                return settings
             where = (
                 f"was run with --storage {mask_url(recorded)}"
                 if recorded is not None
@@ -215,6 +222,15 @@ class Study:
         )
 
     # -- trials ----------------------------------------------------------------------------
+    def ran_a_trial(self) -> bool:
+        """Whether a trial finished here (a row, readable or not) or ran in a child process
+        (its log in ``logs/``, written from its start)."""
+        table = self.table()
+        if table.records or table.unreadable:
+            return True
+        logs = self.dir / "logs"
+        return logs.is_dir() and any(logs.glob("trial-*.log"))
+
     def records(self) -> list[TrialRecord]:
         return results_mod.read_trials(self.trials_path)
 
@@ -320,14 +336,32 @@ class Study:
 
 def _recorded_storage(info: dict[str, Any]) -> str | None:
     """study.json's storage: ``config.storage``, else (a study.json an older version rewrote
-    on a resume without --storage) the latest one its runs name."""
+    on a resume without --storage) the latest one its runs name; without its password."""
     recorded = (info.get("config") or {}).get("storage")
     if recorded:
-        return recorded
+        return without_password(recorded)
     for run in reversed(info.get("runs") or []):
         if (run.get("config") or {}).get("storage"):
-            return run["config"]["storage"]
+            return without_password(run["config"]["storage"])
     return None
+
+
+def without_passwords(info: dict[str, Any]) -> dict[str, Any]:
+    """study.json's content with no password in any storage URL it records (``config`` and
+    every run's; an older version wrote them with the password)."""
+
+    def clean(config):
+        if not isinstance(config, dict) or not config.get("storage"):
+            return config
+        return {**config, "storage": without_password(config["storage"])}
+
+    out = {**info, "config": clean(info.get("config"))} if "config" in info else {**info}
+    if isinstance(info.get("runs"), list):
+        out["runs"] = [
+            {**run, "config": clean(run.get("config"))} if isinstance(run, dict) else run
+            for run in info["runs"]
+        ]
+    return out
 
 
 def _storage_key(url: str | None, directory: Path) -> str:
@@ -335,5 +369,6 @@ def _storage_key(url: str | None, directory: Path) -> str:
     folder, and a SQLite URL is its file's absolute path."""
     if url is None:
         url = f"sqlite:///{directory / 'optuna.db'}"
+    url = without_password(url)  # the same database, whether the password is given or not
     path = sqlite_path(url)
     return url if path is None else f"sqlite:///{path.resolve()}"

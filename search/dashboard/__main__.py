@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from search._files import NotWritableError
 from search.dashboard._page import serve_dashboard, write_dashboard
 
 
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.storage is not None and not _sync(args.storage, args.study, args.results):
         return 2
-    path, dashboard = write_dashboard(out=args.out, results=args.results, studies=args.study)
+    try:
+        path, dashboard = write_dashboard(out=args.out, results=args.results, studies=args.study)
+    except NotWritableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for note in dashboard.notes:
         print(f"note: {note}", file=sys.stderr)
     total = sum(dashboard.timings_s.values())

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from search._urls import sqlite_path
+from search._urls import sqlite_path, without_password
 from search.results import StudyResults, completed_trials
 
 if TYPE_CHECKING:
@@ -35,9 +35,7 @@ def _get_optuna_study(study: StudyResults) -> tuple[optuna.Study, bool, str | No
 def _resolve_storage(study: StudyResults) -> str | None:
     # search.run records a --storage URL under config; without one the engine used the
     # default, optuna.db beside trials.jsonl.
-    url = study.meta.get("storage") or (study.meta.get("config") or {}).get("storage")
-    if not isinstance(url, str) or not url:
-        url = "sqlite:///optuna.db"
+    url = _recorded_url(study) or "sqlite:///optuna.db"
     path = sqlite_path(url)
     if path is None:
         return url  # another RDB (postgres, mysql): use as given
@@ -50,12 +48,23 @@ def _resolve_storage(study: StudyResults) -> str | None:
     return None
 
 
+def _recorded_url(study: StudyResults) -> str | None:
+    """The storage URL the study recorded; None: the default file beside trials.jsonl."""
+    url = study.meta.get("storage") or (study.meta.get("config") or {}).get("storage")
+    return url if isinstance(url, str) and url else None
+
+
 def _load_optuna_study(study: StudyResults) -> tuple[optuna.Study | None, str | None]:
     import optuna
 
     url = _resolve_storage(study)
     if url is None:
-        return None, f"Optuna storage {study.meta.get('storage')!r} not found"
+        recorded = _recorded_url(study)
+        if recorded is None:
+            # The default optuna.db is git-ignored: a committed study is read from its table,
+            # which is the normal case, not something to note.
+            return None, None
+        return None, f"Optuna storage {without_password(recorded)} not found"
     try:
         stored = optuna.load_study(
             study_name=study.meta.get("optuna_study_name") or study.name, storage=url

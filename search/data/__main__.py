@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from search._files import NotWritableError
 from search.data import (
     DataNotFoundError,
     SplitError,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_split=args.keep_split,
             progress=not args.no_progress,
         )
-    except (DataNotFoundError, SplitError) as exc:
+    except (DataNotFoundError, SplitError, NotWritableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report_path = manifest.path.parent / "data_report.json"

@@ -133,3 +133,43 @@ def test_cli_rejects_bad_input(tmp_path, capsys, monkeypatch):
     assert "--epochs must be at least --fine-tune-epochs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["resnet"])
+
+
+def test_a_changed_budget_never_replaces_the_published_budget_result(tmp_path):
+    from baselines.run import baseline_dir, baseline_folder
+
+    root = tmp_path
+    assert baseline_folder("mobilenet", {"epochs": 3, "fine_tune_epochs": 2}) == "mobilenet-e3-ft2"
+    assert baseline_folder("cnn", {"image_size": 32, "epochs": 2}) == "cnn-e2-32px"
+    home = root / "baselines" / "mobilenet"
+    # Nothing there yet, or an earlier changed run: the run writes the name's own folder.
+    assert baseline_dir(root, "mobilenet", {"epochs": 3}) == home
+    home.mkdir(parents=True)
+    (home / "metrics.json").write_text(json.dumps({"changed_from_published": {"epochs": 1}}))
+    assert baseline_dir(root, "mobilenet", {"epochs": 3}) == home
+    # A published-budget result is kept: a changed run goes apart; a published one replaces it.
+    (home / "metrics.json").write_text(json.dumps({"changed_from_published": {}}))
+    assert baseline_dir(root, "mobilenet", {"epochs": 3, "fine_tune_epochs": 2}) == (
+        root / "baselines" / "mobilenet-e3-ft2"
+    )
+    assert baseline_dir(root, "mobilenet", {}) == home
+
+
+def test_a_kept_epoch_far_below_the_best_is_one_warning_line():
+    from baselines.run import kept_epoch, kept_epoch_warning
+
+    collapsed = {"val_accuracy": [0.80, 0.887, 0.35, 0.32]}  # MobileNetV2 at 3 + 2 epochs
+    metrics = {"kept_epoch": kept_epoch(collapsed)}
+    assert metrics["kept_epoch"] == {
+        "epoch": 4,
+        "val_accuracy": 0.32,
+        "best_epoch": 2,
+        "best_val_accuracy": 0.887,
+    }
+    line = kept_epoch_warning(metrics)
+    assert line.startswith("warning: the kept (last) epoch 4 has validation accuracy 32.0%")
+    assert "56.7 points below epoch 2 (88.7%)" in line and "\n" not in line
+    assert (
+        kept_epoch_warning({"kept_epoch": kept_epoch({"val_accuracy": [0.5, 0.9, 0.87]})}) is None
+    )
+    assert kept_epoch_warning({"kept_epoch": kept_epoch({})}) is None

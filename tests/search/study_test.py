@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.results import read_json, write_json
+from search.results import TrialRecord, read_json, write_json
 from search.study import SearchError, Study
 
 DATA = {"digest": "abc"}
@@ -17,31 +17,86 @@ def open_study(tmp_path, storage, **kw):
     return study, study.open(seed=0, settings=settings, data=DATA, reference_configs=[])
 
 
-def test_resuming_without_storage_keeps_the_recorded_one(tmp_path):
+def ran_a_trial(study):
+    """Give ``study`` a finished trial's row."""
+    study.append(
+        TrialRecord(
+            study="s",
+            engine="optuna",
+            algorithm="tpe",
+            space="cnn",
+            trial_id="0",
+            number=0,
+            state="COMPLETE",
+            config={},
+        )
+    )
+
+
+def test_resuming_without_storage_keeps_the_recorded_one_without_its_password(tmp_path):
     url = "postgresql://me:secret@db.example/art"
     study, _ = open_study(tmp_path, url)
     study, info = open_study(tmp_path, None)
-    assert info["config"]["storage"] == url
-    assert read_json(study.study_json)["config"]["storage"] == url
-    assert study.recorded_storage() == url
-    assert [run["config"]["storage"] for run in info["runs"]] == [url, url]
+    kept = "postgresql://me@db.example/art"
+    assert info["config"]["storage"] == kept
+    assert read_json(study.study_json)["config"]["storage"] == kept
+    assert study.recorded_storage() == kept
+    assert [run["config"]["storage"] for run in info["runs"]] == [kept, kept]
+    assert "secret" not in study.study_json.read_text()
 
 
 def test_resuming_with_another_storage_is_refused_and_nothing_is_written(tmp_path):
     study, _ = open_study(tmp_path, "postgresql://me:secret@db.example/art")
+    ran_a_trial(study)
     before = study.study_json.read_bytes()
     with pytest.raises(SearchError) as exc:
         open_study(tmp_path, "postgresql://me:secret@other.example/art")
     message = str(exc.value)
     assert "\n" not in message and "secret" not in message
-    assert "postgresql://me:***@db.example/art" in message
-    assert "postgresql://me:***@other.example/art" in message
+    assert "postgresql://me@db.example/art" in message
+    assert "postgresql://me@other.example/art" in message
     assert "--storage" in message
     assert study.study_json.read_bytes() == before
     # Started on the default storage: another storage is refused too.
     other, _ = open_study(tmp_path / "b", None)
+    ran_a_trial(other)
     with pytest.raises(SearchError, match=r"default SQLite file .*optuna\.db"):
         open_study(tmp_path / "b", "sqlite:////somewhere/else.db")
+
+
+def test_a_study_that_never_ran_a_trial_takes_a_corrected_storage(tmp_path):
+    # A mistyped URL: the first run failed to connect, before any trial.
+    study, _ = open_study(tmp_path, "postgresql://me@db.exmaple/art")
+    study, info = open_study(tmp_path, "postgresql://me:secret@db.example/art")
+    assert info["config"]["storage"] == "postgresql://me@db.example/art"
+    assert study.recorded_storage() == "postgresql://me@db.example/art"
+    # A trial that ran in a child process (its log, before its row) counts as run.
+    (study.dir / "logs").mkdir()
+    (study.dir / "logs" / "trial-0.log").write_text("")
+    with pytest.raises(SearchError, match="was run with --storage"):
+        open_study(tmp_path, "postgresql://me@db.exmaple/art")
+
+
+def test_the_same_storage_with_its_password_given_again_is_the_same_storage(tmp_path):
+    study, _ = open_study(tmp_path, "postgresql://me:secret@db.example/art")
+    ran_a_trial(study)
+    _, info = open_study(tmp_path, "postgresql://me:secret@db.example/art")
+    assert info["config"]["storage"] == "postgresql://me@db.example/art"
+    _, info = open_study(tmp_path, "postgresql://me@db.example/art")  # PGPASSWORD's way
+    assert "secret" not in study.study_json.read_text()
+
+
+def test_an_older_study_json_with_a_password_loses_it_on_resume(tmp_path):
+    study, _ = open_study(tmp_path, None)
+    info = read_json(study.study_json)
+    url = "postgresql://me:secret@db.example/art"
+    info["config"]["storage"] = url
+    info["runs"] = [{"started_at": "then", "config": {"storage": url}}]
+    write_json(study.study_json, info)
+    ran_a_trial(study)
+    assert study.recorded_storage() == "postgresql://me@db.example/art"
+    open_study(tmp_path, url)
+    assert "secret" not in study.study_json.read_text()
 
 
 def test_the_same_storage_written_another_way_is_accepted(tmp_path, monkeypatch):
@@ -61,7 +116,7 @@ def test_a_study_json_already_overwritten_by_a_storage_less_resume_still_knows_i
 ):
     # An older version replaced config.storage by None on a resume without --storage; the
     # first run's config still names the storage.
-    url = "postgresql://me:secret@db.example/art"
+    url = "postgresql://me@db.example/art"
     study, info = open_study(tmp_path, url)
     info["config"] = {**info["config"], "storage": None}
     info["runs"].append({"started_at": "later", "config": {"storage": None}})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search._urls import sqlite_path
+from search._urls import has_password, sqlite_path, without_password
 
 
 @pytest.mark.parametrize(
@@ -25,3 +25,23 @@ from search._urls import sqlite_path
 )
 def test_sqlite_path_names_the_file_of_a_sqlite_url_only(url, expected):
     assert sqlite_path(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://me:pw@db.example/art", "postgresql://me@db.example/art"),
+        (
+            "postgresql+psycopg2://me:p%40s:s@db:5433/art?sslmode=require",
+            "postgresql+psycopg2://me@db:5433/art?sslmode=require",
+        ),
+        ("postgresql://:pw@db/art", "postgresql://db/art"),
+        ("postgresql://me@db.example/art", "postgresql://me@db.example/art"),
+        ("sqlite:///rel/optuna.db", "sqlite:///rel/optuna.db"),
+        ("not a url://me:pw@x", "not a url://me@x"),
+        (None, None),
+    ],
+)
+def test_without_password_leaves_no_password_at_all(url, expected):
+    assert without_password(url) == expected
+    assert has_password(url) == (url != expected)

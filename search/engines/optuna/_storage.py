@@ -12,7 +12,7 @@ import warnings
 from typing import Any
 
 from search._files import first_line
-from search._urls import sqlite_path
+from search._urls import has_password, sqlite_path
 from search.engines.optuna._protocol import HOST, INTERRUPTED, PID, to_requeue
 from search.study import SearchError, Study, mask_url
 
@@ -125,12 +125,27 @@ def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = Non
                 continue
             raise SearchError(
                 f"could not open the Optuna storage {mask_url(storage)}: "
-                f"{mask_url(first_line(exc))}; check that the database is running "
-                "and that the URL (user, password, host, database) is right"
+                f"{mask_url(first_line(exc))}; "
+                + (
+                    password_hint(storage, f"{exc} {exc.__cause__ or ''}")
+                    or "check that the database is running and that the URL (user, "
+                    "password, host, database) is right"
+                )
             ) from None
     raise SearchError(
         f"could not open the Optuna storage {mask_url(storage)}: other workers kept "
         f"creating study {study.name!r} at the same time; start this one again"
+    )
+
+
+def password_hint(url: str, error: str) -> str | None:
+    """For a database that asked for a password (``error`` says so) and a URL without one (a
+    resumed study's: none is ever written to disk), where the driver looks for it; else None."""
+    if "password" not in error.lower() or has_password(url) or url.startswith("sqlite"):
+        return None
+    return (
+        "the URL has no password (none is ever written to disk): set PGPASSWORD or put it "
+        "in ~/.pgpass (host:port:database:user:password), or give the whole URL with --storage"
     )
 
 
@@ -149,12 +164,17 @@ def _load_or_create(study: Study, storage_obj, url: str):
             f"{study.name!r}: resume with the storage the study was run with "
             "(--storage URL), or pass --study NAME to start a different study"
         )
+    # Optuna logs "A new study created in RDB ..." at INFO: not a line of this package's.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
     try:
         return optuna.create_study(
             study_name=study.name, storage=storage_obj, direction="maximize"
         ), True
     except optuna.exceptions.DuplicatedStudyError:
         return None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _is_creation_race(exc: Exception) -> bool:

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from search._files import first_line
+from search._urls import without_password
 from search.engines.base import rederived_record
 from search.engines.optuna._protocol import ROW, STUDY_JSON, WORKER, counts, retried_numbers
-from search.engines.optuna._storage import check_storage, make_storage
-from search.study import SearchError, Study, mask_url
+from search.engines.optuna._storage import check_storage, make_storage, password_hint
+from search.study import SearchError, Study, mask_url, without_passwords
 
 
 def stored_row(trial):
@@ -95,7 +96,7 @@ def publish_study_meta(ostudy, study: Study) -> None:
     from search.results import read_json
 
     if study.study_json.exists():
-        info = read_json(study.study_json)
+        info = without_passwords(read_json(study.study_json))
         ostudy.set_user_attr(STUDY_JSON, {k: v for k, v in info.items() if k != "runs"})
 
 
@@ -111,7 +112,10 @@ def sync_from_storage(storage: str, name: str, results=None) -> dict[str, Any]:
     folder = study_dir(name, results_root(results))
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "study.json").exists() and isinstance(meta, dict):
-        write_json(folder / "study.json", {**meta, "synced_from": mask_url(storage)})
+        write_json(
+            folder / "study.json",
+            {**without_passwords(meta), "synced_from": without_password(storage)},
+        )
     the_study = Study(
         name,
         engine="optuna",
@@ -151,6 +155,8 @@ def _read_study(storage: str, name: str):
         ostudy = optuna.load_study(study_name=name, storage=storage_obj)
         return ostudy.get_trials(deepcopy=False), ostudy.user_attrs.get(STUDY_JSON)
     except SQLAlchemyError as exc:
+        hint = password_hint(storage, str(exc))
         raise SearchError(
             f"could not open the Optuna storage {mask_url(storage)}: {mask_url(first_line(exc))}"
+            + (f"; {hint}" if hint else "")
         ) from None

@@ -462,3 +462,14 @@ def test_ensembles_are_shown_beside_the_best_single_model():
     )
     table = _leaderboard._ensemble_table(rows)
     assert "2 (3) of 5" in table and "optimistic" in table
+
+
+def test_a_committed_optuna_study_without_its_default_database_gets_no_note(results_tree, tmp_path):
+    # optuna.db is git-ignored: the committed studies have none, and no storage recorded.
+    opt = next(s for s in load_results(results_tree).studies if s.name == OPTUNA_STUDY)
+    meta = {k: v for k, v in opt.meta.items() if k not in ("storage", "optuna_study_name")}
+    meta["config"] = {"storage": None}
+    committed = study(opt.name, opt.trials, opt.best, tmp_path=tmp_path, meta=meta)
+    info = _param_importance._get_param_study_info(committed)
+    assert info.source == "rebuilt from trials.jsonl"
+    assert info.note is None  # was "Optuna storage None not found"
