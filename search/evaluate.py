@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from search._metrics import classification_metrics, format_report
+from search.console import quiet_tensorflow
 from search.data import (
     DataNotFoundError,
     LeakError,
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the first that loads, Keras first)",
     )
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # the package's own lines on the console, not TensorFlow's start-up
 
     from search.model_io import open_model
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from search._files import first_line
 from search._formats import checksum, cli_formats, format_versions, size_bytes
+from search.console import quiet_tensorflow
 from search.data import IMAGE_SUFFIXES, decode_image, load_manifest
 from search.model_io import BUNDLE_RECORD, FORMATS, FormatError, load_model, sidecar_path
 from search.results import ModelResult, best_model, environment_info, load_results, write_json
@@ -665,6 +666,7 @@ def _export_chosen(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet_tensorflow()  # the package's own lines on the console, not TensorFlow's start-up
     try:
         formats = parse_formats(args.format, args.quantize, args.saved_model)
         if args.check_images < 1:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from search.console import quiet_tensorflow
 from search.data import IMAGE_SUFFIXES, decode_image
 
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the first that loads, Keras first)",
     )
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # the package's own lines on the console, not TensorFlow's start-up
 
     from search.model_io import open_model
 

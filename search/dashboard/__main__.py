@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from search._files import NotWritableError
+from search.console import quiet_tensorflow
 from search.dashboard._page import serve_dashboard, write_dashboard
 
 
@@ -79,6 +80,7 @@ def _sync(storage: str, studies: list[str] | None, results: str | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet_tensorflow()  # the package's own lines on the console, not TensorFlow's start-up
     if args.storage is not None and not _sync(args.storage, args.study, args.results):
         return 2
     try:

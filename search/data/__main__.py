@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from search._files import NotWritableError
+from search.console import quiet_tensorflow
 from search.data import (
     DataNotFoundError,
     SplitError,
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     download.add_argument("--to", default="data", help="where kagglehub should put the files")
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # the package's own lines on the console, not TensorFlow's start-up
 
     if args.command == "download":
         return _download(args.to)
