@@ -62,7 +62,7 @@ def run_search(
     ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
     the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
-    from search.engines import engine_class
+    from search.engines import Budget, engine_class
     from search.results import read_json
     from search.study import SearchError, Study
     from spaces import get_space
@@ -107,9 +107,7 @@ def run_search(
         reference_configs=space.reference_configs(),
     )
     runner = _trial_runner(space, data, the_study, settings, seed, verbose, callbacks)
-    search_engine.run(
-        runner, the_study, trials=trials, epochs=epochs, max_time=max_time, progress=progress
-    )
+    search_engine.run(runner, the_study, Budget(trials, epochs, max_time, progress))
     return _finish(the_study, runner)
 
 

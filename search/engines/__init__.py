@@ -1,4 +1,4 @@
-"""Search engines behind one interface: ``get_engine(name, algorithm).run(runner, study, ...)``.
+"""Search engines behind one interface: ``get_engine(name, algorithm).run(runner, study, Budget(...))``.
 
 An engine decides (keras-tuner's oracles, Optuna's samplers and pruners) and hands each
 configuration to the shared ``search.trial.TrialRunner``, which trains it. A new engine is one
@@ -10,6 +10,13 @@ tests) import this package; engines import ``search.study`` and ``search.hyperpa
 never the runner's modules back.
 """
 
-from search.engines.base import ENGINES, Engine, engine_class, get_engine, register_engine
+from search.engines.base import (
+    ENGINES,
+    Budget,
+    Engine,
+    engine_class,
+    get_engine,
+    register_engine,
+)
 
-__all__ = ["ENGINES", "Engine", "engine_class", "get_engine", "register_engine"]
+__all__ = ["ENGINES", "Budget", "Engine", "engine_class", "get_engine", "register_engine"]

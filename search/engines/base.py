@@ -8,6 +8,7 @@ writes the row through the ``Study`` (search/study.py).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 import sys
 import time
@@ -17,6 +18,18 @@ from typing import Any, ClassVar, TypeVar
 from search._files import first_line
 from search.results import TrialRecord, describe_lines
 from search.study import SearchError, Study
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What one run of a search may spend: until the study has ``trials`` finished trials
+    (all its workers and earlier runs together), ``epochs`` per trial, ``max_time`` seconds
+    for the whole run (None: no limit); ``progress`` shows the bar."""
+
+    trials: int
+    epochs: int
+    max_time: float | None = None
+    progress: bool = True
 
 
 class TrialFailed(Exception):
@@ -142,19 +155,10 @@ class Engine(abc.ABC):
         return [(c, {"reference": True}) for c in refs] + [(c, {"starting": True}) for c in starts]
 
     @abc.abstractmethod
-    def run(
-        self,
-        runner,
-        study: Study,
-        *,
-        trials: int,
-        epochs: int,
-        max_time: float | None = None,
-        progress: bool = True,
-    ) -> None:
-        """Run trials until ``trials`` have finished in this study (earlier runs included) or
-        ``max_time`` seconds have passed; never rerun a finished trial. Starts with
-        :meth:`reconcile`."""
+    def run(self, runner, study: Study, budget: Budget) -> None:
+        """Run trials until ``budget.trials`` have finished in this study (earlier runs
+        included) or ``budget.max_time`` seconds have passed; never rerun a finished trial.
+        Starts with :meth:`reconcile`."""
 
     def reconcile(self, runner, study: Study, *, epochs: int) -> None:
         """Make the study's table agree with the engine's own record of its trials, before

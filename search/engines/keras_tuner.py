@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.engines.base import Engine, Progress, deadline_from, rederived_record, warn_rederived
+from search.engines.base import (
+    Budget,
+    Engine,
+    Progress,
+    deadline_from,
+    rederived_record,
+    warn_rederived,
+)
 from search.study import SearchError, Study
 from search.trial import TrialRequest
 from spaces.registry import BuildContext, Space
@@ -247,28 +254,21 @@ class KerasTunerEngine(Engine):
                 "--storage postgresql://... (README, Search)"
             )
 
-    def run(
-        self,
-        runner,
-        study: Study,
-        *,
-        trials: int,
-        epochs: int,
-        max_time: float | None = None,
-        progress: bool = True,
-    ) -> None:
+    def run(self, runner, study: Study, budget: Budget) -> None:
+        epochs = budget.epochs
         self.reconcile(runner, study, epochs=epochs)
         first = [config for config, _ in self.first_configs(runner.space)]
         oracle = make_oracle(
             self.algorithm,
             first,
-            trials=trials,
+            trials=budget.trials,
             epochs=epochs,
             seed=self.seed,
-            deadline=deadline_from(max_time),
+            deadline=deadline_from(budget.max_time),
         )
         done = len(study.records())
-        bar = Progress(trials, done, study, enabled=progress)  # disabled, it shows nothing
+        # Disabled, it shows nothing.
+        bar = Progress(budget.trials, done, study, enabled=budget.progress)
         try:
             tuner = _tuner_class()(oracle, runner=runner, study=study, epochs=epochs, progress=bar)
             tuner.search(verbose=0)

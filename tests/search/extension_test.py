@@ -52,7 +52,8 @@ class ToyEngine(Engine):
 
     algorithms = ("in-order", "reversed")
 
-    def run(self, runner, study, *, trials: int, epochs: int, max_time=None, progress=True):
+    def run(self, runner, study, budget):
+        trials, epochs = budget.trials, budget.epochs
         self.reconcile(runner, study, epochs=epochs)
         configs = [config for config, _ in self.first_configs(runner.space)]
         if self.algorithm == "reversed":

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from search.engines.base import (
+    Budget,
     Engine,
     Progress,
     TrialFailed,
@@ -88,23 +89,15 @@ class OptunaEngine(Engine):
                 f"only categorical ones ({', '.join(kinds) or 'none'}); use tpe or random"
             )
 
-    def run(
-        self,
-        runner,
-        study: Study,
-        *,
-        trials: int,
-        epochs: int,
-        max_time: float | None = None,
-        progress: bool = True,
-    ) -> None:
+    def run(self, runner, study: Study, budget: Budget) -> None:
         import optuna
 
+        trials, epochs = budget.trials, budget.epochs
         self.check_space(runner.space, runner.ctx)
         storage = self.storage_url(study)
         ostudy = self.open(runner, study, storage, epochs=epochs)
         done = count_finished(ostudy.get_trials(deepcopy=False))
-        bar = Progress(trials, done, study, enabled=progress)
+        bar = Progress(trials, done, study, enabled=budget.progress)
         if done >= trials:
             bar.close()
             return
@@ -115,7 +108,7 @@ class OptunaEngine(Engine):
             ostudy, runner, study.worker, trials=trials, epochs=epochs, bar=bar, ladder=self.ladder
         )
         try:
-            self._run_trials(ostudy, objective, trials, deadline_from(max_time))
+            self._run_trials(ostudy, objective, trials, deadline_from(budget.max_time))
         finally:
             bar.close()
         # Other workers' rows (other machines write their own trials.jsonl) join this table, so
