@@ -281,14 +281,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     """What a trial trains on, and at what size."""
-    p.add_argument("--data", help="dataset folder (default $ART_DATA, then ./data/art-images)")
-    p.add_argument(
-        "--keep-split",
-        action="store_true",
-        default=None,
-        help="keep the dataset's own train/ val/ test/ folders as the split (copies "
-        "across them are left out of the later one) instead of re-splitting",
-    )
+    from search.data import add_data_options
+
+    add_data_options(p)
     p.add_argument(
         "--subset", type=float, help="fraction of the training split to train on (low fidelity)"
     )

@@ -22,6 +22,7 @@ from search.data._cache import (
     make_dataset,
     predict_in_batches,
 )
+from search.data._cli import add_data_options
 from search.data._decode import ScannedFile, open_rgb, scan_files
 from search.data._dedup import NEAR_DUPLICATE_THRESHOLD, find_copies
 from search.data._features import cached_features
@@ -52,6 +53,7 @@ from search.data._split import (
 )
 
 __all__ = [
+    "add_data_options",
     "ArrayData",
     "StackedRows",
     "DataNotFoundError",

@@ -10,6 +10,7 @@ from search.console import quiet_tensorflow
 from search.data import (
     DataNotFoundError,
     SplitError,
+    add_data_options,
     format_data_report,
     locate_data,
     prepare_split,
@@ -23,20 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     split = sub.add_parser("split", help="build the split manifest (default command)")
     download = sub.add_parser("download", help="download the Kaggle dataset with kagglehub")
     for p in (parser, split):
-        p.add_argument("--data", help="dataset folder (default: $ART_DATA, then ./data/art-images)")
+        add_data_options(p)
         p.add_argument("--results", help="results folder (default: $ART_RESULTS, then ./results)")
         p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
         p.add_argument(
             "--rebuild-split",
             action="store_true",
             help="replace an existing split manifest (earlier results become incomparable)",
-        )
-        p.add_argument(
-            "--keep-split",
-            action="store_true",
-            default=None,
-            help="keep the dataset's own train/ val/ test/ folders as the split (copies "
-            "across them are left out of the later one) instead of re-splitting",
         )
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     download.add_argument("--to", default="data", help="where kagglehub should put the files")
