@@ -74,50 +74,23 @@ class CNNSpace(Space):
             model, make_optimizer(values["optimizer"], values["learning_rate"])
         )
 
-    def fit(
-        self,
-        hp: Any,
-        model,
-        data,
-        ctx: BuildContext,
-        *,
-        epochs: int,
-        callbacks=(),
-        batch_size: int = 32,
-        verbose: int = 0,
-        initial_epoch: int = 0,
-    ) -> None:
+    def training_callbacks(self, hp: Any, epochs: int) -> list:
+        """The published ReduceLROnPlateau(0.25, 5), or cosine decay to zero at ``epochs``, the
+        fit's end: the trial's budget, or a fidelity rung's last epoch, so each rung decays
+        to its own end and the next restarts where the longer curve is (warm restarts at a
+        half and a quarter of the peak on a three-rung ladder). A warm start (a fit from
+        ``initial_epoch``) continues the curve at its epoch index."""
         import math
 
         import keras
 
-        schedule = []
-        if hp.values.get("schedule", "plateau") == "cosine":  # over the trial's whole budget
+        if hp.values.get("schedule", "plateau") == "cosine":
             peak = float(hp.values["learning_rate"])
-            schedule = [
+            return [
                 keras.callbacks.LearningRateScheduler(
                     lambda epoch, _rate: peak * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
                 )
             ]
-        # A warm start (initial_epoch > 0) continues the schedule where its epoch index is.
-        super().fit(
-            hp,
-            model,
-            data,
-            ctx,
-            epochs=epochs,
-            callbacks=[*schedule, *callbacks],
-            batch_size=batch_size,
-            verbose=verbose,
-            initial_epoch=initial_epoch,
-        )
-
-    def training_callbacks(self, hp: Any) -> list:
-        import keras
-
-        if hp.values.get("schedule", "plateau") != "plateau":
-            return []  # fit adds the cosine schedule, which needs the epoch budget
-        # The reference recipe's schedule.
         return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.25, patience=5)]
 
     def reference_configs(self) -> list[dict[str, Any]]:

@@ -196,7 +196,7 @@ class MobileNetSpace(Space):
             hp.Choice("fine_tune_batch_norm", ["batch", "frozen"], default="batch")
         return fine_tune_layers
 
-    def training_callbacks(self, hp: Any) -> list:
+    def training_callbacks(self, hp: Any, epochs: int) -> list:
         """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
         import keras
 
@@ -291,7 +291,7 @@ class MobileNetSpace(Space):
         fit_args = dict(
             validation_data=(f_val, y_val),
             epochs=epochs,
-            callbacks=[*self.training_callbacks(hp), *callbacks],
+            callbacks=[*self.training_callbacks(hp, epochs), *callbacks],
             verbose=verbose,
         )
         if flip_views:
@@ -430,7 +430,7 @@ class MobileNetSpace(Space):
                 validation_data=(x[held], y[held]),
                 epochs=head_epochs,
                 verbose=0,
-                callbacks=self.training_callbacks(hp),
+                callbacks=self.training_callbacks(hp, head_epochs),
             )
             if values.get("flip_views"):
                 fold_head.fit(

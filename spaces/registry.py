@@ -104,7 +104,7 @@ class Space:
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=[*self.training_callbacks(hp), *callbacks],
+            callbacks=[*self.training_callbacks(hp, epochs), *callbacks],
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
@@ -143,8 +143,9 @@ class Space:
         wraps it (e.g. test-time augmentation the trial chose)."""
         return model
 
-    def training_callbacks(self, hp: Any) -> list:
-        """Callbacks that belong to the recipe (e.g. a learning-rate schedule)."""
+    def training_callbacks(self, hp: Any, epochs: int) -> list:
+        """Callbacks that belong to the recipe (e.g. a learning-rate schedule) for a fit that
+        ends at epoch ``epochs``."""
         return []
 
     def reference_configs(self) -> list[dict[str, Any]]:

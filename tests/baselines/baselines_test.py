@@ -43,7 +43,7 @@ def test_mobilenet_phases_follow_the_published_schedule():
     space = get_space("mobilenet")
     hp = fixed_hyperparameters(BASELINES["mobilenet"].reference_config())
     space.declare(hp, BuildContext(num_classes=5))
-    head = [type(c).__name__ for c in space.training_callbacks(hp)]
+    head = [type(c).__name__ for c in space.training_callbacks(hp, 10)]
     tune = [type(c).__name__ for c in space.fine_tune_callbacks(hp, 20, 10)]
     assert head == ["ReduceLROnPlateau", "EarlyStopping"]
     assert tune == ["ReduceLROnPlateau"]  # the published fine-tuning has no early stopping

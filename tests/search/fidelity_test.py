@@ -211,3 +211,13 @@ def test_rung_pruning_is_successive_halving_per_rung():
     # scores, and counts among the others' competitors.
     assert outcomes == ["promoted", "pruned", "promoted", "pruned", "pruned", "promoted", "pruned"]
     assert all(list(t.intermediate_values) == [1] for t in study.trials)
+
+
+@pytest.mark.slow
+def test_each_rung_decays_the_cosine_schedule_to_its_own_end():
+    judge = _Judge()
+    _, _, recorder = _climb(parse_ladder("16:0.5:2,-:1:4"), judge, learning_rate=0.01)
+    # Rung 0 decays over its 2 epochs; rung 1 goes on along the 4-epoch curve (a restart).
+    assert recorder.history["learning_rate"] == pytest.approx(
+        [0.01, 0.005, 0.005, 0.01 * 0.5 * (1 + np.cos(np.pi * 3 / 4))], rel=1e-4
+    )
