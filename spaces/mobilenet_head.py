@@ -5,15 +5,16 @@ split the head phase alone reaches 91.2-91.9% validation accuracy in every run; 
 then swings, and the whole recipe ends anywhere from 87.5% to 92.8%: README, Baselines).
 This space searches that phase alone: input size, head width and dropout, learning rate,
 what the head sees (pooled features, or those and earlier blocks' texture statistics),
-mirror-image views and test-time flip averaging; no fine-tuning, no augmentation layers, so the backbone is a fixed function of the image and every
-trial trains on backbone features cached once per input size, in seconds on a CPU.
+mirror-image views and test-time flip averaging; no fine-tuning, no augmentation layers, so
+the backbone is a fixed function of the image and every trial trains on backbone features
+cached once per input size, in seconds on a CPU.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from spaces.mobilenet import MobileNetSpace
+from spaces.mobilenet import PUBLISHED_HEAD, MobileNetSpace
 from spaces.registry import register_space
 
 
@@ -31,10 +32,7 @@ class MobileNetHeadSpace(MobileNetSpace):
         # The published recipe's frozen phase.
         return [
             {
-                "image_size": 224,
-                "head_units": 128,
-                "head_dropout": 0.2,
-                "learning_rate": 1e-2,
+                **PUBLISHED_HEAD,
                 "flip_views": False,
                 "tta_flip": False,
                 "head_inputs": "pooled",

@@ -118,25 +118,13 @@ class Space:
         return predict_in_batches(model, x, batch_size)
 
     def cross_validates(self, hp: Any) -> bool:
-        """Whether this configuration is cheap enough to train again once per fold (``--cv``)."""
-        return False
+        """Whether this configuration is cheap enough to train again once per fold (``--cv``).
 
-    def cross_validate(
-        self,
-        hp: Any,
-        model,
-        data,
-        ctx: BuildContext,
-        folds: int,
-        *,
-        epochs: int,
-        batch_size: int = 32,
-        seed: int = 0,
-    ) -> dict[str, Any]:
-        """Train the configuration of the trained ``model`` ``folds`` times on train +
-        validation, each time holding out one fold of whole duplicate groups; the report of
-        ``search.crossval.summarize``. Only asked where :meth:`cross_validates` is True."""
-        raise NotImplementedError
+        A space that answers True also has ``cross_validate(hp, model, data, ctx, folds, *,
+        epochs, batch_size=32, seed=0)``: train the configuration of the trained ``model``
+        ``folds`` times on train + validation, each time holding out one fold of whole
+        duplicate groups, and return the report of ``search.crossval.summarize``."""
+        return False
 
     def inference_model(self, hp: Any, model):
         """The model to save and export for a trained ``model``: ``model`` itself, or one that
