@@ -62,6 +62,8 @@ def run_search(
     ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
     the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
+    # Long: the public keyword API and the settings study.json records, one line each; the
+    # work is in _ladder, _make_engine, _trial_runner and _finish.
     from search.engines import Budget, engine_class
     from search.results import read_json
     from search.study import SearchError, Study
