@@ -244,7 +244,7 @@ def climb(
     fraction of the training split up to its epoch. ``trial_callbacks(model)`` gives the
     trial's own callbacks for a rung's model; ``engine_callbacks`` (the engine's, which may
     stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
-    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction)``, when
+    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k)``, when
     given, predicts a rung's seconds before it starts and raises :class:`RungNotAfforded`
     when the search cannot pay them. ``rungs_log`` receives one dict per rung climbed, also
     when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
@@ -260,7 +260,7 @@ def climb(
         continued = previous is not None and carry_weights(previous, model)
         del previous
         begin = start if continued else 0
-        predicted = price(model, rung.epochs - begin, rung.fraction) if price else None
+        predicted = price(model, rung.epochs - begin, rung.fraction, rung=k) if price else None
         marker = RungEnd(
             k, rung, int(model.input_shape[1]), continued, rungs_log, predicted_s=predicted
         )

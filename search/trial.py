@@ -370,14 +370,19 @@ class TrialRunner:
         )
 
     def _price(
-        self, model, epochs: int, fraction: float, *, history, share: float = 1.0
+        self,
+        model,
+        epochs: int,
+        fraction: float,
+        *,
+        history,
+        share: float = 1.0,
+        rung: int | None = None,
     ) -> float | None:
         """Predicted seconds for ``epochs`` of ``model`` on ``fraction`` of the training split,
         from the cost model of the study's timed epochs and this trial's own (search.cost);
-        None before anything was timed. Raises ``RungNotAfforded`` when they would take more
-        than ``share`` of the time --max-time leaves: the search does not start what it cannot
-        finish, and a rung (``share`` = ``RUNG_SHARE``) may not spend most of what is left on
-        one configuration."""
+        None before anything was timed. Raises ``RungNotAfforded`` when they are not worth
+        paying (:meth:`_check_affordable`)."""
         from search.cost import CostModel, batches, model_macs, timings_from_records
 
         rows = self.study.records() if self.study is not None else []
@@ -386,20 +391,40 @@ class TrialRunner:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
         seconds = costs.fit_seconds(model_macs(model), steps, epochs)
-        left = None if self.stop_at is None else self.stop_at - time.time()
+        what = (
+            f"{epochs} epoch{'s' if epochs != 1 else ''} at {_input_size(model)} px on "
+            f"{fraction:.0%} of the training split"
+        )
+        self._check_affordable(seconds, what, share=share, rung=rung, rows=rows)
+        return seconds
+
+    def _check_affordable(self, seconds: float, what: str, *, share, rung, rows) -> None:
+        """Refuse (``RungNotAfforded``) ``seconds`` of training that would take more than
+        ``share`` of the time --max-time leaves (the search does not start what it cannot
+        finish; one rung, ``share`` = ``RUNG_SHARE``, may not spend most of what is left on
+        one configuration), or, for fidelity rung ``rung``, more than ``REDUCTION_FACTOR``
+        times the median of what the study's trials took for that rung (once three did): a
+        configuration that costs many times the others is skipped at a glance, so the search
+        looks at many configurations, not a few dear ones."""
+        from search.fidelity import REDUCTION_FACTOR
+
+        left = None if self.stop_at is None else max(self.stop_at - time.time(), 0.0)
         if left is not None and seconds > left * share:
-            left = max(left, 0)
             limit = (
                 f"and --max-time leaves {left:.0f} s"
                 if share >= 1
                 else f"more than {share:.0%} of the {left:.0f} s --max-time leaves"
             )
-            raise RungNotAfforded(
-                f"not started: {epochs} epoch{'s' if epochs != 1 else ''} at "
-                f"{_input_size(model)} px on {fraction:.0%} of the training split would take "
-                f"about {seconds:.0f} s, {limit}"
-            )
-        return seconds
+            raise RungNotAfforded(f"not started: {what} would take about {seconds:.0f} s, {limit}")
+        paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)
+        if rung is not None and len(paid) >= 3:
+            median = paid[len(paid) // 2]
+            if seconds > REDUCTION_FACTOR * median:
+                raise RungNotAfforded(
+                    f"not started: {what} would take about {seconds:.0f} s, over "
+                    f"{REDUCTION_FACTOR}x the {median:.0f} s that rung {rung} took the median "
+                    f"of {len(paid)} trials"
+                )
 
     def _record(
         self,

@@ -178,3 +178,27 @@ def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
     assert runner._price(model, 15, 1.0, history=history) == pytest.approx(19.0)
     with pytest.raises(RungNotAfforded, match=r"more than 33% of the \d+ s --max-time leaves"):
         runner._price(model, 15, 1.0, history=history, share=RUNG_SHARE)
+
+
+def test_a_rung_many_times_dearer_than_the_others_took_is_skipped(tiny_data):
+    from types import SimpleNamespace
+
+    from search.cost import batches, model_macs
+
+    space = get_space("cnn")
+    ctx = BuildContext(num_classes=5, max_image_size=16)
+    model = space.build(fixed_hyperparameters({**MODERN_START, "aug_enabled": False}), ctx)
+    steps = batches(len(tiny_data.labels("train")), 1.0, 32)
+    history = {
+        "epoch_time_s": [5.0, 1.0, 1.0],
+        "phase": [1, 1, 1],
+        "macs": [model_macs(model)] * 3,
+        "train_batches": [steps] * 3,
+    }
+    rows = [SimpleNamespace(history={}, rungs=[{"rung": 0, "seconds": s}]) for s in (1, 2, 3)]
+    study = SimpleNamespace(records=lambda: rows)
+    runner = TrialRunner(space, tiny_data, study, ctx=ctx)
+    assert runner._price(model, 15, 1.0, history=history, rung=1) == pytest.approx(19.0)
+    assert runner._price(model, 2, 1.0, history=history, rung=0) == pytest.approx(6.0)
+    with pytest.raises(RungNotAfforded, match="over 3x the 2 s that rung 0 took the median of 3"):
+        runner._price(model, 15, 1.0, history=history, rung=0)
