@@ -528,6 +528,7 @@ def _print_summary(outcome: dict[str, Any]) -> None:
             f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images"
         )
     print(f"config: {best['config']}")
+    _print_rungs(best.get("rungs"))
     ensemble = outcome.get("ensemble")
     if ensemble:
         test = ensemble["test"]
@@ -536,6 +537,22 @@ def _print_summary(outcome: dict[str, Any]) -> None:
             f"val_accuracy {ensemble['val_accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
             f"± {ensemble['test_standard_error']:.4f} (balanced {test['balanced_accuracy']:.4f})"
         )
+
+
+def _print_rungs(report: dict[str, Any] | None) -> None:
+    """Trials per fidelity rung, how well each low rung ranked trials as the top did, and
+    the warnings (best.json's ``rungs``)."""
+    if not report:
+        return
+    reached = " / ".join(str(n) for n in report["reached"])
+    ranks = ", ".join(
+        f"rung {c['rung']} {'n/a' if c['spearman'] is None else format(c['spearman'], '.2f')} "
+        f"(n={c['n']})"
+        for c in report["correlations"]
+    )
+    print(f"rungs: {reached} trials reached each rung; Spearman with the top: {ranks or '-'}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def _when(stamp: str | None) -> datetime.datetime | None:
 def _get_rungs_info(tree: ResultsTree) -> RungsInfo:
     series = []
     for study in tree.studies:
-        report = rung_report(study.trials)
+        ladder = (((study.meta.get("config") or {}).get("rungs")) or {}).get("rungs")
+        report = rung_report(study.trials, top=len(ladder) - 1 if ladder else None)
         if report is None:
             continue
         top = len(report["reached"]) - 1

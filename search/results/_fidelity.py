@@ -39,15 +39,16 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     return None if math.isnan(rho) else rho
 
 
-def rung_report(records: Iterable[Any]) -> dict[str, Any] | None:
+def rung_report(records: Iterable[Any], top: int | None = None) -> dict[str, Any] | None:
     """What a study's rungs did (None: no trial climbed rungs): ``reached`` (trials whose
     score was recorded at each rung), ``correlations`` (per rung below the top: ``rung``,
     ``n`` trials that reached the top, ``spearman`` with the top rung's score or None) and
-    ``warnings`` (a rung that does not predict the top, or too few trials to tell)."""
+    ``warnings`` (a rung that does not predict the top, or too few trials to tell). ``top``:
+    the ladder's top rung (default: the highest any trial reached)."""
     scored = [s for s in map(rung_scores, records) if s]
     if not scored:
         return None
-    top = max(max(s) for s in scored)
+    top = max(max(s) for s in scored) if top is None else int(top)
     reached = [sum(k in s for s in scored) for k in range(top + 1)]
     finished = [s for s in scored if top in s]
     correlations, warnings = [], []

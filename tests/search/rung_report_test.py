@@ -39,3 +39,9 @@ def test_too_few_trials_at_the_top_is_said():
     report = rung_report([_row(0.5, 0.6), _row(0.4, 0.7), _row(0.3)])
     assert report["correlations"] == [{"rung": 0, "n": 2, "spearman": None}]
     assert "only 2 trial(s) reached the top rung" in report["warnings"][0]
+
+
+def test_the_ladders_top_is_the_top_even_before_a_trial_reached_it():
+    report = rung_report([_row(0.5, 0.6), _row(0.4, 0.7), _row(0.3)], top=2)
+    assert report["reached"] == [3, 2, 0]
+    assert [c["n"] for c in report["correlations"]] == [0, 0]
