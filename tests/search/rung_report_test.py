@@ -45,3 +45,18 @@ def test_the_ladders_top_is_the_top_even_before_a_trial_reached_it():
     report = rung_report([_row(0.5, 0.6), _row(0.4, 0.7), _row(0.3)], top=2)
     assert report["reached"] == [3, 2, 0]
     assert [c["n"] for c in report["correlations"]] == [0, 0]
+
+
+def test_the_search_summary_prints_the_rungs(capsys):
+    from search.run import _print_rungs
+
+    rows = [_row(0.3 + i / 100, 0.5 + i / 100) for i in range(5)] + [_row(0.2)]
+    _print_rungs(rung_report(rows))
+    out, err = capsys.readouterr()
+    assert (
+        out.strip()
+        == "rungs: 6 / 5 trials reached each rung; Spearman with the top: rung 0 1.00 (n=5)"
+    )
+    assert err == ""
+    _print_rungs(rung_report(rows[:2]))
+    assert "warning: rung 0: only 2 trial(s) reached the top rung" in capsys.readouterr().err
