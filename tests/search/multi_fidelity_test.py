@@ -152,21 +152,28 @@ def test_what_a_search_over_rungs_refuses(argv, message, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 
-def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
+def _timed_model(data):
+    """A small cnn at 16 px and the history of a fit of it measured at 1 s an epoch after a
+    first epoch of 5 s (4 s of start-up): ``(space, ctx, model, history)``."""
     from search.cost import batches, model_macs
-    from search.trial import RUNG_SHARE
 
     space = get_space("cnn")
     ctx = BuildContext(num_classes=5, max_image_size=16)
     model = space.build(fixed_hyperparameters({**MODERN_START, "aug_enabled": False}), ctx)
-    steps = batches(len(tiny_data.labels("train")), 1.0, 32)
-    # A fit measured at 1 s an epoch after a first epoch of 5 s: 4 s of start-up.
+    steps = batches(len(data.labels("train")), 1.0, 32)
     history = {
         "epoch_time_s": [5.0, 1.0, 1.0],
         "phase": [1, 1, 1],
         "macs": [model_macs(model)] * 3,
         "train_batches": [steps] * 3,
     }
+    return space, ctx, model, history
+
+
+def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
+    from search.trial import RUNG_SHARE
+
+    space, ctx, model, history = _timed_model(tiny_data)
     runner = TrialRunner(space, tiny_data, None, ctx=ctx, stop_at=time.time() + 30)
     assert runner._price(model, 15, 1.0, history=history) == pytest.approx(19.0)
     with pytest.raises(RungNotAfforded, match=r"more than 33% of the \d+ s --max-time leaves"):
@@ -176,18 +183,7 @@ def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
 def test_a_rung_many_times_dearer_than_the_others_took_is_skipped(tiny_data):
     from types import SimpleNamespace
 
-    from search.cost import batches, model_macs
-
-    space = get_space("cnn")
-    ctx = BuildContext(num_classes=5, max_image_size=16)
-    model = space.build(fixed_hyperparameters({**MODERN_START, "aug_enabled": False}), ctx)
-    steps = batches(len(tiny_data.labels("train")), 1.0, 32)
-    history = {
-        "epoch_time_s": [5.0, 1.0, 1.0],
-        "phase": [1, 1, 1],
-        "macs": [model_macs(model)] * 3,
-        "train_batches": [steps] * 3,
-    }
+    space, ctx, model, history = _timed_model(tiny_data)
     rows = [SimpleNamespace(history={}, rungs=[{"rung": 0, "seconds": s}]) for s in (1, 2, 3)]
     study = SimpleNamespace(records=lambda: rows)
     runner = TrialRunner(space, tiny_data, study, ctx=ctx)
