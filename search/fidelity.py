@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from search.data import DataSource
+
 # Successive halving keeps the best third of the trials at each rung.
 REDUCTION_FACTOR = 3
 
@@ -167,9 +169,9 @@ def train_fraction(data, fraction: float, seed: int = 0):
     return _TrainFraction(data, fraction, seed)
 
 
-class _TrainFraction:
-    """A DataSource view (duck-typed, like every source): the base's arrays, labels, groups
-    and cached features, with the training rows picked by :func:`nested_fraction`."""
+class _TrainFraction(DataSource):
+    """A view of another source: its arrays, labels, groups and cached features, with the
+    training rows picked by :func:`nested_fraction` (``dataset`` is DataSource's, over them)."""
 
     def __init__(self, base, fraction: float, seed: int):
         self.base, self.fraction = base, float(fraction)
@@ -196,12 +198,6 @@ class _TrainFraction:
     def features(self, split: str, image_size: int, key, extractor, dtype=np.float32):
         f, y = self.base.features(split, image_size, key, extractor, dtype)
         return self._pick(split, f), self._pick(split, y)
-
-    def dataset(self, split: str, image_size: int, batch_size: int, shuffle: bool, seed: int = 0):
-        from search.data import make_dataset
-
-        x, y = self.arrays(split, image_size)
-        return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def describe(self) -> dict[str, Any]:
         return {**self.base.describe(), "train_fraction": self.fraction}

@@ -34,9 +34,7 @@ def _report_rungs(study, summary: dict[str, Any]) -> None:
     the top: ``search.results.rung_report``) up to date with every trial so far; it reads no
     test image, so it is refreshed at every finalize, not only when the best trial changes."""
     recorded = results_mod.read_json(study.study_json) if study.study_json.exists() else {}
-    settings = recorded.get("config") or {}
-    ladder = (settings.get("rungs") or {}).get("rungs")
-    report = results_mod.rung_report(study.records(), top=len(ladder) - 1 if ladder else None)
+    report = results_mod.rung_report(study.records(), top=results_mod.recorded_top_rung(recorded))
     if report is not None and summary.get("rungs") != report:
         summary["rungs"] = report
         results_mod.write_json(study.best_json, summary)

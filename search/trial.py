@@ -19,6 +19,7 @@ import gc
 import time
 import warnings
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -386,7 +387,7 @@ class TrialRunner:
         from search.cost import CostModel, batches, model_macs, timings_from_records
 
         rows = self.study.records() if self.study is not None else []
-        costs = CostModel.fit(timings_from_records([*rows, _Timed(history)]))
+        costs = CostModel.fit(timings_from_records([*rows, SimpleNamespace(history=history)]))
         if costs is None:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
@@ -503,13 +504,6 @@ def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
         f"the search's time limit (--max-time) ran out in rung {len(rungs)} of "
         f"{len(ladder.rungs)}; a trial below the top rung is not comparable"
     )
-
-
-class _Timed:
-    """A trial's own history so far, as a row for ``search.cost.timings_from_records``."""
-
-    def __init__(self, history: dict):
-        self.history = history
 
 
 def _outcome(recorder) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ import math
 
 from search.dashboard._builder import PageBuilder
 from search.dashboard._style import TEMPLATE, Colors, RefMark, _get_reference_marks, add_marks
-from search.results import ResultsTree, rung_report, rung_scores
+from search.results import ResultsTree, recorded_top_rung, rung_report, rung_scores
 
 # Marker per rung reached (a trial's highest): small and open low, large and filled at the top.
 _SYMBOLS = ("circle-open", "diamond-open", "square-open", "triangle-up-open")
@@ -50,8 +50,7 @@ def _when(stamp: str | None) -> datetime.datetime | None:
 def _get_rungs_info(tree: ResultsTree) -> RungsInfo:
     series = []
     for study in tree.studies:
-        ladder = (((study.meta.get("config") or {}).get("rungs")) or {}).get("rungs")
-        report = rung_report(study.trials, top=len(ladder) - 1 if ladder else None)
+        report = rung_report(study.trials, top=recorded_top_rung(study.meta))
         if report is None:
             continue
         top = len(report["reached"]) - 1

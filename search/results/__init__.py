@@ -25,7 +25,7 @@ It imports nothing else of this project, so no import cycle can pass through it;
 optuna and keras are never imported here (pandas only inside :func:`write_csv`).
 """
 
-from search.results._fidelity import rung_report, rung_scores, spearman
+from search.results._fidelity import recorded_top_rung, rung_report, rung_scores, spearman
 from search.results._selection import (
     REFERENCE_MODELS,
     ReferenceModel,
@@ -84,6 +84,7 @@ __all__ = [
     "load_results",
     "published_accuracy",
     "rank_models",
+    "recorded_top_rung",
     "rung_report",
     "rung_scores",
     "read_json",

@@ -39,6 +39,12 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     return None if math.isnan(rho) else rho
 
 
+def recorded_top_rung(study_meta: dict[str, Any]) -> int | None:
+    """The top rung of the ladder a study's study.json records (None: it climbed none)."""
+    ladder = ((study_meta.get("config") or {}).get("rungs") or {}).get("rungs")
+    return len(ladder) - 1 if ladder else None
+
+
 def rung_report(records: Iterable[Any], top: int | None = None) -> dict[str, Any] | None:
     """What a study's rungs did (None: no trial climbed rungs): ``reached`` (trials whose
     score was recorded at each rung), ``correlations`` (per rung below the top: ``rung``,
