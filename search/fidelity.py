@@ -18,6 +18,7 @@ lets it climb, so the top rung costs a promoted trial only its increment.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,11 @@ from search.data import DataSource
 
 # Successive halving keeps the best third of the trials at each rung.
 REDUCTION_FACTOR = 3
+# A search under --max-time means to look at this many configurations at the first rung at
+# least, with its share of the time (the rungs share it evenly, as successive halving does):
+# one first look may take ``first_look_seconds``, so a dear configuration a cost model did not
+# see coming (one with no data yet, or wide layers on large maps) stops there.
+FIRST_LOOKS = 30
 
 
 class FidelityError(ValueError):
@@ -145,6 +151,14 @@ def default_ladder(
     return Ladder(tuple(Rung(s, float(f), e) for s, f, e in zip(sizes, fractions, ends)))
 
 
+def first_look_seconds(max_time: float | None, ladder: Ladder | None) -> float | None:
+    """The longest the first rung of one trial may run under ``max_time`` (see FIRST_LOOKS);
+    None without a time limit or a ladder."""
+    if max_time is None or ladder is None:
+        return None
+    return float(max_time) / (len(ladder.rungs) * FIRST_LOOKS)
+
+
 def nested_fraction(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
     """Sorted indices of ``fraction`` of each class, at least one image per class, *nested*:
     for one seed, a smaller fraction's images are all in a larger one's (a rung that continues
@@ -229,6 +243,7 @@ def climb(
     engine_callbacks,
     rungs_log: list,
     price=None,
+    allowance=None,
     batch_size: int = 32,
     verbose: int = 0,
     seed: int = 0,
@@ -242,16 +257,16 @@ def climb(
     stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
     accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k)``, when
     given, predicts a rung's seconds before it starts and raises :class:`RungNotAfforded`
-    when the search cannot pay them. ``rungs_log`` receives one dict per rung climbed, also
+    when the search cannot pay them. ``allowance(k)``, when given, is ``(seconds, reason)`` or
+    None: a rung still training after ``seconds`` is stopped there and the trial with it
+    (:class:`RungNotAfforded`), whatever was predicted. ``rungs_log`` receives one dict per rung climbed, also
     when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
     the last one."""
-    from search.training import RungEnd
+    from search.training import RungEnd, StopAtTime
 
     model, start = None, 0
     for k, rung in enumerate(ladder.rungs):
-        rung_ctx = dataclasses.replace(
-            ctx, max_image_size=_cap(ctx.max_image_size, rung.image_size)
-        )
+        rung_ctx = dataclasses.replace(ctx, rung_image_size=rung.image_size)
         previous, model = model, space.build(hp, rung_ctx)
         continued = previous is not None and carry_weights(previous, model)
         del previous
@@ -260,6 +275,8 @@ def climb(
         marker = RungEnd(
             k, rung, int(model.input_shape[1]), continued, rungs_log, predicted_s=predicted
         )
+        limit = allowance(k) if allowance else None
+        timer = StopAtTime(time.time() + limit[0]) if limit is not None else None
         space.fit(
             hp,
             model,
@@ -269,14 +286,19 @@ def climb(
             initial_epoch=begin,
             batch_size=batch_size,
             verbose=verbose,
-            callbacks=[*trial_callbacks(model), marker, engine_callbacks],
+            callbacks=[
+                *trial_callbacks(model),
+                marker,
+                *([timer] if timer else []),
+                engine_callbacks,
+            ],
         )
+        if timer is not None and timer.stopped_in_epoch is not None:
+            raise RungNotAfforded(
+                f"stopped in rung {k} (epoch {timer.stopped_in_epoch + 1} of {rung.epochs}): "
+                f"it ran {limit[0]:.0f} s, {limit[1]}"
+            )
         start = rung.epochs
         if model.stop_training:  # the search's clock ran out: no later rung
             break
     return model
-
-
-def _cap(cap: int | None, rung_cap: int | None) -> int | None:
-    caps = [c for c in (cap, rung_cap) if c is not None]
-    return min(caps) if caps else None

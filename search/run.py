@@ -141,10 +141,12 @@ def _make_engine(engine: str, algorithm: str, settings, *, seed, ladder, heartbe
 
 def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbacks):
     """The runner that trains the study's trials as ``settings`` say."""
+    from search.fidelity import Ladder, first_look_seconds
     from search.trial import TrialRunner
     from spaces import BuildContext
 
     max_time = settings["max_time"]
+    ladder = Ladder.from_dict(settings["rungs"]) if settings["rungs"] else None
     return TrialRunner(
         space,
         data,
@@ -155,6 +157,7 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
             num_classes=len(data.class_names),
             max_image_size=settings["max_image_size"],
             weights=settings["weights"],
+            climbs=settings["rungs"] is not None,
         ),
         max_params=settings["max_params"],
         verbose=verbose,
@@ -162,6 +165,7 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
         isolate=settings["isolate"],
         cv_folds=settings["cv_folds"],
         stop_at=None if max_time is None else time.time() + float(max_time),
+        first_look_s=first_look_seconds(max_time, ladder),
     )
 
 

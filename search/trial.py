@@ -70,6 +70,7 @@ class TrialRunner:
         restore_best_epoch: bool = True,
         cv_folds: int | None = None,
         stop_at: float | None = None,
+        first_look_s: float | None = None,
     ):
         self.space = space
         self.data = data
@@ -93,6 +94,9 @@ class TrialRunner:
         # The search's end (``time.time()``, from --max-time): a trial still training then
         # stops and keeps its best epoch so far, so the limit bounds the whole run.
         self.stop_at = stop_at
+        # The longest a ladder's first rung may run (search.fidelity.first_look_seconds): a
+        # first look at a configuration must be cheap, whatever the cost model predicted.
+        self.first_look_s = first_look_s
         self._predicted_s: float | None = None  # the running trial's, before it trained
 
     @property
@@ -139,7 +143,11 @@ class TrialRunner:
         import keras
 
         try:
-            self.space.declare(hp, self.ctx)
+            with warnings.catch_warnings():
+                # An enqueued recipe may ask for more than --max-image-size, to which a space
+                # caps its declared sizes: it is trained at the cap, as every size above it is.
+                warnings.filterwarnings("ignore", message="Fixed parameter .* out of range")
+                self.space.declare(hp, self.ctx)
         finally:
             keras.backend.clear_session()
         return hp_config(hp)
@@ -364,6 +372,7 @@ class TrialRunner:
             trial_callbacks=trial_callbacks,
             rungs_log=rungs,
             price=price,
+            allowance=self._allowance,
             engine_callbacks=EngineCallbacks(request.callbacks),
             batch_size=self.batch_size,
             verbose=self.verbose,
@@ -400,32 +409,59 @@ class TrialRunner:
         return seconds
 
     def _check_affordable(self, seconds: float, what: str, *, share, rung, rows) -> None:
-        """Refuse (``RungNotAfforded``) ``seconds`` of training that would take more than
-        ``share`` of the time --max-time leaves (the search does not start what it cannot
-        finish; one rung, ``share`` = ``RUNG_SHARE``, may not spend most of what is left on
-        one configuration), or, for fidelity rung ``rung``, more than ``REDUCTION_FACTOR``
-        times the median of what the study's trials took for that rung (once three did): a
-        configuration that costs many times the others is skipped at a glance, so the search
-        looks at many configurations, not a few dear ones."""
+        """Refuse (``RungNotAfforded``) ``seconds`` of training over :meth:`_limits`: the
+        search does not start what it cannot finish, nor a rung that costs many times what
+        the others did."""
+        for limit, reason in sorted(self._limits(share=share, rung=rung, rows=rows)):
+            if seconds > limit:  # the tightest limit it is over
+                raise RungNotAfforded(
+                    f"not started: {what} would take about {seconds:.0f} s, {reason}"
+                )
+
+    def _allowance(self, rung: int) -> tuple[float, str] | None:
+        """``(seconds, reason)``: how long fidelity rung ``rung`` of the running trial may
+        train before it is stopped (``search.fidelity.climb``): the tightest of
+        :meth:`_limits`, which a prediction may have missed (a cost model knows MACs, not
+        memory traffic); None without any limit."""
+        rows = self.study.records() if self.study is not None else []
+        limits = self._limits(share=RUNG_SHARE, rung=rung, rows=rows)
+        return min(limits, key=lambda limit: limit[0]) if limits else None
+
+    def _limits(self, *, share: float, rung: int | None, rows) -> list[tuple[float, str]]:
+        """``(seconds, reason)`` limits on training: ``share`` of the time --max-time leaves
+        (one rung, ``share`` = ``RUNG_SHARE``, may not spend most of what is left on one
+        configuration); for fidelity rung ``rung``, ``REDUCTION_FACTOR`` times the median of
+        what the study's trials took for that rung (once three did), so a configuration that
+        costs many times the others is skipped at a glance and the search looks at many
+        configurations, not a few dear ones; and for the first rung, ``first_look_s``."""
         from search.fidelity import REDUCTION_FACTOR
 
-        left = None if self.stop_at is None else max(self.stop_at - time.time(), 0.0)
-        if left is not None and seconds > left * share:
-            limit = (
-                f"and --max-time leaves {left:.0f} s"
-                if share >= 1
-                else f"more than {share:.0%} of the {left:.0f} s --max-time leaves"
+        limits = []
+        if self.stop_at is not None:
+            left = max(self.stop_at - time.time(), 0.0)
+            limits.append(
+                (
+                    left * share,
+                    f"and --max-time leaves {left:.0f} s"
+                    if share >= 1
+                    else f"more than {share:.0%} of the {left:.0f} s --max-time leaves",
+                )
             )
-            raise RungNotAfforded(f"not started: {what} would take about {seconds:.0f} s, {limit}")
         paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)
         if rung is not None and len(paid) >= 3:
             median = paid[len(paid) // 2]
-            if seconds > REDUCTION_FACTOR * median:
-                raise RungNotAfforded(
-                    f"not started: {what} would take about {seconds:.0f} s, over "
-                    f"{REDUCTION_FACTOR}x the {median:.0f} s that rung {rung} took the median "
-                    f"of {len(paid)} trials"
+            limits.append(
+                (
+                    REDUCTION_FACTOR * median,
+                    f"over {REDUCTION_FACTOR}x the {median:.0f} s that rung {rung} took the "
+                    f"median of {len(paid)} trials",
                 )
+            )
+        if rung == 0 and self.first_look_s is not None:
+            limits.append(
+                (self.first_look_s, f"over the {self.first_look_s:.0f} s a first look may take")
+            )
+        return limits
 
     def _record(
         self,

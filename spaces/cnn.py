@@ -14,6 +14,7 @@ from spaces.augment import build_augmentation
 from spaces.registry import BuildContext, Space, register_space
 
 MAX_BLOCKS = 5
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, IMAGE_SIZE_STEP = 96, 256, 32
 # Up to 512: wide layers are affordable as separable blocks, and a net that halves its map
 # every block has few pixels left where it is widest.
 FILTERS = (16, 32, 64, 128, 256, 512)
@@ -65,7 +66,7 @@ class CNNSpace(Space):
     def build(self, hp: Any, ctx: BuildContext):
         from search.training import compile_classifier
 
-        values = _declare(hp)
+        values = _declare(hp, ctx)
         augmentation = build_augmentation(hp)  # declared last, as it always was
         model = _assemble(
             values, augmentation, ctx.image_size(values["image_size"]), ctx.num_classes
@@ -154,12 +155,16 @@ MODERN_START = {
 }
 
 
-def _declare(hp: Any) -> dict[str, Any]:
+def _declare(hp: Any, ctx: BuildContext) -> dict[str, Any]:
     """Declare the space's hyperparameters (augmentation apart), in the order every search so
     far sampled them (a sampler's draws follow the order), and return their values."""
     v: dict[str, Any] = {}
-    # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU.
-    v["image_size"] = hp.Int("image_size", 96, 256, step=32, default=256)
+    # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU. Up to
+    # --max-image-size: sizes above it would all train at it, the same configuration drawn
+    # under several names (a mutation of one would change nothing).
+    top = max(MIN_IMAGE_SIZE, min(MAX_IMAGE_SIZE, ctx.max_image_size or MAX_IMAGE_SIZE))
+    top -= (top - MIN_IMAGE_SIZE) % IMAGE_SIZE_STEP
+    v["image_size"] = hp.Int("image_size", MIN_IMAGE_SIZE, top, step=IMAGE_SIZE_STEP, default=top)
     v["blocks"] = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
     v["block_type"] = hp.Choice("block_type", list(BLOCK_TYPES), default="plain")
     v["stem"] = hp.Choice("stem", list(STEMS), default="none")
@@ -172,7 +177,13 @@ def _declare(hp: Any) -> dict[str, Any]:
     v["kernel"] = hp.Choice("kernel_size", list(KERNELS), default=3)
     v["batch_norm"] = hp.Boolean("batch_norm", default=False)
     v["block_dropout"] = hp.Float("block_dropout", 0.0, 0.5, step=0.1, default=0.4)
-    v["pooling"] = hp.Choice("pooling", ["flatten", "gap"], default="flatten")
+    # Under fidelity rungs (ctx.climbs) only global pooling: a flattening head's weights grow
+    # with the image, so a promoted trial would train again from epoch 0 at every rung.
+    v["pooling"] = (
+        hp.Fixed("pooling", "gap")
+        if ctx.climbs
+        else hp.Choice("pooling", ["flatten", "gap"], default="flatten")
+    )
     v["dense_units"] = hp.Int("dense_units", 64, 512, step=64, default=128)
     v["dense_dropout"] = hp.Float("dense_dropout", 0.0, 0.5, step=0.1, default=0.4)
     v["optimizer"] = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")

@@ -37,11 +37,18 @@ class BuildContext:
     # Backbone weights for transfer spaces: "imagenet", a local .h5 path, or None (random init,
     # used by tests and dry builds so nothing is downloaded).
     weights: str | None = None
+    # True when every trial climbs fidelity rungs (--rungs): a promotion must continue the
+    # trial's weights at a larger input, so a space declares only what can carry them (the
+    # cnn space then pools globally: a flattening head grows with the image).
+    climbs: bool = False
+
+    # A fidelity rung's own input-size cap (search.fidelity.climb), below max_image_size: it
+    # changes what the model is trained at, never what its hyperparameters may be.
+    rung_image_size: int | None = None
 
     def image_size(self, requested: int) -> int:
-        if self.max_image_size is None:
-            return int(requested)
-        return int(min(requested, self.max_image_size))
+        caps = [c for c in (self.max_image_size, self.rung_image_size) if c is not None]
+        return int(min([requested, *caps]))
 
 
 class Space:

@@ -130,7 +130,7 @@ class _Judge:
                 raise optuna.TrialPruned("judged")
 
 
-def _climb(ladder, judge, **values):
+def _climb(ladder, judge, allowance=None, **values):
     import keras
 
     from search.data import synthetic_data
@@ -149,6 +149,7 @@ def _climb(ladder, judge, **values):
         trial_callbacks=lambda model: [recorder],
         rungs_log=log,
         engine_callbacks=EngineCallbacks([judge]),
+        allowance=allowance,
         batch_size=8,
     )
     return model, log, recorder
@@ -183,6 +184,19 @@ def test_a_flattening_net_restarts_each_rung_and_a_stopped_trial_keeps_its_rungs
     with pytest.raises(optuna.TrialPruned):
         _climb(parse_ladder("16:0.5:1,-:1:3"), stopped)
     assert [k for _, k, _ in stopped.seen] == [0]
+
+
+@pytest.mark.slow
+def test_a_rung_that_runs_past_its_allowance_stops_the_trial_there():
+    from search.fidelity import RungNotAfforded
+
+    judge = _Judge()
+    allowance = {0: None, 1: (0.0, "over the 0 s a test allows")}
+    with pytest.raises(
+        RungNotAfforded, match=r"stopped in rung 1 \(epoch 2 of 3\): it ran 0 s, over"
+    ):
+        _climb(parse_ladder("16:0.5:1,-:1:3"), judge, allowance=allowance.get)
+    assert [k for _, k, _ in judge.seen] == [0]  # rung 0 was judged, rung 1 never finished
 
 
 def test_rung_pruning_is_successive_halving_per_rung():

@@ -22,7 +22,7 @@ from spaces.cnn import MODERN_START
 
 pytestmark = pytest.mark.slow  # trains models
 
-LADDER = "16:0.5:1,-:1:2"
+LADDER = "16:0.5:2,-:1:3"  # two epochs at rung 0: a later epoch is timed (the first traces)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
     assert next(r for r in rows if r.trial_id == best["trial_id"]).state == "COMPLETE"
     assert best["rungs"] == rung_report(rows)  # trials per rung, Spearman with the top
     settings = read_json(outcome["study_dir"] / "study.json")["config"]
-    assert settings["rungs"]["rungs"][0] == {"image_size": 16, "fraction": 0.5, "epochs": 1}
+    assert settings["rungs"]["rungs"][0] == {"image_size": 16, "fraction": 0.5, "epochs": 2}
     assert settings["references"] is False and settings["starting_points"] is False
     # Optuna saw one score per rung below the top: rung 0's, at step 1.
     storage = f"sqlite:///{outcome['study_dir'] / 'optuna.db'}"
@@ -191,3 +191,29 @@ def test_a_rung_many_times_dearer_than_the_others_took_is_skipped(tiny_data):
     assert runner._price(model, 2, 1.0, history=history, rung=0) == pytest.approx(6.0)
     with pytest.raises(RungNotAfforded, match="over 3x the 2 s that rung 0 took the median of 3"):
         runner._price(model, 15, 1.0, history=history, rung=0)
+
+
+def test_a_first_look_may_take_its_share_of_the_time_and_a_running_rung_is_stopped_there(
+    tiny_data,
+):
+    from types import SimpleNamespace
+
+    from search.fidelity import FIRST_LOOKS, first_look_seconds, parse_ladder
+    from search.trial import RUNG_SHARE
+
+    ladder = parse_ladder(LADDER)
+    assert first_look_seconds(5400, ladder) == 5400 / (2 * FIRST_LOOKS)
+    assert first_look_seconds(None, ladder) is None and first_look_seconds(60, None) is None
+    space, ctx, model, history = _timed_model(tiny_data)
+    rows = [SimpleNamespace(history={}, rungs=[{"rung": 0, "seconds": s}]) for s in (1, 2, 3)]
+    study = SimpleNamespace(records=lambda: rows)
+    runner = TrialRunner(
+        space, tiny_data, study, ctx=ctx, stop_at=time.time() + 3000, first_look_s=5.0
+    )
+    # The tightest limit: rung 0's median rule (3 x 2 s) would allow 6 s, a first look 5 s.
+    seconds, reason = runner._allowance(0)
+    assert seconds == 5.0 and reason == "over the 5 s a first look may take"
+    seconds, reason = runner._allowance(1)  # no first look, no trial has run rung 1
+    assert seconds == pytest.approx(3000 * RUNG_SHARE, rel=0.01) and "--max-time" in reason
+    with pytest.raises(RungNotAfforded, match="over the 5 s a first look may take"):
+        runner._price(model, 15, 1.0, history=history, rung=0)  # predicted 19 s

@@ -21,9 +21,7 @@ def test_cnn_starting_points_are_points_of_the_space():
         study = optuna.create_study()
         study.enqueue_trial(config)
         trial = study.ask()
-        space.build(
-            DefineByRunHyperParameters(trial), BuildContext(num_classes=5, max_image_size=32)
-        )
+        space.declare(DefineByRunHyperParameters(trial), BuildContext(num_classes=5))
         for key, dist in trial.distributions.items():
             assert dist._contains(dist.to_internal_repr(config[key])), (key, config[key], dist)
         keras.backend.clear_session()
@@ -50,4 +48,20 @@ def test_a_strided_stem_gives_the_blocks_a_quarter_of_the_pixels(block_type):
     keras.backend.clear_session()
     without = space.build(fixed_hyperparameters({**config, "stem": "none"}), ctx)
     assert "stem" not in [layer.name for layer in without.layers]
+    keras.backend.clear_session()
+
+
+def test_sizes_are_declared_up_to_the_cap_and_rungs_fix_global_pooling():
+    space = get_space("cnn")
+    study = optuna.create_study()
+    trial = study.ask()
+    space.declare(DefineByRunHyperParameters(trial), BuildContext(5, max_image_size=150))
+    size = trial.distributions["image_size"]
+    assert (size.low, size.high, size.step) == (96, 128, 32)  # 160 would train at 150 anyway
+    assert trial.distributions["pooling"].choices == ("flatten", "gap")
+    climbing = study.ask()
+    hp = DefineByRunHyperParameters(climbing)
+    space.declare(hp, BuildContext(5, max_image_size=64, climbs=True))
+    assert "pooling" not in climbing.distributions and hp.values["pooling"] == "gap"
+    assert climbing.distributions["image_size"].high == 96  # below the space's smallest size
     keras.backend.clear_session()
