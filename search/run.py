@@ -109,6 +109,8 @@ def run_search(
         reference_configs=space.reference_configs(),
     )
     runner = _trial_runner(space, data, the_study, settings, seed, verbose, callbacks)
+    if ladder is not None:
+        _decode_rung_sizes(data, ladder, max_image_size)
     search_engine.run(runner, the_study, Budget(trials, epochs, max_time, progress))
     return _finish(the_study, runner)
 
@@ -167,6 +169,16 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
         stop_at=None if max_time is None else time.time() + float(max_time),
         first_look_s=first_look_seconds(max_time, ladder),
     )
+
+
+def _decode_rung_sizes(data, ladder, max_image_size: int | None) -> None:
+    """Decode the training and validation images at every size the ladder names (and at
+    --max-image-size) before the first trial, on the search's clock: a trial's first rung is
+    timed against the allowances of search.trial, and must not pay for building the cache."""
+    sizes = {rung.image_size for rung in ladder.rungs} | {max_image_size}
+    for size in sorted(s for s in sizes if s is not None):
+        for split in ("train", "val"):
+            data.arrays(split, size)
 
 
 def _finish(study, runner) -> dict[str, Any]:

@@ -217,3 +217,22 @@ def test_a_first_look_may_take_its_share_of_the_time_and_a_running_rung_is_stopp
     assert seconds == pytest.approx(3000 * RUNG_SHARE, rel=0.01) and "--max-time" in reason
     with pytest.raises(RungNotAfforded, match="over the 5 s a first look may take"):
         runner._price(model, 15, 1.0, history=history, rung=0)  # predicted 19 s
+
+
+def test_the_rung_sizes_are_decoded_before_the_first_trial():
+    from search.fidelity import parse_ladder
+    from search.run import _decode_rung_sizes
+
+    class Spy:
+        def __init__(self):
+            self.asked = []
+
+        def arrays(self, split, size):
+            self.asked.append((split, size))
+
+    spy = Spy()
+    _decode_rung_sizes(spy, parse_ladder("64:0.25:8,96:0.5:16,-:1:24"), 128)
+    assert spy.asked == [(s, n) for n in (64, 96, 128) for s in ("train", "val")]
+    spy.asked.clear()
+    _decode_rung_sizes(spy, parse_ladder("-:0.5:1,-:1:2"), None)  # no size named: nothing
+    assert spy.asked == []
