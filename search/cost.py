@@ -62,6 +62,8 @@ class CostModel:
     scale: float  # seconds per batch at 1 MAC per image
     exponent: float
     n: int  # timings it was fitted on
+    # Distinct models (MACs per image) among them: a fit on one or two extrapolates far.
+    kinds: int = 1
     # What a fit's first epoch costs beyond a later one (building, tracing): the median over
     # the fits measured, paid once per fit (a rung, a phase).
     fit_overhead_s: float = 0.0
@@ -81,7 +83,12 @@ class CostModel:
         if spread > 1e-6:  # at least two kinds of model: fit the slope, kept in a sane range
             slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
             exponent = min(max(slope, 0.3), 1.5)
-        model = cls(scale=math.exp(mean_y - exponent * mean_x), exponent=exponent, n=len(points))
+        model = cls(
+            scale=math.exp(mean_y - exponent * mean_x),
+            exponent=exponent,
+            n=len(points),
+            kinds=len(set(xs)),
+        )
         extra = sorted(
             max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches)) for t in usable if t.first
         )

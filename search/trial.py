@@ -42,6 +42,10 @@ KEPT_MODELS = 10
 RUNG_SHARE = 1 / 3
 
 
+# The distinct models a cost model must have timed before its predictions may refuse a look.
+TRUSTED_KINDS = 3
+
+
 class ConfigurationError(ValueError):
     """A configuration that cannot be trained (raised before any training)."""
 
@@ -405,7 +409,12 @@ class TrialRunner:
             f"{epochs} epoch{'s' if epochs != 1 else ''} at {_input_size(model)} px on "
             f"{fraction:.0%} of the training split"
         )
-        self._check_affordable(seconds, what, share=share, rung=rung, rows=rows)
+        # A cost model fitted on fewer than three kinds of model extrapolates far: it may not
+        # refuse a look on its own (the look is stopped at its limit if it runs over).
+        trusted = costs.kinds >= TRUSTED_KINDS
+        self._check_affordable(
+            seconds, what, share=share, rung=rung if trusted else None, rows=rows
+        )
         return seconds
 
     def _check_affordable(self, seconds: float, what: str, *, share, rung, rows) -> None:
@@ -430,12 +439,8 @@ class TrialRunner:
     def _limits(self, *, share: float, rung: int | None, rows) -> list[tuple[float, str]]:
         """``(seconds, reason)`` limits on training: ``share`` of the time --max-time leaves
         (one rung, ``share`` = ``RUNG_SHARE``, may not spend most of what is left on one
-        configuration); for fidelity rung ``rung``, ``REDUCTION_FACTOR`` times the median of
-        what the study's trials took for that rung (once three did), so a configuration that
-        costs many times the others is skipped at a glance and the search looks at many
-        configurations, not a few dear ones; and for the first rung, ``first_look_s``."""
-        from search.fidelity import REDUCTION_FACTOR
-
+        configuration), and for fidelity rung ``rung`` what one look at that rung may take:
+        :meth:`_look_limit`."""
         limits = []
         if self.stop_at is not None:
             left = max(self.stop_at - time.time(), 0.0)
@@ -447,21 +452,33 @@ class TrialRunner:
                     else f"more than {share:.0%} of the {left:.0f} s --max-time leaves",
                 )
             )
-        paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)
-        if rung is not None and len(paid) >= 3:
-            median = paid[len(paid) // 2]
-            limits.append(
-                (
-                    REDUCTION_FACTOR * median,
-                    f"over {REDUCTION_FACTOR}x the {median:.0f} s that rung {rung} took the "
-                    f"median of {len(paid)} trials",
-                )
-            )
-        if rung == 0 and self.first_look_s is not None:
-            limits.append(
-                (self.first_look_s, f"over the {self.first_look_s:.0f} s a first look may take")
-            )
+        if rung is not None:
+            look = self._look_limit(rung, rows)
+            limits.extend([look] if look is not None else [])
         return limits
+
+    def _look_limit(self, rung: int, rows) -> tuple[float, str] | None:
+        """What one trial's rung ``rung`` may take. Under --max-time, successive halving's
+        even split: ``first_look_s`` at rung 0 and ``REDUCTION_FACTOR`` times more at each
+        rung after it (a third of the trials, each three times the budget). Without a time
+        limit, ``REDUCTION_FACTOR`` times the median of what the study's trials took for
+        that rung (once three did). Either way a configuration that costs many times the
+        others is skipped at a glance, so the search looks at many configurations."""
+        from search.fidelity import REDUCTION_FACTOR
+
+        if self.first_look_s is not None:
+            seconds = self.first_look_s * REDUCTION_FACTOR**rung
+            what = "a first look" if rung == 0 else f"a look at rung {rung}"
+            return seconds, f"over the {seconds:.0f} s {what} may take"
+        paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)
+        if len(paid) < 3:
+            return None
+        median = paid[len(paid) // 2]
+        return (
+            REDUCTION_FACTOR * median,
+            f"over {REDUCTION_FACTOR}x the {median:.0f} s that rung {rung} took the median "
+            f"of {len(paid)} trials",
+        )
 
     def _record(
         self,

@@ -14,12 +14,12 @@ def test_cost_model_recovers_a_power_law():
     model = CostModel.fit(timings)
     assert model.exponent == pytest.approx(0.8)
     assert model.epoch_seconds(1e8, 100) == pytest.approx(truth(1e8, 100))
-    assert model.n == 8
+    assert model.n == 8 and model.kinds == len({t.macs for t in timings})
 
 
 def test_one_kind_of_model_means_time_proportional_to_work_and_none_means_no_guess():
     model = CostModel.fit([Timing(1_000_000, 10, 2.0), Timing(1_000_000, 20, 4.0)])
-    assert model.exponent == 1.0
+    assert model.exponent == 1.0 and model.kinds == 1
     assert model.epoch_seconds(2_000_000, 10) == pytest.approx(4.0)
     assert CostModel.fit([]) is None
     assert CostModel.fit([Timing(0, 10, 1.0)]) is None
