@@ -42,6 +42,9 @@ def run_search(
     batch_size: int = 32,
     weights: str | None = None,
     max_params: int | None = 50_000_000,
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    objective: str | None = None,
     callbacks: Iterable = (),
     progress: bool = True,
     verbose: int = 0,
@@ -60,7 +63,11 @@ def run_search(
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
     in this process, which is faster for tiny trials. ``rungs`` ("auto" or a ladder, see
     ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
-    the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
+    the trial's budget. ``max_latency_ms`` and ``max_size_mb`` (with ``max_params``) are hard
+    limits: a configuration over one is measured (``search.latency``) and refused before it
+    trains, a PRUNED row. ``objective`` is ``"accuracy"`` (the default) or ``"accuracy,COST"``
+    with COST latency, params or size: a multi-objective Optuna study. A resumed study keeps
+    its objective and limits. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
     # Long: the public keyword API and the settings study.json records, one line each; the
     # work is in _ladder, _make_engine, _trial_runner and _finish.
@@ -80,6 +87,9 @@ def run_search(
         seed = recorded.get("seed", 0)  # resuming without --seed keeps the study's seed
     ladder = _ladder(rungs, space, epochs, recorded, name)
     epochs = ladder.epochs if ladder is not None else epochs
+    goals = _goals(
+        objective, {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb}, recorded, name
+    )
     # What study.json records of this run; the engine and the runner are built from it.
     settings = {
         "trials": trials,
@@ -91,6 +101,7 @@ def run_search(
         "batch_size": batch_size,
         "weights": weights,
         "max_params": max_params,
+        **goals,
         "isolate": isolate,
         "cv_folds": cv_folds,
         "references": references,
@@ -126,6 +137,9 @@ def _make_engine(engine: str, algorithm: str, settings, *, seed, ladder, heartbe
             f"study through the storage), not {engine!r}"
         )
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
+    if _multi_objective_engine(engine, settings["objective"]):
+        # The engine's study has the objectives, and its sampler learns the limits.
+        beat.update(objectives=tuple(settings["objective"].split(",")), limits=_limits(settings))
     return get_engine(
         engine,
         algorithm,
@@ -160,6 +174,9 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
             climbs=settings["rungs"] is not None,
         ),
         max_params=settings["max_params"],
+        max_latency_ms=settings["max_latency_ms"],
+        max_size_mb=settings["max_size_mb"],
+        measure=_when_measured(settings),
         verbose=verbose,
         callbacks=callbacks,
         isolate=settings["isolate"],
@@ -167,6 +184,73 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
         stop_at=None if max_time is None else time.time() + float(max_time),
         first_look_s=first_look_seconds(max_time, ladder),
     )
+
+
+def _multi_objective_engine(engine: str, objective: str | None) -> bool:
+    """Whether ``engine`` takes objectives and limits (Optuna); a SearchError for several
+    objectives on one that does not (keras-tuner sums them into one score)."""
+    from search.engines.base import takes_option
+    from search.latency import parse_objective
+    from search.study import SearchError
+
+    try:
+        objectives = parse_objective(objective)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    if takes_option(engine, "objectives"):
+        return True
+    if len(objectives) > 1:
+        raise SearchError(
+            f"--objective {','.join(objectives)} needs --engine optuna (a multi-objective "
+            f"study with a Pareto front); {engine} sums objectives into one score"
+        )
+    return False
+
+
+def _limits(settings):
+    """The hard limits ``settings`` hold (``search.latency.Limits``)."""
+    from search.latency import Limits
+
+    return Limits(settings["max_params"], settings["max_latency_ms"], settings["max_size_mb"])
+
+
+def _when_measured(settings) -> str:
+    """When a trial's latency and size are measured: ``"before"`` it trains where a limit or
+    the objective needs them (a configuration over a limit is then refused untrained), else
+    ``"after"`` a COMPLETE trial (a few seconds), so that every study has its fronts."""
+    costly = settings["objective"].split(",")[1:] in (["latency"], ["size"])
+    return "before" if costly or _limits(settings).measured else "after"
+
+
+def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, Any], study: str):
+    """``{"objective", "max_latency_ms", "max_size_mb"}`` for study.json: checked (a limit is
+    a positive number); a resumed study keeps its own, and refuses others given."""
+    from search.latency import parse_objective
+    from search.results import is_number
+    from search.study import SearchError
+
+    before = (recorded.get("config") or {}) if recorded else None
+    try:
+        goals = {
+            "objective": ",".join(parse_objective(objective or (before or {}).get("objective")))
+        }
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    for key, value in limits.items():
+        if value is not None and not (is_number(value) and value > 0):
+            raise SearchError(f"--{key.replace('_', '-')} must be a positive number, got {value!r}")
+        goals[key] = value if value is not None else (before or {}).get(key)
+    if before is not None:
+        old = {"objective": ",".join(parse_objective(before.get("objective")))}
+        old.update({key: before.get(key) for key in limits})
+        changed = [f"{k} {old[k]} -> {goals[k]}" for k in goals if goals[k] != old[k]]
+        if changed:
+            raise SearchError(
+                f"study {study!r} was run with other goals ({'; '.join(changed)}): its trials "
+                "were chosen and refused under its own; resume it without them, or pass "
+                "--study NAME for a new study"
+            )
+    return goals
 
 
 def _finish(study, runner) -> dict[str, Any]:
@@ -247,6 +331,33 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "images, 96 px on 50%%, full size on all); or size:fraction:epoch,... "
         "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
         "the trial's budget)",
+    )
+    p.add_argument(
+        "--objective",
+        metavar="accuracy[,latency|params|size]",
+        help="accuracy (default: validation accuracy) or accuracy with a cost to minimize "
+        "beside it: a multi-objective study (--engine optuna; --algorithm nsga2, tpe or "
+        "random), its Pareto front in best.json and the dashboard; the best model is still "
+        "the most accurate on validation",
+    )
+    p.add_argument(
+        "--max-params",
+        type=_positive(float, "parameters"),
+        help="refuse (untrained, a PRUNED row) a configuration with more parameters "
+        "(default 50,000,000)",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=_positive(float, "ms"),
+        help="refuse (untrained, a PRUNED row) a configuration slower than this: the "
+        "median of 30 batch-1 runs of its float TFLite file in LiteRT, one thread, on "
+        "this machine (a few seconds per trial)",
+    )
+    p.add_argument(
+        "--max-size-mb",
+        type=_positive(float, "MB"),
+        help="refuse (untrained, a PRUNED row) a configuration whose float TFLite file "
+        "is larger (MB = 10**6 bytes; about 4 bytes per parameter)",
     )
     p.add_argument(
         "--pruner",
@@ -341,6 +452,21 @@ def _at_least(kind, low, unit: str):
     return parse
 
 
+def _positive(kind, unit: str):
+    """An argparse ``type``: a finite ``kind`` over 0; anything else is one ``error:`` line."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not (0 < value < float("inf")):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, got {text}")
+        return value
+
+    return parse
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What this process shows, and where trials train."""
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -420,6 +546,7 @@ def _search_from_args(args) -> dict[str, Any]:
     if args.cv is not None and args.cv < 2:
         raise SearchError(f"--cv {args.cv}: cross-validation needs at least 2 folds")
     weights = _resolve_weights(args.weights, space)
+    _multi_objective_engine(args.engine, args.objective)  # before the data is loaded
     quiet_tensorflow()  # once the options are checked; before anything imports tensorflow
     data, max_image_size = _load_data(args)
     return run_search(
@@ -447,6 +574,10 @@ def _search_from_args(args) -> dict[str, Any]:
         references=not (args.skip_references or args.from_scratch),
         starting_points=not args.from_scratch,
         rungs=args.rungs,
+        objective=args.objective,
+        max_latency_ms=args.max_latency_ms,
+        max_size_mb=args.max_size_mb,
+        **({"max_params": int(args.max_params)} if args.max_params is not None else {}),
     )
 
 

@@ -265,12 +265,17 @@ class TrialRunner:
     def keep_model(self, record: TrialRecord, model) -> None:
         """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation,
         the one ranking: ``Study.ranked_with``), so that an ensemble picked from them
-        afterwards can be built and exported without training its members again; a model
-        that drops out of that set is deleted (disk stays bounded: about 10 MB per
-        MobileNetV2 model)."""
+        afterwards can be built and exported without training its members again, and of the
+        trials no other beats on accuracy and every cost at once (``non_dominated``: the
+        fronts against latency, size and parameters), so that the best model under any
+        limit can be exported (``search.export --max-latency-ms``); a model that drops out
+        of both sets is deleted (disk stays bounded: about 10 MB per MobileNetV2 model)."""
+        from search.results import non_dominated
+
         folder = self.study.dir / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        keep = {f"trial-{r.number}.keras" for r in self.study.ranked_with(record)[:KEPT_MODELS]}
+        ranked = self.study.ranked_with(record)
+        keep = {f"trial-{r.number}.keras" for r in [*ranked[:KEPT_MODELS], *non_dominated(ranked)]}
         name = f"trial-{record.number}.keras"
         if name in keep:
             with replaced_atomically(folder / name) as tmp:
