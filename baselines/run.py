@@ -87,6 +87,8 @@ def run_baseline(
     out_dir = baseline_dir(results_root(results), name, recipe["changed"])
     metrics = _score_and_save(name, space, ctx, recipe, source, record, model, out_dir)
     metrics["seed"] = seed
+    # Where it ships (search.latency): latency_ms, size_mb and the measurement, for the fronts.
+    metrics.update(runner.measured(fixed_hyperparameters(recipe["config"]), model, strict=False))
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 

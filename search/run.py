@@ -639,7 +639,14 @@ def _print_summary(outcome: dict[str, Any]) -> None:
     records = outcome["records"]
     states = {s: sum(r.state == s for r in records) for s in ("COMPLETE", "PRUNED", "FAIL")}
     print(f"study: {outcome['study_dir']}")
-    print("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in states.items()))
+    refused = sum(
+        r.state == "PRUNED" and (r.error or "").startswith("over a limit") for r in records
+    )
+    print(
+        "trials: "
+        + ", ".join(f"{v} {k.lower()}" for k, v in states.items())
+        + (f"; {refused} of the pruned refused untrained, over a limit" if refused else "")
+    )
     best = outcome["best"]
     if best is None:
         print("no trial completed; no best model")
@@ -661,6 +668,12 @@ def _print_summary(outcome: dict[str, Any]) -> None:
         print(
             f"  its {cv['folds']}-fold cross-validation over train + validation: "
             f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images"
+        )
+    if best.get("latency_ms") is not None:
+        print(
+            f"  where it ships: {best['latency_ms']:.2f} ms per image (median, batch 1, "
+            f"{best['latency']['runtime']}, {best['latency']['threads']} thread(s)), "
+            f"{best['size_mb']:.2f} MB float TFLite"
         )
     print(f"config: {best['config']}")
     _print_rungs(best.get("rungs"))
