@@ -15,6 +15,7 @@ Size is the float TFLite file's size in MB (10**6 bytes): what ships, a little o
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -37,6 +38,9 @@ THREADS = 1
 # What each objective beside accuracy minimizes: the row's field that holds it.
 COSTS = {"latency": "latency_ms", "params": "params", "size": "size_mb"}
 OBJECTIVES = ("accuracy", *(f"accuracy,{cost}" for cost in COSTS))
+# A limited row field -> its flag, and its unit.
+FLAGS = {"params": "--max-params", "latency_ms": "--max-latency-ms", "size_mb": "--max-size-mb"}
+UNITS = {"params": "parameters", "latency_ms": "ms", "size_mb": "MB"}
 
 
 def machine() -> str:
@@ -159,12 +163,6 @@ class Limits:
 
     def refusal(self, row: dict[str, Any]) -> str | None:
         """Why ``row`` is over a limit (one line naming each), or None when it is within all."""
-        units = {"params": "parameters", "latency_ms": "ms", "size_mb": "MB"}
-        flags = {
-            "params": "--max-params",
-            "latency_ms": "--max-latency-ms",
-            "size_mb": "--max-size-mb",
-        }
         over = []
         for field, limit in self.bounds().items():
             value = row.get(field)
@@ -172,10 +170,17 @@ class Limits:
                 what = "latency" if field == "latency_ms" else "size" if field == "size_mb" else ""
                 shown = f"{value:,.0f}" if field == "params" else f"{value:.3g}"
                 cap = f"{limit:,.0f}" if field == "params" else f"{limit:g}"
-                over.append(f"{what} {shown} {units[field]} over {flags[field]} {cap}".strip())
+                over.append(f"{what} {shown} {UNITS[field]} over {FLAGS[field]} {cap}".strip())
         if not over:
             return None
         return "over a limit, not trained: " + "; ".join(over)
+
+    def describe(self) -> str:
+        """``"--max-latency-ms 5, --max-size-mb 3"``: the limits set, as flags."""
+        return ", ".join(
+            f"{FLAGS[field]} {limit:,.0f}" if field == "params" else f"{FLAGS[field]} {limit:g}"
+            for field, limit in self.bounds().items()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,3 +200,43 @@ def parse_objective(text: str | None) -> tuple[str, ...]:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def add_limit_options(parser: argparse.ArgumentParser, what: str = "refuse") -> None:
+    """``--max-params``, ``--max-latency-ms`` and ``--max-size-mb`` (positive numbers; anything
+    else is one ``error:`` line) for ``search.run`` (``what`` "refuse": a configuration over
+    one is not trained) and ``search.export`` ("pick": the most accurate trial within them)."""
+    measured = (
+        f"the median of {RUNS} batch-1 runs of its float TFLite file in LiteRT, {THREADS} "
+        "thread, on the machine that ran the search"
+    )
+    sized = "its float TFLite file, MB = 10**6 bytes, about 4 bytes per parameter"
+    if what == "refuse":
+        doing = "refuse a configuration (untrained, a PRUNED row) over this many"
+    else:
+        doing = "export the study's most accurate trial (on validation) within this many"
+    for flag, unit, kind, about in (
+        ("--max-params", "parameters", float, "default 50,000,000" if what == "refuse" else ""),
+        ("--max-latency-ms", "ms", float, measured),
+        ("--max-size-mb", "MB", float, sized),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive(kind, unit),
+            help=f"{doing} {unit}" + (f" ({about})" if about else ""),
+        )
+
+
+def _positive(kind, unit: str):
+    """An argparse ``type``: a finite ``kind`` over 0; anything else is one ``error:`` line."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not (0 < value < math.inf):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, got {text}")
+        return value
+
+    return parse

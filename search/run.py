@@ -309,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
-    """How the search runs: its starting points, rungs, pruner, budget, study and storage."""
+    """How the search runs: its starting points, rungs, objectives and limits, pruner, budget,
+    study and storage."""
+    from search.latency import add_limit_options
+
     p.add_argument(
         "--skip-references",
         action="store_true",
@@ -340,25 +343,7 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "random), its Pareto front in best.json and the dashboard; the best model is still "
         "the most accurate on validation",
     )
-    p.add_argument(
-        "--max-params",
-        type=_positive(float, "parameters"),
-        help="refuse (untrained, a PRUNED row) a configuration with more parameters "
-        "(default 50,000,000)",
-    )
-    p.add_argument(
-        "--max-latency-ms",
-        type=_positive(float, "ms"),
-        help="refuse (untrained, a PRUNED row) a configuration slower than this: the "
-        "median of 30 batch-1 runs of its float TFLite file in LiteRT, one thread, on "
-        "this machine (a few seconds per trial)",
-    )
-    p.add_argument(
-        "--max-size-mb",
-        type=_positive(float, "MB"),
-        help="refuse (untrained, a PRUNED row) a configuration whose float TFLite file "
-        "is larger (MB = 10**6 bytes; about 4 bytes per parameter)",
-    )
+    add_limit_options(p)
     p.add_argument(
         "--pruner",
         help="optuna only: median | hyperband | halving | none (default "
@@ -447,21 +432,6 @@ def _at_least(kind, low, unit: str):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
         if not value >= low:  # also refuses nan
             raise argparse.ArgumentTypeError(f"must be at least {low} ({unit}), got {text}")
-        return value
-
-    return parse
-
-
-def _positive(kind, unit: str):
-    """An argparse ``type``: a finite ``kind`` over 0; anything else is one ``error:`` line."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
-        if not (0 < value < float("inf")):  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, got {text}")
         return value
 
     return parse
