@@ -81,27 +81,18 @@ def measure_latency(
 
     Raises ``search.model_io.FormatError`` (or the converter's error) when it cannot convert."""
     from search._formats import FORMATS, _tflite_interpreter
+    from search.console import native_lines_aside
 
     fmt = FORMATS["tflite-int8" if quantize else "tflite"]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="latency-") as folder:
         path = Path(folder) / fmt.filename
         fmt.write(model, path)
-        interpreter, runtime = _tflite_interpreter(path, threads)
-        interpreter.allocate_tensors()
-        (inp,) = interpreter.get_input_details()
-        shape = [1, *(int(d) for d in inp["shape"][1:])]
-        if list(inp["shape"]) != shape:
-            interpreter.resize_tensor_input(inp["index"], shape)
-            interpreter.allocate_tensors()
-        image = np.random.default_rng(0).integers(0, 256, shape).astype(inp["dtype"])
-
-        def call() -> None:
-            interpreter.set_tensor(inp["index"], image)
-            interpreter.invoke()
-
-        for _ in range(WARMUP):
-            call()
+        with native_lines_aside():  # LiteRT announces its XNNPACK delegate on stderr
+            interpreter, runtime = _tflite_interpreter(path, threads)
+            call = _batch_of_one(interpreter)
+            for _ in range(WARMUP):
+                call()
         times = timed(call, runs)
         size = path.stat().st_size
     return {
@@ -115,6 +106,23 @@ def measure_latency(
         "size_bytes": size,
         "measure_s": round(time.perf_counter() - started, 3),
     }
+
+
+def _batch_of_one(interpreter) -> Callable[[], None]:
+    """A call that runs ``interpreter`` once on one random image (allocated at batch 1)."""
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    shape = [1, *(int(d) for d in inp["shape"][1:])]
+    if list(inp["shape"]) != shape:
+        interpreter.resize_tensor_input(inp["index"], shape)
+        interpreter.allocate_tensors()
+    image = np.random.default_rng(0).integers(0, 256, shape).astype(inp["dtype"])
+
+    def call() -> None:
+        interpreter.set_tensor(inp["index"], image)
+        interpreter.invoke()
+
+    return call
 
 
 def record_fields(measured: dict[str, Any]) -> dict[str, Any]:
