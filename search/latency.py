@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import platform
@@ -106,6 +108,33 @@ def measure_latency(
         "size_bytes": size,
         "measure_s": round(time.perf_counter() - started, 3),
     }
+
+
+def measured_once(model, cache: Path | None) -> dict[str, Any]:
+    """:func:`measure_latency`, or the measurement of the same architecture (the model's Keras
+    config) already in ``cache``, a JSON-lines file (one per study; None: always measure).
+    Latency and size depend on the layers, not the weights or the training settings, so a
+    configuration that differs only in those (learning rate, epochs, schedule) is measured
+    once; a reused measurement says ``"reused": true``."""
+    if cache is None:
+        return measure_latency(model)
+    key = hashlib.sha256(
+        json.dumps(model.get_config(), sort_keys=True, default=str).encode()
+    ).hexdigest()
+    lines = cache.read_text(encoding="utf-8").splitlines() if cache.exists() else []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash: measure again
+        if isinstance(entry, dict) and entry.get("key") == key:
+            return {**entry["measured"], "reused": True}
+    measured = measure_latency(model)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torn = bool(lines) and not cache.read_bytes().endswith(b"\n")  # never glue onto it
+    with open(cache, "a", encoding="utf-8") as fh:
+        fh.write(("\n" if torn else "") + json.dumps({"key": key, "measured": measured}) + "\n")
+    return measured
 
 
 def _batch_of_one(interpreter) -> Callable[[], None]:

@@ -286,14 +286,16 @@ class TrialRunner:
 
     def measured(self, hp: Any, model, *, strict: bool) -> dict[str, Any]:
         """The row's ``latency_ms``, ``size_mb`` and ``latency`` of ``model`` as it would ship
-        (its inference model in TFLite, ``search.latency``). A conversion that fails raises a
+        (its inference model in TFLite, ``search.latency``; an architecture the study measured
+        before is not measured again: ``latency.jsonl`` in its folder). A conversion that fails raises a
         ``ConfigurationError`` when ``strict`` (a limit or objective needs the figure), else
         leaves only ``latency``'s ``error``."""
         from search._files import first_line
-        from search.latency import measure_latency, record_fields
+        from search.latency import measured_once, record_fields
 
+        cache = self.study.dir / "latency.jsonl" if self.study is not None else None
         try:
-            return record_fields(measure_latency(self.space.inference_model(hp, model)))
+            return record_fields(measured_once(self.space.inference_model(hp, model), cache))
         except Exception as exc:  # noqa: BLE001 - a converter's failure is this trial's
             reason = f"{type(exc).__name__}: {first_line(exc, 300)}"
             if strict:

@@ -7,7 +7,14 @@ import keras
 import pytest
 
 from search.hyperparameters import fixed_hyperparameters
-from search.latency import Limits, machine, measure_latency, parse_objective, record_fields
+from search.latency import (
+    Limits,
+    machine,
+    measure_latency,
+    measured_once,
+    parse_objective,
+    record_fields,
+)
 from search.results import read_trials
 from search.study import Study
 from search.trial import TrialRequest, TrialRunner
@@ -44,6 +51,19 @@ def test_int8_is_measured_only_when_asked_and_is_smaller():
     quantized = measure_latency(model, quantize=True, runs=3)
     assert quantized["format"] == "tflite-int8"
     assert quantized["size_bytes"] < measure_latency(model, runs=3)["size_bytes"]
+    keras.backend.clear_session()
+
+
+def test_an_architecture_is_measured_once_per_study(tmp_path):
+    cache = tmp_path / "latency.jsonl"
+    cache.write_text('{"key": "torn', encoding="utf-8")  # a crash's torn line is skipped
+    first = measured_once(tiny_model(), cache)
+    keras.backend.clear_session()
+    again = measured_once(tiny_model(), cache)  # the same layers, new weights
+    assert again == {**first, "reused": True} and "reused" not in first
+    other = measured_once(tiny_model(filters=16), cache)
+    assert "reused" not in other and other["size_bytes"] > first["size_bytes"]
+    assert len(cache.read_text().splitlines()) == 3
     keras.backend.clear_session()
 
 
