@@ -119,7 +119,7 @@ def measured_once(model, cache: Path | None) -> dict[str, Any]:
     if cache is None:
         return measure_latency(model)
     key = hashlib.sha256(
-        json.dumps(model.get_config(), sort_keys=True, default=str).encode()
+        json.dumps(_architecture(model.get_config()), sort_keys=True, default=str).encode()
     ).hexdigest()
     lines = cache.read_text(encoding="utf-8").splitlines() if cache.exists() else []
     for line in lines:
@@ -135,6 +135,37 @@ def measured_once(model, cache: Path | None) -> dict[str, Any]:
     with open(cache, "a", encoding="utf-8") as fh:
         fh.write(("\n" if torn else "") + json.dumps({"key": key, "measured": measured}) + "\n")
     return measured
+
+
+# Layers that pass their input through at inference: their settings (a dropout rate, an
+# augmentation's range, a seed) change training, not what ships.
+_INFERENCE_IDENTITY = {
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomBrightness",
+}
+
+
+def _architecture(config: Any) -> Any:
+    """A Keras config without the settings of layers that are identities at inference (their
+    names stay: the graph is wired by them), so that configurations differing only in those
+    share one measurement."""
+    if isinstance(config, list):
+        return [_architecture(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in _INFERENCE_IDENTITY and isinstance(config.get("config"), dict):
+        return {**config, "config": {"name": config["config"].get("name")}}
+    return {key: _architecture(value) for key, value in config.items()}
 
 
 def _batch_of_one(interpreter) -> Callable[[], None]:

@@ -21,11 +21,12 @@ from search.trial import TrialRequest, TrialRunner
 from spaces import BuildContext, get_space
 
 
-def tiny_model(size: int = 32, filters: int = 8):
+def tiny_model(size: int = 32, filters: int = 8, dropout: float = 0.1):
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(dropout)(x)
     return keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x))
 
 
@@ -59,7 +60,8 @@ def test_an_architecture_is_measured_once_per_study(tmp_path):
     cache.write_text('{"key": "torn', encoding="utf-8")  # a crash's torn line is skipped
     first = measured_once(tiny_model(), cache)
     keras.backend.clear_session()
-    again = measured_once(tiny_model(), cache)  # the same layers, new weights
+    # The same layers, new weights and another dropout rate (an identity at inference).
+    again = measured_once(tiny_model(dropout=0.4), cache)
     assert again == {**first, "reused": True} and "reused" not in first
     other = measured_once(tiny_model(filters=16), cache)
     assert "reused" not in other and other["size_bytes"] > first["size_bytes"]
