@@ -12,6 +12,8 @@ Examples::
         --max-image-size 128 --subset 0.5 --max-time 7200
     python -m search.run --space mobilenet --engine keras-tuner --algorithm hyperband --epochs 9
     python -m search.run --space cnn --engine optuna --synthetic --trials 3 --epochs 1  # smoke test
+    python -m search.run --space cnn --engine optuna --algorithm nsga2 \\
+        --objective accuracy,latency --max-size-mb 3   # the trade-off, within a limit
 """
 
 from __future__ import annotations
