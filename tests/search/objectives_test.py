@@ -145,3 +145,24 @@ def test_configurations_over_the_latency_limit_are_refused_and_the_sampler_told(
     for t, r in zip(ostudy.trials, records, strict=True):
         assert t.constraints["params"] < 0 < t.constraints["latency_ms"]
         assert t.constraints["latency_ms"] == pytest.approx(r.latency_ms / 1e-6 - 1)
+
+
+@pytest.mark.slow
+def test_keras_tuner_holds_trials_to_the_limits_too(tiny_data, tmp_path):
+    out = run_search(
+        "cnn",
+        tiny_data,
+        engine="keras-tuner",
+        algorithm="random",
+        trials=2,
+        epochs=1,
+        max_image_size=16,
+        progress=False,
+        isolate=False,
+        results=tmp_path,
+        max_size_mb=1e-6,
+    )
+    records = read_trials(out["study_dir"] / "trials.jsonl")
+    assert [r.state for r in records] == ["PRUNED", "PRUNED"]
+    assert all("MB over --max-size-mb 1e-06" in r.error and r.size_mb > 0 for r in records)
+    assert read_json(out["study_dir"] / "study.json")["config"]["max_size_mb"] == 1e-6
