@@ -424,26 +424,17 @@ def export_within_limits(
     sample_folder: str | None = None,
     check_images: int = DEFAULT_CHECK_IMAGES,
     log: Callable[[str], None] = lambda line: None,
+    retrain: bool = False,
 ) -> dict[str, Any]:
     """Export the study's most accurate trial (on validation) within ``limits`` (a
-    ``search.latency.Limits``) from the model the study kept, scored once on the test split;
+    ``search.latency.Limits``) from the model the study kept (or, with ``retrain`` where it
+    was not kept, trained again from its configuration), scored once on the test split;
     export.json's ``tradeoff`` and the card say what it gave up against the study's best
     (validation accuracy) and what it gained (latency, size, parameters)."""
-    import keras
-
     study = _existing_study(study_name, results)
     chosen = _within(study, limits)
-    path = study.kept_model_path(chosen)
-    if path is None:
-        raise ExportError(
-            f"trial {chosen.trial_id} of study {study_name!r} is the most accurate within "
-            f"{limits.describe()}, but its model was not kept (models/ holds the 10 best "
-            "trials' models and those of the fronts against latency, size and parameters; "
-            "a study run before that kept only the 10 best): nothing was written"
-        )
     meta = _study_sidecar(study)
-    log(f"trial {chosen.trial_id} (validation {chosen.val_accuracy:.4f}): {path}")
-    model = keras.saving.load_model(path, compile=False)
+    model, retrained = _trial_model(study, chosen, limits, results, retrain, log)
     size = int(model.input_shape[1])
     sidecar = {
         **{k: meta.get(k) for k in ("class_names", "manifest", "versions")},
@@ -452,7 +443,7 @@ def export_within_limits(
         "trial_id": chosen.trial_id,
     }
     test = _test_score(model, meta, size, log)
-    tradeoff = _tradeoff(study.best_record(), chosen, limits)
+    tradeoff = {**_tradeoff(study.best_record(), chosen, limits), "retrained": retrained}
     record = write_bundle(
         model,
         sidecar,
@@ -468,6 +459,32 @@ def export_within_limits(
         record["test_of_exported_model"] = test
     write_json(out / BUNDLE_RECORD, record)
     return record
+
+
+def _trial_model(study, chosen, limits, results, retrain: bool, log) -> tuple[Any, bool]:
+    """``(model, retrained)``: the chosen trial's kept model, or (``retrain``) the model of
+    its configuration trained again with the study's seed, data and epochs."""
+    import keras
+
+    path = study.kept_model_path(chosen)
+    if path is not None:
+        log(f"trial {chosen.trial_id} (validation {chosen.val_accuracy:.4f}): {path}")
+        return keras.saving.load_model(path, compile=False), False
+    if not retrain:
+        raise ExportError(
+            f"trial {chosen.trial_id} of study {study.name!r} is the most accurate within "
+            f"{limits.describe()}, but its model was not kept (models/ holds the 10 best "
+            "trials' models and those of the fronts against latency, size and parameters; "
+            "a study run before that kept only the 10 best): nothing was written; --retrain "
+            "trains it again from its configuration (the study's seed, data and epochs)"
+        )
+    from search.run import study_runner
+
+    log(f"trial {chosen.trial_id}'s model was not kept: training it again ...")
+    try:
+        return study_runner(study, results).retrain(chosen), True
+    except RuntimeError as exc:  # the configuration failed to train again
+        raise ExportError(str(exc)) from None
 
 
 def _existing_study(name: str, results: str | None):
@@ -573,6 +590,11 @@ def _limited_about(
         lines.append(
             f"- {field.replace('_ms', '').replace('_mb', '')}: {mine:,.4g} {UNITS[field]} "
             f"against {theirs:,.4g} (gained {saved:,.4g}{ratio})"
+        )
+    if tradeoff.get("retrained"):
+        lines.append(
+            "- its model was not kept: trained again from its configuration for this export "
+            "(the study's seed, data and epochs)"
         )
     if test is not None:
         se = standard_error(test["accuracy"], test["n"])
@@ -788,6 +810,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_limit_options(parser, "pick")
     parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="with a limit: where the chosen trial's model was not kept, train it again from "
+        "its configuration (the study's seed, data and epochs: one trial's training)",
+    )
+    parser.add_argument(
         "--check-images",
         type=int,
         default=DEFAULT_CHECK_IMAGES,
@@ -811,7 +839,15 @@ def _export_chosen(
             )
         out = Path(args.out or Path("exports") / f"{args.study}-within-limits")
         record = export_within_limits(
-            args.study, args.results, limits, out, formats, args.sample, args.check_images, log=log
+            args.study,
+            args.results,
+            limits,
+            out,
+            formats,
+            args.sample,
+            args.check_images,
+            log=log,
+            retrain=args.retrain,
         )
         chosen = record["tradeoff"]["chosen"]
         return (

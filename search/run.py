@@ -209,6 +209,38 @@ def _multi_objective_engine(engine: str, objective: str | None) -> bool:
     return False
 
 
+def study_runner(study, results: str | os.PathLike | None = None):
+    """The runner a study's trials were trained by, rebuilt from its study.json (space, data,
+    settings, seed), in this process and without the search's clock: to train one of its
+    trials again (``TrialRunner.retrain``) where its model was not kept."""
+    from types import SimpleNamespace
+
+    from search.results import read_json
+    from spaces import get_space
+
+    recorded = read_json(study.study_json)
+    settings = {
+        **{k: None for k in ("max_latency_ms", "max_size_mb", "cv_folds", "rungs", "weights")},
+        "objective": "accuracy",
+        "batch_size": 32,
+        "max_params": None,
+        **(recorded.get("config") or {}),
+        "isolate": False,
+        "max_time": None,
+    }
+    seed = int(recorded.get("seed") or 0)
+    options = ("synthetic", "data", "subset", "max_image_size")
+    args = SimpleNamespace(
+        **{k: settings.get(k) for k in options},
+        seed=seed,
+        keep_split=None,
+        no_progress=True,
+        results=results,
+    )
+    data, _ = _load_data(args)
+    return _trial_runner(get_space(recorded["space"]), data, study, settings, seed, 0, ())
+
+
 def _limits(settings):
     """The hard limits ``settings`` hold (``search.latency.Limits``)."""
     from search.latency import Limits

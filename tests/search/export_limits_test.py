@@ -5,6 +5,7 @@ limits, from the model the study kept, with the trade-off in export.json and the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,31 @@ def test_limits_need_a_study_and_are_positive(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export_main(["--study", "s", "--max-latency-ms", "0"])
     assert "--max-latency-ms: must be a positive number of ms, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_retrain_trains_a_trial_whose_model_is_gone_again(tmp_path, capsys):
+    from search.run import main as run_main
+
+    assert (
+        run_main(
+            ["--space", "cnn", "--synthetic", "--trials", "2", "--epochs", "1", "--no-progress"]
+            + ["--in-process", "--max-size-mb", "1000", "--results", str(tmp_path)]
+        )
+        == 0
+    )
+    folder = tmp_path / "searches" / "cnn-optuna-tpe"
+    for kept in [*(folder / "models").glob("trial-*.keras"), folder / "checkpoints"]:
+        shutil.rmtree(kept) if kept.is_dir() else kept.unlink()
+    images = make_class_folders(tmp_path / "images", {c: 1 for c in CLASSES}, seed=4)
+    flags = ["--study", "cnn-optuna-tpe", "--results", str(tmp_path), "--max-size-mb", "1000"]
+    flags += ["--sample", str(images)]  # synthetic data has no split manifest to sample
+    assert export_main([*flags, "--out", str(tmp_path / "b1")]) == 2
+    assert "--retrain trains it again" in capsys.readouterr().err
+    assert export_main([*flags, "--retrain", "--out", str(tmp_path / "b2")]) == 0, (
+        capsys.readouterr().err
+    )
+    record = json.loads((tmp_path / "b2" / "export.json").read_text())
+    assert record["tradeoff"]["retrained"] is True
+    assert record["formats"]["keras"]["status"] == "ok"
+    assert "trained again from its configuration" in (tmp_path / "b2" / "MODEL_CARD.md").read_text()
