@@ -188,6 +188,16 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
     )
 
 
+def _finish(study, runner) -> dict[str, Any]:
+    """The best trial evaluated once on test (and the ensemble): what ``run_search`` returns."""
+    from search.results import read_json
+    from search.scoring import finalize
+
+    best = finalize(study, runner)
+    ensemble = read_json(study.ensemble_json) if study.ensemble_json.exists() else None
+    return {"study_dir": study.dir, "records": study.records(), "best": best, "ensemble": ensemble}
+
+
 def _multi_objective_engine(engine: str, objective: str | None) -> bool:
     """Whether ``engine`` takes objectives and limits (Optuna); a SearchError for several
     objectives on one that does not (keras-tuner sums them into one score)."""
@@ -285,16 +295,6 @@ def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, An
                 "--study NAME for a new study"
             )
     return goals
-
-
-def _finish(study, runner) -> dict[str, Any]:
-    """The best trial evaluated once on test (and the ensemble): what ``run_search`` returns."""
-    from search.results import read_json
-    from search.scoring import finalize
-
-    best = finalize(study, runner)
-    ensemble = read_json(study.ensemble_json) if study.ensemble_json.exists() else None
-    return {"study_dir": study.dir, "records": study.records(), "best": best, "ensemble": ensemble}
 
 
 def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
