@@ -222,3 +222,66 @@ class RungEnd(keras.callbacks.Callback):
         )
         logs["rung"] = float(self.index)
         logs["rung_score"] = self.best
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """At the last epoch of a fit, replace every batch-norm layer's moving statistics by the
+    population statistics of ``images`` training images under the final weights ("precise
+    BN", Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm"), validate again, and put that
+    score in the epoch's logs for the callbacks after it (the history, the best epoch, the
+    engine).
+
+    Why: a moving average (momentum 0.99, about the last hundred steps) trails weights that
+    a high learning rate still moves, and a short fit has few steps to settle it. On this
+    project's data the cnn starting point scored 14.6% validation after a fidelity rung's 8
+    epochs on a quarter of the images at 64 px (every image called one class) while it
+    trained at 79%; the same weights with recomputed statistics scored 74.9%. A search that
+    judges configurations on short fits must judge them on what they learned. Must come
+    before the callbacks that read the logs; a model without batch norm is left alone."""
+
+    def __init__(self, data, image_size: int, epochs: int, images: int = 1024, seed: int = 0):
+        super().__init__()
+        self.data, self.image_size, self.epochs = data, int(image_size), int(epochs)
+        self.images, self.seed = int(images), int(seed)
+
+    def on_epoch_end(self, epoch, logs=None):
+        layers = list(_batch_norm_layers(self.model))
+        if epoch != self.epochs - 1 or not layers or logs is None or "val_accuracy" not in logs:
+            return
+        import numpy as np
+
+        x, _ = self.data.arrays("train", self.image_size)
+        pick = np.random.default_rng(self.seed).permutation(len(x))[: self.images]
+        recompute_batch_norm(self.model, layers, x[np.sort(pick)])
+        xv, yv = self.data.arrays("val", self.image_size)
+        probs = np.asarray(self.model.predict(xv, batch_size=64, verbose=0), dtype=np.float64)
+        logs["val_accuracy"] = float(np.mean(probs.argmax(axis=1) == yv))
+        logs["val_loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(yv)), yv], 1e-7, 1))))
+
+
+def recompute_batch_norm(model, layers, x, batch_size: int = 32) -> None:
+    """Set ``layers``' (batch norms of ``model``) moving mean and variance to the average of
+    their batch statistics over ``x``, in training mode with no weight update: each batch
+    enters with momentum k / (k + 1), which makes the moving value the running mean."""
+    import numpy as np
+
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, dtype="float32"))
+    try:
+        for k, start in enumerate(range(0, len(x), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(x[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+
+
+def _batch_norm_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        elif getattr(layer, "layers", None):
+            yield from _batch_norm_layers(layer)

@@ -62,6 +62,8 @@ class CNNSpace(Space):
     # --rungs auto: 64 px (a sixteenth of the work of 256 px, a quarter of 128 px), then 96 px,
     # then the trial's own size; with global pooling the weights carry over as the image grows.
     fidelity_sizes = (64, 96, None)
+    # Short fits (a fidelity rung) leave batch norm's moving statistics behind the weights.
+    precise_batch_norm = True
 
     def build(self, hp: Any, ctx: BuildContext):
         from search.training import compile_classifier

@@ -67,6 +67,10 @@ class Space:
     # the trial's own size. Sizes the space can train at; a space without its own keeps the
     # full size and climbs in training data and epochs only.
     fidelity_sizes: ClassVar[tuple[int | None, ...]] = (None, None, None)
+    # True where the last epoch of every fit is validated with its batch norms' statistics
+    # recomputed on the training images (search.training.PreciseBatchNorm). Not for a
+    # pretrained backbone, whose statistics are part of what it brings.
+    precise_batch_norm: ClassVar[bool] = False
 
     def build(self, hp: Any, ctx: BuildContext):
         """Declare the hyperparameters on ``hp`` and return a compiled keras model.
@@ -105,13 +109,17 @@ class Space:
         """Train ``model`` on the training images, validating every epoch; epochs
         ``initial_epoch`` .. ``epochs - 1`` (a warm start continues a trained model, see
         :attr:`warm_starts`)."""
+        from search.training import PreciseBatchNorm
+
         size = int(model.input_shape[1])
+        # First: it rewrites the last epoch's validation logs the trial's callbacks read.
+        precise = [PreciseBatchNorm(data, size, epochs)] if self.precise_batch_norm else []
         model.fit(
             data.dataset("train", size, batch_size, shuffle=True),
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=[*self.training_callbacks(hp, epochs), *callbacks],
+            callbacks=[*precise, *self.training_callbacks(hp, epochs), *callbacks],
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
