@@ -266,22 +266,21 @@ def _tflite_writer(quantize: bool) -> Callable[[Any, Path], None]:
     return write
 
 
-def _tflite_interpreter(path: Path, threads: int | None = None):
+def _tflite_interpreter(path: Path):
     """LiteRT's interpreter (ai-edge-litert), the runtime phones use; TensorFlow's own
-    tf.lite.Interpreter (deprecated, same kernels) where it is not installed. ``threads``:
-    the interpreter's thread count (None: the runtime's default)."""
+    tf.lite.Interpreter (deprecated, same kernels) where it is not installed."""
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter(
-            model_path=str(path), num_threads=threads
+            model_path=str(path)
         ), f"LiteRT {_version('ai-edge-litert')} (ai-edge-litert)"
     import tensorflow as tf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return (
-            tf.lite.Interpreter(model_path=str(path), num_threads=threads),
+            tf.lite.Interpreter(model_path=str(path)),
             f"tf.lite.Interpreter (TensorFlow {tf.__version__}; {EXTRA} for LiteRT)",
         )
 
