@@ -163,8 +163,12 @@ def _declare(hp: Any, ctx: BuildContext) -> dict[str, Any]:
     v: dict[str, Any] = {}
     # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU. Up to
     # --max-image-size: sizes above it would all train at it, the same configuration drawn
-    # under several names (a mutation of one would change nothing).
-    top = max(MIN_IMAGE_SIZE, min(MAX_IMAGE_SIZE, ctx.max_image_size or MAX_IMAGE_SIZE))
+    # under several names (a mutation of one would change nothing). At least two sizes: a
+    # single-valued Optuna distribution made the search process grow by megabytes a trial
+    # (tests/search/isolation_memory_test.py).
+    top = max(
+        MIN_IMAGE_SIZE + IMAGE_SIZE_STEP, min(MAX_IMAGE_SIZE, ctx.max_image_size or MAX_IMAGE_SIZE)
+    )
     top -= (top - MIN_IMAGE_SIZE) % IMAGE_SIZE_STEP
     v["image_size"] = hp.Int("image_size", MIN_IMAGE_SIZE, top, step=IMAGE_SIZE_STEP, default=top)
     v["blocks"] = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
