@@ -25,7 +25,7 @@ def model_macs(model) -> int:
     convolution layers; a separable convolution's depthwise part is counted at the output's
     positions)."""
     total = 0
-    for layer in _layers(model):
+    for layer in leaf_layers(model):
         kernels = [w for w in layer.weights if w.name.split("/")[-1] in _KERNELS]
         if not kernels:
             continue
@@ -38,10 +38,11 @@ def model_macs(model) -> int:
     return int(total)
 
 
-def _layers(model) -> Iterable[Any]:
+def leaf_layers(model) -> Iterable[Any]:
+    """Every layer of ``model``, nested models (a backbone) opened."""
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:  # a nested model (a backbone)
-            yield from _layers(layer)
+            yield from leaf_layers(layer)
         else:
             yield layer
 

@@ -159,7 +159,7 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
             num_classes=len(data.class_names),
             max_image_size=settings["max_image_size"],
             weights=settings["weights"],
-            climbs=settings["rungs"] is not None,
+            climbs=ladder is not None,
         ),
         max_params=settings["max_params"],
         verbose=verbose,

@@ -280,8 +280,8 @@ def recompute_batch_norm(model, layers, x, batch_size: int = 32) -> None:
 
 
 def _batch_norm_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            yield layer
-        elif getattr(layer, "layers", None):
-            yield from _batch_norm_layers(layer)
+    from search.cost import leaf_layers
+
+    return (
+        layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+    )
