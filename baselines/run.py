@@ -2,6 +2,7 @@
 
     python -m baselines.run cnn [--epochs 35] [--image-size 256] [--data DIR] [--seed 0]
     python -m baselines.run mobilenet [--epochs 20] [--fine-tune-epochs 10] [--weights FILE]
+    python -m baselines.run cnn --measure   # only its latency and size, added to metrics.json
 
 A baseline is its space's reference configuration trained by the same runner as any trial
 (see baselines/__init__.py). Writes ``results/baselines/<name>/metrics.json`` (small, committed) and ``model.keras``
@@ -87,7 +88,39 @@ def run_baseline(
     out_dir = baseline_dir(results_root(results), name, recipe["changed"])
     metrics = _score_and_save(name, space, ctx, recipe, source, record, model, out_dir)
     metrics["seed"] = seed
+    # Where it ships (search.latency): latency_ms, size_mb and the measurement, for the fronts.
+    metrics.update(runner.measured(fixed_hyperparameters(recipe["config"]), model, strict=False))
     write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def measure_baseline(name: str, results: str | None = None) -> dict[str, Any]:
+    """Add a reproduced baseline's latency and size where it ships (``search.latency``) to its
+    ``metrics.json``, from its recipe built untrained (latency and size need no weights): a
+    few seconds, no data. Returns the updated metrics."""
+    from search.hyperparameters import fixed_hyperparameters
+    from search.latency import measure_latency, record_fields
+    from spaces import BuildContext, get_space
+
+    baseline = get_baseline(name)
+    path = results_root(results) / "baselines" / name / "metrics.json"
+    if not path.exists():
+        raise BaselineError(f"no reproduced {name} baseline at {path}: run it first")
+    metrics = read_json(path)
+    config = baseline.reference_config()
+    config.update({k: v for k, v in (metrics.get("config") or {}).items() if k in config})
+    space = get_space(baseline.space)
+    hp = fixed_hyperparameters(config)
+    classes = len((metrics.get("test") or {}).get("per_class") or {}) or 5
+    model = space.build(hp, BuildContext(num_classes=classes, weights=None))
+    recorded = (metrics.get("params") or {}).get("total")
+    if recorded is not None and model.count_params() != recorded:
+        raise BaselineError(
+            f"the {name} recipe builds {model.count_params():,} parameters, its run had "
+            f"{recorded:,}: the space changed since; run the baseline again to measure it"
+        )
+    metrics.update(record_fields(measure_latency(space.inference_model(hp, model))))
+    write_json(path, metrics)
     return metrics
 
 
@@ -283,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         "for random initialisation (default: Keras' imagenet cache)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="train nothing: add the reproduced baseline's latency and size where it ships "
+        "(float TFLite, batch 1, LiteRT) to its metrics.json, for the dashboard's fronts",
+    )
     return parser
 
 
@@ -295,6 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     from spaces import get_space
     from spaces.backbones import get_backbone
 
+    if args.measure:
+        try:
+            metrics = measure_baseline(args.name, args.results)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{args.name}: {metrics['latency_ms']:.2f} ms (median, batch 1, "
+            f"{metrics['latency']['runtime']}, {metrics['latency']['threads']} thread), "
+            f"{metrics['size_mb']:.2f} MB; added to its metrics.json"
+        )
+        return 0
     try:
         space = get_space(get_baseline(args.name).space)
         weights = None

@@ -14,7 +14,6 @@ bench and the tests draw the same kind of data.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
 import sys
@@ -25,24 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from search.dashboard import write_dashboard  # noqa: E402
+from search.latency import machine  # noqa: E402
 from search.results import load_results  # noqa: E402
 from tests.search.dashboard.fixtures import (  # noqa: E402
     write_baselines,
     write_keras_tuner_study,
     write_optuna_study,
 )
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
 def build_tree(root: Path, n_trials: int) -> float:
@@ -102,7 +90,7 @@ def main() -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dashboard_bench_"))
     try:
         setup = build_tree(root / "results", args.trials)
-        print(f"machine: {machine()}")
+        print(f"machine: {machine()}, Python {platform.python_version()}")
         print(
             f"synthetic tree: 2 studies x {args.trials} trials (Keras Tuner table + Optuna SQLite), "
             f"built in {setup:.1f} s under {root}"

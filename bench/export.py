@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from datetime import date
@@ -27,22 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from search.data import decode_image  # noqa: E402
+from search.latency import machine, timed  # noqa: E402
 from search.model_io import BUNDLE_RECORD, FormatError, open_model  # noqa: E402
 from search.results import environment_info, read_json, write_json  # noqa: E402
 
 BATCH = 32
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs visible, {platform.system()} {platform.release()}"
 
 
 def newest_bundle(root: Path = Path("exports")) -> Path:
@@ -70,21 +58,6 @@ def sample(record: dict, size: int) -> tuple[np.ndarray, str]:
         origin = "random pixels (the bundle's check images are not on this machine)"
     reps = -(-BATCH // len(images))
     return np.stack((images * reps)[:BATCH]), origin
-
-
-def timed(call, repeats: int) -> dict[str, float]:
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - started)
-    ms = np.array(seconds) * 1000
-    return {
-        "median_ms": float(np.median(ms)),
-        "p10_ms": float(np.percentile(ms, 10)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "calls": repeats,
-    }
 
 
 def bench_bundle(bundle: Path, repeats: int) -> dict:

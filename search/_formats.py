@@ -266,21 +266,22 @@ def _tflite_writer(quantize: bool) -> Callable[[Any, Path], None]:
     return write
 
 
-def _tflite_interpreter(path: Path):
+def _tflite_interpreter(path: Path, threads: int | None = None):
     """LiteRT's interpreter (ai-edge-litert), the runtime phones use; TensorFlow's own
-    tf.lite.Interpreter (deprecated, same kernels) where it is not installed."""
+    tf.lite.Interpreter (deprecated, same kernels) where it is not installed. ``threads``:
+    the interpreter's thread count (None: the runtime's default)."""
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter(
-            model_path=str(path)
+            model_path=str(path), num_threads=threads
         ), f"LiteRT {_version('ai-edge-litert')} (ai-edge-litert)"
     import tensorflow as tf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return (
-            tf.lite.Interpreter(model_path=str(path)),
+            tf.lite.Interpreter(model_path=str(path), num_threads=threads),
             f"tf.lite.Interpreter (TensorFlow {tf.__version__}; {EXTRA} for LiteRT)",
         )
 

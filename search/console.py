@@ -36,6 +36,14 @@ def quiet_tensorflow() -> None:
         os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
+@contextlib.contextmanager
+def native_lines_aside() -> Iterator[None]:
+    """Keep what native code writes to file descriptor 2 inside the block (LiteRT's "Created
+    TensorFlow Lite XNNPACK delegate" line) off the console; shown after all if it fails."""
+    with _descriptor_2_set_aside():
+        yield
+
+
 class _Captured:
     failed = False
 

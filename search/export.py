@@ -46,6 +46,7 @@ from search._files import first_line
 from search._formats import checksum, cli_formats, format_versions, size_bytes
 from search.console import quiet_tensorflow
 from search.data import IMAGE_SUFFIXES, decode_image, load_manifest
+from search.latency import Limits, add_limit_options
 from search.model_io import BUNDLE_RECORD, FORMATS, FormatError, load_model, sidecar_path
 from search.results import ModelResult, best_model, environment_info, load_results, write_json
 
@@ -378,25 +379,15 @@ def export_ensemble(
     ensemble's input size), and export it like any model."""
     from search.ensemble import ensemble_model
     from search.results import read_json
-    from search.study import SearchError, Study
 
-    try:
-        study = Study.existing(study_name, results)
-    except SearchError as exc:
-        raise ExportError(str(exc)) from None
+    study = _existing_study(study_name, results)
     if not study.ensemble_json.exists():
         raise ExportError(
             f"study {study_name!r} has no ensemble ({study.ensemble_json}): an "
             "ensemble is built when a search with two or more completed trials ends"
         )
-    if not sidecar_path(study.best_model_path).exists():
-        raise ExportError(
-            f"{study.best_model_path} has no sidecar naming the classes: resume "
-            f"the study once (python -m search.run ... --study {study_name}) to "
-            "write its best model"
-        )
+    meta = _study_sidecar(study)
     chosen = read_json(study.ensemble_json)
-    meta = read_json(sidecar_path(study.best_model_path))
     members = _ensemble_members(study, chosen, log)
     model = ensemble_model(members, name=f"{study_name}_ensemble")
     size = int(model.input_shape[1])
@@ -422,6 +413,198 @@ def export_ensemble(
         record["test_of_exported_model"] = test
         write_json(out / BUNDLE_RECORD, record)
     return record
+
+
+def export_within_limits(
+    study_name: str,
+    results: str | None,
+    limits,
+    out: Path,
+    formats: Sequence[str],
+    sample_folder: str | None = None,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+    log: Callable[[str], None] = lambda line: None,
+    retrain: bool = False,
+) -> dict[str, Any]:
+    """Export the study's most accurate trial (on validation) within ``limits`` (a
+    ``search.latency.Limits``) from the model the study kept (or, with ``retrain`` where it
+    was not kept, trained again from its configuration), scored once on the test split;
+    export.json's ``tradeoff`` and the card say what it gave up against the study's best
+    (validation accuracy) and what it gained (latency, size, parameters)."""
+    study = _existing_study(study_name, results)
+    chosen = _within(study, limits)
+    meta = _study_sidecar(study)
+    model, retrained = _trial_model(study, chosen, limits, results, retrain, log)
+    size = int(model.input_shape[1])
+    sidecar = {
+        **{k: meta.get(k) for k in ("class_names", "manifest", "versions")},
+        "image_size": size,
+        "study": study_name,
+        "trial_id": chosen.trial_id,
+    }
+    test = _test_score(model, meta, size, log)
+    tradeoff = {**_tradeoff(study.best_record(), chosen, limits), "retrained": retrained}
+    record = write_bundle(
+        model,
+        sidecar,
+        out,
+        formats,
+        sample_images(sidecar, check_images, sample_folder),
+        about=_limited_about(study_name, chosen, tradeoff, test),
+        source=f"trial {chosen.trial_id} of study {study_name}",
+        log=log,
+    )
+    record["tradeoff"] = tradeoff
+    if test is not None:
+        record["test_of_exported_model"] = test
+    write_json(out / BUNDLE_RECORD, record)
+    return record
+
+
+def _trial_model(study, chosen, limits, results, retrain: bool, log) -> tuple[Any, bool]:
+    """``(model, retrained)``: the chosen trial's kept model, or (``retrain``) the model of
+    its configuration trained again with the study's seed, data and epochs."""
+    import keras
+
+    path = study.kept_model_path(chosen)
+    if path is not None:
+        log(f"trial {chosen.trial_id} (validation {chosen.val_accuracy:.4f}): {path}")
+        return keras.saving.load_model(path, compile=False), False
+    if not retrain:
+        raise ExportError(
+            f"trial {chosen.trial_id} of study {study.name!r} is the most accurate within "
+            f"{limits.describe()}, but its model was not kept (models/ holds the 10 best "
+            "trials' models and those of the fronts against latency, size and parameters; "
+            "a study run before that kept only the 10 best): nothing was written; --retrain "
+            "trains it again from its configuration (the study's seed, data and epochs)"
+        )
+    from search.run import study_runner
+
+    log(f"trial {chosen.trial_id}'s model was not kept: training it again ...")
+    try:
+        return study_runner(study, results).retrain(chosen), True
+    except RuntimeError as exc:  # the configuration failed to train again
+        raise ExportError(str(exc)) from None
+
+
+def _existing_study(name: str, results: str | None):
+    from search.study import SearchError, Study
+
+    try:
+        return Study.existing(name, results)
+    except SearchError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _study_sidecar(study) -> dict[str, Any]:
+    """The study's best model's sidecar (class names, split manifest): every model of the
+    study shares them."""
+    from search.results import read_json
+
+    if not sidecar_path(study.best_model_path).exists():
+        raise ExportError(
+            f"{study.best_model_path} has no sidecar naming the classes: resume "
+            f"the study once (python -m search.run ... --study {study.name}) to "
+            "write its best model"
+        )
+    return read_json(sidecar_path(study.best_model_path))
+
+
+def _within(study, limits):
+    """The study's most accurate completed trial (validation) within ``limits``, or an
+    ExportError naming the cheapest trial per limit and the trials never measured."""
+    from search.latency import FLAGS, UNITS
+    from search.results import completed_trials, is_number, within_limits
+
+    bounds = limits.bounds()
+    found = within_limits(study.records(), bounds)
+    if found:
+        return found[0]
+    done = completed_trials(study.records())
+    nearest = []
+    for field in bounds:
+        measured = [r for r in done if is_number(getattr(r, field))]
+        if len(measured) < len(done):
+            nearest.append(f"{len(done) - len(measured)} completed trial(s) have no {field}")
+        if measured:
+            low = min(measured, key=lambda r: getattr(r, field))
+            nearest.append(
+                f"lowest {field}: trial {low.trial_id}'s {getattr(low, field):g} {UNITS[field]}"
+            )
+    raise ExportError(
+        f"no completed trial of study {study.name!r} is within {limits.describe()}"
+        + (f" ({'; '.join(nearest)})" if nearest else "")
+        + ": raise the limit, or search with it (python -m search.run ... "
+        + " ".join(f"{FLAGS[f]} {v:g}" for f, v in bounds.items())
+        + ")"
+    )
+
+
+def _tradeoff(best, chosen, limits) -> dict[str, Any]:
+    """What the chosen trial gave up against the study's best (validation accuracy) and
+    gained (each cost both have): export.json's ``tradeoff``."""
+    from search.results import COST_FIELDS, is_number
+
+    def figures(r) -> dict[str, Any]:
+        return {
+            "trial_id": r.trial_id,
+            "val_accuracy": r.val_accuracy,
+            **{f: getattr(r, f) for f in COST_FIELDS},
+        }
+
+    gained = {
+        f: getattr(best, f) - getattr(chosen, f)
+        for f in COST_FIELDS
+        if is_number(getattr(best, f)) and is_number(getattr(chosen, f))
+    }
+    return {
+        "limits": limits.bounds(),
+        "chosen": figures(chosen),
+        "study_best": figures(best),
+        "val_accuracy_given_up": best.val_accuracy - chosen.val_accuracy,
+        "gained": gained,
+    }
+
+
+def _limited_about(
+    study_name: str, chosen, tradeoff: dict[str, Any], test: dict[str, Any] | None
+) -> list[str]:
+    """The card's head for a model chosen within limits: the trade-off in words."""
+    from search.latency import FLAGS, UNITS
+    from search.results import standard_error
+
+    best = tradeoff["study_best"]
+    limits = ", ".join(f"{FLAGS[f]} {v:g}" for f, v in tradeoff["limits"].items())
+    lines = [
+        f"# trial {chosen.trial_id} of study {study_name}, within {limits}",
+        "",
+        f"- the most accurate trial on validation within the limits: {chosen.val_accuracy:.4f} "
+        f"(used for selection); the study's best, trial {best['trial_id']}: "
+        f"{best['val_accuracy']:.4f}. Given up: "
+        f"{100 * tradeoff['val_accuracy_given_up']:.2f} points of validation accuracy "
+        "(differences under two standard errors are noise)",
+    ]
+    for field, saved in tradeoff["gained"].items():
+        mine, theirs = tradeoff["chosen"][field], best[field]
+        ratio = f", {theirs / mine:.1f}x less" if mine else ""
+        lines.append(
+            f"- {field.replace('_ms', '').replace('_mb', '')}: {mine:,.4g} {UNITS[field]} "
+            f"against {theirs:,.4g} (gained {saved:,.4g}{ratio})"
+        )
+    if tradeoff.get("retrained"):
+        lines.append(
+            "- its model was not kept: trained again from its configuration for this export "
+            "(the study's seed, data and epochs)"
+        )
+    if test is not None:
+        se = standard_error(test["accuracy"], test["n"])
+        lines.append(
+            f"- leak-free test accuracy {test['accuracy']:.4f} ± {se:.4f}, balanced "
+            f"{test['balanced_accuracy']:.4f} on {test['n']} images (scored once, at export)"
+        )
+    lines += ["", "Configuration:", "", "```"]
+    lines += [f"{k}: {v}" for k, v in sorted(chosen.config.items())] + ["```"]
+    return lines
 
 
 def _ensemble_members(study, chosen: dict[str, Any], log: Callable[[str], None]) -> list:
@@ -625,6 +808,13 @@ def _parser() -> argparse.ArgumentParser:
         "--sample",
         help="folder of images to check the exported files on (default: the model's test split)",
     )
+    add_limit_options(parser, "pick")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="with a limit: where the chosen trial's model was not kept, train it again from "
+        "its configuration (the study's seed, data and epochs: one trial's training)",
+    )
     parser.add_argument(
         "--check-images",
         type=int,
@@ -640,6 +830,32 @@ def _export_chosen(
     """Export what the command line chose: what it is in words, where it went, the record."""
     if args.ensemble and not args.study:
         raise ExportError("--ensemble exports a study's ensemble: add --study NAME")
+    limits = Limits(args.max_params, args.max_latency_ms, args.max_size_mb)
+    if limits.bounds():
+        if not args.study or args.ensemble:
+            raise ExportError(
+                f"{limits.describe()} picks among a study's trials: give --study NAME "
+                "(without --ensemble)"
+            )
+        out = Path(args.out or Path("exports") / f"{args.study}-within-limits")
+        record = export_within_limits(
+            args.study,
+            args.results,
+            limits,
+            out,
+            formats,
+            args.sample,
+            args.check_images,
+            log=log,
+            retrain=args.retrain,
+        )
+        chosen = record["tradeoff"]["chosen"]
+        return (
+            f"trial {chosen['trial_id']} of study {args.study} (validation accuracy "
+            f"{chosen['val_accuracy']:.4f}, the most accurate within {limits.describe()})",
+            out,
+            record,
+        )
     if args.ensemble:
         out = Path(args.out or Path("exports") / f"{args.study}-ensemble")
         record = export_ensemble(

@@ -12,6 +12,8 @@ Examples::
         --max-image-size 128 --subset 0.5 --max-time 7200
     python -m search.run --space mobilenet --engine keras-tuner --algorithm hyperband --epochs 9
     python -m search.run --space cnn --engine optuna --synthetic --trials 3 --epochs 1  # smoke test
+    python -m search.run --space cnn --engine optuna --algorithm nsga2 \\
+        --objective accuracy,latency --max-size-mb 3   # the trade-off, within a limit
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def run_search(
     batch_size: int = 32,
     weights: str | None = None,
     max_params: int | None = 50_000_000,
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    objective: str | None = None,
     callbacks: Iterable = (),
     progress: bool = True,
     verbose: int = 0,
@@ -60,7 +65,11 @@ def run_search(
     (search.isolation: flat memory, out-of-memory kills recorded as failures); ``False`` trains
     in this process, which is faster for tiny trials. ``rungs`` ("auto" or a ladder, see
     ``search.fidelity``) makes every trial climb fidelity rungs; its last rung's epoch is then
-    the trial's budget. Returns ``{"study_dir", "records", "best", "ensemble"}``.
+    the trial's budget. ``max_latency_ms`` and ``max_size_mb`` (with ``max_params``) are hard
+    limits: a configuration over one is measured (``search.latency``) and refused before it
+    trains, a PRUNED row. ``objective`` is ``"accuracy"`` (the default) or ``"accuracy,COST"``
+    with COST latency, params or size: a multi-objective Optuna study. A resumed study keeps
+    its objective and limits. Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
     # Long: the public keyword API and the settings study.json records, one line each; the
     # work is in _ladder, _make_engine, _trial_runner and _finish.
@@ -80,6 +89,9 @@ def run_search(
         seed = recorded.get("seed", 0)  # resuming without --seed keeps the study's seed
     ladder = _ladder(rungs, space, epochs, recorded, name)
     epochs = ladder.epochs if ladder is not None else epochs
+    goals = _goals(
+        objective, {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb}, recorded, name
+    )
     # What study.json records of this run; the engine and the runner are built from it.
     settings = {
         "trials": trials,
@@ -91,6 +103,7 @@ def run_search(
         "batch_size": batch_size,
         "weights": weights,
         "max_params": max_params,
+        **goals,
         "isolate": isolate,
         "cv_folds": cv_folds,
         "references": references,
@@ -128,6 +141,9 @@ def _make_engine(engine: str, algorithm: str, settings, *, seed, ladder, heartbe
             f"study through the storage), not {engine!r}"
         )
     beat = {"heartbeat": heartbeat} if heartbeat is not None else {}
+    if _multi_objective_engine(engine, settings["objective"]):
+        # The engine's study has the objectives, and its sampler learns the limits.
+        beat.update(objectives=tuple(settings["objective"].split(",")), limits=_limits(settings))
     return get_engine(
         engine,
         algorithm,
@@ -162,6 +178,9 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
             climbs=ladder is not None,
         ),
         max_params=settings["max_params"],
+        max_latency_ms=settings["max_latency_ms"],
+        max_size_mb=settings["max_size_mb"],
+        measure=_when_measured(settings),
         verbose=verbose,
         callbacks=callbacks,
         isolate=settings["isolate"],
@@ -189,6 +208,105 @@ def _finish(study, runner) -> dict[str, Any]:
     best = finalize(study, runner)
     ensemble = read_json(study.ensemble_json) if study.ensemble_json.exists() else None
     return {"study_dir": study.dir, "records": study.records(), "best": best, "ensemble": ensemble}
+
+
+def _multi_objective_engine(engine: str, objective: str | None) -> bool:
+    """Whether ``engine`` takes objectives and limits (Optuna); a SearchError for several
+    objectives on one that does not (keras-tuner sums them into one score)."""
+    from search.engines.base import takes_option
+    from search.latency import parse_objective
+    from search.study import SearchError
+
+    try:
+        objectives = parse_objective(objective)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    if takes_option(engine, "objectives"):
+        return True
+    if len(objectives) > 1:
+        raise SearchError(
+            f"--objective {','.join(objectives)} needs --engine optuna (a multi-objective "
+            f"study with a Pareto front); {engine} sums objectives into one score"
+        )
+    return False
+
+
+def study_runner(study, results: str | os.PathLike | None = None):
+    """The runner a study's trials were trained by, rebuilt from its study.json (space, data,
+    settings, seed), in this process and without the search's clock: to train one of its
+    trials again (``TrialRunner.retrain``) where its model was not kept."""
+    from types import SimpleNamespace
+
+    from search.results import read_json
+    from spaces import get_space
+
+    recorded = read_json(study.study_json)
+    settings = {
+        **{k: None for k in ("max_latency_ms", "max_size_mb", "cv_folds", "rungs", "weights")},
+        "objective": "accuracy",
+        "batch_size": 32,
+        "max_params": None,
+        **(recorded.get("config") or {}),
+        "isolate": False,
+        "max_time": None,
+    }
+    seed = int(recorded.get("seed") or 0)
+    options = ("synthetic", "data", "subset", "max_image_size")
+    args = SimpleNamespace(
+        **{k: settings.get(k) for k in options},
+        seed=seed,
+        keep_split=None,
+        no_progress=True,
+        results=results,
+    )
+    data, _ = _load_data(args)
+    return _trial_runner(get_space(recorded["space"]), data, study, settings, seed, 0, ())
+
+
+def _limits(settings):
+    """The hard limits ``settings`` hold (``search.latency.Limits``)."""
+    from search.latency import Limits
+
+    return Limits(settings["max_params"], settings["max_latency_ms"], settings["max_size_mb"])
+
+
+def _when_measured(settings) -> str:
+    """When a trial's latency and size are measured: ``"before"`` it trains where a limit or
+    the objective needs them (a configuration over a limit is then refused untrained), else
+    ``"after"`` a COMPLETE trial (a few seconds), so that every study has its fronts."""
+    costly = settings["objective"].split(",")[1:] in (["latency"], ["size"])
+    return "before" if costly or _limits(settings).measured else "after"
+
+
+def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, Any], study: str):
+    """``{"objective", "max_latency_ms", "max_size_mb"}`` for study.json: checked (a limit is
+    a positive number); a resumed study keeps its own, and refuses others given."""
+    from search.latency import parse_objective
+    from search.results import is_number
+    from search.study import SearchError
+
+    before = (recorded.get("config") or {}) if recorded else None
+    try:
+        goals = {
+            "objective": ",".join(parse_objective(objective or (before or {}).get("objective")))
+        }
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    for key, value in limits.items():
+        if value is not None and not (is_number(value) and value > 0):
+            raise SearchError(f"--{key.replace('_', '-')} must be a positive number, got {value!r}")
+        goals[key] = value if value is not None else (before or {}).get(key)
+    if before is not None:
+        old = {"objective": ",".join(parse_objective(before.get("objective")))}
+        old.update({key: before.get(key) for key in limits})
+        changed = [f"{k} {old[k]} -> {goals[k]}" for k in goals if goals[k] != old[k]]
+        if changed:
+            raise SearchError(
+                f"study {study!r} was run with other goals ({'; '.join(changed)}): its trials "
+                "were chosen and refused under its own; resume it without them, or pass "
+                "--study NAME for a new study"
+            )
+    return goals
 
 
 def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
@@ -237,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
-    """How the search runs: its starting points, rungs, pruner, budget, study and storage."""
+    """How the search runs: its starting points, rungs, objectives and limits, pruner, budget,
+    study and storage."""
+    from search.latency import add_limit_options
+
     p.add_argument(
         "--skip-references",
         action="store_true",
@@ -260,6 +381,15 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
         "the trial's budget)",
     )
+    p.add_argument(
+        "--objective",
+        metavar="accuracy[,latency|params|size]",
+        help="accuracy (default: validation accuracy) or accuracy with a cost to minimize "
+        "beside it: a multi-objective study (--engine optuna; --algorithm nsga2, tpe or "
+        "random), its Pareto front in best.json and the dashboard; the best model is still "
+        "the most accurate on validation",
+    )
+    add_limit_options(p)
     p.add_argument(
         "--pruner",
         help="optuna only: median | hyperband | halving | none (default "
@@ -432,6 +562,7 @@ def _search_from_args(args) -> dict[str, Any]:
     if args.cv is not None and args.cv < 2:
         raise SearchError(f"--cv {args.cv}: cross-validation needs at least 2 folds")
     weights = _resolve_weights(args.weights, space)
+    _multi_objective_engine(args.engine, args.objective)  # before the data is loaded
     quiet_tensorflow()  # once the options are checked; before anything imports tensorflow
     data, max_image_size = _load_data(args)
     return run_search(
@@ -459,6 +590,10 @@ def _search_from_args(args) -> dict[str, Any]:
         references=not (args.skip_references or args.from_scratch),
         starting_points=not args.from_scratch,
         rungs=args.rungs,
+        objective=args.objective,
+        max_latency_ms=args.max_latency_ms,
+        max_size_mb=args.max_size_mb,
+        **({"max_params": int(args.max_params)} if args.max_params is not None else {}),
     )
 
 
@@ -520,7 +655,14 @@ def _print_summary(outcome: dict[str, Any]) -> None:
     records = outcome["records"]
     states = {s: sum(r.state == s for r in records) for s in ("COMPLETE", "PRUNED", "FAIL")}
     print(f"study: {outcome['study_dir']}")
-    print("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in states.items()))
+    refused = sum(
+        r.state == "PRUNED" and (r.error or "").startswith("over a limit") for r in records
+    )
+    print(
+        "trials: "
+        + ", ".join(f"{v} {k.lower()}" for k, v in states.items())
+        + (f"; {refused} of the pruned refused untrained, over a limit" if refused else "")
+    )
     best = outcome["best"]
     if best is None:
         print("no trial completed; no best model")
@@ -542,6 +684,12 @@ def _print_summary(outcome: dict[str, Any]) -> None:
         print(
             f"  its {cv['folds']}-fold cross-validation over train + validation: "
             f"{cv['accuracy']:.4f} ± {cv['standard_error']:.4f} on {cv['n']} images"
+        )
+    if best.get("latency_ms") is not None:
+        print(
+            f"  where it ships: {best['latency_ms']:.2f} ms per image (median, batch 1, "
+            f"{best['latency']['runtime']}, {best['latency']['threads']} thread(s)), "
+            f"{best['size_mb']:.2f} MB float TFLite"
         )
     print(f"config: {best['config']}")
     _print_rungs(best.get("rungs"))

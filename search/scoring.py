@@ -24,19 +24,26 @@ def finalize(study, runner) -> dict[str, Any] | None:
     ran it (its data, and its ``retrain`` when the checkpoint is gone)."""
     summary = score_best_trial(study, runner)
     if summary is not None:
-        _report_rungs(study, summary)
+        _refresh_reports(study, summary)
         build_ensemble(study, runner.data)
     return summary
 
 
-def _report_rungs(study, summary: dict[str, Any]) -> None:
+def _refresh_reports(study, summary: dict[str, Any]) -> None:
     """Keep best.json's ``rungs`` (trials per fidelity rung, each rung's rank correlation with
-    the top: ``search.results.rung_report``) up to date with every trial so far; it reads no
-    test image, so it is refreshed at every finalize, not only when the best trial changes."""
+    the top: ``search.results.rung_report``) and ``front`` (the Pareto fronts of validation
+    accuracy against latency, size and parameters: ``search.results.front_summary``) up to
+    date with every trial so far; they read no test image, so they are refreshed at every
+    finalize, not only when the best trial changes."""
     recorded = results_mod.read_json(study.study_json) if study.study_json.exists() else {}
-    report = results_mod.rung_report(study.records(), top=results_mod.recorded_top_rung(recorded))
-    if report is not None and summary.get("rungs") != report:
-        summary["rungs"] = report
+    records = study.records()
+    reports = {
+        "rungs": results_mod.rung_report(records, top=results_mod.recorded_top_rung(recorded)),
+        "front": results_mod.front_summary(records) or None,
+    }
+    fresh = {k: v for k, v in reports.items() if v is not None and summary.get(k) != v}
+    if fresh:
+        summary.update(fresh)
         results_mod.write_json(study.best_json, summary)
 
 
@@ -105,5 +112,9 @@ def _summary(best, model, report: dict[str, Any], size: int, val_n: int, retrain
         "image_size": size,
         "retrained": retrained,
         "cv": best.cv,
+        # What it costs where it ships (search.latency): None where it was not measured.
+        "latency_ms": best.latency_ms,
+        "size_mb": best.size_mb,
+        "latency": best.latency,
         "evaluated_at": utc_now(),
     }

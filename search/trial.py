@@ -50,6 +50,13 @@ class ConfigurationError(ValueError):
     """A configuration that cannot be trained (raised before any training)."""
 
 
+class OverLimit(ConfigurationError):
+    """A configuration over a limit (``--max-params``, ``--max-latency-ms``,
+    ``--max-size-mb``): refused before training, a PRUNED row with the reason. PRUNED, not
+    FAIL: nothing is wrong with it, the search chose not to train it (as a pruner stops a
+    trial), and Optuna's samplers learn their constraints from PRUNED and COMPLETE trials."""
+
+
 class TrialRunner:
     """Runs one trial for any engine and records it in the study.
 
@@ -68,6 +75,9 @@ class TrialRunner:
         batch_size: int = 32,
         seed: int = 0,
         max_params: int | None = 50_000_000,
+        max_latency_ms: float | None = None,
+        max_size_mb: float | None = None,
+        measure: str | None = None,
         verbose: int = 0,
         callbacks: Iterable = (),
         isolate: bool = False,
@@ -83,6 +93,14 @@ class TrialRunner:
         self.batch_size = batch_size
         self.seed = seed
         self.max_params = max_params
+        self.max_latency_ms = max_latency_ms
+        self.max_size_mb = max_size_mb
+        # When the model's latency and size are measured (search.latency): "before" training
+        # (every trial; needed by a latency or size limit or objective), "after" a COMPLETE
+        # trial (so any study can draw its accuracy/latency front), None: never.
+        if measure not in (None, "before", "after"):
+            raise ValueError(f"measure must be None, 'before' or 'after', not {measure!r}")
+        self.measure = measure
         self.verbose = verbose
         # Extra callbacks for every trial (tests use one that interrupts a search).
         self.callbacks = list(callbacks)
@@ -102,6 +120,13 @@ class TrialRunner:
         # first look at a configuration must be cheap, whatever the cost model predicted.
         self.first_look_s = first_look_s
         self._predicted_s: float | None = None  # the running trial's, before it trained
+
+    @property
+    def limits(self):
+        """The hard limits a configuration is refused over (``search.latency.Limits``)."""
+        from search.latency import Limits
+
+        return Limits(self.max_params, self.max_latency_ms, self.max_size_mb)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -167,6 +192,10 @@ class TrialRunner:
         try:
             record, model = self.fit(hp, request)
             if record.state == "COMPLETE":
+                if self.measure == "after":
+                    fields = self.measured(hp, model, strict=False)
+                    for name, value in fields.items():
+                        setattr(record, name, value)
                 if request.keep_weights:
                     path = self.study.rung_weights_path(record.trial_id)
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,12 +269,17 @@ class TrialRunner:
     def keep_model(self, record: TrialRecord, model) -> None:
         """Keep the models of the study's best ``KEPT_MODELS`` complete trials (by validation,
         the one ranking: ``Study.ranked_with``), so that an ensemble picked from them
-        afterwards can be built and exported without training its members again; a model
-        that drops out of that set is deleted (disk stays bounded: about 10 MB per
-        MobileNetV2 model)."""
+        afterwards can be built and exported without training its members again, and of the
+        trials no other beats on accuracy and every cost at once (``non_dominated``: the
+        fronts against latency, size and parameters), so that the best model under any
+        limit can be exported (``search.export --max-latency-ms``); a model that drops out
+        of both sets is deleted (disk stays bounded: about 10 MB per MobileNetV2 model)."""
+        from search.results import non_dominated
+
         folder = self.study.dir / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        keep = {f"trial-{r.number}.keras" for r in self.study.ranked_with(record)[:KEPT_MODELS]}
+        ranked = self.study.ranked_with(record)
+        keep = {f"trial-{r.number}.keras" for r in [*ranked[:KEPT_MODELS], *non_dominated(ranked)]}
         name = f"trial-{record.number}.keras"
         if name in keep:
             with replaced_atomically(folder / name) as tmp:
@@ -253,6 +287,26 @@ class TrialRunner:
         for path in folder.glob("trial-*.keras"):
             if path.name not in keep and ".tmp." not in path.name:
                 path.unlink(missing_ok=True)
+
+    def measured(self, hp: Any, model, *, strict: bool) -> dict[str, Any]:
+        """The row's ``latency_ms``, ``size_mb`` and ``latency`` of ``model`` as it would ship
+        (its inference model in TFLite, ``search.latency``; an architecture the study measured
+        before is not measured again: ``latency.jsonl`` in its folder). A conversion that fails raises a
+        ``ConfigurationError`` when ``strict`` (a limit or objective needs the figure), else
+        leaves only ``latency``'s ``error``."""
+        from search._files import first_line
+        from search.latency import measured_once, record_fields
+
+        cache = self.study.dir / "latency.jsonl" if self.study is not None else None
+        try:
+            return record_fields(measured_once(self.space.inference_model(hp, model), cache))
+        except Exception as exc:  # noqa: BLE001 - a converter's failure is this trial's
+            reason = f"{type(exc).__name__}: {first_line(exc, 300)}"
+            if strict:
+                raise ConfigurationError(
+                    f"its latency and size could not be measured (TFLite conversion): {reason}"
+                ) from None
+            return {"latency": {"error": reason}}
 
     def fit(self, hp: Any, request: TrialRequest):
         """``(record, model)``: build and train one configuration in this process.
@@ -273,16 +327,16 @@ class TrialRunner:
         try:
             model = self.space.build(hp, self.ctx)
             sizes = _sizes(model)
-            if self.max_params is not None and sizes["params"] > self.max_params:
-                raise ConfigurationError(
-                    f"model has {sizes['params']:,} parameters, over the "
-                    f"limit of {self.max_params:,}"
-                )
+            if self.measure == "before":  # on the untrained model: latency needs no weights
+                sizes.update(self.measured(hp, model, strict=True))
+            refusal = self.limits.refusal(sizes)
+            if refusal is not None:
+                raise OverLimit(refusal)
             model, best = self._train(hp, model, request, recorder, clock, rungs)
             state, error = _outcome(recorder)
             if state == "COMPLETE" and request.ladder is not None:
                 state, error = _climbed(request.ladder, rungs)
-        except RungNotAfforded as exc:
+        except (RungNotAfforded, OverLimit) as exc:
             state, error = "PRUNED", str(exc)
         except request.prune_exceptions as exc:
             state, error = "PRUNED", str(exc) or "pruned"
@@ -487,7 +541,7 @@ class TrialRunner:
         state: str,
         error: str | None,
         history: dict[str, list[float]],
-        sizes: dict[str, int | None],
+        sizes: dict[str, Any],
         *,
         started_at: str,
         wall_time_s: float,
@@ -514,6 +568,9 @@ class TrialRunner:
             params=sizes.get("params"),
             input_size=sizes.get("input_size"),
             trainable_params=sizes.get("trainable_params"),
+            latency_ms=sizes.get("latency_ms"),
+            size_mb=sizes.get("size_mb"),
+            latency=sizes.get("latency"),
             error=error,
             history=history,
             started_at=started_at,

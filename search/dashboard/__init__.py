@@ -7,8 +7,8 @@
 
 What lives here (optuna's ``visualization/`` layout: one module per figure):
 
-- ``_leaderboard``, ``_tradeoff``, ``_history``, ``_confusion``, ``_per_class``,
-  ``_learning_curves``, ``_param_importance``: one figure (or figure group) each, with its pure
+- ``_leaderboard``, ``_tradeoff``, ``_front``, ``_history``, ``_rungs``, ``_confusion``,
+  ``_per_class``, ``_learning_curves``, ``_param_importance``: one figure (or figure group) each, with its pure
   ``_get_<figure>_info`` (plain data, unit-testable without a browser), its ``plot_<figure>``
   and its ``section(page)``. plotly and optuna are imported only inside functions, when a page
   is drawn.

@@ -19,6 +19,7 @@ from typing import Any
 from search._files import write_text_atomically
 from search.dashboard._builder import PageBuilder
 from search.dashboard._confusion import section as confusion
+from search.dashboard._front import section as front
 from search.dashboard._history import section as history
 from search.dashboard._leaderboard import section as leaderboard
 from search.dashboard._learning_curves import section as learning_curves
@@ -32,6 +33,7 @@ from search.results import ResultsTree, load_results
 SECTIONS: list[tuple[str, Callable[[PageBuilder], None]]] = [
     ("leaderboard", leaderboard),  # the answer at the top, then the leaderboard
     ("tradeoff", tradeoff),
+    ("front", front),  # only where a trial or baseline has a measured latency or size
     ("history", history),
     ("rungs", rungs),  # only where a study climbed fidelity rungs
     ("errors", confusion),

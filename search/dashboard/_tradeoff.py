@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Sequence
 
 from search.dashboard._builder import PageBuilder
 from search.dashboard._style import TEMPLATE, Colors, baseline_label
-from search.results import ResultsTree, completed_trials, is_number
+from search.results import ResultsTree, completed_trials, is_number, pareto_front
 
 COSTS = ("params", "time")
 
@@ -29,22 +27,6 @@ class TradeoffInfo:
     points: list[TradeoffPoint]
     front: list[TradeoffPoint]  # ordered by increasing cost
     skipped: int  # completed trials without a usable cost
-
-
-def _pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both axes (lower cost, higher accuracy).
-
-    Returned in order of increasing cost. Exact duplicates keep only the first one.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
-    front, best_accuracy = [], -math.inf
-    for i in order:
-        # Sorted by cost, so a point is undominated iff it is strictly more accurate than every
-        # cheaper-or-equal point already seen.
-        if points[i][1] > best_accuracy:
-            front.append(i)
-            best_accuracy = points[i][1]
-    return front
 
 
 def _get_tradeoff_info(tree: ResultsTree, cost: str) -> TradeoffInfo:
@@ -78,7 +60,7 @@ def _get_tradeoff_info(tree: ResultsTree, cost: str) -> TradeoffInfo:
                     "baselines", baseline_label(model.name), float(value), float(model.val_accuracy)
                 )
             )
-    front = [points[i] for i in _pareto_front([(p.cost, p.accuracy) for p in points])]
+    front = [points[i] for i in pareto_front([(p.cost, p.accuracy) for p in points])]
     x_title = "parameters (log scale)" if cost == "params" else "training time, s (log scale)"
     return TradeoffInfo(
         cost, x_title, "validation accuracy (every completed trial)", points, front, skipped

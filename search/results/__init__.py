@@ -9,6 +9,11 @@ What lives here, and is public through this module only (the ``_`` modules are p
   :func:`read_json`, :func:`results_root`, :func:`study_dir`, :func:`environment_info`.
 - ``_fidelity``   trust in the proxy: :func:`rung_report` (trials per rung, Spearman rank
   correlation of each rung's scores with the top rung's, warnings), :func:`rung_scores`.
+- ``_front``      accuracy against cost (``latency_ms``, ``size_mb``, ``params``):
+  :func:`pareto_front` (indices of ``(cost, accuracy)`` points), :func:`trial_front` (a study's
+  front against one cost), :func:`non_dominated` (against all costs at once: the models a
+  study keeps), :func:`within_limits` (ranked trials within bounds), :func:`front_summary`
+  (best.json's ``front``), :data:`COST_FIELDS`.
 - ``_tree``       a whole results folder as plain objects: :func:`load_results` gives a
   :class:`ResultsTree` of baselines and :class:`StudyResults`; :meth:`ResultsTree.models`
   lists every model it offers as a :class:`ModelResult`.
@@ -26,6 +31,14 @@ optuna and keras are never imported here (pandas only inside :func:`write_csv`).
 """
 
 from search.results._fidelity import recorded_top_rung, rung_report, rung_scores, spearman
+from search.results._front import (
+    COST_FIELDS,
+    front_summary,
+    non_dominated,
+    pareto_front,
+    trial_front,
+    within_limits,
+)
 from search.results._selection import (
     REFERENCE_MODELS,
     ReferenceModel,
@@ -62,6 +75,12 @@ from search.results._table import (
 from search.results._tree import ModelResult, ResultsTree, StudyResults, load_results
 
 __all__ = [
+    "COST_FIELDS",
+    "front_summary",
+    "non_dominated",
+    "pareto_front",
+    "trial_front",
+    "within_limits",
     "REFERENCE_MODELS",
     "RESULTS_DIR_ENV",
     "TRIAL_STATES",

@@ -99,6 +99,15 @@ class TrialRecord:
     # (search.cost; the sum of its rungs' predictions), None before anything was timed. Set
     # beside wall_time_s, it says how well the search knows its prices.
     predicted_s: float | None = None
+    # What the model costs where it would ship (search.latency): the median ms of its float
+    # TFLite file at batch 1 in LiteRT, that file's size in MB, and the rest of the
+    # measurement (p90_ms, runs, runtime, threads, machine, format, measure_s). Measured
+    # before training under a latency or size limit or objective (a configuration over a
+    # limit is refused untrained, a PRUNED row), else after a COMPLETE trial; None: not
+    # measured (or the conversion failed: ``latency`` then holds its ``error``).
+    latency_ms: float | None = None
+    size_mb: float | None = None
+    latency: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:

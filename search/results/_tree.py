@@ -79,6 +79,10 @@ class ModelResult:
     trial_id: str | None = None  # studies: the selected trial
     study: StudyResults | None = None  # studies: where it comes from
     val_n: int | None = None  # validation images behind val_accuracy (for its standard error)
+    # Where it ships (search.latency): median ms at batch 1 of its float TFLite file, and that
+    # file's MB; None where it was not measured.
+    latency_ms: float | None = None
+    size_mb: float | None = None
 
     @property
     def tested(self) -> bool:
@@ -115,6 +119,8 @@ def _baseline_model(root: Path, name: str, metrics: dict[str, Any]) -> ModelResu
         wall_time_s=metrics.get("wall_time_s"),
         config=metrics.get("config", {}),
         val_n=(metrics.get("val") or {}).get("n"),
+        latency_ms=_first_number(metrics.get("latency_ms")),
+        size_mb=_first_number(metrics.get("size_mb")),
     )
 
 
@@ -141,6 +147,8 @@ def _study_model(study: StudyResults) -> ModelResult | None:
         trial_id=None if trial_id in (None, "") else str(trial_id),
         study=study,
         val_n=best.get("val_n") or ((study.meta.get("data") or {}).get("counts") or {}).get("val"),
+        latency_ms=_first_number(recorded("latency_ms")),
+        size_mb=_first_number(recorded("size_mb")),
     )
 
 

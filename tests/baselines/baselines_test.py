@@ -10,6 +10,7 @@ import pytest
 
 from baselines import BASELINES, get_baseline
 from baselines.run import format_comparison, main, run_baseline
+from search.hyperparameters import fixed_hyperparameters
 from search.results import REFERENCE_MODELS, read_trials
 from spaces import BuildContext, get_space
 
@@ -173,3 +174,27 @@ def test_a_kept_epoch_far_below_the_best_is_one_warning_line():
         kept_epoch_warning({"kept_epoch": kept_epoch({"val_accuracy": [0.5, 0.9, 0.87]})}) is None
     )
     assert kept_epoch_warning({"kept_epoch": kept_epoch({})}) is None
+
+
+def test_measure_adds_a_baselines_latency_and_size_to_its_metrics(tmp_path, capsys):
+    folder = tmp_path / "baselines" / "cnn"
+    folder.mkdir(parents=True)
+    per_class = {c: {} for c in "abcde"}
+    metrics = {"config": {"image_size": 32, "epochs": 35}, "test": {"per_class": per_class}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["cnn", "--measure", "--results", str(tmp_path)]) == 0
+    assert "ms (median, batch 1, LiteRT" in capsys.readouterr().out
+    written = json.loads((folder / "metrics.json").read_text())
+    assert written["latency_ms"] > 0 and written["latency"]["format"] == "tflite"
+    assert written["config"] == metrics["config"]  # the rest is kept
+    # The cnn recipe at 32 px, untrained: its file holds its weights in float32.
+    config = {**get_baseline("cnn").reference_config(), "image_size": 32}
+    hp = fixed_hyperparameters(config)
+    params = get_space("cnn").build(hp, BuildContext(num_classes=5)).count_params()
+    assert 4 * params / 1e6 < written["size_mb"] < 4 * params / 1e6 + 0.1
+    keras.backend.clear_session()
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "params": {"total": 7}}))
+    assert main(["cnn", "--measure", "--results", str(tmp_path)]) == 2
+    assert f"recipe builds {params:,} parameters, its run had 7" in capsys.readouterr().err
+    assert main(["mobilenet", "--measure", "--results", str(tmp_path)]) == 2
+    assert "no reproduced mobilenet baseline at" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Optuna engine: a sampler (tpe, random, cmaes) and a pruner decide; the TrialRunner trains.
+"""Optuna engine: a sampler (tpe, random, cmaes, evolution, nsga2) and a pruner decide; the
+TrialRunner trains.
 
 Modules: ``_protocol`` (the marks workers leave on trials, and the slot, retry and counting
 rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recovery),
@@ -40,6 +41,11 @@ rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recov
   that created it.
 - Pruning reports val_accuracy every epoch through optuna-integration's
   ``KerasPruningCallback``.
+- Several objectives (``--objective accuracy,latency``): a study of directions (maximize,
+  minimize), sampled by nsga2, tpe or random, never pruned (Optuna prunes single-objective
+  studies only). Limits (``--max-latency-ms`` ...) are each trial's constraints
+  (``Trial.set_constraint``; ``constraints_func`` is deprecated since Optuna 5.0), which TPE and
+  NSGA-II learn from; a trial over one is refused untrained by the runner, a PRUNED trial.
 """
 
 from search.engines.optuna._engine import OptunaEngine, declared_kinds

@@ -33,6 +33,7 @@ from search.engines.optuna._protocol import (
 from search.engines.optuna._rungs import RungPruning
 from search.engines.optuna._samplers import (
     ALGORITHMS,
+    MULTI_OBJECTIVE_ALGORITHMS,
     PRUNERS,
     RUNG_PRUNERS,
     make_pruner,
@@ -56,10 +57,23 @@ class OptunaEngine(Engine):
     name = "optuna"
     algorithms = ALGORITHMS
 
-    def __init__(self, algorithm: str, *, heartbeat: int | None = None, **options: Any):
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        heartbeat: int | None = None,
+        objectives: tuple[str, ...] = ("accuracy",),
+        limits: Any = None,
+        **options: Any,
+    ):
         """``options``: ``Engine``'s (seed, pruner, storage, references, starting points,
-        ladder); ``heartbeat`` (seconds) is this engine's own."""
+        ladder); ``heartbeat`` (seconds), ``objectives`` (``("accuracy",)`` or
+        ``("accuracy", COST)``, ``search.latency.COSTS``) and ``limits`` (a
+        ``search.latency.Limits``, set on every trial as its constraints) are this engine's."""
         super().__init__(algorithm, **options)
+        self.objectives, self.limits = tuple(objectives), limits
+        if len(self.objectives) > 1:
+            _check_multi_objective(self)
         pruner, ladder, storage = self.pruner, self.ladder, self.storage
         if pruner not in (None, *PRUNERS):
             raise SearchError(f"unknown pruner {pruner!r}; choices: {', '.join(PRUNERS)}")
@@ -107,6 +121,7 @@ class OptunaEngine(Engine):
         objective = _Objective(
             ostudy, runner, study.worker, trials=trials, epochs=epochs, bar=bar, ladder=self.ladder
         )
+        objective.objectives, objective.limits = self.objectives, self.limits
         try:
             self._run_trials(ostudy, objective, trials, deadline_from(budget.max_time))
         finally:
@@ -129,7 +144,10 @@ class OptunaEngine(Engine):
         """The study's Optuna study, ready for new trials: interrupted trials closed and
         queued again, the table reconciled, a new study's first configurations queued, the
         sampler and pruner set."""
-        ostudy, created = open_optuna_study(study, storage, heartbeat=self.heartbeat)
+        directions = ["maximize", *["minimize"] * (len(self.objectives) - 1)]
+        ostudy, created = open_optuna_study(
+            study, storage, heartbeat=self.heartbeat, directions=directions
+        )
         recover_interrupted(ostudy, study)
         self.reconcile(runner, study, epochs=epochs, ostudy=ostudy, storage=storage)
         if created:
@@ -139,7 +157,10 @@ class OptunaEngine(Engine):
                 ostudy.enqueue_trial(config, user_attrs=marks)
         publish_study_meta(ostudy, study)
         ostudy.sampler = per_trial_seeded(make_sampler(self.algorithm, self.seed), self.seed)
-        ostudy.pruner = make_pruner(self.pruner, epochs, rungs=self.ladder is not None)
+        multi = len(self.objectives) > 1  # Optuna prunes single-objective studies only
+        ostudy.pruner = make_pruner(
+            "none" if multi else self.pruner, epochs, rungs=self.ladder is not None
+        )
         return ostudy
 
     def _run_trials(self, ostudy, objective, trials: int, deadline: float | None) -> None:
@@ -213,6 +234,24 @@ class OptunaEngine(Engine):
             )
 
 
+def _check_multi_objective(engine: OptunaEngine) -> None:
+    """Refuse what Optuna cannot do with several objectives: prune (``Trial.report`` and
+    ``should_prune`` are single-objective only: no --pruner, no --rungs) and sample with a
+    single-objective algorithm (cmaes, evolution)."""
+    objective = ",".join(engine.objectives)
+    if engine.algorithm not in MULTI_OBJECTIVE_ALGORITHMS:
+        raise SearchError(
+            f"--objective {objective}: --algorithm {engine.algorithm} optimizes one objective; "
+            f"use {', '.join(MULTI_OBJECTIVE_ALGORITHMS)}"
+        )
+    if engine.ladder is not None or engine.pruner not in (None, "none"):
+        what = "--rungs" if engine.ladder is not None else f"--pruner {engine.pruner}"
+        raise SearchError(
+            f"--objective {objective}: Optuna prunes single-objective studies only, so "
+            f"{what} cannot be used; leave it out (every trial trains its --epochs)"
+        )
+
+
 class _Surplus(Exception):
     """A trial asked for after the study's last slot was taken (another worker asked first)."""
 
@@ -230,8 +269,10 @@ class _Objective:
         self.pruning_callback = KerasPruningCallback
         self.ostudy, self.runner, self.worker = ostudy, runner, worker
         self.trials, self.epochs, self.bar, self.ladder = trials, epochs, bar, ladder
+        self.objectives: tuple[str, ...] = ("accuracy",)
+        self.limits = None  # a search.latency.Limits: each trial's constraints
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial) -> float | tuple[float, ...]:
         import optuna
 
         self._claim(trial)
@@ -242,12 +283,34 @@ class _Objective:
             raise
         # The whole row, so that any machine can rebuild the table from the storage.
         trial.set_user_attr(ROW, record.to_dict())
+        self._constrain(trial, record)
         self.bar.update(record)
         if record.state == "PRUNED":
             raise optuna.TrialPruned(record.error)
         if record.state == "FAIL":
             raise TrialFailed(record.error)
-        return float(record.val_accuracy)
+        return self._values(record)
+
+    def _constrain(self, trial, record) -> None:
+        """How far the trial is over each limit (<= 0: within), as its Optuna constraints: TPE
+        and NSGA-II learn from them (a refused configuration is an infeasible PRUNED trial)."""
+        if self.limits is None or record.state == "FAIL":
+            return
+        row = record.to_dict()
+        for field, over in zip(self.limits.bounds(), self.limits.violations(row), strict=True):
+            trial.set_constraint(field, over)
+
+    def _values(self, record) -> float | tuple[float, ...]:
+        """Validation accuracy, then (several objectives) the cost the study minimizes."""
+        from search.latency import COSTS
+
+        accuracy = float(record.val_accuracy)
+        if len(self.objectives) == 1:
+            return accuracy
+        cost = getattr(record, COSTS[self.objectives[1]])
+        if cost is None:
+            raise TrialFailed(f"its {self.objectives[1]} was not measured: {record.latency}")
+        return accuracy, float(cost)
 
     def _claim(self, trial) -> None:
         """Mark ``trial`` as this worker's; raise ``_Surplus`` when its slot is taken."""
@@ -270,6 +333,8 @@ class _Objective:
             RungPruning(trial, self.ladder)
             if self.ladder is not None
             else self.pruning_callback(trial, "val_accuracy")
+            if len(self.objectives) == 1
+            else None  # Trial.report is single-objective only: nobody judges its epochs
         )
         self._note_lineage(trial)
         return self.runner.run(
@@ -280,7 +345,10 @@ class _Objective:
                 epochs=self.epochs,
                 ladder=self.ladder,
                 prune_exceptions=(optuna.TrialPruned,),
-                callbacks=(judge, self.bar.epoch_reporter(trial.number, self.epochs)),
+                callbacks=(
+                    *([judge] if judge is not None else []),
+                    self.bar.epoch_reporter(trial.number, self.epochs),
+                ),
             ),
         )
 

@@ -48,8 +48,25 @@ def _evolution(seed: int):
     return RegularizedEvolutionSampler(seed=seed)
 
 
-_SAMPLERS = {"tpe": _tpe, "random": _random, "cmaes": _cmaes, "evolution": _evolution}
+def _nsga2(seed: int):
+    import optuna
+
+    # NSGA-II (Deb et al. 2002): a genetic algorithm that keeps the non-dominated trials of
+    # several objectives; with one objective, elitist selection by the value.
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+_SAMPLERS = {
+    "tpe": _tpe,
+    "random": _random,
+    "cmaes": _cmaes,
+    "evolution": _evolution,
+    "nsga2": _nsga2,
+}
 ALGORITHMS = tuple(_SAMPLERS)
+# Those that handle several objectives (TPE as multi-objective TPE); NSGA-II and TPE also learn
+# the limits (the constraints each trial sets), the others ignore them.
+MULTI_OBJECTIVE_ALGORITHMS = ("nsga2", "tpe", "random")
 
 
 def make_sampler(algorithm: str, seed: int):

@@ -91,7 +91,9 @@ def _sqlite_folder(url: str) -> str | None:
     return None if path is None else os.path.dirname(os.path.abspath(path))
 
 
-def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = None):
+def open_optuna_study(
+    study: Study, storage: str, *, heartbeat: int | None = None, directions=("maximize",)
+):
     """``(optuna study, created)``: the study's Optuna study in ``storage``, created if new
     (``created``: by this call, not by a concurrent worker). Rows in the table while the
     storage holds no such study mean the wrong storage (or a lost database): refused, since
@@ -99,7 +101,8 @@ def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = Non
 
     ``heartbeat`` (seconds) makes every trial run in ``optimize`` beat into the storage; a trial
     whose beat stopped for ``GRACE_BEATS`` beats is failed by the next worker that starts a
-    trial, and its configuration queued again (Optuna's retry callback)."""
+    trial, and its configuration queued again (Optuna's retry callback). ``directions``: one
+    per objective (validation accuracy first); a stored study with others is refused."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -113,8 +116,11 @@ def open_optuna_study(study: Study, storage: str, *, heartbeat: int | None = Non
             ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            opened = _load_or_create(study, make_storage(storage, heartbeat=heartbeat), storage)
+            opened = _load_or_create(
+                study, make_storage(storage, heartbeat=heartbeat), storage, list(directions)
+            )
             if opened is not None:
+                _check_directions(opened[0], list(directions), storage)
                 return opened
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             # Two workers starting on a new database race to create its tables ("table
@@ -149,7 +155,19 @@ def password_hint(url: str, error: str) -> str | None:
     )
 
 
-def _load_or_create(study: Study, storage_obj, url: str):
+def _check_directions(ostudy, directions: list[str], url: str) -> None:
+    """Refuse a stored study whose objectives differ from ``directions``."""
+    stored = [d.name.lower() for d in ostudy.directions]
+    if stored != directions:
+        raise SearchError(
+            f"study {ostudy.study_name!r} in {mask_url(url)} optimizes {len(stored)} "
+            f"objective(s) ({', '.join(stored)}), not {len(directions)} "
+            f"({', '.join(directions)}): resume it with its own --objective, or pass "
+            "--study NAME for a new study"
+        )
+
+
+def _load_or_create(study: Study, storage_obj, url: str, directions: list[str]):
     """``(optuna study, created)``, or None when another worker created it a moment ago."""
     import optuna
 
@@ -169,7 +187,7 @@ def _load_or_create(study: Study, storage_obj, url: str):
     optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
     try:
         return optuna.create_study(
-            study_name=study.name, storage=storage_obj, direction="maximize"
+            study_name=study.name, storage=storage_obj, directions=directions
         ), True
     except optuna.exceptions.DuplicatedStudyError:
         return None

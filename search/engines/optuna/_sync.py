@@ -58,7 +58,7 @@ def record_from_optuna(runner, trial, epochs: int):
     curve = [float(v) for _, v in sorted(trial.intermediate_values.items())]
     state = trial.state.name
     if state == "COMPLETE":
-        accuracy = float(trial.value)
+        accuracy = float(trial.values[0])  # validation accuracy is always the first
     else:
         accuracy = max(curve) if curve else None
     note = "row re-derived from the Optuna storage (trials.jsonl had no readable row): " + (

@@ -18,7 +18,14 @@ from search.dashboard import (
     _style,
     _tradeoff,
 )
-from search.results import REFERENCE_MODELS, ResultsTree, StudyResults, TrialRecord, load_results
+from search.results import (
+    REFERENCE_MODELS,
+    ResultsTree,
+    StudyResults,
+    TrialRecord,
+    load_results,
+    pareto_front,
+)
 from tests.search.dashboard.fixtures import CLASSES, OPTUNA_STUDY, make_report
 
 
@@ -75,12 +82,12 @@ def tree(baselines=None, studies=()):
 def test_pareto_front_on_a_hand_made_set():
     points = [(1, 0.5), (2, 0.7), (2, 0.6), (3, 0.65), (4, 0.9), (5, 0.9), (0.5, 0.4), (6, 0.95)]
     # (2, 0.6) and (3, 0.65) are beaten by (2, 0.7); (5, 0.9) by (4, 0.9) at lower cost.
-    assert _tradeoff._pareto_front(points) == [6, 0, 1, 4, 7]
+    assert pareto_front(points) == [6, 0, 1, 4, 7]
 
 
 def test_pareto_front_keeps_one_of_exact_duplicates_and_handles_empty():
-    assert _tradeoff._pareto_front([(1, 0.5), (1, 0.5)]) == [0]
-    assert _tradeoff._pareto_front([]) == []
+    assert pareto_front([(1, 0.5), (1, 0.5)]) == [0]
+    assert pareto_front([]) == []
 
 
 def test_tradeoff_uses_completed_trials_and_baselines_and_counts_unusable_ones():

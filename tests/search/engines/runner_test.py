@@ -154,7 +154,7 @@ def test_low_fidelity_epochs_skip_fine_tuning(tiny_data, tmp_path):
     keras.backend.clear_session()
 
 
-def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
+def test_a_build_failure_is_a_fail_row_and_a_parameter_limit_a_pruned_one(tiny_data, tmp_path):
     runner, study = make_runner(tmp_path, tiny_data, space="cnn")
     reference = get_space("cnn").reference_configs()[0]
     unknown = {**reference, "optimizer": "adagrad"}
@@ -162,10 +162,10 @@ def test_build_failure_and_parameter_limit_are_fail_rows(tiny_data, tmp_path):
     assert record.state == "FAIL" and "unknown optimizer 'adagrad'" in record.error
     runner.max_params = 1000
     record = runner.run(fixed_hyperparameters(reference), request(1, number=1))
-    assert record.state == "FAIL" and "over the limit of 1,000" in record.error
+    assert record.state == "PRUNED" and "parameters over --max-params 1,000" in record.error
     assert record.epochs_run == 0 and record.params > 1000
-    assert [r.state for r in read_trials(study.trials_path)] == ["FAIL", "FAIL"]
-    assert not study.checkpoint_path.exists()  # failures never become the best model
+    assert [r.state for r in read_trials(study.trials_path)] == ["FAIL", "PRUNED"]
+    assert not study.checkpoint_path.exists()  # neither ever becomes the best model
 
 
 def test_retrain_rebuilds_the_best_trial_when_its_checkpoint_is_gone(tiny_data, tmp_path):

@@ -1,0 +1,310 @@
+"""What a model costs where it would ship: its latency in TFLite (LiteRT) and its file size,
+and the limits a search holds its trials to.
+
+:func:`measure_latency` converts a Keras model once to a float TFLite file (the writer
+``search.export`` uses; int8 only when asked), runs it in LiteRT's interpreter on one random
+image (batch 1) a few times to warm up, then ``runs`` timed times, and returns the median and
+90th percentile in ms with the runtime, its thread count, the machine, the file's size and
+what the measurement itself took. Latency does not depend on the weights, so an untrained
+model measures the same as its trained self: a search measures a configuration before
+training it and refuses it (:class:`Limits`) for the price of one conversion.
+
+Size is the float TFLite file's size in MB (10**6 bytes): what ships, a little over
+4 bytes per parameter (the graph and its metadata come on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Timed calls per measurement, after WARMUP untimed ones: a p90 of 30 calls is the 27th.
+RUNS = 30
+WARMUP = 5
+# One interpreter thread: a phone's big core, and the same number on a busy or a quiet
+# machine (a search shares its CPUs with training).
+THREADS = 1
+
+# What each objective beside accuracy minimizes: the row's field that holds it.
+COSTS = {"latency": "latency_ms", "params": "params", "size": "size_mb"}
+OBJECTIVES = ("accuracy", *(f"accuracy,{cost}" for cost in COSTS))
+# A limited row field -> its flag, and its unit.
+FLAGS = {"params": "--max-params", "latency_ms": "--max-latency-ms", "size_mb": "--max-size-mb"}
+UNITS = {"params": "parameters", "latency_ms": "ms", "size_mb": "MB"}
+
+
+def machine() -> str:
+    """The CPU model, the CPUs visible and the OS: where a timing was taken."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs visible, {platform.system()} {platform.release()}"
+
+
+def timed(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """``call()`` ``repeats`` times: median, 10th and 90th percentile in ms, and the count."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    ms = np.array(seconds) * 1000
+    return {
+        "median_ms": float(np.median(ms)),
+        "p10_ms": float(np.percentile(ms, 10)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "calls": repeats,
+    }
+
+
+def measure_latency(
+    model, *, quantize: bool = False, runs: int = RUNS, threads: int | None = THREADS
+) -> dict[str, Any]:
+    """``model`` (Keras, raw pixels in) converted to TFLite (float; dynamic-range int8 with
+    ``quantize``) and timed at batch 1 in LiteRT: ``{"median_ms", "p90_ms", "runs",
+    "runtime", "threads", "machine", "format", "size_bytes", "measure_s"}``.
+
+    Raises ``search.model_io.FormatError`` (or the converter's error) when it cannot convert."""
+    from search._formats import FORMATS, _tflite_interpreter
+    from search.console import native_lines_aside
+
+    fmt = FORMATS["tflite-int8" if quantize else "tflite"]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="latency-") as folder:
+        path = Path(folder) / fmt.filename
+        fmt.write(model, path)
+        with native_lines_aside():  # LiteRT announces its XNNPACK delegate on stderr
+            interpreter, runtime = _tflite_interpreter(path, threads)
+            call = _batch_of_one(interpreter)
+            for _ in range(WARMUP):
+                call()
+        times = timed(call, runs)
+        size = path.stat().st_size
+    return {
+        "median_ms": round(times["median_ms"], 4),
+        "p90_ms": round(times["p90_ms"], 4),
+        "runs": runs,
+        "runtime": runtime,
+        "threads": threads if threads is not None else "the runtime's default",
+        "machine": machine(),
+        "format": fmt.name,
+        "size_bytes": size,
+        "measure_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def measured_once(model, cache: Path | None) -> dict[str, Any]:
+    """:func:`measure_latency`, or the measurement of the same architecture (the model's Keras
+    config) already in ``cache``, a JSON-lines file (one per study; None: always measure).
+    Latency and size depend on the layers, not the weights or the training settings, so a
+    configuration that differs only in those (learning rate, epochs, schedule) is measured
+    once; a reused measurement says ``"reused": true``."""
+    if cache is None:
+        return measure_latency(model)
+    key = hashlib.sha256(
+        json.dumps(_architecture(model.get_config()), sort_keys=True, default=str).encode()
+    ).hexdigest()
+    lines = cache.read_text(encoding="utf-8").splitlines() if cache.exists() else []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash: measure again
+        if isinstance(entry, dict) and entry.get("key") == key:
+            return {**entry["measured"], "reused": True}
+    measured = measure_latency(model)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torn = bool(lines) and not cache.read_bytes().endswith(b"\n")  # never glue onto it
+    with open(cache, "a", encoding="utf-8") as fh:
+        fh.write(("\n" if torn else "") + json.dumps({"key": key, "measured": measured}) + "\n")
+    return measured
+
+
+# Layers that pass their input through at inference: their settings (a dropout rate, an
+# augmentation's range, a seed) change training, not what ships.
+_INFERENCE_IDENTITY = {
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomBrightness",
+}
+
+
+def _architecture(config: Any) -> Any:
+    """A Keras config without the settings of layers that are identities at inference (their
+    names stay: the graph is wired by them), so that configurations differing only in those
+    share one measurement."""
+    if isinstance(config, list):
+        return [_architecture(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in _INFERENCE_IDENTITY and isinstance(config.get("config"), dict):
+        return {**config, "config": {"name": config["config"].get("name")}}
+    return {key: _architecture(value) for key, value in config.items()}
+
+
+def _batch_of_one(interpreter) -> Callable[[], None]:
+    """A call that runs ``interpreter`` once on one random image (allocated at batch 1)."""
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    shape = [1, *(int(d) for d in inp["shape"][1:])]
+    if list(inp["shape"]) != shape:
+        interpreter.resize_tensor_input(inp["index"], shape)
+        interpreter.allocate_tensors()
+    image = np.random.default_rng(0).integers(0, 256, shape).astype(inp["dtype"])
+
+    def call() -> None:
+        interpreter.set_tensor(inp["index"], image)
+        interpreter.invoke()
+
+    return call
+
+
+def record_fields(measured: dict[str, Any]) -> dict[str, Any]:
+    """A trial row's fields from :func:`measure_latency`: ``latency_ms`` (the median),
+    ``size_mb`` (the float file) and ``latency`` (the rest)."""
+    rest = {k: v for k, v in measured.items() if k not in ("median_ms", "size_bytes")}
+    return {
+        "latency_ms": measured["median_ms"],
+        "size_mb": round(measured["size_bytes"] / 1e6, 4),
+        "latency": rest,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Hard limits on a trial's model, checked before it trains: parameters, latency (ms,
+    the median of :func:`measure_latency`) and size (MB of the float TFLite file); None: no
+    limit."""
+
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    max_size_mb: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether checking them needs a TFLite measurement (latency or size)."""
+        return self.max_latency_ms is not None or self.max_size_mb is not None
+
+    def bounds(self) -> dict[str, float]:
+        """Row field -> its limit, for the limits that are set."""
+        given = {
+            "params": self.max_params,
+            "latency_ms": self.max_latency_ms,
+            "size_mb": self.max_size_mb,
+        }
+        return {field: float(limit) for field, limit in given.items() if limit is not None}
+
+    def violations(self, row: dict[str, Any]) -> list[float]:
+        """Per limit, how far ``row`` (a trial row's fields) is over it, as a fraction of the
+        limit (positive: over; 0 or less: within): Optuna's ``constraints_func`` values. A
+        field the row lacks counts as within (a trial refused for another reason)."""
+        return [
+            (float(row[field]) - limit) / limit if _number(row.get(field)) else 0.0
+            for field, limit in self.bounds().items()
+        ]
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Why ``row`` is over a limit (one line naming each), or None when it is within all."""
+        over = []
+        for field, limit in self.bounds().items():
+            value = row.get(field)
+            if _number(value) and value > limit:
+                what = "latency" if field == "latency_ms" else "size" if field == "size_mb" else ""
+                shown = f"{value:,.0f}" if field == "params" else f"{value:.3g}"
+                cap = f"{limit:,.0f}" if field == "params" else f"{limit:g}"
+                over.append(f"{what} {shown} {UNITS[field]} over {FLAGS[field]} {cap}".strip())
+        if not over:
+            return None
+        return "over a limit, not trained: " + "; ".join(over)
+
+    def describe(self) -> str:
+        """``"--max-latency-ms 5, --max-size-mb 3"``: the limits set, as flags."""
+        return ", ".join(
+            f"{FLAGS[field]} {limit:,.0f}" if field == "params" else f"{FLAGS[field]} {limit:g}"
+            for field, limit in self.bounds().items()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_objective(text: str | None) -> tuple[str, ...]:
+    """``--objective``: ``("accuracy",)`` or ``("accuracy", COST)`` with COST one of
+    :data:`COSTS`; ValueError naming the choices otherwise."""
+    text = (text or "accuracy").replace(" ", "")
+    if text not in OBJECTIVES:
+        raise ValueError(
+            f"--objective {text!r}: give one of {', '.join(OBJECTIVES)} (validation accuracy, "
+            "maximized, alone or beside a cost that is minimized)"
+        )
+    return tuple(text.split(","))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def add_limit_options(parser: argparse.ArgumentParser, what: str = "refuse") -> None:
+    """``--max-params``, ``--max-latency-ms`` and ``--max-size-mb`` (positive numbers; anything
+    else is one ``error:`` line) for ``search.run`` (``what`` "refuse": a configuration over
+    one is not trained) and ``search.export`` ("pick": the most accurate trial within them)."""
+    measured = (
+        f"the median of {RUNS} batch-1 runs of its float TFLite file in LiteRT, {THREADS} "
+        "thread, on the machine that ran the search"
+    )
+    sized = "its float TFLite file, MB = 10**6 bytes, about 4 bytes per parameter"
+    if what == "refuse":
+        doing = "refuse a configuration (untrained, a PRUNED row) over this many"
+    else:
+        doing = "export the study's most accurate trial (on validation) within this many"
+    for flag, unit, kind, about in (
+        ("--max-params", "parameters", float, "default 50,000,000" if what == "refuse" else ""),
+        ("--max-latency-ms", "ms", float, measured),
+        ("--max-size-mb", "MB", float, sized),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive(kind, unit),
+            help=f"{doing} {unit}" + (f" ({about})" if about else ""),
+        )
+
+
+def _positive(kind, unit: str):
+    """An argparse ``type``: a finite ``kind`` over 0; anything else is one ``error:`` line."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not (0 < value < math.inf):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, got {text}")
+        return value
+
+    return parse
