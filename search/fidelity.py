@@ -151,6 +151,35 @@ def default_ladder(
     return Ladder(tuple(Rung(s, float(f), e) for s, f, e in zip(sizes, fractions, ends)))
 
 
+def rung_work(ladder: Ladder, rung: int, full_size: int | None) -> float:
+    """What rung ``rung`` adds to a trial, in image-pixel-epochs relative to nothing: its new
+    epochs times its fraction of train times its pixels. An uncapped rung counts at
+    ``full_size`` (the search's size cap), else at the ladder's largest named size."""
+    named = [r.image_size for r in ladder.rungs if r.image_size is not None]
+    this = ladder.rungs[rung]
+    size = this.image_size or full_size or (max(named) if named else 1)
+    before = ladder.rungs[rung - 1].epochs if rung > 0 else 0
+    return (this.epochs - before) * this.fraction * size * size
+
+
+def look_seconds(
+    max_time: float | None, ladder: Ladder | None, full_size: int | None = None
+) -> tuple[float, ...] | None:
+    """The longest each rung of one trial may run under ``max_time``: ``first_look_seconds``
+    at rung 0, and at rung k that times the larger of ``REDUCTION_FACTOR ** k`` (successive
+    halving's even split) and the rung's work over rung 0's (:func:`rung_work`), so a ladder
+    that gives its top rung many epochs lets the few promoted trials use them. None without
+    a time limit or a ladder."""
+    first = first_look_seconds(max_time, ladder)
+    if first is None:
+        return None
+    base = rung_work(ladder, 0, full_size)
+    return tuple(
+        first * max(ladder.reduction_factor**k, rung_work(ladder, k, full_size) / base)
+        for k in range(len(ladder.rungs))
+    )
+
+
 def first_look_seconds(max_time: float | None, ladder: Ladder | None) -> float | None:
     """The longest the first rung of one trial may run under ``max_time`` (see FIRST_LOOKS);
     None without a time limit or a ladder."""

@@ -159,7 +159,7 @@ def _make_engine(engine: str, algorithm: str, settings, *, seed, ladder, heartbe
 
 def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbacks):
     """The runner that trains the study's trials as ``settings`` say."""
-    from search.fidelity import Ladder, first_look_seconds
+    from search.fidelity import Ladder, look_seconds
     from search.trial import TrialRunner
     from spaces import BuildContext
 
@@ -186,7 +186,7 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
         isolate=settings["isolate"],
         cv_folds=settings["cv_folds"],
         stop_at=None if max_time is None else time.time() + float(max_time),
-        first_look_s=first_look_seconds(max_time, ladder),
+        look_s=look_seconds(max_time, ladder, settings["max_image_size"]),
     )
 
 

@@ -18,7 +18,7 @@ import functools
 import gc
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -84,7 +84,7 @@ class TrialRunner:
         restore_best_epoch: bool = True,
         cv_folds: int | None = None,
         stop_at: float | None = None,
-        first_look_s: float | None = None,
+        look_s: Sequence[float] | None = None,
     ):
         self.space = space
         self.data = data
@@ -116,9 +116,9 @@ class TrialRunner:
         # The search's end (``time.time()``, from --max-time): a trial still training then
         # stops and keeps its best epoch so far, so the limit bounds the whole run.
         self.stop_at = stop_at
-        # The longest a ladder's first rung may run (search.fidelity.first_look_seconds): a
-        # first look at a configuration must be cheap, whatever the cost model predicted.
-        self.first_look_s = first_look_s
+        # The longest each rung of a ladder may run (search.fidelity.look_seconds): a first
+        # look at a configuration must be cheap, whatever the cost model predicted.
+        self.look_s = tuple(look_s) if look_s is not None else None
         self._predicted_s: float | None = None  # the running trial's, before it trained
 
     @property
@@ -512,16 +512,17 @@ class TrialRunner:
         return limits
 
     def _look_limit(self, rung: int, rows) -> tuple[float, str] | None:
-        """What one trial's rung ``rung`` may take. Under --max-time, successive halving's
-        even split: ``first_look_s`` at rung 0 and ``REDUCTION_FACTOR`` times more at each
-        rung after it (a third of the trials, each three times the budget). Without a time
-        limit, ``REDUCTION_FACTOR`` times the median of what the study's trials took for
-        that rung (once three did). Either way a configuration that costs many times the
-        others is skipped at a glance, so the search looks at many configurations."""
+        """What one trial's rung ``rung`` may take. Under --max-time, ``look_s[rung]``
+        (``search.fidelity.look_seconds``: a first look's share of the time at rung 0, and
+        at least ``REDUCTION_FACTOR`` times more at each rung after it, as successive halving
+        splits its budget). Without a time limit, ``REDUCTION_FACTOR`` times the median of
+        what the study's trials took for that rung (once three did). Either way a
+        configuration that costs many times the others is skipped at a glance, so the
+        search looks at many configurations."""
         from search.fidelity import REDUCTION_FACTOR
 
-        if self.first_look_s is not None:
-            seconds = self.first_look_s * REDUCTION_FACTOR**rung
+        if self.look_s is not None:
+            seconds = self.look_s[min(rung, len(self.look_s) - 1)]
             what = "a first look" if rung == 0 else f"a look at rung {rung}"
             return seconds, f"over the {seconds:.0f} s {what} may take"
         paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)

@@ -198,17 +198,25 @@ def test_a_rung_many_times_dearer_than_the_others_took_is_skipped(tiny_data, mon
 def test_under_a_time_limit_each_rung_may_take_three_times_a_first_look(tiny_data, monkeypatch):
     from types import SimpleNamespace
 
-    from search.fidelity import FIRST_LOOKS, first_look_seconds, parse_ladder
+    from search.fidelity import FIRST_LOOKS, first_look_seconds, look_seconds, parse_ladder
     from search.trial import RUNG_SHARE
 
     ladder = parse_ladder(LADDER)
     assert first_look_seconds(5400, ladder) == 5400 / (2 * FIRST_LOOKS)
     assert first_look_seconds(None, ladder) is None and first_look_seconds(60, None) is None
+    assert look_seconds(None, ladder) is None
+    # The top rung of "64:0.25:8,96:0.5:16,-:1:40" at 128 px does 48x rung 0's work (24
+    # epochs, all of train, 4x the pixels, against 8 epochs on a quarter at 64 px): its trials
+    # may take 48 first looks, not 9. Rung 1 does 4.5x.
+    first, second, top = look_seconds(900, parse_ladder("64:0.25:8,96:0.5:16,-:1:40"), 128)
+    assert first == 10.0 and second == pytest.approx(45.0) and top == pytest.approx(480.0)
+    # A ladder whose later rungs do little more work keeps successive halving's 3x per rung.
+    assert look_seconds(900, parse_ladder("64:1:8,64:1:9,64:1:10"))[1:] == (30.0, 90.0)
     space, ctx, model, history = _timed_model(tiny_data)
     rows = [SimpleNamespace(history={}, rungs=[{"rung": 0, "seconds": s}]) for s in (1, 2, 3)]
     study = SimpleNamespace(records=lambda: rows)
     runner = TrialRunner(
-        space, tiny_data, study, ctx=ctx, stop_at=time.time() + 3000, first_look_s=5.0
+        space, tiny_data, study, ctx=ctx, stop_at=time.time() + 3000, look_s=(5.0, 15.0, 45.0)
     )
     # Successive halving's even split, not the median of what the cheapest trials took.
     assert runner._allowance(0) == (5.0, "over the 5 s a first look may take")
