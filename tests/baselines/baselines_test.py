@@ -103,6 +103,7 @@ def test_a_baseline_is_its_spaces_reference_trial(art_dataset, cnn_baseline, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # the published recipe, fine-tuning included, traced as a user's run is
 def test_mobilenet_baseline_end_to_end_two_phases(art_dataset, tmp_path):
     root, _ = art_dataset
     metrics = run_baseline(

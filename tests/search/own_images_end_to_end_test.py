@@ -11,6 +11,7 @@ from tests.fixtures import make_split_folders
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # the user's path, traced as a run is
 def test_a_train_val_dataset_runs_end_to_end(tmp_path, capsys, monkeypatch):
     from search.dashboard.__main__ import main as dashboard_main
     from search.export import main as export_main
