@@ -57,6 +57,7 @@ def run_search(
     references: bool = True,
     starting_points: bool = True,
     rungs: str | None = None,
+    measure_latency: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a search of ``space`` on ``data`` and evaluate its best trial on test.
 
@@ -69,7 +70,8 @@ def run_search(
     limits: a configuration over one is measured (``search.latency``) and refused before it
     trains, a PRUNED row. ``objective`` is ``"accuracy"`` (the default) or ``"accuracy,COST"``
     with COST latency, params or size: a multi-objective Optuna study. A resumed study keeps
-    its objective and limits. Returns ``{"study_dir", "records", "best", "ensemble"}``.
+    its objective and limits. ``measure_latency`` False skips the latency and size measured
+    after every completed trial (limits and cost objectives measure anyway). Returns ``{"study_dir", "records", "best", "ensemble"}``.
     """
     # Long: the public keyword API and the settings study.json records, one line each; the
     # work is in _ladder, _make_engine, _trial_runner and _finish.
@@ -109,6 +111,7 @@ def run_search(
         "references": references,
         "starting_points": starting_points,
         "rungs": ladder.to_dict() if ladder is not None else None,
+        "measure_latency": measure_latency,
         **(extra_settings or {}),
     }
     # Built before study.json is written: the engine checks its storage URL first.
@@ -270,12 +273,15 @@ def _limits(settings):
     return Limits(settings["max_params"], settings["max_latency_ms"], settings["max_size_mb"])
 
 
-def _when_measured(settings) -> str:
+def _when_measured(settings) -> str | None:
     """When a trial's latency and size are measured: ``"before"`` it trains where a limit or
     the objective needs them (a configuration over a limit is then refused untrained), else
-    ``"after"`` a COMPLETE trial (a few seconds), so that every study has its fronts."""
+    ``"after"`` a COMPLETE trial (a few seconds: a child process's first TFLite conversion
+    costs about 3 s), so that every study has its fronts; None under --no-latency."""
     costly = settings["objective"].split(",")[1:] in (["latency"], ["size"])
-    return "before" if costly or _limits(settings).measured else "after"
+    if costly or _limits(settings).measured:
+        return "before"
+    return "after" if settings.get("measure_latency", True) else None
 
 
 def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, Any], study: str):
@@ -493,6 +499,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="train trials in this process instead of one child process per trial "
         "(faster for tiny trials; memory grows with every trial)",
     )
+    p.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="do not measure each completed trial's TFLite latency and size (a few seconds "
+        "a trial; limits and cost objectives still measure)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -593,6 +605,7 @@ def _search_from_args(args) -> dict[str, Any]:
         objective=args.objective,
         max_latency_ms=args.max_latency_ms,
         max_size_mb=args.max_size_mb,
+        measure_latency=not args.no_latency,
         **({"max_params": int(args.max_params)} if args.max_params is not None else {}),
     )
 

@@ -31,6 +31,7 @@ def search(data, tmp_path, **kw):
     kw.setdefault("max_image_size", 16)
     kw.setdefault("progress", False)
     kw.setdefault("seed", 2)
+    kw.setdefault("measure_latency", False)  # tests/search/latency_test.py measures
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 

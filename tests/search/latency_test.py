@@ -136,3 +136,17 @@ def test_a_trial_within_its_limits_trains_and_keeps_its_figures(measure, tiny_da
         assert record.latency_ms > 0 and 0 < record.size_mb < 1000
         assert record.latency["format"] == "tflite"
     keras.backend.clear_session()
+
+
+def test_a_search_measures_every_completed_trial_unless_told_not_to():
+    from search.run import _when_measured
+
+    plain = {"objective": "accuracy", "max_params": 50_000_000, "max_latency_ms": None}
+    plain["max_size_mb"] = None
+    assert _when_measured(plain) == "after"  # the default: every study has its fronts
+    assert _when_measured({**plain, "measure_latency": False}) is None  # --no-latency
+    # A limit or a cost objective needs the figures before training, --no-latency or not.
+    assert _when_measured({**plain, "measure_latency": False, "max_latency_ms": 5}) == "before"
+    assert _when_measured({**plain, "objective": "accuracy,size", "measure_latency": False}) == (
+        "before"
+    )

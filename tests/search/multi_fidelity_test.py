@@ -54,6 +54,7 @@ def _search(data, root, *, trials=7, seed=0, **kwargs):
         references=False,
         starting_points=False,
         study="climb",
+        measure_latency=False,
         **kwargs,
     )
 

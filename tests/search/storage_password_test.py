@@ -31,7 +31,8 @@ def search(results: Path, *args: str, env: dict | None = None) -> subprocess.Com
     command = [
         sys.executable, "-m", "search.run", "--space", "cnn", "--algorithm", "random",
         "--synthetic", "--epochs", "1", "--max-image-size", "16", "--study", "pw",
-        "--results", str(results), "--no-progress", "--in-process", *args,
+        "--results", str(results), "--no-progress", "--in-process", "--no-latency",
+        *args,
     ]  # fmt: skip
     return subprocess.run(
         command,

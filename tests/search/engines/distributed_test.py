@@ -271,6 +271,7 @@ def _worker(results: Path, url: str, trials: int) -> subprocess.Popen:
         "--results",
         str(results),
         "--no-progress",
+        "--no-latency",
         "--in-process",
         "--seed",
         "0",

@@ -28,6 +28,7 @@ def search(data, tmp_path, **kw):
     # In this process: these tests are about the engine (their callbacks raise Ctrl-C inside
     # a trial); isolation_test.py runs searches with a child process per trial.
     kw.setdefault("isolate", False)
+    kw.setdefault("measure_latency", False)  # tests/search/latency_test.py measures
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 

@@ -35,6 +35,7 @@ def search(data, tmp_path, **kw):
     # In this process: these tests are about the engine (their callbacks raise Ctrl-C inside
     # a trial); isolation_test.py runs searches with a child process per trial.
     kw.setdefault("isolate", False)
+    kw.setdefault("measure_latency", False)  # tests/search/latency_test.py measures
     return run_search(kw.pop("space", "cnn"), data, results=tmp_path, **kw)
 
 
@@ -182,6 +183,7 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
             "--results",
             str(tmp_path),
             "--no-progress",
+            "--no-latency",
             "--seed",
             "3",
         ]
