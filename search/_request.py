@@ -16,6 +16,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The random seed of trial ``number`` of a search seeded ``seed`` (its draws, its weights,
+    its shuffles): a hash of the pair, so the streams of two seeds are unrelated. ``seed +
+    number`` made seed 1's trial N seed 0's trial N + 1: two runs meant to differ by their
+    seed drew the same configurations, one trial apart."""
+    return int(np.random.SeedSequence([seed % 2**32, number]).generate_state(1)[0])
+
+
 # Field metadata: the field stays in the search process (not picklable, or meaningful only
 # there); the child gets the field's default instead.
 STAYS_IN_PARENT = {"stays_in_parent": True}
@@ -26,7 +37,8 @@ class TrialRequest:
     """One trial: which (``trial_id``, ``number``), for how long (``epochs``), from where
     (``warm_start``) and what it keeps (``keep_weights``), with the engine's ``callbacks``.
 
-    - ``number`` seeds the trial (the runner's seed + number) and names its files.
+    - ``number`` seeds the trial (:func:`trial_seed` of the runner's seed and it) and names
+      its files.
     - ``warm_start``: a ``search.study.WarmStart`` to continue another trial's kept weights
       from its epoch; None trains from scratch.
     - ``keep_weights``: keep this trial's (best-epoch) weights at

@@ -26,7 +26,7 @@ import numpy as np
 
 from search._files import replaced_atomically
 from search._process import release_free_heap, rss_mb, utc_now
-from search._request import TrialRequest
+from search._request import TrialRequest, trial_seed
 from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters, hp_config
 from search.results import TrialRecord
@@ -226,7 +226,7 @@ class TrialRunner:
             np.mean(np.argmax(predictions["val"], axis=1) == self.data.labels("val"))
         )
         if self.cv_folds and self.space.cross_validates(hp):
-            keras.utils.set_random_seed(self.seed + request.number)
+            keras.utils.set_random_seed(trial_seed(self.seed, request.number))
             record.cv = self.space.cross_validate(
                 hp,
                 model,
@@ -323,7 +323,7 @@ class TrialRunner:
         clock = StopAtTime(self.stop_at) if self.stop_at is not None else None
         state, error, model, best, sizes = "FAIL", None, None, None, {}
         rungs: list[dict[str, Any]] = []  # what a ladder's trial climbed, kept if it is stopped
-        keras.utils.set_random_seed(self.seed + request.number)
+        keras.utils.set_random_seed(trial_seed(self.seed, request.number))
         try:
             model = self.space.build(hp, self.ctx)
             sizes = _sizes(model)

@@ -14,7 +14,7 @@ random draws and a Gaussian process more on its model than on trials.
   beat its peers there. So trials are ranked by how far they got (complete above any pruned
   one, then the last reported step), then by their score there: :func:`fitness`.
 - **Reproducible and worker-safe:** every random choice of trial N comes from
-  ``seed + N`` (trial numbers are handed out once by the storage), so one worker's search
+  ``trial_seed(seed, N)`` (trial numbers are handed out once by the storage), so one worker's search
   replays exactly and concurrent workers draw their own.
 - **Define-by-run:** a hyperparameter the child has that its parent did not (a fifth block's
   width once ``conv_blocks`` grew) is drawn at random from its distribution.
@@ -36,6 +36,8 @@ from optuna.distributions import (
 )
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
+
+from search._request import trial_seed
 
 # A child identical to a trial already run is drawn again, at most this many times.
 _DUPLICATE_RETRIES = 20
@@ -120,7 +122,7 @@ def _neighbour(
 class RegularizedEvolutionSampler(BaseSampler):
     """Tournament selection, one mutation, oldest retired (see the module's docstring)."""
 
-    # Every draw of trial N comes from seed + N already: the engine need not reseed it.
+    # Every draw of trial N comes from trial_seed(seed, N) already: the engine need not reseed it.
     seeds_each_trial = True
 
     def __init__(
@@ -161,7 +163,7 @@ class RegularizedEvolutionSampler(BaseSampler):
         return {}
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._rng = np.random.RandomState((self.seed + trial.number) % 2**32)
+        self._rng = np.random.RandomState(trial_seed(self.seed, trial.number))
         if trial.system_attrs.get("fixed_params"):
             return  # an enqueued trial (a reference, a starting point, a retry): nothing to decide
         trials = study.get_trials(deepcopy=False)

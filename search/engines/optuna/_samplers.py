@@ -6,6 +6,7 @@ here take a name that is known to be one of them.
 
 from __future__ import annotations
 
+from search._request import trial_seed
 from search.engines.base import warn
 from search.study import SearchError
 
@@ -75,7 +76,8 @@ def make_sampler(algorithm: str, seed: int):
 
 
 def per_trial_seeded(sampler, seed: int):
-    """``sampler`` whose random state is reset to ``seed + trial.number`` before each trial.
+    """``sampler`` whose random state is reset to ``trial_seed(seed, trial.number)`` before
+    each trial.
 
     A sampler seeded once per process replays the same draws in every worker started at the
     same moment (each one builds it with the same seed); trial numbers are handed out once by
@@ -102,8 +104,8 @@ def per_trial_seeded(sampler, seed: int):
 
         def before_trial(self, study, trial):
             if getattr(self.inner, "seeds_each_trial", False):
-                pass  # draws from seed + trial number by itself (regularized evolution)
-            elif not reseed(self.inner, seed + trial.number):
+                pass  # draws from trial_seed(seed, number) by itself (regularized evolution)
+            elif not reseed(self.inner, trial_seed(seed, trial.number)):
                 # An unknown layout: at least not the other workers' draws.
                 self.inner.reseed_rng()
                 if not self.warned:

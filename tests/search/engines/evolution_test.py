@@ -140,6 +140,17 @@ def test_same_seed_same_draws_pruned_trials_included():
     assert [t.params for t in _search(seed=8).trials] != [t.params for t in a.trials]
 
 
+def test_two_seeds_draw_unrelated_sequences_not_one_shifted():
+    from search._request import trial_seed
+
+    # With seed + N, seed 8's random draws (trials 1-4, before the first tournament; trial 0
+    # is the queued one in both) were seed 7's, one trial on.
+    seven, eight = _search(seed=7, n=5).trials, _search(seed=8, n=5).trials
+    assert [t.params for t in seven[2:5]] != [t.params for t in eight[1:4]]
+    assert not {trial_seed(0, n) for n in range(100)} & {trial_seed(1, n) for n in range(100)}
+    assert trial_seed(3, 5) == trial_seed(3, 5) and 0 <= trial_seed(-1, 0) < 2**32
+
+
 def test_evolution_climbs_beyond_its_random_start():
     study = _search(seed=0, n=60)
     startup_best = max(t.value for t in study.trials[:6] if t.value is not None)
