@@ -227,6 +227,37 @@ def test_rung_pruning_is_successive_halving_per_rung():
     assert all(list(t.intermediate_values) == [1] for t in study.trials)
 
 
+def test_above_rung_0_the_first_arrivals_go_on_when_best_so_far():
+    from search.engines.optuna._rungs import RungPruning
+    from search.engines.optuna._samplers import make_pruner
+
+    ladder = parse_ladder("16:0.25:1,24:0.5:2,-:1:3")
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(None, 3, rungs=True))
+    outcomes = []
+    # (rung 0, rung 1) scores: the first two stop at rung 0; the others pass it (each the best
+    # third there) and meet at rung 1 with no bootstrap: the first to arrive goes on, the next
+    # only if it is the best so far, and from the third on the best third.
+    for first, second in ((0.1, 0), (0.2, 0), (0.5, 0.6), (0.6, 0.5), (0.7, 0.7), (0.8, 0.55)):
+        trial = study.ask()
+        callback = RungPruning(trial, ladder)
+        try:
+            callback.on_epoch_end(0, {"rung": 0.0, "rung_score": first})
+            callback.on_epoch_end(1, {"rung": 1.0, "rung_score": second})
+            study.tell(trial, second)
+            outcomes.append("top")
+        except optuna.TrialPruned as exc:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            outcomes.append(f"stopped at rung {1 if 'rung 1' in str(exc) else 0}")
+    assert outcomes == [
+        "stopped at rung 0",
+        "stopped at rung 0",
+        "top",  # the first at rung 1
+        "stopped at rung 1",  # 0.5 is not the best of (0.6, 0.5)
+        "top",  # 0.7: the best third of three
+        "stopped at rung 1",  # 0.55: not in the best of four
+    ]
+
+
 @pytest.mark.slow
 def test_each_rung_decays_the_cosine_schedule_to_its_own_end():
     judge = _Judge()
