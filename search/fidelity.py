@@ -18,7 +18,6 @@ lets it climb, so the top rung costs a promoted trial only its increment.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -287,11 +286,13 @@ def climb(
     accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k)``, when
     given, predicts a rung's seconds before it starts and raises :class:`RungNotAfforded`
     when the search cannot pay them. ``allowance(k)``, when given, is ``(seconds, reason)`` or
-    None: a rung still training after ``seconds`` is stopped there and the trial with it
-    (:class:`RungNotAfforded`), whatever was predicted. ``rungs_log`` receives one dict per rung climbed, also
+    None: a rung that cannot finish within ``seconds`` and a quarter more is stopped (at an
+    epoch's end when its pace says so, else when the clock passes that; see
+    ``search.training.RungAllowance``), and the trial with it (:class:`RungNotAfforded`),
+    whatever was predicted. ``rungs_log`` receives one dict per rung climbed, also
     when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
     the last one."""
-    from search.training import RungEnd, StopAtTime
+    from search.training import RungAllowance, RungEnd
 
     model, start = None, 0
     for k, rung in enumerate(ladder.rungs):
@@ -305,7 +306,7 @@ def climb(
             k, rung, int(model.input_shape[1]), continued, rungs_log, predicted_s=predicted
         )
         limit = allowance(k) if allowance else None
-        timer = StopAtTime(time.time() + limit[0]) if limit is not None else None
+        timer = RungAllowance(limit[0], rung.epochs) if limit is not None else None
         space.fit(
             hp,
             model,
@@ -323,9 +324,12 @@ def climb(
             ],
         )
         if timer is not None and timer.stopped_in_epoch is not None:
+            ran = f"it ran {timer.elapsed_s():.0f} s"
+            if timer.projected_s is not None:
+                ran += f" and would take about {timer.projected_s:.0f} s"
             raise RungNotAfforded(
                 f"stopped in rung {k} (epoch {timer.stopped_in_epoch + 1} of {rung.epochs}): "
-                f"it ran {limit[0]:.0f} s, {limit[1]}"
+                f"{ran}, {limit[1]} by more than a quarter"
             )
         start = rung.epochs
         if model.stop_training:  # the search's clock ran out: no later rung

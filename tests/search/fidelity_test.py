@@ -266,3 +266,47 @@ def test_each_rung_decays_the_cosine_schedule_to_its_own_end():
     assert recorder.history["learning_rate"] == pytest.approx(
         [0.01, 0.005, 0.005, 0.01 * 0.5 * (1 + np.cos(np.pi * 3 / 4))], rel=1e-4
     )
+
+
+def _paced(monkeypatch, epoch_seconds: list[float], allowance: float, epochs: int):
+    """Run a RungAllowance over epochs of the given lengths on a fake clock (2 batches an
+    epoch); returns it and the epochs that ran."""
+    from types import SimpleNamespace
+
+    from search.training import RungAllowance
+
+    clock = [1000.0]
+    monkeypatch.setattr("search.training.time.time", lambda: clock[0])
+    timer = RungAllowance(allowance, epochs)
+    timer.set_model(SimpleNamespace(stop_training=False))
+    timer.on_train_begin()
+    ran = []
+    for epoch, seconds in enumerate(epoch_seconds):
+        timer.on_epoch_begin(epoch)
+        for _ in range(2):
+            clock[0] += seconds / 2
+            timer.on_train_batch_end(0)
+        timer.on_epoch_end(epoch)
+        ran.append(epoch)
+        if timer.model.stop_training:
+            break
+    return timer, ran
+
+
+def test_a_rung_a_little_over_its_allowance_finishes(monkeypatch):
+    # 8 epochs of 1.4 s: 11.2 s against 10 s, within the quarter of grace.
+    timer, ran = _paced(monkeypatch, [1.4] * 8, allowance=10, epochs=8)
+    assert ran == list(range(8)) and timer.stopped_in_epoch is None
+
+
+def test_a_rung_that_cannot_finish_stops_at_an_epoch_end_by_its_pace(monkeypatch):
+    # 3 s for the first epoch (it traces), then 2 s: after epoch 2, 5 s + 6 x 2 s = 17 s.
+    timer, ran = _paced(monkeypatch, [3.0] + [2.0] * 7, allowance=10, epochs=8)
+    assert ran == [0, 1] and timer.stopped_in_epoch == 1
+    assert timer.projected_s == pytest.approx(17.0)
+
+
+def test_a_rung_whose_epoch_runs_past_the_grace_stops_in_it(monkeypatch):
+    # One 30 s epoch: the clock passes 12.5 s within it (at its second batch).
+    timer, ran = _paced(monkeypatch, [30.0, 1.0], allowance=10, epochs=2)
+    assert ran == [0] and timer.stopped_in_epoch == 0 and timer.projected_s is None
