@@ -4,6 +4,7 @@ for the same seed, and what the search refuses."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import optuna
@@ -179,6 +180,25 @@ def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
     assert runner._price(model, 15, 1.0, history=history) == pytest.approx(19.0)
     with pytest.raises(RungNotAfforded, match=r"more than 33% of the \d+ s --max-time leaves"):
         runner._price(model, 15, 1.0, history=history, share=RUNG_SHARE)
+
+
+def test_the_top_rung_may_take_all_the_time_left_the_others_a_third(tiny_data, monkeypatch):
+    from search.fidelity import parse_ladder
+    from search.trial import RUNG_SHARE
+
+    seen = {}
+    monkeypatch.setattr("search.fidelity.climb", lambda *a, **kw: seen.update(kw))
+    space, ctx, model, history = _timed_model(tiny_data)
+    runner = TrialRunner(space, tiny_data, None, ctx=ctx, stop_at=time.time() + 300)
+    request = TrialRequest(trial_id="0", number=0, epochs=3, ladder=parse_ladder(LADDER))
+    priced = functools.partial(runner._price, history=history)
+    runner._climb(fixed_hyperparameters({}), request, None, [], priced)
+    assert seen["allowance"](0)[0] == pytest.approx(300 * RUNG_SHARE, rel=0.05)
+    assert seen["allowance"](1)[0] == pytest.approx(300, rel=0.05)  # the top rung: all of it
+    # 190 epochs cost about 190 s (1 s an epoch): over a third of 300 s, within all of it.
+    with pytest.raises(RungNotAfforded, match="more than 33% of the"):
+        seen["price"](model, 190, 1.0, rung=0)
+    assert seen["price"](model, 190, 1.0, rung=1) == pytest.approx(194.0, rel=0.05)
 
 
 def test_a_rung_many_times_dearer_than_the_others_took_is_skipped(tiny_data, monkeypatch):
