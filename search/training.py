@@ -162,53 +162,45 @@ class StopAtTime(keras.callbacks.Callback):
                 self.stopped_in_epoch = self._epoch
 
 
-class RungAllowance(keras.callbacks.Callback):
+class RungAllowance(StopAtTime):
     """Stop a fidelity rung (search.fidelity.climb) that cannot finish within ``seconds``
     and the ``GRACE`` beyond it: at an epoch's end, once two epochs of this fit were timed
     (the first traces), when the epochs left at the last one's pace would end past it; within
-    an epoch, when the clock passes it. A rung a little slower than its allowance (a network
-    at the edge of what a look may cost) finishes: stopping such a rung in its last epoch
-    threw away a pilot's best rung-1 score (0.803, 262 s against 255 s). ``stopped_in_epoch``
-    (0-based) and ``projected_s`` (None when the clock stopped it) say what happened."""
+    an epoch, when the clock passes it (:class:`StopAtTime`, from the fit's start). A rung a
+    little slower than its allowance (a network at the edge of what a look may cost)
+    finishes: stopping such a rung in its last epoch threw away a pilot's best rung-1 score
+    (0.803, 262 s against 255 s). ``stopped_in_epoch`` (0-based) and ``projected_s`` (None
+    when the clock stopped it) say what happened."""
 
     GRACE = 1.25
 
     def __init__(self, seconds: float, epochs: int):
-        super().__init__()
         self.limit_s = float(seconds) * self.GRACE
+        super().__init__(time.time() + self.limit_s)
         self.epochs = int(epochs)  # the rung's last epoch (exclusive), as fit's ``epochs``
-        self.stopped_in_epoch: int | None = None
         self.projected_s: float | None = None
-        self._start = self._epoch_start = time.time()
-        self._epoch, self._timed = 0, 0
+        self._epoch_start, self._timed = time.time(), 0
 
     def on_train_begin(self, logs=None):
-        self._start = time.time()
+        self.stop_at = time.time() + self.limit_s
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch, self._epoch_start = epoch, time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() - self._start >= self.limit_s:
-            self._stop(self._epoch)
+        super().on_epoch_begin(epoch, logs)
+        self._epoch_start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
         self._timed += 1
         left = self.epochs - (epoch + 1)
         if self.stopped_in_epoch is None and self._timed >= 2 and left > 0:
-            projected = now - self._start + left * (now - self._epoch_start)
+            projected = self.elapsed_s() + left * (now - self._epoch_start)
             if projected > self.limit_s:
                 self.projected_s = projected
-                self._stop(epoch)
-
-    def _stop(self, epoch: int) -> None:
-        self.model.stop_training = True
-        if self.stopped_in_epoch is None:
-            self.stopped_in_epoch = epoch
+                self.model.stop_training = True
+                self.stopped_in_epoch = epoch
 
     def elapsed_s(self) -> float:
-        return time.time() - self._start
+        return time.time() - (self.stop_at - self.limit_s)
 
 
 def _size(weight) -> int:

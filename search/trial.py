@@ -530,7 +530,7 @@ class TrialRunner:
         from search.fidelity import REDUCTION_FACTOR
 
         if self.look_s is not None:
-            seconds = self.look_s[min(rung, len(self.look_s) - 1)]
+            seconds = self.look_s[rung]
             what = "a first look" if rung == 0 else f"a look at rung {rung}"
             return seconds, f"over the {seconds:.0f} s {what} may take"
         paid = sorted(g["seconds"] for r in rows for g in (r.rungs or []) if g["rung"] == rung)
