@@ -43,7 +43,11 @@ class TrialRequest:
       from its epoch; None trains from scratch.
     - ``keep_weights``: keep this trial's (best-epoch) weights at
       ``Study.rung_weights_path`` for a later warm start.
-    - ``ladder``: the fidelity rungs to climb (``search.fidelity``), or None.
+    - ``ladder``: the fidelity rungs to climb (``search.fidelity``), or None. With a ladder,
+      ``warm_start`` continues a trial stopped after a rung from the next rung on.
+    - ``keep_stopped``: with a ladder, keep the weights of a trial the engine stops after a
+      rung below the top at ``Study.rung_weights_path``, so that a later trial may continue
+      it (a late promotion: ``search.engines.optuna._rungs``).
     - ``callbacks``: the engine's (Optuna's pruning callback, the progress bar); they see every
       epoch's logs, in the search process even when the trial trains in a child.
     - ``prune_exceptions``: what those callbacks raise to prune the trial (a PRUNED row).
@@ -57,6 +61,7 @@ class TrialRequest:
     # A ``search.fidelity.Ladder``: train rung by rung (the engine judges each); its last rung
     # ends at ``epochs``. None trains ``epochs`` in one go.
     ladder: Any = None
+    keep_stopped: bool = False
     callbacks: tuple = dataclasses.field(default=(), metadata=STAYS_IN_PARENT)
     prune_exceptions: tuple[type[BaseException], ...] = dataclasses.field(
         default=(), metadata=STAYS_IN_PARENT
@@ -70,6 +75,7 @@ class TrialRequest:
             ("number", int),
             ("epochs", int),
             ("keep_weights", bool),
+            ("keep_stopped", bool),
             ("callbacks", tuple),
             ("prune_exceptions", tuple),
         ):

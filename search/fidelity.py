@@ -6,9 +6,10 @@ builds its model at the larger size and takes over the weights (a network with g
 has the same weights at every input size: progressive resizing), on more of the data (the
 fractions are nested, so no image a rung saw is dropped), with the epoch count and the
 learning-rate schedule going on where they were. After every rung but the last, the engine
-compares the trial with the others that reached that rung (successive halving: Optuna's
-``SuccessiveHalvingPruner`` with the rung's step ``reduction_factor ** rung``) and stops it or
-lets it climb, so the top rung costs a promoted trial only its increment.
+compares the trial with the others that reached that rung (successive halving, judged at
+the rung's step ``reduction_factor ** rung``) and stops it or lets it climb, so the top rung
+costs a promoted trial only its increment. A stopped trial may keep its weights, and a later
+trial may continue it from the next rung (a late promotion: ``climb``'s ``resume``).
 
     --rungs auto                      the space's ladder for --epochs (cnn: 64 px on 25% of the
                                       training images, 96 px on 50%, full size on all)
@@ -68,6 +69,10 @@ class Ladder:
         """The step a trial reports rung ``rung``'s score at: successive halving with
         ``min_resource=1`` judges rung ``k`` at step ``reduction_factor ** k``."""
         return self.reduction_factor**rung
+
+    def rung_ending_at(self, epoch: int) -> int | None:
+        """The rung whose last epoch is ``epoch`` (None: no rung ends there)."""
+        return next((k for k, r in enumerate(self.rungs) if r.epochs == int(epoch)), None)
 
     def rung_of_step(self, step: int) -> int | None:
         steps = {self.step(k): k for k in range(len(self.rungs))}
@@ -256,6 +261,30 @@ def carry_weights(source, target) -> bool:
     return True
 
 
+def _ended(rungs_log: list, rung: int) -> bool:
+    """Whether rung ``rung``'s record is the last in ``rungs_log`` (the rung ran to its end)."""
+    return bool(rungs_log) and rungs_log[-1].get("rung") == rung
+
+
+def _resumed(space, hp, ctx, ladder: Ladder, resume):
+    """``(model, rung)``: the model a stopped trial kept after the rung that ends at
+    ``resume.initial_epoch``, built at that rung's size with the kept weights loaded."""
+    import warnings
+
+    rung = ladder.rung_ending_at(resume.initial_epoch)
+    if rung is None or rung >= len(ladder.rungs) - 1:
+        raise FidelityError(
+            f"cannot continue trial {resume.from_trial} from epoch {resume.initial_epoch}: no "
+            "rung below the top ends there"
+        )
+    model = space.build(hp, dataclasses.replace(ctx, rung_image_size=ladder.rungs[rung].image_size))
+    with warnings.catch_warnings():
+        # Kept without an optimizer (a rung's model starts its optimizer afresh anyway).
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(resume.weights)
+    return model, rung
+
+
 class RungNotAfforded(Exception):
     """The time left cannot pay for the next rung (the trial stops where it is)."""
 
@@ -272,6 +301,8 @@ def climb(
     rungs_log: list,
     price=None,
     allowance=None,
+    resume=None,
+    keep_stopped=None,
     batch_size: int = 32,
     verbose: int = 0,
     seed: int = 0,
@@ -291,11 +322,20 @@ def climb(
     ``search.training.RungAllowance``), and the trial with it (:class:`RungNotAfforded`),
     whatever was predicted. ``rungs_log`` receives one dict per rung climbed, also
     when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
-    the last one."""
+    the last one.
+
+    ``resume`` (a ``search.study.WarmStart`` whose ``initial_epoch`` ends a rung) continues
+    a trial the engine stopped after that rung, from the weights it kept there: the climb
+    starts at the next rung (a late promotion). ``keep_stopped(model, entry)``, when given,
+    is called when the engine stops the trial right after a rung below the top (``entry``:
+    that rung's record in ``rungs_log``), to keep its weights for such a promotion."""
     from search.training import RungAllowance, RungEnd
 
-    model, start = None, 0
-    for k, rung in enumerate(ladder.rungs):
+    model, start, first = None, 0, 0
+    if resume is not None:
+        model, stopped_at = _resumed(space, hp, ctx, ladder, resume)
+        first, start = stopped_at + 1, int(resume.initial_epoch)
+    for k, rung in enumerate(ladder.rungs[first:], start=first):
         rung_ctx = dataclasses.replace(ctx, rung_image_size=rung.image_size)
         previous, model = model, space.build(hp, rung_ctx)
         continued = previous is not None and carry_weights(previous, model)
@@ -307,22 +347,29 @@ def climb(
         )
         limit = allowance(k) if allowance else None
         timer = RungAllowance(limit[0], rung.epochs) if limit is not None else None
-        space.fit(
-            hp,
-            model,
-            train_fraction(data, rung.fraction, seed),
-            rung_ctx,
-            epochs=rung.epochs,
-            initial_epoch=begin,
-            batch_size=batch_size,
-            verbose=verbose,
-            callbacks=[
-                *trial_callbacks(model),
-                marker,
-                *([timer] if timer else []),
-                engine_callbacks,
-            ],
-        )
+        try:
+            space.fit(
+                hp,
+                model,
+                train_fraction(data, rung.fraction, seed),
+                rung_ctx,
+                epochs=rung.epochs,
+                initial_epoch=begin,
+                batch_size=batch_size,
+                verbose=verbose,
+                callbacks=[
+                    *trial_callbacks(model),
+                    marker,
+                    *([timer] if timer else []),
+                    engine_callbacks,
+                ],
+            )
+        except Exception:
+            # Only the engine's callbacks (after the marker) raise once a rung's record is in
+            # the log: the trial was judged there and stopped.
+            if keep_stopped is not None and k < len(ladder.rungs) - 1 and _ended(rungs_log, k):
+                keep_stopped(model, rungs_log[-1])
+            raise
         if timer is not None and timer.stopped_in_epoch is not None:
             ran = f"it ran {timer.elapsed_s():.0f} s"
             if timer.projected_s is not None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -151,7 +153,7 @@ class TrialRunner:
         With a study, the row goes to its table and the trial's model, predictions and (for
         ``request.keep_weights``) weights to its folder; without one, nothing is written and
         the row is only returned."""
-        if request.keep_weights and self.study is None:
+        if (request.keep_weights or request.keep_stopped) and self.study is None:
             raise ConfigurationError("keep_weights needs a study to keep the weights in")
         child_peak_mb = None
         if self.isolate:
@@ -439,11 +441,37 @@ class TrialRunner:
                 model, epochs, fraction, rung=rung, share=share(rung)
             ),
             allowance=lambda rung: self._allowance(rung, share=share(rung)),
+            resume=request.warm_start,
+            keep_stopped=self._keeper(request) if request.keep_stopped else None,
             engine_callbacks=EngineCallbacks(request.callbacks),
             batch_size=self.batch_size,
             verbose=self.verbose,
             seed=self.seed,
         )
+
+    def _keeper(self, request: TrialRequest):
+        """What keeps a stopped trial's rung weights (``search.fidelity.climb``'s
+        ``keep_stopped``): saved where ``Study.warm_start`` finds them, and marked as kept in
+        the rung's record, which the engine reads to offer the trial a late promotion."""
+
+        def keep(model, entry: dict) -> None:
+            path = self.study.rung_weights_path(request.trial_id)
+            # Keras wants the name to end in .weights.h5, which replaced_atomically's does not.
+            tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                model.save_weights(tmp)
+                os.replace(tmp, path)
+            except OSError as exc:  # the trial stays stopped; it just cannot be continued
+                print(
+                    f"warning: trial {request.trial_id}'s rung weights could not be kept at "
+                    f"{path} ({exc.strerror or exc}); it cannot be promoted later",
+                    file=sys.stderr,
+                )
+                return
+            entry["weights_kept"] = True
+
+        return keep
 
     def _price(
         self,
@@ -617,11 +645,13 @@ def _sizes(model) -> dict[str, int | None]:
 def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
     """``(state, error)`` of a ladder's trial whose fit returned: COMPLETE at the top rung;
     stopped below it (the search's clock ran out), PRUNED: its score is not a top-rung one."""
-    if len(rungs) >= len(ladder.rungs):
+    top = len(ladder.rungs) - 1
+    if rungs and rungs[-1]["rung"] == top:  # a late promotion's log starts above rung 0
         return "COMPLETE", None
     return "PRUNED", (
-        f"the search's time limit (--max-time) ran out in rung {len(rungs)} of "
-        f"{len(ladder.rungs)}; a trial below the top rung is not comparable"
+        f"the search's time limit (--max-time) ran out in rung "
+        f"{rungs[-1]['rung'] + 1 if rungs else 'its first'} of {top + 1}; a trial below the "
+        "top rung is not comparable"
     )
 
 

@@ -28,6 +28,24 @@ def rung_scores(record: Any) -> dict[int, float]:
     }
 
 
+def lineage_scores(records: Iterable[Any]) -> list[dict[int, float]]:
+    """:func:`rung_scores` per configuration's line of trials: a trial that continues another
+    (``continued_from``: a late promotion, which climbs from the rung after the one its
+    origin stopped at) joins its origin's scores, so each line counts once at each rung."""
+    records = list(records)
+    ids = [str(getattr(r, "trial_id", None)) for r in records]
+    by_id = dict(zip(ids, records))
+    absorbed, lines = set(), []
+    for trial_id, record in zip(ids, records):
+        line, origin = rung_scores(record), getattr(record, "continued_from", None)
+        while origin is not None and str(origin) in by_id and str(origin) not in absorbed:
+            absorbed.add(str(origin))
+            line = {**rung_scores(by_id[str(origin)]), **line}
+            origin = getattr(by_id[str(origin)], "continued_from", None)
+        lines.append((trial_id, line))
+    return [line for trial_id, line in lines if trial_id not in absorbed and line]
+
+
 def spearman(x: list[float], y: list[float]) -> float | None:
     """Spearman's rank correlation (ties averaged); None where it is undefined (fewer than
     three points, or one side constant)."""
@@ -50,8 +68,9 @@ def rung_report(records: Iterable[Any], top: int | None = None) -> dict[str, Any
     score was recorded at each rung), ``correlations`` (per rung below the top: ``rung``,
     ``n`` trials that reached the top, ``spearman`` with the top rung's score or None) and
     ``warnings`` (a rung that does not predict the top, or too few trials to tell). ``top``:
-    the ladder's top rung (default: the highest any trial reached)."""
-    scored = [s for s in map(rung_scores, records) if s]
+    the ladder's top rung (default: the highest any trial reached). A late promotion and
+    the trial it continues count as one (:func:`lineage_scores`)."""
+    scored = lineage_scores(records)
     if not scored:
         return None
     top = max(max(s) for s in scored) if top is None else int(top)

@@ -64,12 +64,17 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
     outcome = _search(tiny_data, tmp_path)
     rows = read_trials(outcome["study_dir"] / "trials.jsonl")
     assert len(rows) == 7 and all(r.rungs for r in rows)
+    by_id = {r.trial_id: r for r in rows}
     for r in rows:
         climbed = [g["rung"] for g in r.rungs]
-        assert climbed == list(range(len(climbed)))
-        assert [g["image_size"] for g in r.rungs] == [16, 32][: len(climbed)]
+        # A late promotion climbs on from the rung after the one its origin stopped at.
+        origin = by_id[r.continued_from] if r.continued_from is not None else None
+        first = origin.rungs[-1]["rung"] + 1 if origin is not None else 0
+        assert origin is None or origin.rungs[-1]["weights_kept"]
+        assert climbed == list(range(first, first + len(climbed)))
+        assert [g["image_size"] for g in r.rungs] == [16, 32][first : first + len(climbed)]
         if r.state == "COMPLETE":
-            assert len(climbed) == 2 and r.input_size == 32
+            assert climbed[-1] == 1 and r.input_size == 32
         else:
             assert r.state == "PRUNED" and "stopped after rung" in r.error
     assert sum(r.state == "PRUNED" for r in rows) >= 2  # successive halving stopped some

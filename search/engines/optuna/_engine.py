@@ -19,9 +19,12 @@ from search.engines.base import (
     warn_rederived,
 )
 from search.engines.optuna._protocol import (
+    CONTINUES,
     EVOLVED_FROM,
+    FROM_RUNG,
     HOST,
     INTERRUPTED,
+    KEPT_RUNG,
     PID,
     ROW,
     SURPLUS,
@@ -30,7 +33,7 @@ from search.engines.optuna._protocol import (
     count_finished,
     surplus_reason,
 )
-from search.engines.optuna._rungs import RungPruning
+from search.engines.optuna._rungs import RungPruning, late_promotion
 from search.engines.optuna._samplers import (
     ALGORITHMS,
     MULTI_OBJECTIVE_ALGORITHMS,
@@ -122,6 +125,7 @@ class OptunaEngine(Engine):
             ostudy, runner, study.worker, trials=trials, epochs=epochs, bar=bar, ladder=self.ladder
         )
         objective.objectives, objective.limits = self.objectives, self.limits
+        objective.late_promotion = self.promotes_late(runner)
         try:
             self._run_trials(ostudy, objective, trials, deadline_from(budget.max_time))
         finally:
@@ -129,6 +133,17 @@ class OptunaEngine(Engine):
         # Other workers' rows (other machines write their own trials.jsonl) join this table, so
         # the study's best and ensemble are picked from all of its trials.
         self.reconcile(runner, study, epochs=epochs, ostudy=ostudy, storage=storage)
+
+    def promotes_late(self, runner) -> bool:
+        """Whether stopped trials keep their rung weights and may be continued later
+        (``search.engines.optuna._rungs``): over rungs judged by successive halving, for a
+        space whose networks continue their weights, in a study that keeps them."""
+        return (
+            self.ladder is not None
+            and (self.pruner or RUNG_PRUNERS[0]) == "halving"
+            and runner.space.warm_starts
+            and runner.study is not None
+        )
 
     def storage_url(self, study: Study) -> str:
         """The storage given, else the one a resumed study recorded, else the default file."""
@@ -176,7 +191,23 @@ class OptunaEngine(Engine):
             if count_claimed(current) >= trials:
                 time.sleep(pause)
                 continue
+            if objective.late_promotion:
+                self._promote_late(ostudy, current, objective.worker)
             self._run_one(ostudy, objective)
+
+    def _promote_late(self, ostudy, trials, worker: str) -> None:
+        """Queue the continuation of a stopped trial that now ranks in the best third of
+        its rung (``late_promotion``), before any new configuration is drawn."""
+        from optuna.trial import TrialState
+
+        if any(t.state == TrialState.WAITING for t in trials):
+            return  # a queued trial (a promotion, a retry, a first configuration) goes first
+        pick = late_promotion(trials, self.ladder, worker)
+        if pick is not None:
+            stopped, rung = pick
+            ostudy.enqueue_trial(
+                stopped.params, user_attrs={CONTINUES: stopped.number, FROM_RUNG: rung}
+            )
 
     def _run_one(self, ostudy, objective) -> None:
         import optuna
@@ -271,6 +302,7 @@ class _Objective:
         self.trials, self.epochs, self.bar, self.ladder = trials, epochs, bar, ladder
         self.objectives: tuple[str, ...] = ("accuracy",)
         self.limits = None  # a search.latency.Limits: each trial's constraints
+        self.late_promotion = False  # OptunaEngine.promotes_late
 
     def __call__(self, trial) -> float | tuple[float, ...]:
         import optuna
@@ -283,6 +315,9 @@ class _Objective:
             raise
         # The whole row, so that any machine can rebuild the table from the storage.
         trial.set_user_attr(ROW, record.to_dict())
+        kept = _kept_rung(record)
+        if kept is not None:
+            trial.set_user_attr(KEPT_RUNG, kept)
         self._constrain(trial, record)
         self.bar.update(record)
         if record.state == "PRUNED":
@@ -344,6 +379,8 @@ class _Objective:
                 number=trial.number,
                 epochs=self.epochs,
                 ladder=self.ladder,
+                warm_start=self._continued(trial),
+                keep_stopped=self.late_promotion,
                 prune_exceptions=(optuna.TrialPruned,),
                 callbacks=(
                     *([judge] if judge is not None else []),
@@ -351,6 +388,15 @@ class _Objective:
                 ),
             ),
         )
+
+    def _continued(self, trial):
+        """The kept weights a late promotion continues (a ``search.study.WarmStart``), or
+        None: not a promotion, or the weights are gone (it then climbs from the first rung)."""
+        origin = trial.user_attrs.get(CONTINUES)
+        if origin is None or self.ladder is None:
+            return None
+        rung = int(trial.user_attrs[FROM_RUNG])
+        return self.runner.study.warm_start(str(origin), self.ladder.rungs[rung].epochs)
 
     def _note_lineage(self, trial) -> None:
         """An evolved trial names its parent and the hyperparameter it changed."""
@@ -360,6 +406,15 @@ class _Objective:
             trial.set_user_attr(
                 EVOLVED_FROM, {"trial": decision["parent"], "mutated": decision["mutated"]}
             )
+
+
+def _kept_rung(record) -> int | None:
+    """The rung after which a stopped trial kept its weights (``search.fidelity.climb``'s
+    ``keep_stopped``), or None."""
+    last = (record.rungs or [None])[-1]
+    if record.state != "PRUNED" or not last or not last.get("weights_kept"):
+        return None
+    return int(last["rung"])
 
 
 def declared_kinds(space, ctx) -> dict[str, str]:

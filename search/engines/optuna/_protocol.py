@@ -12,6 +12,9 @@ training), so they can be checked on trials built with ``optuna.trial.create_tri
   is **surplus** (dropped before it trains).
 - A trial is **retried** when another trial names it as its predecessor: a heartbeat retry
   (Optuna's ``retry_history``) or a retry queued on resume (``RETRY_OF``).
+- A trial **continues** another (``CONTINUES``) when successive halving promotes a stopped
+  trial late (``search.engines.optuna._rungs``): one continuation per stopped trial; a
+  second one queued by another worker at the same time is surplus.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ WORKER = "worker"  # "host:folder" of the worker that keeps the trial's weights
 SURPLUS = "surplus"  # why the trial was dropped before training (its slot was taken)
 INTERRUPTED = "interrupted"  # Ctrl-C, or a dead process on the trial's own machine
 RETRY_OF = "retry_of"  # the number of the interrupted trial this one redoes (resume)
+CONTINUES = "continues"  # a late promotion: the number of the stopped trial it continues
+FROM_RUNG = "from_rung"  # ... and the rung that trial stopped after (it climbs from the next)
+KEPT_RUNG = "kept_rung"  # a trial stopped after this rung kept its weights there
 REFERENCE = "reference"  # a space's published recipe, queued first (Engine.first_configs)
 STARTING = "starting"  # a space's known-good starting point, queued next
 MARKS = (REFERENCE, STARTING)  # carried over to a trial's retry
@@ -132,6 +138,18 @@ def surplus_reason(trials: Iterable[FrozenTrial], number: int, target: int) -> s
     retried = retried_numbers(trials)
     if sum(claims(t, retried) for t in before) >= target:
         return f"the study's {target} trials were already taken by trials before it"
+    continued = mine.user_attrs.get(CONTINUES) if mine is not None else None
+    if continued is not None and predecessor(mine) is None:
+        twin = next(
+            (
+                t
+                for t in before
+                if t.user_attrs.get(CONTINUES) == continued and not t.user_attrs.get(SURPLUS)
+            ),
+            None,
+        )
+        if twin is not None:
+            return f"trial {twin.number} already continues trial {continued}"
     origin = predecessor(mine) if mine is not None else None
     if origin is not None:
         twin = next(
@@ -158,5 +176,12 @@ def to_requeue(trials: Iterable[FrozenTrial]) -> list[tuple[dict[str, Any], dict
         ):
             user_attrs: dict[str, Any] = {RETRY_OF: trial.number}
             user_attrs.update({mark: True for mark in MARKS if trial.user_attrs.get(mark)})
+            user_attrs.update(
+                {
+                    key: trial.user_attrs[key]
+                    for key in (CONTINUES, FROM_RUNG)
+                    if key in trial.user_attrs
+                }
+            )
             queued.append((trial.params, user_attrs))
     return queued

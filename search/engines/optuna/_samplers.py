@@ -174,42 +174,28 @@ def _no_pruning(epochs: int):
 def _halving(epochs: int):
     import optuna
 
+    from search.engines.optuna._rungs import halving_stops, scores_at
     from search.fidelity import REDUCTION_FACTOR
 
-    def halving(bootstrap_count: int):
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=1,
-            reduction_factor=REDUCTION_FACTOR,
-            min_early_stopping_rate=0,
-            bootstrap_count=bootstrap_count,
-        )
-
     # Asynchronous successive halving: at step 1, 3, 9, ... a trial goes on only if it is in
-    # the best third of the trials that reached that step. Over --rungs, step 3**k is rung k.
-    # At the first step the first two trials stop there (bootstrap_count): they are random
-    # draws, one arriving alone would be the best third of one, and a slow first draw would
-    # spend the budget. At a later step, before three have arrived, one goes on when it is
-    # the best so far there and above every score of the step below: stopping the first two
-    # threw away a pilot's best two rung-1 networks (0.778 and 0.774, above all of rung 0),
-    # and letting the first one go on whatever it scored spent 839 s of another's top rung
-    # on a network that scored 0.708 at rung 1, below rung 0's best (0.729).
-    first, later = halving(REDUCTION_FACTOR - 1), halving(0)
-
+    # the best third of the trials that reached that step (the rules and why:
+    # search.engines.optuna._rungs.halving_stops). Over --rungs, step 3**k is rung k.
     class RungHalving(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
             step = trial.last_step
-            if step is None or step <= 1:
-                return first.prune(study, trial)
-            if later.prune(study, trial):  # it records the trial's score at its rung
-                return True
+            if step is None:
+                return False
             rung = round(math.log(step, REDUCTION_FACTOR))
             if REDUCTION_FACTOR**rung != step:  # not a rung's end (epochs, without --rungs)
                 return False
-            trials = study.get_trials(deepcopy=False)
-            if sum(f"completed_rung_{rung}" in t.system_attrs for t in trials) >= REDUCTION_FACTOR:
-                return False
-            below = [t.system_attrs.get(f"completed_rung_{rung - 1}") for t in trials]
-            return trial.intermediate_values[step] <= max(v for v in below if v is not None)
+            others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+
+            def reported(at: int) -> list[float]:
+                return scores_at([*others, trial], at)
+
+            below = reported(REDUCTION_FACTOR ** (rung - 1)) if rung > 0 else None
+            score = float(trial.intermediate_values[step])
+            return halving_stops(score, reported(step), below, REDUCTION_FACTOR)
 
     return RungHalving()
 

@@ -1,0 +1,201 @@
+"""Late promotion over rungs (ASHA's own rule): a trial successive halving stopped keeps its
+rung weights, and when later arrivals put it in the best third of its rung, a trial of the
+same configuration continues it from the next rung instead of it staying stopped."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.engines.optuna._protocol import (
+    CONTINUES,
+    FROM_RUNG,
+    INTERRUPTED,
+    KEPT_RUNG,
+    RETRY_OF,
+    WORKER,
+    surplus_reason,
+    to_requeue,
+)
+from search.engines.optuna._rungs import halving_stops, in_best_share, late_promotion
+from search.fidelity import parse_ladder
+from search.results import TrialRecord, rung_report
+
+LADDER = parse_ladder("16:0.5:1,24:0.5:2,-:1:3")  # rungs judged at steps 1 and 3
+ME, OTHER = "me:/study", "other:/study"
+
+
+def _stopped(number, scores, *, kept=True, worker=ME, state=TrialState.PRUNED, **attrs):
+    """A trial stopped after its last score (one per rung from rung 0)."""
+    rung = len(scores) - 1
+    user_attrs = {WORKER: worker, **attrs}
+    if kept:
+        user_attrs[KEPT_RUNG] = rung
+    trial = create_trial(
+        state=state,
+        params={"units": 4 + number % 4},
+        distributions={"units": IntDistribution(1, 64)},
+        intermediate_values={LADDER.step(k): s for k, s in enumerate(scores)},
+        user_attrs=user_attrs,
+    )
+    trial.number = number
+    return trial
+
+
+def test_the_halving_rules_over_a_rungs_scores():
+    assert in_best_share(0.8, [0.8, 0.2, 0.3], 3)
+    assert not in_best_share(0.3, [0.8, 0.2, 0.3], 3)
+    assert in_best_share(0.5, [0.9, 0.5, 0.1, 0.2, 0.3, 0.4], 3)  # the best two of six
+    # Rung 0: the first two arrivals stop whatever they scored; then the best third goes on.
+    assert halving_stops(0.9, [0.9], None, 3) and halving_stops(0.9, [0.1, 0.9], None, 3)
+    assert not halving_stops(0.9, [0.1, 0.2, 0.9], None, 3)
+    assert halving_stops(float("nan"), [0.1, 0.2, 0.9], None, 3)
+    # Above it, an early arrival goes on when it is the best so far and above the rung below.
+    assert not halving_stops(0.7, [0.7], [0.5, 0.6], 3)
+    assert halving_stops(0.55, [0.55], [0.5, 0.6], 3)
+    assert not halving_stops(0.55, [0.55, 0.4, 0.3], [0.5, 0.6], 3)  # three arrived: ranks only
+
+
+def test_a_stopped_trial_is_continued_once_it_ranks_in_the_best_third_of_its_rung():
+    # Trials 0 and 1 stopped at rung 0 as the first two arrivals; 2 went on; 3 stopped.
+    trials = [_stopped(0, [0.8]), _stopped(1, [0.2]), _stopped(2, [0.9, 0.5]), _stopped(3, [0.1])]
+    # Rung 0 holds 0.8, 0.2, 0.9, 0.1: its best third is 0.9 alone; nothing to continue at
+    # rung 1 (one score there).
+    assert late_promotion(trials, LADDER, ME) is None
+    trials += [_stopped(4, [0.3]), _stopped(5, [0.25])]  # six at rung 0: the best two go on
+    pick, rung = late_promotion(trials, LADDER, ME)
+    assert (pick.number, rung) == (0, 0)
+    # Once a trial continues it, it is not offered again; nor is a trial whose weights are
+    # another worker's, or one that kept none.
+    queued = _stopped(6, [], kept=False, state=TrialState.WAITING, **{CONTINUES: 0})
+    continued = [*trials, queued]
+    assert late_promotion(continued, LADDER, ME) is None
+    assert late_promotion(trials, LADDER, OTHER) is None
+    unkept = [_stopped(0, [0.8], kept=False), *trials[1:]]
+    assert late_promotion(unkept, LADDER, ME) is None
+
+
+def test_the_highest_rung_is_promoted_first():
+    trials = [
+        _stopped(0, [0.9]),  # rung 0: in the best third of six
+        _stopped(1, [0.7, 0.6]),  # rung 1: stopped as an early arrival, now the best of three
+        _stopped(2, [0.8, 0.5]),
+        _stopped(3, [0.75, 0.4]),
+        _stopped(4, [0.1]),
+        _stopped(5, [0.2]),
+    ]
+    pick, rung = late_promotion(trials, LADDER, ME)
+    assert (pick.number, rung) == (1, 1)
+
+
+def test_one_continuation_per_stopped_trial_and_a_retry_keeps_what_it_continues():
+    def running(number, **attrs):
+        return _stopped(number, [], kept=False, state=TrialState.RUNNING, **attrs)
+
+    first, twin = running(7, **{CONTINUES: 0}), running(8, **{CONTINUES: 0})
+    assert surplus_reason([first, twin], 7, 100) is None
+    assert surplus_reason([first, twin], 8, 100) == "trial 7 already continues trial 0"
+    marks = {CONTINUES: 0, FROM_RUNG: 0, INTERRUPTED: True}
+    interrupted = _stopped(7, [], kept=False, state=TrialState.FAIL, **marks)
+    [(params, attrs)] = to_requeue([interrupted])
+    assert attrs == {RETRY_OF: 7, CONTINUES: 0, FROM_RUNG: 0}
+    retry = running(9, **attrs)
+    assert surplus_reason([interrupted, retry], 9, 100) is None  # a retry is not a twin
+
+
+def _row(trial_id, rungs, continued_from=None, state="PRUNED"):
+    return TrialRecord(
+        study="s",
+        engine="optuna",
+        algorithm="evolution",
+        space="cnn",
+        trial_id=str(trial_id),
+        number=int(trial_id),
+        state=state,
+        config={},
+        continued_from=continued_from,
+        rungs=[{"rung": k, "val_accuracy": v} for k, v in rungs],
+    )
+
+
+def test_a_continuation_and_the_trial_it_continues_count_once_per_rung():
+    rows = [
+        _row(0, [(0, 0.8)]),
+        _row(1, [(0, 0.2)]),
+        _row(2, [(0, 0.9), (1, 0.85)], state="COMPLETE"),
+        _row(3, [(1, 0.88)], continued_from="0", state="COMPLETE"),
+    ]
+    report = rung_report(rows, top=1)
+    assert report["reached"] == [3, 2]
+    assert report["correlations"][0]["n"] == 2  # trial 3's line has trial 0's rung-0 score
+
+
+class _Scripted(keras.callbacks.Callback):
+    """Puts a scripted validation score into each epoch's logs, before the rung sees them."""
+
+    def __init__(self, score):
+        super().__init__()
+        self.score = score
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.score
+
+
+@pytest.mark.slow
+def test_a_search_continues_a_stopped_trial_from_its_kept_weights(tiny_data, tmp_path):
+    from search.hyperparameters import fixed_hyperparameters
+    from search.results import read_json, read_trials
+    from search.run import run_search
+    from spaces import BuildContext
+    from tests.search.warm_start_test import WarmSpace
+
+    rung0 = iter([0.8, 0.2, 0.3])  # trial 0's is the best, but it arrived first and stopped
+
+    class ScriptedSpace(WarmSpace):
+        def fit(self, hp, model, data, ctx, **kwargs):
+            score = next(rung0) if kwargs["epochs"] == 1 else 0.9
+            kwargs["callbacks"] = [_Scripted(score), *kwargs["callbacks"]]
+            super().fit(hp, model, data, ctx, **kwargs)
+
+    WarmSpace.seen = []
+    out = run_search(
+        ScriptedSpace(),
+        tiny_data,
+        engine="optuna",
+        algorithm="random",
+        trials=4,
+        epochs=2,
+        rungs="16:0.5:1,-:1:2",
+        results=tmp_path,
+        seed=0,
+        progress=False,
+        isolate=False,
+        references=False,
+        starting_points=False,
+        study="late",
+        measure_latency=False,
+    )
+    rows = {r.number: r for r in read_trials(out["study_dir"] / "trials.jsonl")}
+    assert [rows[n].state for n in range(3)] == ["PRUNED"] * 3
+    assert all(rows[n].rungs[-1]["weights_kept"] for n in range(3))
+    late = rows[3]
+    assert late.state == "COMPLETE", late.error
+    assert late.continued_from == "0" and late.config == rows[0].config
+    assert [(g["rung"], g["continued"]) for g in late.rungs] == [(1, True)]
+    assert late.epochs_run == 1  # only the top rung's epoch: rung 0 was trial 0's
+    initial_epoch, start = WarmSpace.seen[-1]
+    assert initial_epoch == 1
+    kept = ScriptedSpace().build(fixed_hyperparameters(rows[0].config), BuildContext(5))
+    kept.load_weights(out["study_dir"] / "checkpoints" / "rungs" / "trial-0.weights.h5")
+    for a, b in zip(start, kept.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert read_json(out["study_dir"] / "best.json")["rungs"]["reached"] == [3, 1]
+    ostudy = optuna.load_study(
+        study_name="late", storage=f"sqlite:///{out['study_dir'] / 'optuna.db'}"
+    )
+    attrs = ostudy.trials[3].user_attrs
+    assert attrs[CONTINUES] == 0 and attrs[FROM_RUNG] == 0
