@@ -648,10 +648,10 @@ def _climbed(ladder, rungs: list) -> tuple[str, str | None]:
     top = len(ladder.rungs) - 1
     if rungs and rungs[-1]["rung"] == top:  # a late promotion's log starts above rung 0
         return "COMPLETE", None
+    where = f"in rung {rungs[-1]['rung'] + 1} of {top + 1}" if rungs else "in its first rung"
     return "PRUNED", (
-        f"the search's time limit (--max-time) ran out in rung "
-        f"{rungs[-1]['rung'] + 1 if rungs else 'its first'} of {top + 1}; a trial below the "
-        "top rung is not comparable"
+        f"the search's time limit (--max-time) ran out {where}; a trial below the top rung "
+        "is not comparable"
     )
 
 
