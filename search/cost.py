@@ -1,11 +1,15 @@
 """What a trial will cost, before it runs: a search that knows its prices can keep its budget.
 
-A configuration's training time per image grows with the multiply-accumulates (MACs) its
-model does per image; how fast this machine does them is learned from the trials measured so
-far. ``CostModel`` fits ``seconds per batch = a * MACs ** b`` (least squares in log space) to
-the epochs the study has timed, and predicts an epoch, a rung or a whole ladder from a
-model's MACs per image and the batches it will train on (a study keeps one batch size). With one kind of model measured, ``b`` is taken as 1 (time proportional to
-work); with none, it predicts nothing (``None``) rather than guess.
+A configuration's training time per image grows with its work per image: the
+multiply-accumulates (MACs) its model does, and the feature-map elements it writes and reads
+back (its activations: normalization, activation functions, pooling and their gradients move
+them through memory and do few MACs). How fast this machine does either is learned from the
+trials measured so far. ``CostModel`` fits ``seconds per batch = a * (MACs + w * activations)
+** b`` (least squares in log space, ``w`` the grid value that fits best) to the epochs the
+study has timed, and predicts an epoch, a rung or a whole ladder from a model's work per
+image and the batches it will train on (a study keeps one batch size). With fewer than three
+kinds of model measured, ``w`` is ``DEFAULT_ACTIVATION_WEIGHT``; with one, ``b`` is taken as 1
+(time proportional to work); with none, it predicts nothing (``None``) rather than guess.
 """
 
 from __future__ import annotations
@@ -38,6 +42,20 @@ def model_macs(model) -> int:
     return int(total)
 
 
+def model_activations(model) -> int:
+    """Feature-map elements one image produces through ``model``: for each layer with a
+    spatial output, its output's size (the memory traffic MACs do not count)."""
+    total = 0
+    for layer in leaf_layers(model):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) > 2:
+            total += math.prod(int(d) for d in shape[1:] if d is not None)
+    return int(total)
+
+
 def leaf_layers(model) -> Iterable[Any]:
     """Every layer of ``model``, nested models (a backbone) opened."""
     for layer in model.layers:
@@ -47,15 +65,30 @@ def leaf_layers(model) -> Iterable[Any]:
             yield layer
 
 
+# What one activation element costs in MACs, tried when fitting. On the 2-core development
+# machine, predicting each trial's seconds per batch from the trials before it in three cnn
+# studies (60, 13 and 57 trials), the best fit among these against MACs alone: the largest
+# error x1.9, x2.1 and x1.9 (from x3.6, x2.5 and x3.2), under-predictions of more than 2x
+# none (from 1, 2 and 5), the median error x1.27, x1.25 and x1.20 (from x1.37, x1.17 and
+# x1.26). MACs alone missed most on one-block networks on full-size maps (17,872 parameters:
+# 61 s for a rung predicted at 7 s).
+ACTIVATION_WEIGHTS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+# ... and the weight used before three kinds of model were timed (the best single weight in
+# that test: median error x1.22, x1.09 and x1.16).
+DEFAULT_ACTIVATION_WEIGHT = 30.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One measured epoch: the model's MACs per image, training batches, seconds; ``first``:
-    the first epoch of a fit, which also builds and traces the model's graphs."""
+    """One measured epoch: the model's MACs and activations per image (0: not recorded),
+    training batches, seconds; ``first``: the first epoch of a fit, which also builds and
+    traces the model's graphs."""
 
     macs: int
     batches: int
     seconds: float
     first: bool = False
+    activations: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,55 +101,86 @@ class CostModel:
     # What a fit's first epoch costs beyond a later one (building, tracing): the median over
     # the fits measured, paid once per fit (a rung, a phase).
     fit_overhead_s: float = 0.0
+    # MACs per activation element in a model's work (``ACTIVATION_WEIGHTS``).
+    activation_weight: float = 0.0
 
     @classmethod
     def fit(cls, timings: Sequence[Timing]) -> CostModel | None:
         usable = [t for t in timings if t.macs > 0 and t.batches > 0 and t.seconds > 0]
-        points = [
-            (math.log(t.macs), math.log(t.seconds / t.batches)) for t in usable if not t.first
-        ]
-        if not points:
+        steady = [t for t in usable if not t.first]
+        if not steady:
             return None
-        xs, ys = zip(*points)
-        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-        spread = sum((x - mean_x) ** 2 for x in xs)
-        exponent = 1.0
-        if spread > 1e-6:  # at least two kinds of model: fit the slope, kept in a sane range
-            slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
-            exponent = min(max(slope, 0.3), 1.5)
-        model = cls(
-            scale=math.exp(mean_y - exponent * mean_x),
-            exponent=exponent,
-            n=len(points),
-            kinds=len(set(xs)),
+        kinds = len({t.macs for t in steady})
+        weights = ACTIVATION_WEIGHTS if kinds >= 3 else (DEFAULT_ACTIVATION_WEIGHT,)
+        _, model = min(
+            (_power_law(steady, weight, kinds) for weight in weights), key=lambda f: f[0]
         )
         extra = sorted(
-            max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches)) for t in usable if t.first
+            max(0.0, t.seconds - model.epoch_seconds(t.macs, t.batches, t.activations))
+            for t in usable
+            if t.first
         )
         overhead = extra[len(extra) // 2] if extra else 0.0
         return dataclasses.replace(model, fit_overhead_s=overhead)
 
-    def epoch_seconds(self, macs: int, batches: int) -> float:
-        return self.scale * max(macs, 1) ** self.exponent * batches
+    def work(self, macs: int, activations: int = 0) -> float:
+        return max(macs + self.activation_weight * activations, 1.0)
 
-    def fit_seconds(self, macs: int, batches: int, epochs: int) -> float:
+    def epoch_seconds(self, macs: int, batches: int, activations: int = 0) -> float:
+        return self.scale * self.work(macs, activations) ** self.exponent * batches
+
+    def fit_seconds(self, macs: int, batches: int, epochs: int, activations: int = 0) -> float:
         """One fit of ``epochs`` epochs: its start-up once, then the epochs."""
-        return self.fit_overhead_s + epochs * self.epoch_seconds(macs, batches)
+        return self.fit_overhead_s + epochs * self.epoch_seconds(macs, batches, activations)
+
+
+def _power_law(steady: Sequence[Timing], weight: float, kinds: int) -> tuple[float, CostModel]:
+    """``(mean squared log residual, model)``: seconds per batch against work at activation
+    ``weight``, fitted in log space (the slope kept in a sane range; 1 for one kind)."""
+    xs = [math.log(t.macs + weight * t.activations) for t in steady]
+    ys = [math.log(t.seconds / t.batches) for t in steady]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    exponent = 1.0
+    if spread > 1e-6:  # at least two kinds of model: fit the slope
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
+        exponent = min(max(slope, 0.3), 1.5)
+    intercept = mean_y - exponent * mean_x
+    residual = sum((y - intercept - exponent * x) ** 2 for x, y in zip(xs, ys)) / len(xs)
+    model = CostModel(
+        scale=math.exp(intercept),
+        exponent=exponent,
+        n=len(steady),
+        kinds=kinds,
+        activation_weight=weight,
+    )
+    return residual, model
 
 
 def timings_from_records(records: Iterable[Any]) -> list[Timing]:
     """The timed epochs of the study's rows: those that recorded their MACs per image and
     their batches (``history["macs"]`` and ``history["train_batches"]``, beside
-    ``epoch_time_s``), the first epoch of each fit marked (it traces the graph)."""
+    ``epoch_time_s``; ``history["activations"]`` where recorded), the first epoch of each fit
+    marked (it traces the graph). An epoch cut short (fewer batches than its fit's others:
+    the clock stopped it) is left out: it still validated in full, and one such epoch of one
+    batch made its network look 20 times dearer per batch than it was."""
     out = []
     for record in records:
         history = getattr(record, "history", None) or {}
         seconds = history.get("epoch_time_s") or []
-        macs, batches, phase = (history.get(k) or [] for k in ("macs", "train_batches", "phase"))
+        macs, batches, phase, activations = (
+            history.get(k) or [] for k in ("macs", "train_batches", "phase", "activations")
+        )
+        full: dict[Any, int] = {}  # the most batches an epoch of each fit trained
+        for i, b in enumerate(batches):
+            key = phase[i] if i < len(phase) else None
+            full[key] = max(full.get(key, 0), int(b))
         for i, s in enumerate(seconds):
             first = i == 0 or (len(phase) > i and phase[i] != phase[i - 1])
-            if i < len(macs) and i < len(batches):
-                out.append(Timing(int(macs[i]), int(batches[i]), float(s), first))
+            cut = i < len(batches) and batches[i] < full[phase[i] if i < len(phase) else None]
+            if i < len(macs) and i < len(batches) and not cut:
+                moved = int(activations[i]) if i < len(activations) else 0
+                out.append(Timing(int(macs[i]), int(batches[i]), float(s), first, moved))
     return out
 
 

@@ -34,8 +34,8 @@ class HistoryRecorder(keras.callbacks.Callback):
     """Per-epoch curves that survive a fit that raises (pruned or interrupted trials) and span
     several fits (a transfer space's head phase, then fine-tuning): loss, accuracy, val_loss,
     val_accuracy, learning_rate, epoch_time_s, ``phase`` (1 for the first fit, 2 for the
-    next...), and what the epoch cost: ``macs`` (the fitted model's multiply-accumulates per
-    image) and ``train_batches``. ``nan_at`` is the first epoch whose loss was not finite."""
+    next...), and what the epoch cost: ``macs`` and ``activations`` (the fitted model's
+    multiply-accumulates and feature-map elements per image) and ``train_batches``. ``nan_at`` is the first epoch whose loss was not finite."""
 
     KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -46,15 +46,16 @@ class HistoryRecorder(keras.callbacks.Callback):
         self._phase = 0
         self._epoch = 0
         self._t0 = 0.0
-        self._macs = 0
+        self._macs = self._activations = 0
         self._batches = 0
 
     def on_train_begin(self, logs=None):
-        from search.cost import model_macs
+        from search.cost import model_activations, model_macs
 
         self._phase += 1
         # What this fit's epochs cost per image, for the search's cost model (search.cost).
         self._macs = model_macs(self.model)
+        self._activations = model_activations(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -76,6 +77,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         self.history.setdefault("epoch_time_s", []).append(time.perf_counter() - self._t0)
         self.history.setdefault("phase", []).append(self._phase)
         self.history.setdefault("macs", []).append(self._macs)
+        self.history.setdefault("activations", []).append(self._activations)
         self.history.setdefault("train_batches", []).append(self._batches)
         self._check_finite(epoch, logs)
 

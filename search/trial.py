@@ -487,14 +487,20 @@ class TrialRunner:
         from the cost model of the study's timed epochs and this trial's own (search.cost);
         None before anything was timed. Raises ``RungNotAfforded`` when they are not worth
         paying (:meth:`_check_affordable`)."""
-        from search.cost import CostModel, batches, model_macs, timings_from_records
+        from search.cost import (
+            CostModel,
+            batches,
+            model_activations,
+            model_macs,
+            timings_from_records,
+        )
 
         rows = self.study.records() if self.study is not None else []
         costs = CostModel.fit(timings_from_records([*rows, SimpleNamespace(history=history)]))
         if costs is None:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
-        seconds = costs.fit_seconds(model_macs(model), steps, epochs)
+        seconds = costs.fit_seconds(model_macs(model), steps, epochs, model_activations(model))
         what = (
             f"{epochs} epoch{'s' if epochs != 1 else ''} at {_input_size(model)} px on "
             f"{fraction:.0%} of the training split"

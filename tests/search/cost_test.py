@@ -75,3 +75,48 @@ def test_model_macs_counts_dense_and_convolutions():
     outputs = keras.layers.Dense(5)(x)  # 6*5
     model = keras.Model(inputs, outputs)
     assert model_macs(model) == 64 * 108 + 36 * (36 + 24) + 30
+
+
+def test_the_cost_model_learns_what_activations_cost_beside_macs():
+    from search.cost import DEFAULT_ACTIVATION_WEIGHT
+
+    # Seconds per batch grow with MACs plus 30 MACs per activation element: a network with
+    # few MACs on large maps (the last kind) costs far more than its MACs say.
+    truth = lambda macs, acts, n: 1e-9 * (macs + 30 * acts) ** 0.9 * n  # noqa: E731
+    kinds = [(5e7, 2e5), (2e8, 5e5), (1e7, 1e5), (3e6, 1.5e6)]
+    timings = [
+        Timing(int(m), n, truth(m, a, n), activations=int(a)) for m, a in kinds for n in (10, 40)
+    ]
+    model = CostModel.fit(timings[:6])  # the first three kinds
+    assert model.activation_weight == 30.0 and model.exponent == pytest.approx(0.9)
+    heavy = model.epoch_seconds(3_000_000, 40, 1_500_000)
+    assert heavy == pytest.approx(truth(3e6, 1.5e6, 40))
+    macs_only = CostModel.fit([Timing(t.macs, t.batches, t.seconds) for t in timings[:6]])
+    assert macs_only.epoch_seconds(3_000_000, 40) < heavy / 5  # it would under-predict 5x
+    # Before three kinds were timed, the default weight.
+    assert CostModel.fit(timings[:2]).activation_weight == DEFAULT_ACTIVATION_WEIGHT
+
+
+def test_model_activations_counts_feature_map_elements():
+    import keras
+
+    from search.cost import model_activations
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4
+    x = keras.layers.MaxPooling2D()(x)  # 4*4*4
+    x = keras.layers.GlobalAveragePooling2D()(x)  # not a map
+    outputs = keras.layers.Dense(5)(x)
+    assert model_activations(keras.Model(inputs, outputs)) == 8 * 8 * 3 + 256 + 64
+
+
+def test_an_epoch_the_clock_cut_short_is_not_a_timing():
+    row = SimpleNamespace(
+        history={
+            "epoch_time_s": [9.0, 2.0, 5.0],
+            "phase": [1, 1, 1],
+            "macs": [100] * 3,
+            "train_batches": [40, 40, 1],  # the last: one batch, then a whole validation
+        }
+    )
+    assert [t.batches for t in timings_from_records([row])] == [40, 40]
