@@ -279,7 +279,8 @@ def _resumed(space, hp, ctx, ladder: Ladder, resume):
         )
     model = space.build(hp, dataclasses.replace(ctx, rung_image_size=ladder.rungs[rung].image_size))
     with warnings.catch_warnings():
-        # Kept without an optimizer (a rung's model starts its optimizer afresh anyway).
+        # The file holds the optimizer's state too; a rung's model starts its optimizer
+        # afresh, as every rung does, so Keras skips it.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(resume.weights)
     return model, rung

@@ -154,7 +154,7 @@ class TrialRunner:
         ``request.keep_weights``) weights to its folder; without one, nothing is written and
         the row is only returned."""
         if (request.keep_weights or request.keep_stopped) and self.study is None:
-            raise ConfigurationError("keep_weights needs a study to keep the weights in")
+            raise ConfigurationError("keeping weights needs a study to keep them in")
         child_peak_mb = None
         if self.isolate:
             from search.isolation import train_in_child

@@ -58,5 +58,5 @@ def test_the_engines_callbacks_stay_in_the_parent_and_the_rest_crosses():
 
 def test_keeping_weights_needs_a_study():
     runner = TrialRunner(get_space("cnn"), data=None, ctx=BuildContext(num_classes=2))
-    with pytest.raises(ConfigurationError, match="keep_weights needs a study"):
+    with pytest.raises(ConfigurationError, match="keeping weights needs a study"):
         runner.run(None, TrialRequest(trial_id="0", number=0, epochs=1, keep_weights=True))
