@@ -17,11 +17,18 @@ from search.engines.optuna._protocol import (
     INTERRUPTED,
     KEPT_RUNG,
     RETRY_OF,
+    ROW,
     WORKER,
     surplus_reason,
     to_requeue,
 )
-from search.engines.optuna._rungs import halving_stops, in_best_share, late_promotion
+from search.engines.optuna._rungs import (
+    halving_stops,
+    has_time_share,
+    in_best_share,
+    late_promotion,
+    rung_seconds,
+)
 from search.fidelity import parse_ladder
 from search.results import TrialRecord, rung_report
 
@@ -199,3 +206,47 @@ def test_a_search_continues_a_stopped_trial_from_its_kept_weights(tiny_data, tmp
     )
     attrs = ostudy.trials[3].user_attrs
     assert attrs[CONTINUES] == 0 and attrs[FROM_RUNG] == 0
+
+
+def _timed(number, scores, seconds, **kwargs):
+    trial = _stopped(number, scores, **kwargs)
+    trial.user_attrs[ROW] = {"rungs": [{"rung": k, "seconds": s} for k, s in enumerate(seconds)]}
+    return trial
+
+
+def test_under_a_time_limit_a_rung_that_had_more_time_than_the_one_below_waits():
+    # Rung 0: 6 trials x 20 s; rung 1: one trial of 200 s. Trial 0 ranks in rung 0's best
+    # third but rung 1 has had more time (200 s) than rung 0 (120 s).
+    trials = [_timed(0, [0.8], [20]), _timed(1, [0.9, 0.6], [20, 200])]
+    trials += [_timed(n, [0.1 * n], [20]) for n in range(2, 6)]
+    assert rung_seconds(trials, 3) == [120.0, 200.0, 0.0]
+    assert not has_time_share([120.0, 200.0, 0.0], 1) and has_time_share([120.0, 200.0, 0.0], 2)
+    assert late_promotion(trials, LADDER, ME, balanced=False)[0].number == 0
+    assert late_promotion(trials, LADDER, ME, balanced=True) is None
+    trials += [_timed(n, [0.05], [20]) for n in range(6, 11)]  # rung 0 catches up: 220 s
+    assert late_promotion(trials, LADDER, ME, balanced=True)[0].number == 0
+
+
+def test_the_balanced_pruner_stops_a_trial_in_the_best_share_and_says_why():
+    from search.engines.optuna._rungs import RungPruning
+    from search.engines.optuna._samplers import make_pruner
+
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(None, 3, rungs=True, balanced=3)
+    )
+    for score, seconds in [(0.1, [20]), (0.2, [20]), (0.9, [20, 300])]:
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                intermediate_values={1: score, **({3: 0.5} if len(seconds) > 1 else {})},
+                user_attrs={
+                    ROW: {"rungs": [{"rung": k, "seconds": s} for k, s in enumerate(seconds)]}
+                },
+            )
+        )
+    trial = study.ask()
+    with pytest.raises(
+        optuna.TrialPruned,
+        match=r"best 1/3 .* rung 1 has had more of the time \(300 s\) than rung 0 \(60 s\); kept for a later promotion",
+    ):
+        RungPruning(trial, LADDER).on_epoch_end(0, {"rung": 0.0, "rung_score": 0.95})

@@ -75,6 +75,7 @@ class OptunaEngine(Engine):
         ``search.latency.Limits``, set on every trial as its constraints) are this engine's."""
         super().__init__(algorithm, **options)
         self.objectives, self.limits = tuple(objectives), limits
+        self.balanced = False  # set by open: successive halving balances the rungs' time
         if len(self.objectives) > 1:
             _check_multi_objective(self)
         pruner, ladder, storage = self.pruner, self.ladder, self.storage
@@ -112,7 +113,7 @@ class OptunaEngine(Engine):
         trials, epochs = budget.trials, budget.epochs
         self.check_space(runner.space, runner.ctx)
         storage = self.storage_url(study)
-        ostudy = self.open(runner, study, storage, epochs=epochs)
+        ostudy = self.open(runner, study, storage, epochs=epochs, timed=budget.max_time is not None)
         done = count_finished(ostudy.get_trials(deepcopy=False))
         bar = Progress(trials, done, study, enabled=budget.progress)
         if done >= trials:
@@ -155,10 +156,11 @@ class OptunaEngine(Engine):
             return recorded
         return default_storage(study)
 
-    def open(self, runner, study: Study, storage: str, *, epochs: int):
+    def open(self, runner, study: Study, storage: str, *, epochs: int, timed: bool = False):
         """The study's Optuna study, ready for new trials: interrupted trials closed and
         queued again, the table reconciled, a new study's first configurations queued, the
-        sampler and pruner set."""
+        sampler and pruner set (``timed``: under a time limit, successive halving over rungs
+        also balances the time each rung gets)."""
         directions = ["maximize", *["minimize"] * (len(self.objectives) - 1)]
         ostudy, created = open_optuna_study(
             study, storage, heartbeat=self.heartbeat, directions=directions
@@ -173,8 +175,12 @@ class OptunaEngine(Engine):
         publish_study_meta(ostudy, study)
         ostudy.sampler = per_trial_seeded(make_sampler(self.algorithm, self.seed), self.seed)
         multi = len(self.objectives) > 1  # Optuna prunes single-objective studies only
+        self.balanced = timed and self.ladder is not None
         ostudy.pruner = make_pruner(
-            "none" if multi else self.pruner, epochs, rungs=self.ladder is not None
+            "none" if multi else self.pruner,
+            epochs,
+            rungs=self.ladder is not None,
+            balanced=len(self.ladder.rungs) if self.balanced else None,
         )
         return ostudy
 
@@ -202,7 +208,7 @@ class OptunaEngine(Engine):
 
         if any(t.state == TrialState.WAITING for t in trials):
             return  # a queued trial (a promotion, a retry, a first configuration) goes first
-        pick = late_promotion(trials, self.ladder, worker)
+        pick = late_promotion(trials, self.ladder, worker, balanced=self.balanced)
         if pick is not None:
             stopped, rung = pick
             ostudy.enqueue_trial(

@@ -171,16 +171,24 @@ def _no_pruning(epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def _halving(epochs: int):
+def _halving(epochs: int, *, rungs: int | None = None):
+    """Successive halving; over ``rungs`` rungs under a time limit, also balanced: a trial in
+    the best share stops while the next rung has had more time than its own
+    (``search.engines.optuna._rungs.has_time_share``), and waits for a late promotion."""
     import optuna
 
-    from search.engines.optuna._rungs import halving_stops, scores_at
+    from search.engines.optuna._rungs import halving_stops, has_time_share, rung_seconds, scores_at
     from search.fidelity import REDUCTION_FACTOR
 
     # Asynchronous successive halving: at step 1, 3, 9, ... a trial goes on only if it is in
     # the best third of the trials that reached that step (the rules and why:
     # search.engines.optuna._rungs.halving_stops). Over --rungs, step 3**k is rung k.
     class RungHalving(optuna.pruners.BasePruner):
+        def __init__(self):
+            # Trial number -> why a trial in the best share was stopped (the balance), for
+            # the message of its row (search.engines.optuna._rungs.RungPruning).
+            self.reasons: dict[int, str] = {}
+
         def prune(self, study, trial) -> bool:
             step = trial.last_step
             if step is None:
@@ -195,7 +203,19 @@ def _halving(epochs: int):
 
             below = reported(REDUCTION_FACTOR ** (rung - 1)) if rung > 0 else None
             score = float(trial.intermediate_values[step])
-            return halving_stops(score, reported(step), below, REDUCTION_FACTOR)
+            if halving_stops(score, reported(step), below, REDUCTION_FACTOR):
+                return True
+            if rungs is None or rung + 1 >= rungs:
+                return False
+            spent = rung_seconds(others, rungs)
+            if has_time_share(spent, rung + 1):
+                return False
+            self.reasons[trial.number] = (
+                f"is in the best 1/{REDUCTION_FACTOR} of the trials that reached it, but rung "
+                f"{rung + 1} has had more of the time ({spent[rung + 1]:.0f} s) than rung "
+                f"{rung} ({spent[rung]:.0f} s); kept for a later promotion"
+            )
+            return True
 
     return RungHalving()
 
@@ -209,7 +229,12 @@ RUNG_PRUNERS = ("halving", "median", "none")
 DEFAULT_RUNG_PRUNER = "halving"
 
 
-def make_pruner(name: str | None, epochs: int, *, rungs: bool = False):
+def make_pruner(name: str | None, epochs: int, *, rungs: bool = False, balanced: int | None = None):
     """The pruner ``name`` (one of ``PRUNERS``; None: the default) for trials of at most
-    ``epochs`` epochs, or for trials that climb fidelity rungs (``rungs``)."""
-    return _PRUNERS[name or (DEFAULT_RUNG_PRUNER if rungs else DEFAULT_PRUNER)](epochs)
+    ``epochs`` epochs, or for trials that climb fidelity rungs (``rungs``). ``balanced``: the
+    number of rungs, under a time limit, over which successive halving also balances the
+    time each rung gets (``_halving``)."""
+    name = name or (DEFAULT_RUNG_PRUNER if rungs else DEFAULT_PRUNER)
+    if name == "halving":
+        return _halving(epochs, rungs=balanced)
+    return _PRUNERS[name](epochs)
