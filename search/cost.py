@@ -112,6 +112,8 @@ class CostModel:
             return None
         kinds = len({t.macs for t in steady})
         weights = ACTIVATION_WEIGHTS if kinds >= 3 else (DEFAULT_ACTIVATION_WEIGHT,)
+        if not any(t.activations for t in steady):  # rows of a version that did not record them
+            weights = (0.0,)
         _, model = min(
             (_power_law(steady, weight, kinds) for weight in weights), key=lambda f: f[0]
         )

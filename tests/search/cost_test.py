@@ -120,3 +120,9 @@ def test_an_epoch_the_clock_cut_short_is_not_a_timing():
         }
     )
     assert [t.batches for t in timings_from_records([row])] == [40, 40]
+
+
+def test_timings_without_activations_price_macs_alone():
+    model = CostModel.fit([Timing(1_000_000, 10, 2.0), Timing(1_000_000, 20, 4.0)])
+    assert model.activation_weight == 0.0
+    assert model.epoch_seconds(1_000_000, 10, activations=10**9) == pytest.approx(2.0)
