@@ -3,8 +3,9 @@ TrialRunner trains.
 
 Modules: ``_protocol`` (the marks workers leave on trials, and the slot, retry and counting
 rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recovery),
-``_samplers`` (samplers seeded per trial, pruners), ``_sync`` (the table from the storage) and
-``_engine`` (``OptunaEngine``).
+``_samplers`` (samplers seeded per trial, pruners), ``_evolution`` (regularized evolution),
+``_rungs`` (successive halving over fidelity rungs, and late promotion), ``_sync`` (the table
+from the storage) and ``_engine`` (``OptunaEngine``).
 
 - The study lives in an RDB storage (default ``sqlite:///results/searches/<study>/optuna.db``)
   opened with ``load_if_exists=True``: the same command resumes it, in the storage study.json
@@ -16,8 +17,8 @@ rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recov
   PostgreSQL URL) shares the study. ``--trials`` is the study's total, not each worker's: a
   worker starts a trial only while finished plus running trials leave room, and a trial that
   finds the slots taken by lower-numbered trials (two workers asked at once) is dropped before
-  it trains (``surplus``). Each trial's sampler is seeded with the search seed plus the trial's
-  number, which the storage hands out once, so workers draw their own configurations (TPE
+  it trains (``surplus``). Each trial's sampler is seeded with a hash of the search seed and the
+  trial's number, which the storage hands out once, so workers draw their own configurations (TPE
   also uses ``constant_liar``: running trials count as bad, not as free space).
 - Every trial beats a heartbeat into the storage (``--heartbeat``, Optuna's
   ``heartbeat_interval``; ``grace_period`` is three beats): a worker killed mid-trial leaves a
@@ -40,7 +41,9 @@ rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recov
 - The space's reference configs are enqueued as the first trials of a new study, by the worker
   that created it.
 - Pruning reports val_accuracy every epoch through optuna-integration's
-  ``KerasPruningCallback``.
+  ``KerasPruningCallback``; over ``--rungs``, once per rung (``_rungs``): successive halving,
+  which under ``--max-time`` also balances the rungs' time, and a trial it stopped is
+  continued later from its kept weights when it comes to rank in its rung's best third.
 - Several objectives (``--objective accuracy,latency``): a study of directions (maximize,
   minimize), sampled by nsga2, tpe or random, never pruned (Optuna prunes single-objective
   studies only). Limits (``--max-latency-ms`` ...) are each trial's constraints
