@@ -107,9 +107,9 @@ def late_promotion(
 
     factor = ladder.reduction_factor
     taken = {t.user_attrs.get(CONTINUES) for t in trials}
-    spent = rung_seconds(trials, len(ladder.rungs))
+    spent = rung_seconds(trials, len(ladder.rungs)) if balanced else None
     for rung in reversed(range(len(ladder.rungs) - 1)):
-        if balanced and not has_time_share(spent, rung + 1):
+        if spent is not None and not has_time_share(spent, rung + 1):
             continue
         step = ladder.step(rung)
         here = scores_at(trials, step)
