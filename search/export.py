@@ -386,7 +386,7 @@ def export_ensemble(
             f"study {study_name!r} has no ensemble ({study.ensemble_json}): an "
             "ensemble is built when a search with two or more completed trials ends"
         )
-    meta = _study_sidecar(study)
+    meta = study_sidecar(study)
     chosen = read_json(study.ensemble_json)
     members = _ensemble_members(study, chosen, log)
     model = ensemble_model(members, name=f"{study_name}_ensemble")
@@ -397,7 +397,7 @@ def export_ensemble(
         "study": study_name,
         "ensemble": chosen["members"],
     }
-    test = _test_score(model, meta, size, log)
+    test = test_score(model, meta, size, log, what="the built ensemble")
     sample = sample_images(sidecar, check_images, sample_folder)
     record = write_bundle(
         model,
@@ -433,7 +433,7 @@ def export_within_limits(
     (validation accuracy) and what it gained (latency, size, parameters)."""
     study = _existing_study(study_name, results)
     chosen = _within(study, limits)
-    meta = _study_sidecar(study)
+    meta = study_sidecar(study)
     model, retrained = _trial_model(study, chosen, limits, results, retrain, log)
     size = int(model.input_shape[1])
     sidecar = {
@@ -442,7 +442,7 @@ def export_within_limits(
         "study": study_name,
         "trial_id": chosen.trial_id,
     }
-    test = _test_score(model, meta, size, log)
+    test = test_score(model, meta, size, log, what=f"trial {chosen.trial_id}'s model")
     tradeoff = {**_tradeoff(study.best_record(), chosen, limits), "retrained": retrained}
     record = write_bundle(
         model,
@@ -496,7 +496,7 @@ def _existing_study(name: str, results: str | None):
         raise ExportError(str(exc)) from None
 
 
-def _study_sidecar(study) -> dict[str, Any]:
+def study_sidecar(study) -> dict[str, Any]:
     """The study's best model's sidecar (class names, split manifest): every model of the
     study shares them."""
     from search.results import read_json
@@ -629,17 +629,18 @@ def _ensemble_members(study, chosen: dict[str, Any], log: Callable[[str], None])
     return members
 
 
-def _test_score(
-    model, meta: dict[str, Any], size: int, log: Callable[[str], None]
+def test_score(
+    model, meta: dict[str, Any], size: int, log: Callable[[str], None], what: str = "the model"
 ) -> dict[str, Any] | None:
-    """The built model's own score on the test split, or None when the manifest is gone."""
+    """``model``'s own score on the test split of the study's manifest (``meta``: the study's
+    sidecar, :func:`study_sidecar`), or None when the manifest is gone."""
     if not (meta.get("manifest") and Path(meta["manifest"]).exists()):
         return None
     from search.data import load_images
     from search.evaluate import evaluate_model
 
     manifest = load_manifest(meta["manifest"])
-    log(f"scoring the built ensemble on the test split at {size} px ...")
+    log(f"scoring {what} on the test split at {size} px ...")
     x, y = load_images(manifest, "test", size, verbose=False)
     return evaluate_model(model, x, y, meta["class_names"])
 
