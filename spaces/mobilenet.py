@@ -94,17 +94,7 @@ class MobileNetSpace(Space):
         base.trainable = False
         # Frozen here, BatchNorm runs in inference mode. Once the top is unfrozen, Keras 3
         # overrides this training=False during fit (see unfreeze_top).
-        x = base(x, training=False)
-        if texture:
-            final, *earlier = x
-            features = keras.layers.Concatenate(name=FEATURES_LAYER)(
-                [
-                    keras.layers.GlobalAveragePooling2D()(final),
-                    *(s for block in earlier for s in _channel_mean_and_std(block)),
-                ]
-            )
-        else:
-            features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+        features = _head_features(base(x, training=False))
         head = keras.Sequential(
             [
                 keras.Input((features.shape[-1],)),
@@ -143,16 +133,12 @@ class MobileNetSpace(Space):
         # and its mirror image; it is built into the saved model (``inference_model``).
         hp.Boolean("tta_flip", default=False)
         # What the head sees: the pooled final features, or those and the per-channel mean
-        # and standard deviation of earlier blocks (the backbone table's texture_layers).
-        # Heads of frozen backbones only: the statistics come from below any fine-tuning cut.
-        texture = False
-        if spec.texture_layers:
-            with _scope(hp, "fine_tune_layers", [0], self.fine_tune):
-                texture = (
-                    hp.Choice("head_inputs", ["pooled", "pooled+texture"], default="pooled")
-                    == "pooled+texture"
-                )
-            texture = texture and fine_tune_layers == 0
+        # and standard deviation of earlier blocks (the backbone table's texture_layers), with
+        # or without fine-tuning (a texture layer above the cut is tuned with the top).
+        texture = bool(spec.texture_layers) and (
+            hp.Choice("head_inputs", ["pooled", "pooled+texture"], default="pooled")
+            == "pooled+texture"
+        )
         if fine_tune_layers > spec.num_layers:
             raise ValueError(
                 f"fine_tune_layers={fine_tune_layers} exceeds the "
@@ -549,13 +535,14 @@ class MobileNetSpace(Space):
         for each of ``splits``, and for the mirror images of ``mirrored_splits``.
 
         The frozen lower part (BatchNorm in inference mode) is a fixed function of the image,
-        so its outputs are computed once and cached under ``key`` + the cut; the tensors the
-        cut crosses (one, or two where it falls inside a residual block) are its inputs.
+        so its outputs are computed once and cached under ``key`` + the cut: the tensors the
+        cut crosses (one, or two where it falls inside a residual block), and a texture
+        head's maps made below the cut (:func:`_read_below`), are the trainer's inputs.
         """
         import keras
 
-        crossing = _crossing_tensors(base, cut)
-        lower = keras.Model(base.input, crossing)
+        below = _read_below(base, cut)
+        lower = keras.Model(base.input, below)
         image = keras.Input(model.input_shape[1:])
         extractor = keras.Model(
             image, lower(model.get_layer("backbone_scaling")(image), training=False)
@@ -573,12 +560,8 @@ class MobileNetSpace(Space):
                 for split in mirrored_splits
             }
 
-        upper = keras.Model(crossing, base.output)
-        inputs = [keras.Input(t.shape[1:]) for t in crossing]
-        # The same layers as the model's top: BatchNorm behaves exactly as it does there
-        # (frozen, or on batch statistics while training: fine_tune_batch_norm).
-        x = upper(inputs)
-        outputs = model.get_layer(HEAD_LAYER)(model.get_layer(FEATURES_LAYER)(x))
+        inputs = [keras.Input(t.shape[1:]) for t in below]
+        outputs = model.get_layer(HEAD_LAYER)(_head_features(_top(base, below, inputs)))
         return keras.Model(inputs, outputs, name="fine_tune_on_activations"), cached, mirrored
 
     @staticmethod
@@ -608,6 +591,7 @@ class MobileNetSpace(Space):
                 **AUGMENT_REFERENCE,
                 "flip_views": False,
                 "tta_flip": False,
+                "head_inputs": "pooled",
             }
         ]
 
@@ -643,6 +627,23 @@ def _scope(hp: Any, parent: str, values: list, parent_declared: bool):
     import contextlib
 
     return hp.conditional_scope(parent, values) if parent_declared else contextlib.nullcontext()
+
+
+def _head_features(outputs):
+    """The head's input from the backbone's outputs: the final feature map pooled, and with
+    earlier blocks' maps (a texture head) their per-channel statistics beside it. Weightless,
+    so the activation trainer builds it again and computes what the model does."""
+    import keras
+
+    final, *earlier = keras.tree.flatten(outputs)
+    if not earlier:
+        return keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(final)
+    return keras.layers.Concatenate(name=FEATURES_LAYER)(
+        [
+            keras.layers.GlobalAveragePooling2D()(final),
+            *(s for block in earlier for s in _channel_mean_and_std(block)),
+        ]
+    )
 
 
 def _channel_mean_and_std(x):
@@ -699,11 +700,37 @@ def fine_tune_depths(spec) -> list[int]:
     return sorted({0, *published, *spec.block_starts, spec.num_layers})
 
 
+def _read_below(base, cut: int) -> list:
+    """What the top of ``base`` from ``cut`` on reads from the frozen part below: the tensors
+    the cut crosses, then the texture layers' outputs made below it (a texture head's
+    channel statistics of them), in that order."""
+    import keras
+
+    crossing = _crossing_tensors(base, cut)
+    made_below = {id(t) for layer in base.layers[:cut] for t in keras.tree.flatten(layer.output)}
+    return crossing + [
+        t for t in base.outputs[1:] if id(t) in made_below and all(t is not c for c in crossing)
+    ]
+
+
+def _top(base, below: list, inputs: list) -> list:
+    """``base``'s outputs computed from ``inputs`` standing for the tensors ``below`` (the
+    same layers as the model's top, so BatchNorm behaves exactly as it does there: frozen, or
+    on batch statistics while training, fine_tune_batch_norm). An output made below the cut
+    (a texture layer) is its input as it is."""
+    import keras
+
+    tuned = [t for t in base.outputs if all(t is not b for b in below)]
+    computed = keras.tree.flatten(keras.Model(below, tuned)(inputs))
+    by_id = {**dict(zip(map(id, tuned), computed)), **dict(zip(map(id, below), inputs))}
+    return [by_id[id(t)] for t in base.outputs]
+
+
 def _activation_values(base, cut: int) -> int:
-    """Values per image in the tensors a cut at ``cut`` crosses."""
+    """Values per image cached for a cut at ``cut`` (:func:`_read_below`)."""
     import math
 
-    return sum(math.prod(t.shape[1:]) for t in _crossing_tensors(base, cut))
+    return sum(math.prod(t.shape[1:]) for t in _read_below(base, cut))
 
 
 def unfreeze_top(base, layers: int, freeze_batch_norm: bool = False) -> None:

@@ -283,24 +283,20 @@ def test_without_flip_averaging_the_inference_model_is_the_model():
 
 
 @pytest.mark.slow
-def test_a_texture_head_sees_earlier_blocks_channel_statistics(tmp_path):
+def test_a_texture_head_sees_earlier_blocks_channel_statistics_and_fine_tunes(tmp_path):
     """``head_inputs="pooled+texture"``: the head's input is the pooled final features and
-    the per-channel mean and standard deviation of the backbone table's texture layers, and
-    the cached-feature path predicts what the saved model computes on the images."""
+    the per-channel mean and standard deviation of the backbone table's texture layers. It
+    fine-tunes on cached activations at the published cut: the statistics of the texture
+    layer below the cut (block 5) are read from the cache and stay as they were, those of the
+    one above it (block 12) are tuned with the top; and the cached path predicts what the
+    saved model computes on the images."""
     from search.data import predict_in_batches
     from spaces.backbones import BACKBONES
 
     data = synthetic_data(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     space = MobileNetSpace()
-    hp = fixed_hyperparameters(
-        {
-            **CONFIG,
-            "fine_tune_layers": 0,
-            "flip_views": False,
-            "tta_flip": False,
-            "head_inputs": "pooled+texture",
-        }
-    )
+    space.activation_dtype = "float32"
+    hp = fixed_hyperparameters({**CONFIG, "head_inputs": "pooled+texture"})
     model = space.build(hp, CTX)
     assert model.get_layer("features").output.shape == (None, 1280 + 2 * (32 + 96))
     base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
@@ -310,10 +306,15 @@ def test_a_texture_head_sees_earlier_blocks_channel_statistics(tmp_path):
     )
     mid.set_weights(model.get_layer("backbone").get_weights()[: len(mid.get_weights())])
     maps = np.asarray(mid.predict(x / 127.5 - 1, verbose=0), dtype=np.float64)
-    features = keras.Model(model.input, model.get_layer("features").output).predict(x, verbose=0)
-    np.testing.assert_allclose(features[:, 1280 : 1280 + 32], maps.mean(axis=(1, 2)), atol=1e-4)
-    np.testing.assert_allclose(features[:, 1312:1344], maps.std(axis=(1, 2)), atol=1e-3)
-    space.fit(hp, model, data, CTX, epochs=1)
+    extractor = keras.Model(model.input, model.get_layer("features").output)
+    before = extractor.predict(x, verbose=0)
+    np.testing.assert_allclose(before[:, 1280 : 1280 + 32], maps.mean(axis=(1, 2)), atol=1e-4)
+    np.testing.assert_allclose(before[:, 1312:1344], maps.std(axis=(1, 2)), atol=1e-3)
+
+    space.fit(hp, model, data, CTX, epochs=2)  # one head epoch, one fine-tuning epoch
+    after = extractor.predict(x, verbose=0)
+    np.testing.assert_array_equal(after[:, 1280:1344], before[:, 1280:1344])  # below the cut
+    assert not np.array_equal(after[:, 1344:], before[:, 1344:])  # block 12, above it, tuned
     model.save(tmp_path / "t.keras")
     predicted = space.predict(hp, model, data, CTX, "test")
     keras.backend.clear_session()
