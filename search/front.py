@@ -36,7 +36,9 @@ def scored_front(
     study, cost: str, log: Callable[[str], None] = lambda line: None
 ) -> list[dict[str, Any]]:
     """The study's front against ``cost``, one plain row per trial with its test report
-    (None where the model was not kept); new test scores are written to ``front.json``."""
+    (None where the model was not kept); new test scores are written to ``front.json``.
+    Where the study's models are not (its results copied without them), the scores
+    ``front.json`` kept are shown and nothing is scored."""
     from search.export import ExportError, study_sidecar
 
     front = trial_front(study.records(), cost)
@@ -47,14 +49,19 @@ def scored_front(
         )
     try:
         meta = study_sidecar(study)
-    except ExportError as exc:
-        raise FrontError(str(exc)) from None
-    digest = _split_digest(meta)
+    except ExportError:  # the study's models are not here (results committed without them)
+        meta = None
+        log(
+            f"note: study {study.name!r} has no best model here: test scores are those "
+            f"{FRONT_JSON} kept where its models were, none are scored now"
+        )
     path = study.dir / FRONT_JSON
     known = read_json(path) if path.exists() else {}
-    scores = known.get("test", {}) if known.get("split") == digest else {}
+    digest = known.get("split") if meta is None else _split_digest(meta)
+    scores = dict(known.get("test", {})) if known.get("split") == digest else {}
     rows = [_row(study, record, meta, scores, log) for record in front]
-    write_json(path, {"split": digest, "test": scores})
+    if scores != known.get("test", {}):
+        write_json(path, {"split": digest, "test": scores})
     val_n = (read_json(study.best_json) if study.best_json.exists() else {}).get("val_n")
     for row in rows:
         row["val_standard_error"] = standard_error(row["val_accuracy"], val_n)
@@ -74,7 +81,7 @@ def _split_digest(meta: dict[str, Any]) -> str:
 
 def _row(study, record, meta, scores: dict, log) -> dict[str, Any]:
     """One front point: its figures, and its test report (scored now unless known)."""
-    if record.trial_id not in scores:
+    if record.trial_id not in scores and meta is not None:
         path = study.kept_model_path(record)
         if path is None:
             log(f"trial {record.trial_id}'s model was not kept: no test score")
@@ -124,7 +131,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             _with_error(row["val_accuracy"], row["val_standard_error"]),
         ]
         if test is None:
-            cells += ["model not kept", "-", "-"]
+            cells += ["not scored", "-", "-"]
         else:
             weakest = min(test["recall"], key=test["recall"].get)
             cells += [

@@ -5,6 +5,7 @@ their models are constant classifiers, so each test score is known from the spli
 from __future__ import annotations
 
 import json
+import shutil
 
 from search.front import FRONT_JSON
 from search.front import main as front_main
@@ -80,7 +81,7 @@ def test_each_front_model_is_scored_once_on_test_and_tabulated(
     assert set(kept["test"]) == {"0", "2"}  # 1 is off the front, 3's model is gone
     assert abs(kept["test"]["2"]["accuracy"] - share[2]) < 1e-9
     assert f"{share[2]:.1%}" in table[2]
-    assert "model not kept" in table[3]
+    assert "not scored" in table[3]
     assert "70.0% ± 4.6%" in table[1]  # validation with its standard error on best.json's 100
 
     # Run again: the scores are read from front.json, the test split is not read again.
@@ -92,6 +93,15 @@ def test_each_front_model_is_scored_once_on_test_and_tabulated(
     monkeypatch.setattr(search.export, "test_score", no_test)
     assert front_main(["--study", "s", "--results", str(tmp_path)]) == 0
     assert f"{share[2]:.1%}" in capsys.readouterr().out
+
+    # The results without the models (as committed): the kept scores, nothing scored.
+    shutil.rmtree(folder / "models")
+    for path in folder.glob("best_model*"):
+        path.unlink()
+    assert front_main(["--study", "s", "--results", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert f"{share[2]:.1%}" in captured.out and "note: study 's' has no best model" in captured.err
+    assert json.loads((folder / FRONT_JSON).read_text()) == kept
 
 
 def test_nothing_to_tabulate_is_one_error_line(tmp_path, capsys):
