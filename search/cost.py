@@ -28,8 +28,13 @@ def model_macs(model) -> int:
     layer with a kernel, its output positions times its kernel weights (exact for dense and
     convolution layers; a separable convolution's depthwise part is counted at the output's
     positions)."""
+    return layers_macs(leaf_layers(model))
+
+
+def layers_macs(layers: Iterable[Any]) -> int:
+    """:func:`model_macs` of some of a model's leaf layers (a part of it that trains alone)."""
     total = 0
-    for layer in leaf_layers(model):
+    for layer in layers:
         kernels = [w for w in layer.weights if w.name.split("/")[-1] in _KERNELS]
         if not kernels:
             continue
@@ -45,8 +50,13 @@ def model_macs(model) -> int:
 def model_activations(model) -> int:
     """Feature-map elements one image produces through ``model``: for each layer with a
     spatial output, its output's size (the memory traffic MACs do not count)."""
+    return layers_activations(leaf_layers(model))
+
+
+def layers_activations(layers: Iterable[Any]) -> int:
+    """:func:`model_activations` of some of a model's leaf layers."""
     total = 0
-    for layer in leaf_layers(model):
+    for layer in layers:
         try:
             shape = layer.output.shape
         except (AttributeError, ValueError):

@@ -391,7 +391,7 @@ class TrialRunner:
 
         best = None
         self._predicted_s = None
-        price = functools.partial(self._price, history=recorder.history)
+        price = functools.partial(self._price, hp=hp, history=recorder.history)
         if request.ladder is not None:
             model = self._climb(hp, request, trial_callbacks, rungs, price)
             return model, best  # ``best``: set by trial_callbacks for the last rung's model
@@ -480,27 +480,28 @@ class TrialRunner:
         fraction: float,
         *,
         history,
+        hp: Any = None,
         share: float = 1.0,
         rung: int | None = None,
     ) -> float | None:
         """Predicted seconds for ``epochs`` of ``model`` on ``fraction`` of the training split,
-        from the cost model of the study's timed epochs and this trial's own (search.cost);
-        None before anything was timed. Raises ``RungNotAfforded`` when they are not worth
-        paying (:meth:`_check_affordable`)."""
-        from search.cost import (
-            CostModel,
-            batches,
-            model_activations,
-            model_macs,
-            timings_from_records,
-        )
+        from the cost model of the study's timed epochs and this trial's own (search.cost),
+        for each fit the space will run (``Space.training_work``: a transfer trial trains its
+        head on cached features, then its tuned top on cached activations, never the whole
+        network); None before anything was timed. Raises ``RungNotAfforded`` when they are
+        not worth paying (:meth:`_check_affordable`)."""
+        from search.cost import CostModel, batches, timings_from_records
 
         rows = self.study.records() if self.study is not None else []
         costs = CostModel.fit(timings_from_records([*rows, SimpleNamespace(history=history)]))
         if costs is None:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
-        seconds = costs.fit_seconds(model_macs(model), steps, epochs, model_activations(model))
+        seconds = sum(
+            costs.fit_seconds(macs, steps, fit_epochs, activations)
+            for macs, activations, fit_epochs in self.space.training_work(hp, model, epochs)
+            if fit_epochs > 0
+        )
         what = (
             f"{epochs} epoch{'s' if epochs != 1 else ''} at {_input_size(model)} px on "
             f"{fraction:.0%} of the training split"
@@ -624,7 +625,7 @@ class TrialRunner:
     def retrain(self, record: TrialRecord):
         """Train ``record``'s config again (same seed, same epochs) and return the model at its
         best validation epoch; used only when the best trial's checkpoint is gone."""
-        hp = fixed_hyperparameters(record.config)
+        hp = fixed_hyperparameters(self.space.complete(record.config))
         again, model = self.fit(
             hp,
             TrialRequest(

@@ -357,6 +357,31 @@ class MobileNetSpace(Space):
             **phase,
         )  # the dataset shuffles itself
 
+    def complete(self, config: dict[str, Any]) -> dict[str, Any]:
+        # Fine-tuning trials recorded before their heads could see texture statistics had
+        # no head_inputs: their heads saw the pooled features.
+        texture = BACKBONES[config.get("backbone", self.backbones[0])].texture_layers
+        return {"head_inputs": "pooled", **config} if texture else dict(config)
+
+    def training_work(self, hp: Any, model, epochs: int) -> list[tuple[int, int, int]]:
+        """The fits :meth:`fit` runs, as the cost model prices them: the head alone on cached
+        features (the whole model where it augments its images), then the tuned top alone on
+        cached activations (the whole model where they are not cached). Computing a cache
+        the first time is not counted: it is paid once per size and cut, not per trial."""
+        from search.cost import layers_activations, layers_macs, leaf_layers
+
+        head_epochs, tune_epochs = self.phase_epochs(hp.values, epochs)
+        has_augmentation, _ = _views(hp, model)
+        whole = list(leaf_layers(model))
+        head = list(leaf_layers(model.get_layer(HEAD_LAYER)))
+        parts = [(whole if has_augmentation else head, head_epochs)]
+        if tune_epochs:
+            base = model.get_layer(BACKBONE_LAYER)
+            cut = len(base.layers) - int(hp.values.get("fine_tune_layers") or 0)
+            cached = not has_augmentation and self._caches_activations(base, cut)
+            parts.append(([*base.layers[cut:], *head] if cached else whole, tune_epochs))
+        return [(layers_macs(p), layers_activations(p), n) for p, n in parts]
+
     def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """Probabilities through the cached path the model trained on: the head on pooled
         features when the backbone stayed frozen, the tuned top on cached activations when

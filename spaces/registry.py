@@ -124,6 +124,20 @@ class Space:
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
 
+    def complete(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A recorded configuration with each hyperparameter the space gained since it was
+        recorded set to what the model it names had (its retrain builds that model again)."""
+        return dict(config)
+
+    def training_work(self, hp: Any, model, epochs: int) -> list[tuple[int, int, int]]:
+        """What :meth:`fit` will train for ``epochs`` epochs, as the cost model prices it
+        (``search.cost``): one ``(MACs per image, activations per image, epochs)`` per fit.
+        Here one fit of the whole model; a space that trains parts of it on cached tensors
+        says which parts, for how many epochs each."""
+        from search.cost import model_activations, model_macs
+
+        return [(model_macs(model), model_activations(model), epochs)]
+
     def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """``model``'s class probabilities ``(N, classes)`` on a split's images, in the data
         source's order (a space with cached paths may compute them without the images)."""

@@ -222,7 +222,9 @@ def _model_size(runner, config: dict[str, Any], number: int) -> dict[str, int]:
     from search.training import count_params
 
     try:
-        model = runner.space.declare(fixed_hyperparameters(config), runner.ctx)
+        model = runner.space.declare(
+            fixed_hyperparameters(runner.space.complete(config)), runner.ctx
+        )
         if model is None:  # the space rejects this configuration (the trial failed in build)
             return {}
         counted = count_params(model)

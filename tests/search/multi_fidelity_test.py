@@ -187,6 +187,18 @@ def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
         runner._price(model, 15, 1.0, history=history, share=RUNG_SHARE)
 
 
+def test_a_trial_is_priced_fit_by_fit_as_its_space_trains_it(tiny_data, monkeypatch):
+    """``Space.training_work``: a space that trains in two fits (a transfer trial's head on
+    cached features, then its top on cached activations) pays each fit's start-up."""
+    from search.cost import model_macs
+
+    space, ctx, model, history = _timed_model(tiny_data)
+    runner = TrialRunner(space, tiny_data, None, ctx=ctx)
+    macs = model_macs(model)
+    monkeypatch.setattr(space, "training_work", lambda hp, m, epochs: [(macs, 0, 5), (macs, 0, 10)])
+    assert runner._price(model, 15, 1.0, history=history) == pytest.approx(23.0)  # 2 x 4 + 15
+
+
 def test_the_top_rung_may_take_all_the_time_left_the_others_a_third(tiny_data, monkeypatch):
     from search.fidelity import parse_ladder
     from search.trial import RUNG_SHARE

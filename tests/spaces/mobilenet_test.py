@@ -9,7 +9,7 @@ import pytest
 
 from search.data import synthetic_data
 from search.hyperparameters import fixed_hyperparameters
-from spaces import BuildContext
+from spaces import BuildContext, get_space
 from spaces.mobilenet import MobileNetSpace, _crossing_tensors
 
 CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
@@ -271,6 +271,45 @@ def test_flip_views_train_and_flip_averaging_is_the_saved_models_prediction(
     keras.backend.clear_session()
     loaded = keras.saving.load_model(saved, compile=False)
     np.testing.assert_allclose(predict_in_batches(loaded, x), predicted, rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()
+
+
+def test_a_transfer_trial_is_priced_as_it_trains():
+    """``training_work``: the head alone on cached features, then the tuned top alone on cached
+    activations; the whole model in each phase where the trial augments its images."""
+    from search.cost import model_activations, model_macs
+
+    space = MobileNetSpace()
+    hp = fixed_hyperparameters(CONFIG)  # 2 fine-tuning epochs at the published cut
+    model = space.build(hp, CTX)
+    head, whole = model_macs(model.get_layer("head")), model_macs(model)
+    (head_work, head_epochs), (top_work, top_epochs) = [
+        ((m, a), n) for m, a, n in space.training_work(hp, model, 10)
+    ]
+    assert head_work == (head, 0) and (head_epochs, top_epochs) == (8, 2)
+    assert head < top_work[0] < whole / 2 and 0 < top_work[1] < model_activations(model)
+    frozen = fixed_hyperparameters({**CONFIG, "fine_tune_layers": 0})
+    assert space.training_work(frozen, space.build(frozen, CTX), 10) == [(head, 0, 10)]
+    flips = {"aug_enabled": True, "aug_flip": "horizontal"}
+    no_other = ("rotation", "zoom", "translation", "contrast", "brightness")
+    augmented = fixed_hyperparameters({**CONFIG, **flips, **{f"aug_{k}": 0.0 for k in no_other}})
+    model = space.build(augmented, CTX)
+    assert [m for m, _, _ in space.training_work(augmented, model, 10)] == [whole, whole]
+    keras.backend.clear_session()
+
+
+def test_a_fine_tuning_trial_recorded_before_texture_heads_builds_again():
+    """A committed study's fine-tuning trial has no head_inputs (its head saw the pooled
+    features): ``complete`` names that, so it is retrained as it was."""
+    import json
+    from pathlib import Path
+
+    rows = Path(__file__).parents[2] / "results/searches/mobilenet-cached-tpe/trials.jsonl"
+    config = json.loads(rows.read_text().splitlines()[0])["config"]
+    assert config["fine_tune_layers"] > 0 and "head_inputs" not in config
+    space = get_space("mobilenet-cached")
+    model = space.build(fixed_hyperparameters(space.complete(config)), CTX)
+    assert model.get_layer("features").output.shape == (None, 1280)
     keras.backend.clear_session()
 
 
