@@ -6,6 +6,7 @@ import types
 
 from search.engines.base import rederived_record
 from spaces import BuildContext, get_space
+from spaces.registry import Space
 
 
 def _runner(space):
@@ -24,7 +25,7 @@ def test_a_rederived_row_counts_its_model_and_says_when_it_cannot(capsys):
     assert row.params > 0 and 0 < row.trainable_params <= row.params and row.input_size == 32
     assert capsys.readouterr().err == ""
 
-    class Broken:
+    class Broken(Space):
         def declare(self, hp, ctx):
             raise RuntimeError("no such backbone\nsecond line")
 
