@@ -304,7 +304,8 @@ class TrialRunner:
 
         cache = self.study.dir / "latency.jsonl" if self.study is not None else None
         try:
-            return record_fields(measured_once(self.space.inference_model(hp, model), cache))
+            shipped = self.space.inference_model(hp, model)
+            return record_fields(measured_once(shipped, cache, self.max_latency_ms))
         except Exception as exc:  # noqa: BLE001 - a converter's failure is this trial's
             reason = f"{type(exc).__name__}: {first_line(exc, 300)}"
             if strict:
