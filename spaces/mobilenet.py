@@ -729,13 +729,10 @@ def _read_below(base, cut: int) -> list:
     """What the top of ``base`` from ``cut`` on reads from the frozen part below: the tensors
     the cut crosses, then the texture layers' outputs made below it (a texture head's
     channel statistics of them), in that order."""
-    import keras
-
     crossing = _crossing_tensors(base, cut)
-    made_below = {id(t) for layer in base.layers[:cut] for t in keras.tree.flatten(layer.output)}
-    return crossing + [
-        t for t in base.outputs[1:] if id(t) in made_below and all(t is not c for c in crossing)
-    ]
+    taken = {id(t) for t in crossing}
+    made_below = _made_below(base, cut)
+    return crossing + [t for t in base.outputs[1:] if id(t) in made_below and id(t) not in taken]
 
 
 def _top(base, below: list, inputs: list) -> list:
@@ -785,13 +782,20 @@ def _crossing_tensors(base, cut: int) -> list:
     ``[cut:]`` read, in layer order."""
     import keras
 
-    made_below = {id(t): t for layer in base.layers[:cut] for t in keras.tree.flatten(layer.output)}
+    made_below = _made_below(base, cut)
     crossing = {}
     for layer in base.layers[cut:]:
         for t in keras.tree.flatten(layer.input):
             if id(t) in made_below:
                 crossing.setdefault(id(t), t)
     return list(crossing.values())
+
+
+def _made_below(base, cut: int) -> set[int]:
+    """The ids of the tensors that the layers ``[:cut]`` of functional ``base`` compute."""
+    import keras
+
+    return {id(t) for layer in base.layers[:cut] for t in keras.tree.flatten(layer.output)}
 
 
 def _compile(model, learning_rate: float, weight_decay: float = 0.0) -> None:

@@ -17,6 +17,22 @@ from tests.fixtures import save_constant_model
 TRIALS = [(0, 0.70, 2.0, 0), (1, 0.60, 3.0, 1), (2, 0.80, 4.0, 2), (3, 0.90, 8.0, 3)]
 
 
+def completed(study, number, val, config, **costs):
+    """A COMPLETE row of study ``study`` with the figures given."""
+    return TrialRecord(
+        study=study,
+        engine="optuna",
+        algorithm="nsga2",
+        space="cnn",
+        trial_id=str(number),
+        number=number,
+        state="COMPLETE",
+        config=config,
+        val_accuracy=val,
+        **costs,
+    )
+
+
 def study_folder(root, manifest):
     folder = root / "searches" / "s"
     for number, val, latency, answer in TRIALS:
@@ -27,23 +43,9 @@ def study_folder(root, manifest):
                 answer=answer,
                 class_names=manifest.class_names,
             )
-        append_trial(
-            folder / "trials.jsonl",
-            TrialRecord(
-                study="s",
-                engine="optuna",
-                algorithm="nsga2",
-                space="cnn",
-                trial_id=str(number),
-                number=number,
-                state="COMPLETE",
-                config={"image_size": 16, "answer": answer},
-                val_accuracy=val,
-                params=1000 * (number + 1),
-                latency_ms=latency,
-                size_mb=0.01,
-            ),
-        )
+        config = {"image_size": 16, "answer": answer}
+        costs = {"params": 1000 * (number + 1), "latency_ms": latency, "size_mb": 0.01}
+        append_trial(folder / "trials.jsonl", completed("s", number, val, config, **costs))
     import keras
 
     from search.model_io import save_model
@@ -110,20 +112,7 @@ def test_nothing_to_tabulate_is_one_error_line(tmp_path, capsys):
     assert err.count("\n") == 0 and err.startswith("error: no study 'nope'")
 
     folder = tmp_path / "searches" / "u"
-    append_trial(
-        folder / "trials.jsonl",
-        TrialRecord(
-            study="u",
-            engine="optuna",
-            algorithm="tpe",
-            space="cnn",
-            trial_id="0",
-            number=0,
-            state="COMPLETE",
-            config={},
-            val_accuracy=0.5,
-        ),
-    )
+    append_trial(folder / "trials.jsonl", completed("u", 0, 0.5, {}))  # no latency measured
     write_json(folder / "study.json", {"study": "u", "engine": "optuna", "algorithm": "tpe"})
     assert front_main(["--study", "u", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
