@@ -229,7 +229,7 @@ def run_package(
         engine=engine,
         algorithm=algorithm,
         # Rungs where the space can carry a trial from one to the next (cnn), else none.
-        rungs=rungs if space.warm_starts else None,
+        rungs=rungs if space.climbs_rungs else None,
         trials=10**6,
         epochs=epochs,
         max_time=budget_s - (time.monotonic() - start),

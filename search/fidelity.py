@@ -12,7 +12,13 @@ costs a promoted trial only its increment. A stopped trial may keep its weights,
 trial may continue it from the next rung (a late promotion: ``climb``'s ``resume``).
 
     --rungs auto                      the space's ladder for --epochs (cnn: 64 px on 25% of the
-                                      training images, 96 px on 50%, full size on all)
+                                      training images, 96 px on 50%, full size on all; the
+                                      transfer spaces 160 px, 224 px, full size)
+
+A space that trains in phases (a transfer trial: its head, then its fine-tuned top) climbs
+too: each rung's fit continues whichever phase the previous rung ended in, the phases split
+the trial's whole budget (``BuildContext.trial_epochs``), and a rung of two fits is one rung
+(one allowance, one record).
     --rungs 64:0.25:4,96:0.5:8,128:1:16   size:fraction:epoch per rung (size "-" = uncapped)
 """
 
@@ -315,8 +321,9 @@ def climb(
     fraction of the training split up to its epoch. ``trial_callbacks(model)`` gives the
     trial's own callbacks for a rung's model; ``engine_callbacks`` (the engine's, which may
     stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
-    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k)``, when
-    given, predicts a rung's seconds before it starts and raises :class:`RungNotAfforded`
+    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k,
+    first_epoch=e)``, when given, predicts a rung's seconds (``epochs`` from epoch ``e``)
+    before it starts and raises :class:`RungNotAfforded`
     when the search cannot pay them. ``allowance(k)``, when given, is ``(seconds, reason)`` or
     None: a rung that cannot finish within ``seconds`` and a quarter more is stopped (at an
     epoch's end when its pace says so, else when the clock passes that; see
@@ -337,12 +344,18 @@ def climb(
         model, stopped_at = _resumed(space, hp, ctx, ladder, resume)
         first, start = stopped_at + 1, int(resume.initial_epoch)
     for k, rung in enumerate(ladder.rungs[first:], start=first):
-        rung_ctx = dataclasses.replace(ctx, rung_image_size=rung.image_size)
+        rung_ctx = dataclasses.replace(
+            ctx, rung_image_size=rung.image_size, trial_epochs=ladder.epochs
+        )
         previous, model = model, space.build(hp, rung_ctx)
         continued = previous is not None and carry_weights(previous, model)
         del previous
         begin = start if continued else 0
-        predicted = price(model, rung.epochs - begin, rung.fraction, rung=k) if price else None
+        predicted = (
+            price(model, rung.epochs - begin, rung.fraction, rung=k, first_epoch=begin)
+            if price
+            else None
+        )
         marker = RungEnd(
             k, rung, int(model.input_shape[1]), continued, rungs_log, predicted_s=predicted
         )
@@ -380,6 +393,8 @@ def climb(
                 f"{ran}, {limit[1]} by more than a quarter"
             )
         start = rung.epochs
-        if model.stop_training:  # the search's clock ran out: no later rung
+        # The search's clock ran out (it stops the model last fitted: a transfer trial's head
+        # or tuned top is a model of its own): no later rung.
+        if model.stop_training or getattr(marker.model, "stop_training", False):
             break
     return model

@@ -325,10 +325,10 @@ def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], stu
     try:
         if rungs is None:
             return Ladder.from_dict(before) if before else None
-        if not space.warm_starts:
+        if not space.climbs_rungs:
             raise SearchError(
                 f"--rungs: space {space.name!r} cannot carry a trial from one rung "
-                "to the next (it trains in phases); use it without --rungs"
+                "to the next (its fit cannot continue from a rung's last epoch); use it without --rungs"
             )
         ladder = (
             default_ladder(space.fidelity_sizes, epochs) if rungs == "auto" else parse_ladder(rungs)
@@ -383,7 +383,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         help="multi-fidelity: every trial climbs rungs of input size, training data and "
         "epochs, and only the best third at each rung goes on (optuna). 'auto': "
         "the space's ladder over --epochs (cnn: 64 px on 25%% of the training "
-        "images, 96 px on 50%%, full size on all); or size:fraction:epoch,... "
+        "images, 96 px on 50%%, full size on all; transfer spaces: 160, 224 px, full "
+        "size; a transfer trial's head, then its tuned top, go on from rung to rung); "
+        "or size:fraction:epoch,... "
         "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
         "the trial's budget)",
     )

@@ -181,10 +181,19 @@ class RungAllowance(StopAtTime):
         super().__init__(time.time() + self.limit_s)
         self.epochs = int(epochs)  # the rung's last epoch (exclusive), as fit's ``epochs``
         self.projected_s: float | None = None
-        self._epoch_start, self._timed = time.time(), 0
+        self._epoch_start, self._timed, self._begun = time.time(), 0, False
 
     def on_train_begin(self, logs=None):
-        self.stop_at = time.time() + self.limit_s
+        # A rung trained in two fits (a transfer trial's head, then its fine-tuned top) has
+        # one allowance, from the first fit's start.
+        if not self._begun:
+            self.stop_at, self._begun = time.time() + self.limit_s, True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stopped_in_epoch is not None:  # stopped in an earlier fit of the rung
+            self.model.stop_training = True
+            return
+        super().on_train_batch_end(batch, logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -235,10 +244,11 @@ class RungEnd(keras.callbacks.Callback):
         self.index, self.rung, self.image_size = index, rung, image_size
         self.continued, self.log, self.predicted_s = continued, log, predicted_s
         self.best: float | None = None
-        self._t0 = time.perf_counter()
+        self._t0: float | None = None
 
     def on_train_begin(self, logs=None):
-        self._t0 = time.perf_counter()
+        if self._t0 is None:  # the first of the rung's fits (a transfer trial may run two)
+            self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:

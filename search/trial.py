@@ -438,8 +438,14 @@ class TrialRunner:
             request.ladder,
             trial_callbacks=trial_callbacks,
             rungs_log=rungs,
-            price=lambda model, epochs, fraction, *, rung: price(
-                model, epochs, fraction, rung=rung, share=share(rung)
+            price=lambda model, epochs, fraction, *, rung, first_epoch: price(
+                model,
+                epochs,
+                fraction,
+                rung=rung,
+                share=share(rung),
+                first_epoch=first_epoch,
+                trial_epochs=request.ladder.epochs,
             ),
             allowance=lambda rung: self._allowance(rung, share=share(rung)),
             resume=request.warm_start,
@@ -484,13 +490,16 @@ class TrialRunner:
         hp: Any = None,
         share: float = 1.0,
         rung: int | None = None,
+        first_epoch: int = 0,
+        trial_epochs: int | None = None,
     ) -> float | None:
-        """Predicted seconds for ``epochs`` of ``model`` on ``fraction`` of the training split,
-        from the cost model of the study's timed epochs and this trial's own (search.cost),
-        for each fit the space will run (``Space.training_work``: a transfer trial trains its
-        head on cached features, then its tuned top on cached activations, never the whole
-        network); None before anything was timed. Raises ``RungNotAfforded`` when they are
-        not worth paying (:meth:`_check_affordable`)."""
+        """Predicted seconds for ``epochs`` of ``model`` (from epoch ``first_epoch`` of a trial
+        of ``trial_epochs`` trained in pieces) on ``fraction`` of the training split, from the
+        cost model of the study's timed epochs and this trial's own (search.cost), for each
+        fit the space will run (``Space.training_work``: a transfer trial trains its head on
+        cached features, then its tuned top on cached activations, never the whole network);
+        None before anything was timed. Raises ``RungNotAfforded`` when they are not worth
+        paying (:meth:`_check_affordable`)."""
         from search.cost import CostModel, batches, timings_from_records
 
         rows = self.study.records() if self.study is not None else []
@@ -500,7 +509,13 @@ class TrialRunner:
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
         seconds = sum(
             costs.fit_seconds(macs, steps, fit_epochs, activations)
-            for macs, activations, fit_epochs in self.space.training_work(hp, model, epochs)
+            for macs, activations, fit_epochs in self.space.training_work(
+                hp,
+                model,
+                first_epoch + epochs,
+                initial_epoch=first_epoch,
+                trial_epochs=trial_epochs,
+            )
             if fit_epochs > 0
         )
         what = (

@@ -59,6 +59,7 @@ class CNNSpace(Space):
         "optimizer, learning rate and schedule, augmentation"
     )
     warm_starts = True  # one plain fit: a promoted Hyperband trial continues its weights
+    climbs_rungs = True  # the same fit, from a rung's last epoch
     # --rungs auto: 64 px (a sixteenth of the work of 256 px, a quarter of 128 px), then 96 px,
     # then the trial's own size; with global pooling the weights carry over as the image grows.
     fidelity_sizes = (64, 96, None)
@@ -77,7 +78,7 @@ class CNNSpace(Space):
             model, make_optimizer(values["optimizer"], values["learning_rate"])
         )
 
-    def training_callbacks(self, hp: Any, epochs: int) -> list:
+    def training_callbacks(self, hp: Any, epochs: int, ctx: BuildContext | None = None) -> list:
         """The published ReduceLROnPlateau(0.25, 5), or cosine decay to zero at ``epochs``, the
         fit's end: the trial's budget, or a fidelity rung's last epoch, so each rung decays
         to its own end and the next restarts where the longer curve is (warm restarts at a

@@ -42,6 +42,12 @@ class MobileNetSpace(Space):
         "learning rate, fine-tune depth/lr factor/epochs, augmentation"
     )
     uses_pretrained_weights = True
+    # --rungs: the head, then the fine-tuned top, continue from rung to rung (fit's
+    # initial_epoch within the trial's phases); rung 0 at 160 px and rung 1 at 224 px at most
+    # train on the features of two sizes cached once for every trial, and the weights carry
+    # over as the image grows (global pooling; texture statistics are pooled too).
+    climbs_rungs = True
+    fidelity_sizes = (160, 224, None)
 
     # Activations at a fine-tuning cut are cached in half precision (half the disk and memory;
     # the rounding is a relative 1e-3 on the frozen part's outputs); tests set float32 to
@@ -182,16 +188,19 @@ class MobileNetSpace(Space):
             hp.Choice("fine_tune_batch_norm", ["batch", "frozen"], default="batch")
         return fine_tune_layers
 
-    def training_callbacks(self, hp: Any, epochs: int) -> list:
-        """The published head phase: halve the rate on a plateau, stop early on val_accuracy."""
+    def training_callbacks(self, hp: Any, epochs: int, ctx: BuildContext | None = None) -> list:
+        """The published head phase: halve the rate on a plateau, stop early on val_accuracy;
+        not early in a trial trained in pieces (``ctx.trial_epochs``): a rung ends where the
+        ladder says, where the engine judges it (the trial keeps its best epoch's weights)."""
         import keras
 
-        return [
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", patience=5, restore_best_weights=True
-            ),
-        ]
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+        if ctx is not None and ctx.trial_epochs is not None:
+            return [plateau]
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=5, restore_best_weights=True
+        )
+        return [plateau, stop]
 
     def fine_tune_callbacks(self, hp: Any, first_epoch: int = 0, epochs: int = 1) -> list:
         """The published fine-tuning phase: the same plateau schedule, no early stopping; or
@@ -223,52 +232,60 @@ class MobileNetSpace(Space):
         callbacks=(),
         batch_size: int = 32,
         verbose: int = 0,
+        initial_epoch: int = 0,
     ) -> None:
-        """Head first (on cached features when possible), then optional fine-tuning.
+        """Head first (on cached features when possible), then optional fine-tuning: epochs
+        ``initial_epoch`` .. ``epochs - 1`` of them.
 
-        ``epochs`` is the trial's whole budget: fine-tuning takes ``fine_tune_epochs`` of it,
-        at most half (:meth:`phase_epochs`), so a low-fidelity trial mostly trains the head.
+        The trial's budget (``epochs``, or ``ctx.trial_epochs`` where it is trained in pieces:
+        a fidelity rung's fit ends at the rung's epoch) is split into phases: fine-tuning
+        takes ``fine_tune_epochs`` of it, at most half (:meth:`phase_epochs`), so a
+        low-fidelity trial mostly trains the head, and a rung continues whichever phase the
+        previous one ended in.
         """
         from search.training import EngineCallbacks
 
-        head_epochs, fine_tune_epochs = self.phase_epochs(hp.values, epochs)
+        phases = self.phase_epochs(hp.values, ctx.trial_epochs or epochs)
+        head_span, tune_span = phase_spans(phases, initial_epoch, epochs)
         has_augmentation, flip_views = _views(hp, model)
-        # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
-        # phase says little about where fine-tuning ends (the published recipe's first
-        # fine-tuning epoch falls 23-35 points below its head phase, then recovers).
-        head_callbacks = list(callbacks)
-        if fine_tune_epochs > 0:
-            head_callbacks = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
-        if has_augmentation:
-            super().fit(
-                hp,
-                model,
-                data,
-                ctx,
-                epochs=head_epochs,
-                callbacks=head_callbacks,
-                batch_size=batch_size,
-                verbose=verbose,
-            )
-        else:
-            self._fit_head_on_features(
-                hp, model, data, ctx, head_epochs, head_callbacks, batch_size, verbose, flip_views
-            )
-        if fine_tune_epochs > 0:
-            # Reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning
+        head_callbacks = judged = list(callbacks)
+        if phases[1] > 0 and ctx.trial_epochs is None:
+            # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
+            # phase says little about where fine-tuning ends (the published recipe's first
+            # fine-tuning epoch falls 23-35 points below its head phase, then recovers),
+            # reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning
             # epoch of every trial is compared with the others' k-th, never with a head epoch.
+            # Over rungs the engine judges rung ends instead, in whichever phase they fall.
+            head_callbacks = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
             judged = [
-                c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks) else c
+                c.reporting_from(phases[0], epochs) if isinstance(c, EngineCallbacks) else c
                 for c in callbacks
             ]
-            self._fine_tune(
-                hp, model, data, ctx, (head_epochs, fine_tune_epochs), judged, batch_size, verbose
-            )
+        if head_span[1] > head_span[0]:
+            if has_augmentation:
+                super().fit(
+                    hp,
+                    model,
+                    data,
+                    ctx,
+                    epochs=head_span[1],
+                    initial_epoch=head_span[0],
+                    callbacks=head_callbacks,
+                    batch_size=batch_size,
+                    verbose=verbose,
+                )
+            else:
+                self._fit_head_on_features(
+                    hp, model, data, ctx, head_span, head_callbacks, batch_size, verbose, flip_views
+                )
+        if tune_span[1] > tune_span[0]:
+            self._fine_tune(hp, model, data, ctx, phases, tune_span, judged, batch_size, verbose)
 
     def _fit_head_on_features(
-        self, hp, model, data, ctx, epochs, callbacks, batch_size, verbose, flip_views
+        self, hp, model, data, ctx, span, callbacks, batch_size, verbose, flip_views
     ) -> None:
-        """The head phase on the frozen backbone's cached pooled features."""
+        """The head phase's epochs ``span`` (first, end) on the frozen backbone's cached
+        pooled features."""
         values = hp.values
         f_train, y_train = self._pooled_features(model, values, data, ctx, "train")
         f_val, y_val = self._pooled_features(model, values, data, ctx, "val")
@@ -276,8 +293,9 @@ class MobileNetSpace(Space):
         _compile(head, float(values["learning_rate"]))
         fit_args = dict(
             validation_data=(f_val, y_val),
-            epochs=epochs,
-            callbacks=[*self.training_callbacks(hp, epochs), *callbacks],
+            initial_epoch=span[0],
+            epochs=span[1],
+            callbacks=[*self.training_callbacks(hp, span[1], ctx), *callbacks],
             verbose=verbose,
         )
         if flip_views:
@@ -286,8 +304,10 @@ class MobileNetSpace(Space):
         else:
             head.fit(f_train, y_train, batch_size=batch_size, shuffle=True, **fit_args)
 
-    def _fine_tune(self, hp, model, data, ctx, phases, callbacks, batch_size, verbose) -> None:
-        """The fine-tuning phase, epochs ``head_epochs`` on (``phases``: head epochs,
+    def _fine_tune(
+        self, hp, model, data, ctx, phases, span, callbacks, batch_size, verbose
+    ) -> None:
+        """The fine-tuning phase's epochs ``span`` (first, end; ``phases``: head epochs,
         fine-tuning epochs): the unfrozen top on cached activations at the cut where it can,
         else through the image path."""
         head_epochs, fine_tune_epochs = phases
@@ -304,8 +324,8 @@ class MobileNetSpace(Space):
         decay = float(values.get("fine_tune_weight_decay") or 0.0)
         schedule = self.fine_tune_callbacks(hp, head_epochs, fine_tune_epochs)
         phase = dict(
-            initial_epoch=head_epochs,
-            epochs=head_epochs + fine_tune_epochs,
+            initial_epoch=span[0],
+            epochs=span[1],
             callbacks=[*schedule, *callbacks],
             verbose=verbose,
         )
@@ -363,14 +383,20 @@ class MobileNetSpace(Space):
         texture = BACKBONES[config.get("backbone", self.backbones[0])].texture_layers
         return {"head_inputs": "pooled", **config} if texture else dict(config)
 
-    def training_work(self, hp: Any, model, epochs: int) -> list[tuple[int, int, int]]:
+    def training_work(
+        self, hp: Any, model, epochs: int, *, initial_epoch: int = 0, trial_epochs=None
+    ) -> list[tuple[int, int, int]]:
         """The fits :meth:`fit` runs, as the cost model prices them: the head alone on cached
         features (the whole model where it augments its images), then the tuned top alone on
-        cached activations (the whole model where they are not cached). Computing a cache
-        the first time is not counted: it is paid once per size and cut, not per trial."""
+        cached activations (the whole model where they are not cached), each for its epochs
+        between ``initial_epoch`` and ``epochs``. Computing a cache the first time is not
+        counted: it is paid once per size and cut, not per trial."""
         from search.cost import layers_activations, layers_macs, leaf_layers
 
-        head_epochs, tune_epochs = self.phase_epochs(hp.values, epochs)
+        phases = self.phase_epochs(hp.values, trial_epochs or epochs)
+        head_epochs, tune_epochs = (
+            end - first for first, end in phase_spans(phases, initial_epoch, epochs)
+        )
         has_augmentation, _ = _views(hp, model)
         whole = list(leaf_layers(model))
         head = list(leaf_layers(model.get_layer(HEAD_LAYER)))
@@ -636,6 +662,18 @@ class _Choices(NamedTuple):
     learning_rate: float
     augmentation: Any  # the augmentation layers, or None
     texture: bool  # the head also sees earlier blocks' channel statistics
+
+
+def phase_spans(
+    phases: tuple[int, int], first: int, end: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((first, end) of the head phase, (first, end) of fine-tuning)``: the part of each
+    phase (``phases``: head epochs, fine-tuning epochs, in that order) that a fit of epochs
+    ``first`` .. ``end - 1`` covers; an empty span has ``first == end``."""
+    head, tune = phases
+    head_span = (min(first, head), min(end, head))
+    tune_first = max(first, head)
+    return head_span, (tune_first, max(tune_first, min(end, head + tune)))
 
 
 def _views(hp: Any, model) -> tuple[bool, bool]:

@@ -45,6 +45,10 @@ class BuildContext:
     # A fidelity rung's own input-size cap (search.fidelity.climb), below max_image_size: it
     # changes what the model is trained at, never what its hyperparameters may be.
     rung_image_size: int | None = None
+    # The trial's whole epoch budget when it is trained in pieces (fidelity rungs: each fit
+    # ends at its rung's epoch): a space that trains in phases splits this budget, never one
+    # rung's, so that the pieces add up to the trial trained in one go.
+    trial_epochs: int | None = None
 
     def image_size(self, requested: int) -> int:
         caps = [c for c in (self.max_image_size, self.rung_image_size) if c is not None]
@@ -63,6 +67,10 @@ class Space:
     # ``initial_epoch`` (one fit, no phases): keras-tuner's Hyperband then promotes a trial
     # with the weights its lower rung learned instead of training it again from scratch.
     warm_starts: ClassVar[bool] = False
+    # True where ``fit`` continues a trial from the end of a fidelity rung (``initial_epoch``,
+    # within ``BuildContext.trial_epochs``), weights carried over, so ``--rungs`` can carry
+    # its trials up a ladder (search.fidelity.climb).
+    climbs_rungs: ClassVar[bool] = False
     # Input-size caps of ``--rungs auto``'s rungs (search.fidelity), cheapest first; None is
     # the trial's own size. Sizes the space can train at; a space without its own keeps the
     # full size and climbs in training data and epochs only.
@@ -119,7 +127,7 @@ class Space:
             validation_data=data.dataset("val", size, batch_size, shuffle=False),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=[*precise, *self.training_callbacks(hp, epochs), *callbacks],
+            callbacks=[*precise, *self.training_callbacks(hp, epochs, ctx), *callbacks],
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself; Keras warns about shuffle=True here
         )
@@ -129,14 +137,17 @@ class Space:
         recorded set to what the model it names had (its retrain builds that model again)."""
         return dict(config)
 
-    def training_work(self, hp: Any, model, epochs: int) -> list[tuple[int, int, int]]:
-        """What :meth:`fit` will train for ``epochs`` epochs, as the cost model prices it
-        (``search.cost``): one ``(MACs per image, activations per image, epochs)`` per fit.
-        Here one fit of the whole model; a space that trains parts of it on cached tensors
-        says which parts, for how many epochs each."""
+    def training_work(
+        self, hp: Any, model, epochs: int, *, initial_epoch: int = 0, trial_epochs=None
+    ) -> list[tuple[int, int, int]]:
+        """What :meth:`fit` will train from ``initial_epoch`` to ``epochs`` (of a trial of
+        ``trial_epochs`` in all where it is trained in pieces, ``BuildContext.trial_epochs``),
+        as the cost model prices it (``search.cost``): one ``(MACs per image, activations per
+        image, epochs)`` per fit. Here one fit of the whole model; a space that trains parts of
+        it on cached tensors says which parts, for how many epochs each."""
         from search.cost import model_activations, model_macs
 
-        return [(model_macs(model), model_activations(model), epochs)]
+        return [(model_macs(model), model_activations(model), epochs - initial_epoch)]
 
     def predict(self, hp: Any, model, data, ctx: BuildContext, split: str, batch_size: int = 64):
         """``model``'s class probabilities ``(N, classes)`` on a split's images, in the data
@@ -160,9 +171,9 @@ class Space:
         wraps it (e.g. test-time augmentation the trial chose)."""
         return model
 
-    def training_callbacks(self, hp: Any, epochs: int) -> list:
+    def training_callbacks(self, hp: Any, epochs: int, ctx: BuildContext | None = None) -> list:
         """Callbacks that belong to the recipe (e.g. a learning-rate schedule) for a fit that
-        ends at epoch ``epochs``."""
+        ends at epoch ``epochs`` (of a trial trained in pieces where ``ctx.trial_epochs``)."""
         return []
 
     def reference_configs(self) -> list[dict[str, Any]]:

@@ -193,7 +193,7 @@ def test_a_rung_that_runs_past_its_allowance_stops_the_trial_there():
     judge = _Judge()
     allowance = {0: None, 1: (0.0, "over the 0 s a test allows")}
     with pytest.raises(
-        RungNotAfforded, match=r"stopped in rung 1 \(epoch 2 of 3\): it ran 0 s, over"
+        RungNotAfforded, match=r"stopped in rung 1 \(epoch 2 of 3\): it ran \d+ s, over"
     ):
         _climb(parse_ladder("16:0.5:1,-:1:3"), judge, allowance=allowance.get)
     assert [k for _, k, _ in judge.seen] == [0]  # rung 0 was judged, rung 1 never finished
@@ -311,3 +311,18 @@ def test_a_rung_whose_epoch_runs_past_the_grace_stops_in_it(monkeypatch):
     # One 30 s epoch: the clock passes 12.5 s within it (at its second batch).
     timer, ran = _paced(monkeypatch, [30.0, 1.0], allowance=10, epochs=2)
     assert ran == [0] and timer.stopped_in_epoch == 0 and timer.projected_s is None
+
+
+def test_a_rung_of_two_fits_has_one_allowance(monkeypatch):
+    """A transfer trial's rung may run two fits (the head's last epochs, then the top's
+    first): the allowance runs from the first fit's start, and a rung stopped in its first
+    fit stops the second at its first batch."""
+    from types import SimpleNamespace
+
+    timer, _ = _paced(monkeypatch, [3.0] + [2.0] * 7, allowance=10, epochs=8)  # stopped
+    started = timer.stop_at
+    second = SimpleNamespace(stop_training=False)  # the second fit's model (the tuned top)
+    timer.set_model(second)
+    timer.on_train_begin()
+    timer.on_train_batch_end(0)
+    assert timer.stop_at == started and second.stop_training

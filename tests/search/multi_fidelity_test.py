@@ -140,11 +140,18 @@ def test_a_rung_the_time_left_cannot_pay_for_is_not_started(tiny_data, tmp_path)
     assert record.epochs_run == 0
 
 
+def test_a_space_that_cannot_climb_is_refused_rungs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(type(get_space("cnn")), "climbs_rungs", False)
+    args = ["--space", "cnn", "--synthetic", "--results", str(tmp_path), "--rungs", "auto"]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot carry a trial from one rung to the next" in err[0]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--engine", "keras-tuner", "--rungs", "auto"], "--rungs needs --engine optuna"),
-        (["--space", "mobilenet-cached", "--rungs", "auto"], "cannot carry a trial from one rung"),
         (["--pruner", "hyperband", "--rungs", "auto"], "judges epochs, not rungs"),
         (["--rungs", "64:2:4"], "fraction 2.0 must be in (0, 1]"),
         (["--rungs", "auto", "--epochs", "2"], "--epochs 2 is too few for 3 rungs"),
@@ -195,8 +202,17 @@ def test_a_trial_is_priced_fit_by_fit_as_its_space_trains_it(tiny_data, monkeypa
     space, ctx, model, history = _timed_model(tiny_data)
     runner = TrialRunner(space, tiny_data, None, ctx=ctx)
     macs = model_macs(model)
-    monkeypatch.setattr(space, "training_work", lambda hp, m, epochs: [(macs, 0, 5), (macs, 0, 10)])
+    asked = []
+
+    def work(hp, m, epochs, **span):
+        asked.append((epochs, span))
+        return [(macs, 0, 5), (macs, 0, 10)]
+
+    monkeypatch.setattr(space, "training_work", work)
     assert runner._price(model, 15, 1.0, history=history) == pytest.approx(23.0)  # 2 x 4 + 15
+    # A rung's fit is asked for by its span of the trial's epochs, not by its length alone.
+    runner._price(model, 6, 1.0, history=history, first_epoch=7, trial_epochs=20)
+    assert asked[-1] == (13, {"initial_epoch": 7, "trial_epochs": 20})
 
 
 def test_the_top_rung_may_take_all_the_time_left_the_others_a_third(tiny_data, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from search.data import synthetic_data
 from search.hyperparameters import fixed_hyperparameters
 from spaces import BuildContext, get_space
-from spaces.mobilenet import MobileNetSpace, _crossing_tensors
+from spaces.mobilenet import MobileNetSpace, _crossing_tensors, phase_spans
 
 CTX = BuildContext(num_classes=5, max_image_size=32, weights=None)
 CONFIG = {
@@ -288,6 +288,10 @@ def test_a_transfer_trial_is_priced_as_it_trains():
     ]
     assert head_work == (head, 0) and (head_epochs, top_epochs) == (8, 2)
     assert head < top_work[0] < whole / 2 and 0 < top_work[1] < model_activations(model)
+    # A fidelity rung's piece of a 10-epoch trial: the head's last epochs and the top's.
+    pieces = space.training_work(hp, model, 9, initial_epoch=6, trial_epochs=10)
+    assert [n for _, _, n in pieces] == [2, 1]
+    assert [n for _, _, n in space.training_work(hp, model, 4, trial_epochs=10)] == [4]
     frozen = fixed_hyperparameters({**CONFIG, "fine_tune_layers": 0})
     assert space.training_work(frozen, space.build(frozen, CTX), 10) == [(head, 0, 10)]
     flips = {"aug_enabled": True, "aug_flip": "horizontal"}
@@ -359,4 +363,76 @@ def test_a_texture_head_sees_earlier_blocks_channel_statistics_and_fine_tunes(tm
     keras.backend.clear_session()
     loaded = keras.saving.load_model(tmp_path / "t.keras", compile=False)
     np.testing.assert_allclose(predict_in_batches(loaded, x), predicted, rtol=1e-4, atol=1e-5)
+    keras.backend.clear_session()
+
+
+def test_phase_spans_cut_a_trials_phases_at_a_fits_epochs():
+    """A fit of epochs first .. end - 1 covers this much of the head phase and of fine-tuning."""
+    phases = (16, 4)  # a 20-epoch trial that fine-tunes for 4
+    assert phase_spans(phases, 0, 7) == ((0, 7), (16, 16))  # head only
+    assert phase_spans(phases, 13, 20) == ((13, 16), (16, 20))  # the head's end, then tuning
+    assert phase_spans(phases, 17, 20) == ((16, 16), (17, 20))  # tuning only
+    assert phase_spans((20, 0), 0, 20) == ((0, 20), (20, 20))  # never tunes
+
+
+class _Judge(keras.callbacks.Callback):
+    """Where an engine judges a climbing trial: the rung ends' logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.rungs: list[tuple[int, float]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "rung" in logs:
+            self.rungs.append((int(logs["rung"]), epoch))
+
+
+@pytest.mark.slow
+def test_a_transfer_trial_climbs_rungs_head_first_then_its_tuned_top():
+    """Under --rungs the head, then the fine-tuned top, continue from rung to rung: rung 0
+    trains the head alone, the next rung takes the head's weights on, ends the head phase and
+    starts fine-tuning, and the last continues the tuned top; every rung end is judged, in
+    whichever phase it falls (a trial's own early stopping cannot cut a rung short)."""
+    from search.fidelity import Ladder, Rung, climb
+
+    space = MobileNetSpace(augment=False)
+    hp = fixed_hyperparameters(CONFIG)  # 2 fine-tuning epochs of a 4-epoch trial: phases (2, 2)
+    ladder = Ladder((Rung(None, 0.5, 1), Rung(None, 0.5, 3), Rung(None, 1.0, 4)))
+    seen = []  # per rung: its model, and its top convolution's and head's kernels at the start
+
+    def kernels(model):
+        top = model.get_layer("backbone").get_layer("Conv_1").kernel.numpy().copy()
+        return top, model.get_layer("head").layers[0].kernel.numpy().copy()
+
+    def trial_callbacks(model):
+        seen.append((model, *kernels(model)))
+        return []
+
+    keras.utils.set_random_seed(0)
+    judge, log = _Judge(), []
+    climb(
+        space,
+        hp,
+        _data(),
+        CTX,
+        ladder,
+        trial_callbacks=trial_callbacks,
+        engine_callbacks=judge,
+        rungs_log=log,
+    )
+    assert [r["rung"] for r in log] == [0, 1, 2] and [r["continued"] for r in log] == [
+        False,
+        True,
+        True,
+    ]
+    assert [rung for rung, _ in judge.rungs] == [0, 1, 2]
+    (m0, top0, head0), (m1, top1, head1), (m2, top2, _) = seen
+    after0, after1 = kernels(m0), kernels(m1)
+    np.testing.assert_array_equal(after0[0], top0)  # rung 0: the backbone stayed frozen
+    assert not np.array_equal(after0[1], head0)  # ... and the head trained
+    np.testing.assert_array_equal(head1, after0[1])  # rung 1 took the head on
+    np.testing.assert_array_equal(top1, after0[0])
+    assert not np.array_equal(after1[0], top1)  # ... and tuned the top in its last epoch
+    np.testing.assert_array_equal(top2, after1[0])  # rung 2 took the tuned top on
+    assert not np.array_equal(kernels(m2)[0], top2)
     keras.backend.clear_session()

@@ -142,7 +142,7 @@ class OptunaEngine(Engine):
         return (
             self.ladder is not None
             and (self.pruner or RUNG_PRUNERS[0]) == "halving"
-            and runner.space.warm_starts
+            and runner.space.climbs_rungs
             and runner.study is not None
         )
 
