@@ -168,7 +168,8 @@ class RungAllowance(StopAtTime):
     """Stop a fidelity rung (search.fidelity.climb) that cannot finish within ``seconds``
     and the ``GRACE`` beyond it: at an epoch's end, once two epochs of this fit were timed
     (the first traces), when the epochs left at the last one's pace would end past it; within
-    an epoch, when the clock passes it (:class:`StopAtTime`, from the fit's start). A rung a
+    an epoch, when the clock passes it (:class:`StopAtTime`, from the fit's start; a rung of
+    two fits counts the seconds in both, not between them). A rung a
     little slower than its allowance (a network at the edge of what a look may cost)
     finishes: stopping such a rung in its last epoch threw away a pilot's best rung-1 score
     (0.803, 262 s against 255 s). ``stopped_in_epoch`` (0-based) and ``projected_s`` (None
@@ -181,13 +182,18 @@ class RungAllowance(StopAtTime):
         super().__init__(time.time() + self.limit_s)
         self.epochs = int(epochs)  # the rung's last epoch (exclusive), as fit's ``epochs``
         self.projected_s: float | None = None
-        self._epoch_start, self._timed, self._begun = time.time(), 0, False
+        self._epoch_start, self._timed = time.time(), 0
+        self._spent, self._fit_start, self._in_fit = 0.0, time.time(), False
 
     def on_train_begin(self, logs=None):
         # A rung trained in two fits (a transfer trial's head, then its fine-tuned top) has
-        # one allowance, from the first fit's start.
-        if not self._begun:
-            self.stop_at, self._begun = time.time() + self.limit_s, True
+        # one allowance for both. What runs between them is not counted: computing the top's
+        # cached activations is paid once per size and cut, not per trial (as priced).
+        self._fit_start, self._in_fit = time.time(), True
+        self.stop_at = self._fit_start + self.limit_s - self._spent
+
+    def on_train_end(self, logs=None):
+        self._spent, self._in_fit = self.elapsed_s(), False
 
     def on_train_batch_end(self, batch, logs=None):
         if self.stopped_in_epoch is not None:  # stopped in an earlier fit of the rung
@@ -211,7 +217,8 @@ class RungAllowance(StopAtTime):
                 self.stopped_in_epoch = epoch
 
     def elapsed_s(self) -> float:
-        return time.time() - (self.stop_at - self.limit_s)
+        """Seconds spent in the rung's fits so far."""
+        return self._spent + (time.time() - self._fit_start if self._in_fit else 0.0)
 
 
 def _size(weight) -> int:

@@ -315,14 +315,25 @@ def test_a_rung_whose_epoch_runs_past_the_grace_stops_in_it(monkeypatch):
 
 def test_a_rung_of_two_fits_has_one_allowance(monkeypatch):
     """A transfer trial's rung may run two fits (the head's last epochs, then the top's
-    first): the allowance runs from the first fit's start, and a rung stopped in its first
-    fit stops the second at its first batch."""
+    first): one allowance counts the seconds in both, not the cache computed between them,
+    and a rung stopped in its first fit stops the second at its first batch."""
     from types import SimpleNamespace
 
-    timer, _ = _paced(monkeypatch, [3.0] + [2.0] * 7, allowance=10, epochs=8)  # stopped
-    started = timer.stop_at
-    second = SimpleNamespace(stop_training=False)  # the second fit's model (the tuned top)
-    timer.set_model(second)
+    timer, _ = _paced(monkeypatch, [2.0] * 3, allowance=20, epochs=8)  # 6 s of 25 s
+    timer.on_train_end()
+    from search import training
+
+    now = training.time.time() + 100.0  # the top's activations are cached meanwhile
+    monkeypatch.setattr("search.training.time.time", lambda: now)
+    timer.set_model(SimpleNamespace(stop_training=False))
     timer.on_train_begin()
-    timer.on_train_batch_end(0)
-    assert timer.stop_at == started and second.stop_training
+    assert timer.elapsed_s() == pytest.approx(6.0)
+    assert timer.stop_at == pytest.approx(now + 25.0 - 6.0)
+
+    stopped, _ = _paced(monkeypatch, [3.0] + [2.0] * 7, allowance=10, epochs=8)
+    stopped.on_train_end()
+    second = SimpleNamespace(stop_training=False)  # the second fit's model (the tuned top)
+    stopped.set_model(second)
+    stopped.on_train_begin()
+    stopped.on_train_batch_end(0)
+    assert second.stop_training
