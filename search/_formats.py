@@ -322,6 +322,9 @@ def _write_onnx(model, path: Path) -> None:
     # free batch dimension. It needs tf2onnx installed.
     if importlib.util.find_spec("tf2onnx") is None:
         raise FormatError(f"ONNX export needs tf2onnx, which is not installed: {EXTRA}")
+    if not getattr(model, "_called", True):
+        # Keras exports only a model that has run; a search times one before it trains.
+        model(np.zeros((1, *model.input_shape[1:]), "float32"))
     with replaced_atomically(path) as tmp, _quiet():
         model.export(str(tmp), format="onnx", verbose=False)
 

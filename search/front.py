@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from search.console import quiet_tensorflow
+from search.latency import FORMAT_LABELS
 from search.results import COST_FIELDS, read_json, standard_error, trial_front, write_json
 
 FRONT_JSON = "front.json"
@@ -92,6 +93,7 @@ def _row(study, record, meta, scores: dict, log) -> dict[str, Any]:
         "input_size": record.input_size or record.config.get("image_size"),
         "val_accuracy": record.val_accuracy,
         **{c: getattr(record, c) for c in COST_FIELDS},
+        "format": (record.latency or {}).get("format", "tflite"),
         "test": scores.get(record.trial_id),
     }
 
@@ -114,9 +116,12 @@ def _test_report(path, meta, log, trial_id: str) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """The front as a Markdown table, cheapest first."""
+    """The front as a Markdown table, cheapest first (latency and size of the file the
+    study measured: float TFLite unless it chose another ``--latency-format``)."""
+    formats = {row.get("format", "tflite") for row in rows}
+    timed = FORMAT_LABELS.get(formats.pop(), "latency") if len(formats) == 1 else "latency"
     lines = [
-        "| trial | input | parameters | TFLite ms | MB | validation | test | balanced | "
+        f"| trial | input | parameters | {timed} ms | MB | validation | test | balanced | "
         "weakest class (recall) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

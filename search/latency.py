@@ -37,6 +37,13 @@ WARMUP = 5
 # machine (a search shares its CPUs with training).
 THREADS = 1
 
+# The files a search can time its models as (--latency-format; search._formats writes
+# them): float TFLite in LiteRT (the default), its dynamic-range int8 variant, or ONNX in
+# onnxruntime. The row's size_mb is that file's size.
+LATENCY_FORMATS = ("tflite", "tflite-int8", "onnx")
+# How a table heads a latency measured in each.
+FORMAT_LABELS = {"tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}
+
 # What each objective beside accuracy minimizes: the row's field that holds it.
 COSTS = {"latency": "latency_ms", "params": "params", "size": "size_mb"}
 OBJECTIVES = ("accuracy", *(f"accuracy,{cost}" for cost in COSTS))
@@ -75,24 +82,24 @@ def timed(call: Callable[[], Any], repeats: int) -> dict[str, float]:
 
 
 def measure_latency(
-    model, *, quantize: bool = False, runs: int = RUNS, threads: int | None = THREADS
+    model, *, fmt: str = "tflite", runs: int = RUNS, threads: int | None = THREADS
 ) -> dict[str, Any]:
-    """``model`` (Keras, raw pixels in) converted to TFLite (float; dynamic-range int8 with
-    ``quantize``) and timed at batch 1 in LiteRT: ``{"median_ms", "p90_ms", "runs",
-    "runtime", "threads", "machine", "format", "size_bytes", "measure_s"}``.
+    """``model`` (Keras, raw pixels in) written as ``fmt`` (one of ``LATENCY_FORMATS``: float
+    TFLite, dynamic-range int8 TFLite, ONNX) and timed at batch 1 in its runtime (LiteRT,
+    onnxruntime): ``{"median_ms", "p90_ms", "runs", "runtime", "threads", "machine",
+    "format", "size_bytes", "measure_s"}``.
 
     Raises ``search.model_io.FormatError`` (or the converter's error) when it cannot convert."""
-    from search._formats import FORMATS, _tflite_interpreter
+    from search._formats import FORMATS
     from search.console import native_lines_aside
 
-    fmt = FORMATS["tflite-int8" if quantize else "tflite"]
+    spec = FORMATS[fmt]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="latency-") as folder:
-        path = Path(folder) / fmt.filename
-        fmt.write(model, path)
+        path = Path(folder) / spec.filename
+        spec.write(model, path)
         with native_lines_aside():  # LiteRT announces its XNNPACK delegate on stderr
-            interpreter, runtime = _tflite_interpreter(path, threads)
-            call = _batch_of_one(interpreter)
+            call, runtime = _batch_of_one(path, fmt, threads)
             for _ in range(WARMUP):
                 call()
         times = timed(call, runs)
@@ -104,7 +111,7 @@ def measure_latency(
         "runtime": runtime,
         "threads": threads if threads is not None else "the runtime's default",
         "machine": machine(),
-        "format": fmt.name,
+        "format": spec.name,
         "size_bytes": size,
         "measure_s": round(time.perf_counter() - started, 3),
     }
@@ -119,14 +126,14 @@ NEAR_LIMIT = 0.25
 NEAR_LIMIT_REPEATS = 3
 
 
-def measured_near(model, limit_ms: float | None) -> dict[str, Any]:
-    """:func:`measure_latency`; where ``limit_ms`` is given and the figure falls within
-    ``NEAR_LIMIT`` of it, the median of ``NEAR_LIMIT_REPEATS`` measurements (each of them
-    in ``medians_ms``), so that one measurement's draw does not decide the limit."""
-    first = measure_latency(model)
+def measured_near(model, limit_ms: float | None, fmt: str = "tflite") -> dict[str, Any]:
+    """:func:`measure_latency` as ``fmt``; where ``limit_ms`` is given and the figure falls
+    within ``NEAR_LIMIT`` of it, the median of ``NEAR_LIMIT_REPEATS`` measurements (each of
+    them in ``medians_ms``), so that one measurement's draw does not decide the limit."""
+    first = measure_latency(model, fmt=fmt)
     if limit_ms is None or abs(first["median_ms"] - limit_ms) > NEAR_LIMIT * limit_ms:
         return first
-    runs = [first, *(measure_latency(model) for _ in range(NEAR_LIMIT_REPEATS - 1))]
+    runs = [first, *(measure_latency(model, fmt=fmt) for _ in range(NEAR_LIMIT_REPEATS - 1))]
     medians = [r["median_ms"] for r in runs]
     middle = sorted(runs, key=lambda r: r["median_ms"])[len(runs) // 2]
     return {
@@ -136,18 +143,21 @@ def measured_near(model, limit_ms: float | None) -> dict[str, Any]:
     }
 
 
-def measured_once(model, cache: Path | None, limit_ms: float | None = None) -> dict[str, Any]:
-    """:func:`measured_near` (``limit_ms``: the study's latency limit), or the measurement of
-    the same architecture (the model's Keras config) already in ``cache``, a JSON-lines file
-    (one per study; None: always measure). Latency and size depend on the layers, not the
-    weights or the training settings, so a configuration that differs only in those
-    (learning rate, epochs, schedule) is measured once; a reused measurement says
-    ``"reused": true``."""
+def measured_once(
+    model, cache: Path | None, limit_ms: float | None = None, fmt: str = "tflite"
+) -> dict[str, Any]:
+    """:func:`measured_near` as ``fmt`` (``limit_ms``: the study's latency limit), or the
+    measurement of the same architecture (the model's Keras config) in the same format
+    already in ``cache``, a JSON-lines file (one per study; None: always measure). Latency
+    and size depend on the layers, not the weights or the training settings, so a
+    configuration that differs only in those (learning rate, epochs, schedule) is measured
+    once; a reused measurement says ``"reused": true``."""
     if cache is None:
-        return measured_near(model, limit_ms)
-    key = hashlib.sha256(
-        json.dumps(_architecture(model.get_config()), sort_keys=True, default=str).encode()
-    ).hexdigest()
+        return measured_near(model, limit_ms, fmt)
+    architecture = _architecture(model.get_config())
+    # Float TFLite entries are keyed by the architecture alone, as before other formats.
+    keyed = architecture if fmt == "tflite" else {"format": fmt, "architecture": architecture}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
     lines = cache.read_text(encoding="utf-8").splitlines() if cache.exists() else []
     for line in lines:
         try:
@@ -156,7 +166,7 @@ def measured_once(model, cache: Path | None, limit_ms: float | None = None) -> d
             continue  # a line torn by a crash: measure again
         if isinstance(entry, dict) and entry.get("key") == key:
             return {**entry["measured"], "reused": True}
-    measured = measured_near(model, limit_ms)
+    measured = measured_near(model, limit_ms, fmt)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torn = bool(lines) and not cache.read_bytes().endswith(b"\n")  # never glue onto it
     with open(cache, "a", encoding="utf-8") as fh:
@@ -195,26 +205,54 @@ def _architecture(config: Any) -> Any:
     return {key: _architecture(value) for key, value in config.items()}
 
 
-def _batch_of_one(interpreter) -> Callable[[], None]:
-    """A call that runs ``interpreter`` once on one random image (allocated at batch 1)."""
+def _batch_of_one(path: Path, fmt: str, threads: int | None) -> tuple[Callable[[], None], str]:
+    """A call that runs the model file ``path`` (written as ``fmt``) once on one random image
+    (batch 1), in its runtime with ``threads`` threads, and that runtime's name."""
+    from search._formats import _tflite_interpreter
+
+    rng = np.random.default_rng(0)
+    if fmt == "onnx":
+        session, runtime = _onnx_session(path, threads)
+        (inp,) = session.get_inputs()
+        feed = {inp.name: rng.integers(0, 256, [1, *inp.shape[1:]]).astype(np.float32)}
+        return (lambda: session.run(None, feed)), runtime
+    interpreter, runtime = _tflite_interpreter(path, threads)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     shape = [1, *(int(d) for d in inp["shape"][1:])]
     if list(inp["shape"]) != shape:
         interpreter.resize_tensor_input(inp["index"], shape)
         interpreter.allocate_tensors()
-    image = np.random.default_rng(0).integers(0, 256, shape).astype(inp["dtype"])
+    image = rng.integers(0, 256, shape).astype(inp["dtype"])
 
     def call() -> None:
         interpreter.set_tensor(inp["index"], image)
         interpreter.invoke()
 
-    return call
+    return call, runtime
+
+
+def _onnx_session(path: Path, threads: int | None):
+    """An onnxruntime CPU session of ``path`` on ``threads`` threads (None: its default)."""
+    import importlib.util
+
+    from search._formats import FormatError
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise FormatError("timing an ONNX model needs onnxruntime, which is not installed")
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session, f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
 
 
 def record_fields(measured: dict[str, Any]) -> dict[str, Any]:
     """A trial row's fields from :func:`measure_latency`: ``latency_ms`` (the median),
-    ``size_mb`` (the float file) and ``latency`` (the rest)."""
+    ``size_mb`` (the file measured: float TFLite unless the study chose another format) and
+    ``latency`` (the rest)."""
     rest = {k: v for k, v in measured.items() if k not in ("median_ms", "size_bytes")}
     return {
         "latency_ms": measured["median_ms"],
@@ -226,8 +264,8 @@ def record_fields(measured: dict[str, Any]) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """Hard limits on a trial's model, checked before it trains: parameters, latency (ms,
-    the median of :func:`measure_latency`) and size (MB of the float TFLite file); None: no
-    limit."""
+    the median of :func:`measure_latency`) and size (MB of the file measured: float TFLite
+    unless the study's ``--latency-format`` is another); None: no limit."""
 
     max_params: int | None = None
     max_latency_ms: float | None = None
@@ -302,10 +340,13 @@ def add_limit_options(parser: argparse.ArgumentParser, what: str = "refuse") -> 
     else is one ``error:`` line) for ``search.run`` (``what`` "refuse": a configuration over
     one is not trained) and ``search.export`` ("pick": the most accurate trial within them)."""
     measured = (
-        f"the median of {RUNS} batch-1 runs of its float TFLite file in LiteRT, {THREADS} "
-        "thread, on the machine that ran the search"
+        f"the median of {RUNS} batch-1 runs of its float TFLite file in LiteRT (or the "
+        f"--latency-format of the search), {THREADS} thread, on the machine that ran the search"
     )
-    sized = "its float TFLite file, MB = 10**6 bytes, about 4 bytes per parameter"
+    sized = (
+        "its float TFLite file (or the --latency-format of the search), MB = 10**6 bytes, "
+        "about 4 bytes per parameter in float"
+    )
     if what == "refuse":
         doing = "refuse a configuration (untrained, a PRUNED row) over this many"
     else:

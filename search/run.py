@@ -46,6 +46,7 @@ def run_search(
     max_params: int | None = 50_000_000,
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
+    latency_format: str | None = None,
     objective: str | None = None,
     callbacks: Iterable = (),
     progress: bool = True,
@@ -92,7 +93,11 @@ def run_search(
     ladder = _ladder(rungs, space, epochs, recorded, name)
     epochs = ladder.epochs if ladder is not None else epochs
     goals = _goals(
-        objective, {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb}, recorded, name
+        objective,
+        {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb},
+        recorded,
+        name,
+        latency_format,
     )
     # What study.json records of this run; the engine and the runner are built from it.
     settings = {
@@ -183,6 +188,7 @@ def _trial_runner(space, data, study, settings, seed: int, verbose: int, callbac
         max_params=settings["max_params"],
         max_latency_ms=settings["max_latency_ms"],
         max_size_mb=settings["max_size_mb"],
+        latency_format=settings.get("latency_format") or "tflite",
         measure=_when_measured(settings),
         verbose=verbose,
         callbacks=callbacks,
@@ -284,10 +290,20 @@ def _when_measured(settings) -> str | None:
     return "after" if settings.get("measure_latency", True) else None
 
 
-def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, Any], study: str):
-    """``{"objective", "max_latency_ms", "max_size_mb"}`` for study.json: checked (a limit is
-    a positive number); a resumed study keeps its own, and refuses others given."""
-    from search.latency import parse_objective
+def _goals(
+    objective: str | None,
+    limits: dict[str, Any],
+    recorded: dict[str, Any],
+    study: str,
+    latency_format: str | None = None,
+):
+    """``{"objective", "max_latency_ms", "max_size_mb", "latency_format"}`` for study.json:
+    checked (a limit is a positive number, the format one of ``LATENCY_FORMATS``); a resumed
+    study keeps its own, and refuses others given."""
+    import importlib.util
+
+    from search._formats import EXTRA
+    from search.latency import LATENCY_FORMATS, parse_objective
     from search.results import is_number
     from search.study import SearchError
 
@@ -302,9 +318,21 @@ def _goals(objective: str | None, limits: dict[str, Any], recorded: dict[str, An
         if value is not None and not (is_number(value) and value > 0):
             raise SearchError(f"--{key.replace('_', '-')} must be a positive number, got {value!r}")
         goals[key] = value if value is not None else (before or {}).get(key)
+    if latency_format is not None and latency_format not in LATENCY_FORMATS:
+        raise SearchError(
+            f"--latency-format {latency_format!r} is not one of {', '.join(LATENCY_FORMATS)}"
+        )
+    # Studies recorded before the option timed float TFLite.
+    goals["latency_format"] = latency_format or (before or {}).get("latency_format") or "tflite"
+    missing = [m for m in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if goals["latency_format"] == "onnx" and missing:
+        raise SearchError(
+            f"--latency-format onnx needs {' and '.join(missing)}, not installed here: {EXTRA}"
+        )
     if before is not None:
         old = {"objective": ",".join(parse_objective(before.get("objective")))}
         old.update({key: before.get(key) for key in limits})
+        old["latency_format"] = before.get("latency_format") or "tflite"
         changed = [f"{k} {old[k]} -> {goals[k]}" for k in goals if goals[k] != old[k]]
         if changed:
             raise SearchError(
@@ -493,6 +521,8 @@ def _at_least(kind, low, unit: str):
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What this process shows, and where trials train."""
+    from search.latency import LATENCY_FORMATS
+
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--verbose", type=int, default=0, help="keras fit verbosity")
     p.add_argument(
@@ -506,6 +536,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not measure each completed trial's TFLite latency and size (a few seconds "
         "a trial; limits and cost objectives still measure)",
+    )
+    p.add_argument(
+        "--latency-format",
+        metavar="|".join(LATENCY_FORMATS),
+        help="the file a trial's latency and size are measured as: float TFLite in LiteRT "
+        "(default), dynamic-range int8 TFLite, or ONNX in onnxruntime (needs tf2onnx and "
+        "onnxruntime); limits and the objective's cost apply to it. A resumed study keeps "
+        "its own",
     )
 
 
@@ -607,6 +645,7 @@ def _search_from_args(args) -> dict[str, Any]:
         objective=args.objective,
         max_latency_ms=args.max_latency_ms,
         max_size_mb=args.max_size_mb,
+        latency_format=args.latency_format,
         measure_latency=not args.no_latency,
         **({"max_params": int(args.max_params)} if args.max_params is not None else {}),
     )

@@ -82,6 +82,7 @@ class TrialRunner:
         max_params: int | None = 50_000_000,
         max_latency_ms: float | None = None,
         max_size_mb: float | None = None,
+        latency_format: str = "tflite",
         measure: str | None = None,
         verbose: int = 0,
         callbacks: Iterable = (),
@@ -100,6 +101,7 @@ class TrialRunner:
         self.max_params = max_params
         self.max_latency_ms = max_latency_ms
         self.max_size_mb = max_size_mb
+        self.latency_format = latency_format  # the file timed: search.latency.LATENCY_FORMATS
         # When the model's latency and size are measured (search.latency): "before" training
         # (every trial; needed by a latency or size limit or objective), "after" a COMPLETE
         # trial (so any study can draw its accuracy/latency front), None: never.
@@ -295,7 +297,8 @@ class TrialRunner:
 
     def measured(self, hp: Any, model, *, strict: bool) -> dict[str, Any]:
         """The row's ``latency_ms``, ``size_mb`` and ``latency`` of ``model`` as it would ship
-        (its inference model in TFLite, ``search.latency``; an architecture the study measured
+        (its inference model in TFLite or the study's latency format, ``search.latency``; an
+        architecture the study measured
         before is not measured again: ``latency.jsonl`` in its folder). A conversion that fails raises a
         ``ConfigurationError`` when ``strict`` (a limit or objective needs the figure), else
         leaves only ``latency``'s ``error``."""
@@ -305,7 +308,8 @@ class TrialRunner:
         cache = self.study.dir / "latency.jsonl" if self.study is not None else None
         try:
             shipped = self.space.inference_model(hp, model)
-            return record_fields(measured_once(shipped, cache, self.max_latency_ms))
+            measured = measured_once(shipped, cache, self.max_latency_ms, self.latency_format)
+            return record_fields(measured)
         except Exception as exc:  # noqa: BLE001 - a converter's failure is this trial's
             reason = f"{type(exc).__name__}: {first_line(exc, 300)}"
             if strict:

@@ -49,9 +49,20 @@ def test_a_model_is_timed_in_litert_at_batch_one():
 
 def test_int8_is_measured_only_when_asked_and_is_smaller():
     model = tiny_model(filters=64)
-    quantized = measure_latency(model, quantize=True, runs=3)
+    quantized = measure_latency(model, fmt="tflite-int8", runs=3)
     assert quantized["format"] == "tflite-int8"
     assert quantized["size_bytes"] < measure_latency(model, runs=3)["size_bytes"]
+    keras.backend.clear_session()
+
+
+def test_onnx_is_timed_in_onnxruntime_and_measured_apart_from_tflite(tmp_path):
+    cache, model = tmp_path / "latency.jsonl", tiny_model()  # never called: as before training
+    tflite = measured_once(model, cache)
+    onnx = measured_once(model, cache, fmt="onnx")
+    assert "reused" not in onnx and onnx["format"] == "onnx" and onnx["threads"] == 1
+    assert onnx["runtime"].startswith("onnxruntime") and 0 < onnx["median_ms"] <= onnx["p90_ms"]
+    assert onnx["size_bytes"] != tflite["size_bytes"]
+    assert measured_once(model, cache, fmt="onnx") == {**onnx, "reused": True}
     keras.backend.clear_session()
 
 

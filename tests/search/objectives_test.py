@@ -73,7 +73,18 @@ def test_a_resumed_study_keeps_its_goals_and_refuses_others():
     recorded = {"config": {"objective": "accuracy,latency", "max_latency_ms": 5.0}}
     limits = {"max_latency_ms": None, "max_size_mb": None}
     kept = _goals(None, limits, recorded, "s")
-    assert kept == {"objective": "accuracy,latency", "max_latency_ms": 5.0, "max_size_mb": None}
+    assert kept == {
+        "objective": "accuracy,latency",
+        "max_latency_ms": 5.0,
+        "max_size_mb": None,
+        "latency_format": "tflite",  # recorded before the option: float TFLite
+    }
+    with pytest.raises(SearchError, match=r"other goals \(latency_format tflite -> onnx\)"):
+        _goals(None, limits, recorded, "s", "onnx")
+    onnx = {"config": {**recorded["config"], "latency_format": "onnx"}}
+    assert _goals(None, limits, onnx, "s")["latency_format"] == "onnx"
+    with pytest.raises(SearchError, match="--latency-format 'pb' is not one of tflite, "):
+        _goals(None, limits, {}, "s", "pb")
     with pytest.raises(SearchError, match=r"other goals \(max_latency_ms 5.0 -> 3.0\)"):
         _goals(None, {**limits, "max_latency_ms": 3.0}, recorded, "s")
     with pytest.raises(SearchError, match=r"objective accuracy,latency -> accuracy,size"):
@@ -128,6 +139,17 @@ def test_a_multi_objective_study_records_its_front(tiny_data, tmp_path):
     # Every model on a front is kept, so it can be exported under a limit.
     for point in front:
         assert (out["study_dir"] / "models" / f"trial-{point['number']}.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_study_times_its_trials_in_the_format_it_chose(tiny_data, tmp_path):
+    """--latency-format tflite-int8: the rows' latency and size are the int8 TFLite file's,
+    and study.json records the format (a resumed study keeps it)."""
+    out = search(tiny_data, tmp_path, algorithm="tpe", trials=2, latency_format="tflite-int8")
+    records = read_trials(out["study_dir"] / "trials.jsonl")
+    assert all(r.latency["format"] == "tflite-int8" and r.size_mb > 0 for r in records)
+    recorded = read_json(out["study_dir"] / "study.json")["config"]
+    assert recorded["latency_format"] == "tflite-int8"
 
 
 @pytest.mark.slow
