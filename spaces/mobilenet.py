@@ -243,24 +243,12 @@ class MobileNetSpace(Space):
         low-fidelity trial mostly trains the head, and a rung continues whichever phase the
         previous one ended in.
         """
-        from search.training import EngineCallbacks
-
         phases = self.phase_epochs(hp.values, ctx.trial_epochs or epochs)
         head_span, tune_span = phase_spans(phases, initial_epoch, epochs)
         has_augmentation, flip_views = _views(hp, model)
-        head_callbacks = judged = list(callbacks)
-        if phases[1] > 0 and ctx.trial_epochs is None:
-            # A fine-tuning trial is judged (pruned) on its fine-tuning epochs alone: its head
-            # phase says little about where fine-tuning ends (the published recipe's first
-            # fine-tuning epoch falls 23-35 points below its head phase, then recovers),
-            # reported to the engine as steps epochs, epochs + 1, ...: the k-th fine-tuning
-            # epoch of every trial is compared with the others' k-th, never with a head epoch.
-            # Over rungs the engine judges rung ends instead, in whichever phase they fall.
-            head_callbacks = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
-            judged = [
-                c.reporting_from(phases[0], epochs) if isinstance(c, EngineCallbacks) else c
-                for c in callbacks
-            ]
+        head_callbacks, judged = list(callbacks), list(callbacks)
+        if phases[1] > 0 and ctx.trial_epochs is None:  # over rungs, rung ends are judged
+            head_callbacks, judged = _judged_on_fine_tuning(callbacks, phases[0], epochs)
         if head_span[1] > head_span[0]:
             if has_augmentation:
                 super().fit(
@@ -662,6 +650,23 @@ class _Choices(NamedTuple):
     learning_rate: float
     augmentation: Any  # the augmentation layers, or None
     texture: bool  # the head also sees earlier blocks' channel statistics
+
+
+def _judged_on_fine_tuning(callbacks, head_epochs: int, epochs: int) -> tuple[list, list]:
+    """``(the head phase's callbacks, fine-tuning's)`` of a fine-tuning trial trained in one
+    go: it is judged (pruned) on its fine-tuning epochs alone, since its head phase says
+    little about where fine-tuning ends (the published recipe's first fine-tuning epoch falls
+    23-35 points below its head phase, then recovers), and they are reported to the engine as
+    steps ``epochs``, ``epochs + 1``, ...: the k-th fine-tuning epoch of every trial is
+    compared with the others' k-th, never with a head epoch."""
+    from search.training import EngineCallbacks
+
+    head = [c for c in callbacks if not isinstance(c, EngineCallbacks)]
+    tuning = [
+        c.reporting_from(head_epochs, epochs) if isinstance(c, EngineCallbacks) else c
+        for c in callbacks
+    ]
+    return head, tuning
 
 
 def phase_spans(
