@@ -101,6 +101,14 @@ class Timing:
     activations: int = 0
 
 
+# How far beyond the most work it timed a cost model's prediction may still refuse a trial.
+# A transfer search times its heads first (hundreds of thousands of MACs per image); priced
+# from them, the first fine-tuning at 224 px (about 200 times the work) came out at 5,468 s
+# and the published recipe was refused at its top rung with 3,164 s left. A scratch CNN's
+# top rung is 4-16 times the work of its 64 px first rung.
+EXTRAPOLATION = 30.0
+
+
 @dataclasses.dataclass(frozen=True)
 class CostModel:
     scale: float  # seconds per batch at 1 MAC per image
@@ -113,6 +121,8 @@ class CostModel:
     fit_overhead_s: float = 0.0
     # MACs per activation element in a model's work (``ACTIVATION_WEIGHTS``).
     activation_weight: float = 0.0
+    # The most work (:meth:`work`) of the epochs it was fitted on; 0: not known.
+    max_work: float = 0.0
 
     @classmethod
     def fit(cls, timings: Sequence[Timing]) -> CostModel | None:
@@ -137,6 +147,11 @@ class CostModel:
 
     def work(self, macs: int, activations: int = 0) -> float:
         return max(macs + self.activation_weight * activations, 1.0)
+
+    def covers(self, macs: int, activations: int = 0) -> bool:
+        """Whether a prediction for this work is within ``EXTRAPOLATION`` times the most work
+        timed: beyond it the power law's slope, fitted on a narrow range, is a guess."""
+        return not self.max_work or self.work(macs, activations) <= EXTRAPOLATION * self.max_work
 
     def epoch_seconds(self, macs: int, batches: int, activations: int = 0) -> float:
         return self.scale * self.work(macs, activations) ** self.exponent * batches
@@ -165,6 +180,7 @@ def _power_law(steady: Sequence[Timing], weight: float, kinds: int) -> tuple[flo
         n=len(steady),
         kinds=kinds,
         activation_weight=weight,
+        max_work=math.exp(max(xs)),
     )
     return residual, model
 

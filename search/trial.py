@@ -511,8 +511,8 @@ class TrialRunner:
         if costs is None:
             return None
         steps = batches(len(self.data.labels("train")), fraction, self.batch_size)
-        seconds = sum(
-            costs.fit_seconds(macs, steps, fit_epochs, activations)
+        work = [
+            (macs, activations, fit_epochs)
             for macs, activations, fit_epochs in self.space.training_work(
                 hp,
                 model,
@@ -521,7 +521,12 @@ class TrialRunner:
                 trial_epochs=trial_epochs,
             )
             if fit_epochs > 0
-        )
+        ]
+        seconds = sum(costs.fit_seconds(m, steps, n, a) for m, a, n in work)
+        if not all(costs.covers(m, a) for m, a, _ in work):
+            # Far beyond what was timed (cost.EXTRAPOLATION): the prediction is shown but
+            # refuses nothing; the look's allowance and the search's clock still stop it.
+            return seconds
         what = (
             f"{epochs} epoch{'s' if epochs != 1 else ''} at {_input_size(model)} px on "
             f"{fraction:.0%} of the training split"

@@ -194,6 +194,22 @@ def test_one_rung_may_not_spend_more_than_its_share_of_the_time_left(tiny_data):
         runner._price(model, 15, 1.0, history=history, share=RUNG_SHARE)
 
 
+def test_a_prediction_far_beyond_what_was_timed_refuses_nothing(tiny_data, monkeypatch):
+    """A transfer search times heads first; priced from them, fine-tuning (hundreds of times
+    the work) is a guess, shown but not allowed to refuse the trial (cost.EXTRAPOLATION)."""
+    from search.cost import EXTRAPOLATION, model_macs
+
+    space, ctx, model, history = _timed_model(tiny_data)
+    runner = TrialRunner(space, tiny_data, None, ctx=ctx, stop_at=time.time() + 30)
+    macs = model_macs(model)
+    far = int(macs * EXTRAPOLATION * 2)
+    monkeypatch.setattr(space, "training_work", lambda hp, m, epochs, **_: [(far, 0, 15)])
+    assert runner._price(model, 15, 1.0, history=history) > 30  # predicted, not refused
+    monkeypatch.setattr(space, "training_work", lambda hp, m, epochs, **_: [(macs * 4, 0, 15)])
+    with pytest.raises(RungNotAfforded, match="--max-time leaves"):
+        runner._price(model, 15, 1.0, history=history)
+
+
 def test_a_trial_is_priced_fit_by_fit_as_its_space_trains_it(tiny_data, monkeypatch):
     """``Space.training_work``: a space that trains in two fits (a transfer trial's head on
     cached features, then its top on cached activations) pays each fit's start-up."""
