@@ -22,6 +22,7 @@ class WarmSpace(Space):
 
     name = "warm"
     warm_starts = True
+    climbs_rungs = True  # one plain fit, continued from a rung's last epoch too
     seen: list = []  # (initial_epoch, weights at the start of fit), one per fit
 
     def build(self, hp, ctx: BuildContext):
