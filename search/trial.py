@@ -442,7 +442,7 @@ class TrialRunner:
             request.ladder,
             trial_callbacks=trial_callbacks,
             rungs_log=rungs,
-            price=lambda model, epochs, fraction, *, rung, first_epoch: price(
+            price=lambda model, epochs, fraction, *, rung, first_epoch=0: price(
                 model,
                 epochs,
                 fraction,
