@@ -329,13 +329,25 @@ def _write_onnx(model, path: Path) -> None:
         model.export(str(tmp), format="onnx", verbose=False)
 
 
-def _load_onnx(path: Path) -> LoadedModel:
+def _onnx_session(path: Path, threads: int | None = None):
+    """onnxruntime's CPU session of ``path`` (``threads`` intra-op threads; None: the
+    runtime's default) and the runtime's name."""
     if importlib.util.find_spec("onnxruntime") is None:
         raise FormatError(f"running {path} needs onnxruntime, which is not installed: {EXTRA}")
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session, f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
+
+
+def _load_onnx(path: Path) -> LoadedModel:
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session, runtime = _onnx_session(path)
+    except FormatError:
+        raise
     except Exception as exc:
         raise _unloadable(path, "ONNX model", exc) from exc
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
@@ -344,14 +356,7 @@ def _load_onnx(path: Path) -> LoadedModel:
     def run(x: np.ndarray) -> np.ndarray:
         return session.run([out.name], {inp.name: x})[0]
 
-    return LoadedModel(
-        path,
-        "onnx",
-        f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
-        size,
-        outputs,
-        run,
-    )
+    return LoadedModel(path, "onnx", runtime, size, outputs, run)
 
 
 FORMATS: dict[str, Format] = {}

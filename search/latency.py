@@ -208,7 +208,7 @@ def _architecture(config: Any) -> Any:
 def _batch_of_one(path: Path, fmt: str, threads: int | None) -> tuple[Callable[[], None], str]:
     """A call that runs the model file ``path`` (written as ``fmt``) once on one random image
     (batch 1), in its runtime with ``threads`` threads, and that runtime's name."""
-    from search._formats import _tflite_interpreter
+    from search._formats import _onnx_session, _tflite_interpreter
 
     rng = np.random.default_rng(0)
     if fmt == "onnx":
@@ -230,23 +230,6 @@ def _batch_of_one(path: Path, fmt: str, threads: int | None) -> tuple[Callable[[
         interpreter.invoke()
 
     return call, runtime
-
-
-def _onnx_session(path: Path, threads: int | None):
-    """An onnxruntime CPU session of ``path`` on ``threads`` threads (None: its default)."""
-    import importlib.util
-
-    from search._formats import FormatError
-
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise FormatError("timing an ONNX model needs onnxruntime, which is not installed")
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session, f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
 
 
 def record_fields(measured: dict[str, Any]) -> dict[str, Any]:
