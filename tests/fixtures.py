@@ -217,3 +217,22 @@ def write_rotated_jpeg(path: Path, width: int = 24, height: int = 48) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stored.save(path, quality=95, exif=exif)
+
+
+def completed_trial(study: str, number: int, val: float, config: dict, **fields):
+    """A COMPLETE row of a hand-made multi-objective study ``study`` (optuna, nsga2, cnn) with
+    the figures given (``fields``: latency_ms, size_mb, params, ...)."""
+    from search.results import TrialRecord
+
+    return TrialRecord(
+        study=study,
+        engine="optuna",
+        algorithm="nsga2",
+        space="cnn",
+        trial_id=str(number),
+        number=number,
+        state="COMPLETE",
+        config=config,
+        val_accuracy=val,
+        **fields,
+    )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from search.export import main as export_main
-from search.results import TrialRecord, append_trial, write_json
-from tests.fixtures import CLASSES, make_class_folders
+from search.results import append_trial, write_json
+from tests.fixtures import CLASSES, completed_trial, make_class_folders
 from tests.search.export_formats_test import _save_tiny_classifier
 
 # (number, validation accuracy, latency ms, size MB, params): trial 0 is the most accurate,
@@ -30,23 +30,11 @@ def study_folder(root: Path, kept=(0, 1, 2)) -> Path:
     for number, val, latency, size, params in TRIALS:
         if number in kept:
             _save_tiny_classifier(folder / "models" / f"trial-{number}.keras")
-        append_trial(
-            folder / "trials.jsonl",
-            TrialRecord(
-                study="s",
-                engine="optuna",
-                algorithm="nsga2",
-                space="cnn",
-                trial_id=str(number),
-                number=number,
-                state="COMPLETE",
-                config={"filters": 8 * (number + 1)},
-                val_accuracy=val,
-                params=params,
-                latency_ms=latency,
-                size_mb=size,
-            ),
+        config = {"filters": 8 * (number + 1)}
+        row = completed_trial(
+            "s", number, val, config, params=params, latency_ms=latency, size_mb=size
         )
+        append_trial(folder / "trials.jsonl", row)
     _save_tiny_classifier(folder / "best_model.keras")
     write_json(folder / "study.json", {"study": "s", "engine": "optuna", "algorithm": "nsga2"})
     return folder

@@ -9,28 +9,12 @@ import shutil
 
 from search.front import FRONT_JSON
 from search.front import main as front_main
-from search.results import TrialRecord, append_trial, write_json
-from tests.fixtures import save_constant_model
+from search.results import append_trial, write_json
+from tests.fixtures import completed_trial, save_constant_model
 
 # (number, validation accuracy, latency ms, the class its constant model always answers):
 # 1 is beaten by 0 (slower and less accurate), 3's model was not kept.
 TRIALS = [(0, 0.70, 2.0, 0), (1, 0.60, 3.0, 1), (2, 0.80, 4.0, 2), (3, 0.90, 8.0, 3)]
-
-
-def completed(study, number, val, config, **costs):
-    """A COMPLETE row of study ``study`` with the figures given."""
-    return TrialRecord(
-        study=study,
-        engine="optuna",
-        algorithm="nsga2",
-        space="cnn",
-        trial_id=str(number),
-        number=number,
-        state="COMPLETE",
-        config=config,
-        val_accuracy=val,
-        **costs,
-    )
 
 
 def study_folder(root, manifest):
@@ -45,7 +29,7 @@ def study_folder(root, manifest):
             )
         config = {"image_size": 16, "answer": answer}
         costs = {"params": 1000 * (number + 1), "latency_ms": latency, "size_mb": 0.01}
-        append_trial(folder / "trials.jsonl", completed("s", number, val, config, **costs))
+        append_trial(folder / "trials.jsonl", completed_trial("s", number, val, config, **costs))
     import keras
 
     from search.model_io import save_model
@@ -112,7 +96,7 @@ def test_nothing_to_tabulate_is_one_error_line(tmp_path, capsys):
     assert err.count("\n") == 0 and err.startswith("error: no study 'nope'")
 
     folder = tmp_path / "searches" / "u"
-    append_trial(folder / "trials.jsonl", completed("u", 0, 0.5, {}))  # no latency measured
+    append_trial(folder / "trials.jsonl", completed_trial("u", 0, 0.5, {}))  # no latency measured
     write_json(folder / "study.json", {"study": "u", "engine": "optuna", "algorithm": "tpe"})
     assert front_main(["--study", "u", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
