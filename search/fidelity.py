@@ -14,12 +14,12 @@ trial may continue it from the next rung (a late promotion: ``climb``'s ``resume
     --rungs auto                      the space's ladder for --epochs (cnn: 64 px on 25% of the
                                       training images, 96 px on 50%, full size on all; the
                                       transfer spaces 160 px, 224 px, full size)
+    --rungs 64:0.25:4,96:0.5:8,128:1:16   size:fraction:epoch per rung (size "-" = uncapped)
 
 A space that trains in phases (a transfer trial: its head, then its fine-tuned top) climbs
 too: each rung's fit continues whichever phase the previous rung ended in, the phases split
 the trial's whole budget (``BuildContext.trial_epochs``), and a rung of two fits is one rung
 (one allowance, one record).
-    --rungs 64:0.25:4,96:0.5:8,128:1:16   size:fraction:epoch per rung (size "-" = uncapped)
 """
 
 from __future__ import annotations

@@ -300,10 +300,7 @@ def _goals(
     """``{"objective", "max_latency_ms", "max_size_mb", "latency_format"}`` for study.json:
     checked (a limit is a positive number, the format one of ``LATENCY_FORMATS``); a resumed
     study keeps its own, and refuses others given."""
-    import importlib.util
-
-    from search._formats import EXTRA
-    from search.latency import LATENCY_FORMATS, parse_objective
+    from search.latency import parse_objective
     from search.results import is_number
     from search.study import SearchError
 
@@ -318,17 +315,7 @@ def _goals(
         if value is not None and not (is_number(value) and value > 0):
             raise SearchError(f"--{key.replace('_', '-')} must be a positive number, got {value!r}")
         goals[key] = value if value is not None else (before or {}).get(key)
-    if latency_format is not None and latency_format not in LATENCY_FORMATS:
-        raise SearchError(
-            f"--latency-format {latency_format!r} is not one of {', '.join(LATENCY_FORMATS)}"
-        )
-    # Studies recorded before the option timed float TFLite.
-    goals["latency_format"] = latency_format or (before or {}).get("latency_format") or "tflite"
-    missing = [m for m in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if goals["latency_format"] == "onnx" and missing:
-        raise SearchError(
-            f"--latency-format onnx needs {' and '.join(missing)}, not installed here: {EXTRA}"
-        )
+    goals["latency_format"] = _latency_format(latency_format, before)
     if before is not None:
         old = {"objective": ",".join(parse_objective(before.get("objective")))}
         old.update({key: before.get(key) for key in limits})
@@ -341,6 +328,28 @@ def _goals(
                 "--study NAME for a new study"
             )
     return goals
+
+
+def _latency_format(given: str | None, before: dict[str, Any] | None) -> str:
+    """The study's latency format: ``given`` (checked: one of ``LATENCY_FORMATS``, with its
+    runtime installed), else the resumed study's, else float TFLite (what studies recorded
+    before the option timed)."""
+    import importlib.util
+
+    from search._formats import EXTRA
+    from search.latency import LATENCY_FORMATS
+    from search.study import SearchError
+
+    if given is not None and given not in LATENCY_FORMATS:
+        raise SearchError(f"--latency-format {given!r} is not one of {', '.join(LATENCY_FORMATS)}")
+    fmt = given or (before or {}).get("latency_format") or "tflite"
+    if fmt == "onnx":
+        missing = [m for m in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SearchError(
+                f"--latency-format onnx needs {' and '.join(missing)}, not installed here: {EXTRA}"
+            )
+    return fmt
 
 
 def _ladder(rungs: str | None, space, epochs: int, recorded: dict[str, Any], study: str):
