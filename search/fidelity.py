@@ -25,6 +25,7 @@ the trial's whole budget (``BuildContext.trial_epochs``), and a rung of two fits
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -292,6 +293,15 @@ def _resumed(space, hp, ctx, ladder: Ladder, resume):
     return model, rung
 
 
+def _stamp_wall_seconds(rungs_log: list, rung: int, began: float) -> None:
+    """Add ``wall_seconds`` to rung ``rung``'s record, when it has one: all the rung took
+    since ``began`` (building its model and reading or caching its inputs too, which its
+    ``seconds``, the time inside its fits, leave out). Successive halving balances the
+    rungs' time by it (``search.engines.optuna._rungs.rung_seconds``)."""
+    if _ended(rungs_log, rung):
+        rungs_log[-1]["wall_seconds"] = round(time.perf_counter() - began, 3)
+
+
 class RungNotAfforded(Exception):
     """The time left cannot pay for the next rung (the trial stops where it is)."""
 
@@ -344,6 +354,7 @@ def climb(
         model, stopped_at = _resumed(space, hp, ctx, ladder, resume)
         first, start = stopped_at + 1, int(resume.initial_epoch)
     for k, rung in enumerate(ladder.rungs[first:], start=first):
+        began = time.perf_counter()
         rung_ctx = dataclasses.replace(
             ctx, rung_image_size=rung.image_size, trial_epochs=ladder.epochs
         )
@@ -379,11 +390,13 @@ def climb(
                 ],
             )
         except Exception:
+            _stamp_wall_seconds(rungs_log, k, began)
             # Only the engine's callbacks (after the marker) raise once a rung's record is in
             # the log: the trial was judged there and stopped.
             if keep_stopped is not None and k < len(ladder.rungs) - 1 and _ended(rungs_log, k):
                 keep_stopped(model, rungs_log[-1])
             raise
+        _stamp_wall_seconds(rungs_log, k, began)
         if timer is not None and timer.stopped_in_epoch is not None:
             ran = f"it ran {timer.elapsed_s():.0f} s"
             if timer.projected_s is not None:

@@ -16,6 +16,7 @@ from search.engines.optuna._protocol import (
     FROM_RUNG,
     INTERRUPTED,
     KEPT_RUNG,
+    REFERENCE,
     RETRY_OF,
     ROW,
     WORKER,
@@ -224,6 +225,18 @@ def test_under_a_time_limit_a_rung_that_had_more_time_than_the_one_below_waits()
     assert late_promotion(trials, LADDER, ME, balanced=False)[0].number == 0
     assert late_promotion(trials, LADDER, ME, balanced=True) is None
     trials += [_timed(n, [0.05], [20]) for n in range(6, 11)]  # rung 0 catches up: 220 s
+    assert late_promotion(trials, LADDER, ME, balanced=True)[0].number == 0
+
+
+YARDSTICK = {"kept": False, REFERENCE: True}  # a published recipe, here stopped by the clock
+
+
+def test_the_time_a_rung_had_is_its_wall_time_and_leaves_the_yardsticks_out():
+    trials = [_timed(0, [0.8], [20]), _timed(1, [0.9, 0.6], [20, 200], **YARDSTICK)]
+    trials[0].user_attrs[ROW]["rungs"][0]["wall_seconds"] = 35.0
+    # The recipe always climbs: its 200 s at rung 1 do not hold the search's own trials back.
+    assert rung_seconds(trials, 3) == [35.0, 0.0, 0.0]
+    trials += [_timed(n, [0.1 * n], [20]) for n in range(2, 6)]
     assert late_promotion(trials, LADDER, ME, balanced=True)[0].number == 0
 
 

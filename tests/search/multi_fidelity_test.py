@@ -73,6 +73,8 @@ def test_a_search_over_rungs(tiny_data, tmp_path, quick_evolution):
         assert origin is None or origin.rungs[-1]["weights_kept"]
         assert climbed == list(range(first, first + len(climbed)))
         assert [g["image_size"] for g in r.rungs] == [16, 32][first : first + len(climbed)]
+        # A rung's wall time holds its fits and what it did around them.
+        assert all(g["wall_seconds"] >= g["seconds"] > 0 for g in r.rungs)
         if r.state == "COMPLETE":
             assert climbed[-1] == 1 and r.input_size == 32
         else:
