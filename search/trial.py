@@ -385,7 +385,7 @@ class TrialRunner:
 
         def trial_callbacks(target) -> list:
             nonlocal best
-            best = BestWeights(target)
+            best = BestWeights(target, carried=best)  # the rung below's best, at one size
             return [
                 keras.callbacks.TerminateOnNaN(),
                 recorder,

@@ -114,6 +114,33 @@ def test_weights_carry_to_a_larger_input_with_global_pooling_only():
     assert all(np.array_equal(a, b) for a, b in zip(before, flat_large.get_weights()))
 
 
+def test_a_rung_keeps_the_best_epoch_of_the_rung_below_at_the_same_size():
+    import keras
+
+    from search.training import BestWeights
+
+    def dense(inputs: int):
+        keras.utils.set_random_seed(inputs)
+        return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(2)])
+
+    below, top, other = dense(4), dense(4), dense(5)
+    carried = BestWeights(below)
+    carried.on_epoch_end(0, {"val_accuracy": 0.9})
+    # The top rung (a new model of the same size, continued) ends worse: the rung below wins.
+    worse = BestWeights(top, carried=carried)
+    worse.on_epoch_end(1, {"val_accuracy": 0.8})
+    worse.restore()
+    assert all(np.array_equal(a, b) for a, b in zip(top.get_weights(), below.get_weights()))
+    # It ends better: its own epoch wins.
+    better = BestWeights(top, carried=carried)
+    top.layers[0].kernel.assign(np.ones((4, 2)))
+    better.on_epoch_end(1, {"val_accuracy": 0.95})
+    better.restore()
+    assert better.best == 0.95 and np.all(top.get_weights()[0] == 1)
+    # Another input size cannot take the weights: nothing is carried.
+    assert BestWeights(other, carried=carried).weights is None
+
+
 class _Judge:
     """An engine callback standing in for Optuna's: records what each rung reported."""
 
