@@ -21,7 +21,18 @@ trial's values and its ``TrialRequest`` less what stays in the parent (the engin
   when a callback raised, ``("fail", message)``.
 - ``("done", record, peak_rss_mb)``: the trial's row and the child's peak memory.
 
-The child is a fresh interpreter, ``python -m search.isolation FD`` (a fork of a process that
+**A child serves several trials** (at most ``TRIALS_PER_CHILD``, and only while it has grown
+by less than ``CHILD_GROWTH_MB`` since its first trial; a child whose trial failed is not
+reused). Starting one costs seconds (importing TensorFlow: 4 s on the 2-core development
+machine), as much as a first look at a configuration on cached features takes to train: in
+transfer pilot K, a trial spent 3.7 s in its first rung and 5 s between trials, at the
+median. Each trial writes its own log (the child points its stderr there), and starts with
+its own seeds (``TrialRunner.train``) and an empty Keras session, so a trial's row does not
+depend on the trials its child served before (tested against the same trials in one
+process). A child is reused only while this process's environment is the one it started
+with. ``close_children`` ends the idle one (``search.run`` calls it when a search ends).
+
+Each child is a fresh interpreter, ``python -m search.isolation FD`` (a fork of a process that
 runs TensorFlow's thread pools is not safe, and unlike multiprocessing's ``spawn`` this does
 not re-run the caller's main script), talking over one end of a ``multiprocessing.Pipe``
 passed as FD. It dies with its parent (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of a search
@@ -30,6 +41,7 @@ leaves no orphan training on.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import multiprocessing
@@ -47,6 +59,12 @@ from search._request import TrialRequest
 from search.hyperparameters import fixed_hyperparameters
 from search.results import TrialRecord
 
+# A child trains at most this many trials, and is replaced once it has grown by this much
+# since its first (TensorFlow keeps part of every trained model: about 100 MiB a trial for a
+# whole MobileNetV2, a few MiB for a head on cached features).
+TRIALS_PER_CHILD = 25
+CHILD_GROWTH_MB = 1024.0
+
 
 class PrunedByParent(Exception):
     """Raised in the child when the parent's engine decided to prune the trial."""
@@ -57,54 +75,138 @@ class CallbackFailed(Exception):
 
 
 def train_in_child(runner, hp: Any, request: TrialRequest) -> tuple[TrialRecord, float | None]:
-    """``runner.train`` for one trial, in a child process; returns (row, child's peak MiB).
+    """``runner.train`` for one trial, in a child process; returns (row, the child's peak MiB
+    in this trial).
 
     ``runner`` is a ``search.trial.TrialRunner`` (duck-typed: this module never imports the
     runner, which imports it). The request crosses to the child without the engine's
     callbacks (``TrialRequest.for_child``): they run here, on the epochs the child reports."""
     config = runner.declare(hp)
     started, started_at = time.perf_counter(), utc_now()
-    # The child's stderr (TensorFlow's start-up chatter, warnings, a crash's traceback) goes to
-    # the trial's log file, not over the progress bar; a dead child's error quotes its end.
+    # The child's stderr (TensorFlow's chatter, warnings, a crash's traceback) goes to the
+    # trial's log file, not over the progress bar; a dead child's error quotes its end.
     log_path = _log_path(runner, request.number)
-    parent_end, child_end = multiprocessing.Pipe()
-    with open(log_path, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
-            pass_fds=(child_end.fileno(),),
-            stderr=log,
-            env=_child_environment(),
-        )
-    child_end.close()  # the child's end lives in the child only: its death means EOF here
+    child = _idle_child()
+    if child is None:
+        child = _Child.start(log_path)
+    else:
+        log_path.write_text("", encoding="utf-8")  # the child appends the trial's stderr
     seen: dict[str, list[float]] = {}
+    reply = None
     try:
-        record, peak_mb = _talk_to_child(
-            parent_end, (_child_runner(runner), config, request.for_child()), request, seen
-        )
-        try:
-            child.wait(timeout=120)  # exiting takes a moment; a child stuck in it is killed
-        except subprocess.TimeoutExpired:
-            pass
-    finally:
-        if child.poll() is None:  # KeyboardInterrupt or an error here: take the child down too
-            child.kill()
-            child.wait()
-        parent_end.close()
-    if record is None:
-        record = _dead_child_record(
-            runner,
-            config,
+        reply = _talk_to_child(
+            child.conn,
+            (str(log_path), _child_runner(runner), config, request.for_child()),
             request,
-            child.returncode,
             seen,
-            time.perf_counter() - started,
-            started_at,
-            log_path,
         )
-    elif runner.study is None:
-        log_path.unlink(missing_ok=True)  # a runner without a study leaves nothing behind
+    finally:
+        if reply is None:  # died, KeyboardInterrupt or an error here: no child outlives it
+            child.stop(wait=False)
+    if reply is None:
+        record, peak_mb = (
+            _dead_child_record(
+                runner,
+                config,
+                request,
+                child.process.returncode,
+                seen,
+                time.perf_counter() - started,
+                started_at,
+                log_path,
+            ),
+            None,
+        )
+    else:
+        record, peak_mb, now_mb = reply
+        _keep_or_stop(child, record, now_mb)
+        if runner.study is None:
+            log_path.unlink(missing_ok=True)  # a runner without a study leaves nothing behind
     record.config = config  # the values the engine holds (the child's are equal)
     return record, peak_mb
+
+
+@dataclasses.dataclass
+class _Child:
+    """One child process and this process's end of its pipe."""
+
+    process: subprocess.Popen
+    conn: Any
+    origin: tuple  # what it started with (_origin): it serves only a parent that still has it
+    served: int = 0
+    first_mb: float | None = None  # its memory after its first trial
+
+    @classmethod
+    def start(cls, log_path: Path) -> _Child:
+        origin = _origin()
+        parent_end, child_end = multiprocessing.Pipe()
+        with open(log_path, "w", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "search.isolation", str(child_end.fileno())],
+                pass_fds=(child_end.fileno(),),
+                stderr=log,
+                env=origin[0],
+            )
+        child_end.close()  # the child's end lives in the child only: its death is EOF here
+        parent_end.send(list(sys.path))  # so the child unpickles what this process can
+        return cls(process, parent_end, origin)
+
+    def stop(self, *, wait: bool = True) -> None:
+        """End the child: asked to (``wait``: within a minute), else killed."""
+        global _idle
+        if _idle is self:
+            _idle = None
+        if wait and self.process.poll() is None:
+            try:
+                self.conn.send(None)
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.conn.close()
+
+
+_idle: _Child | None = None  # the child that served the last trial, waiting for the next
+
+
+def _idle_child() -> _Child | None:
+    """The idle child, when it is alive and started with this process's environment, folder
+    and interpreter (a changed variable, such as ``ART_CACHE``, or a relative path read from
+    another folder, needs a new child); None otherwise."""
+    global _idle
+    child, _idle = _idle, None
+    if child is None:
+        return None
+    if child.process.poll() is None and child.origin == _origin():
+        return child
+    child.stop()
+    return None
+
+
+def _keep_or_stop(child: _Child, record: TrialRecord, now_mb: float | None) -> None:
+    """Keep a child that served a trial for the next one, unless it served its
+    ``TRIALS_PER_CHILD``, grew by ``CHILD_GROWTH_MB`` or more, or its trial failed."""
+    global _idle
+    child.served += 1
+    if child.first_mb is None:
+        child.first_mb = now_mb
+    grown = (now_mb or 0.0) - (child.first_mb or 0.0)
+    if record.state == "FAIL" or child.served >= TRIALS_PER_CHILD or grown >= CHILD_GROWTH_MB:
+        child.stop()
+    else:
+        _idle = child
+
+
+def close_children() -> None:
+    """End the idle child, if any (a search that ended calls it, so no trained-on child
+    waits with its memory after the search; and this process, when it exits)."""
+    if _idle is not None:
+        _idle.stop()
+
+
+atexit.register(close_children)
 
 
 def _log_path(runner, number: int) -> Path:
@@ -121,12 +223,11 @@ def _log_path(runner, number: int) -> Path:
 
 def _talk_to_child(
     conn, trial: tuple, request: TrialRequest, seen: dict[str, list[float]]
-) -> tuple[TrialRecord | None, float | None]:
+) -> tuple | None:
     """Send the trial, judge each epoch the child reports with the engine's callbacks (its
-    logs are gathered in ``seen``), and return the child's row and peak memory; ``(None,
-    None)`` when the child died first."""
+    logs are gathered in ``seen``), and return the child's row, its peak memory in the trial
+    and its memory at the end; None when the child died first."""
     try:
-        conn.send(list(sys.path))  # so the child unpickles what this process can
         conn.send(trial)
         while True:
             message = conn.recv()
@@ -136,10 +237,14 @@ def _talk_to_child(
                     seen.setdefault(key, []).append(value)
                 conn.send(_verdict(request, epoch, logs))
             elif message[0] == "done":
-                _, record, peak_mb = message
-                return record, peak_mb
+                return message[1:]
     except (EOFError, BrokenPipeError, ConnectionResetError):
-        return None, None  # the child died; its exit status says how
+        return None  # the child died; its exit status says how
+
+
+def _origin() -> tuple:
+    """What a child starts with: its environment, working folder and interpreter."""
+    return (_child_environment(), os.getcwd(), sys.executable)
 
 
 def _child_environment() -> dict[str, str]:
@@ -173,28 +278,55 @@ def _child_runner(runner):
 
 
 def _child_main(fd: int) -> int:
-    """``python -m search.isolation FD``: receive one trial on connection FD, train, reply."""
+    """``python -m search.isolation FD``: receive trials on connection FD, one at a time, and
+    train each, until the parent sends None or goes."""
     from multiprocessing.connection import Connection
 
     die_with_parent()
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
-        runner, config, request = conn.recv()
+        import keras  # noqa: F401 - TensorFlow's start-up, paid once per child
+
+        while (trial := conn.recv()) is not None:
+            conn.send(_serve(conn, *trial))
     except EOFError:
         return 1  # the parent is gone
-    # The engine's callbacks stayed in the parent: here, one that asks it after every epoch.
-    request = dataclasses.replace(
-        request, callbacks=(_reporter(conn),), prune_exceptions=(PrunedByParent,)
-    )
-    try:
-        record = runner.train(fixed_hyperparameters(config), request)
-        conn.send(("done", record, rss_mb("VmHWM")))
     except KeyboardInterrupt:
         return 130  # Ctrl-C reaches the whole process group; the parent handles it
     finally:
         conn.close()
     return 0
+
+
+def _serve(conn, log_path: str, runner, config, request) -> tuple:
+    """Train one trial: its stderr to its own log, its peak memory counted from its start."""
+    _redirect_stderr(log_path)
+    _reset_peak_memory()
+    # The engine's callbacks stayed in the parent: here, one that asks it after every epoch.
+    request = dataclasses.replace(
+        request, callbacks=(_reporter(conn),), prune_exceptions=(PrunedByParent,)
+    )
+    record = runner.train(fixed_hyperparameters(config), request)
+    return ("done", record, rss_mb("VmHWM"), rss_mb("RssAnon"))
+
+
+def _redirect_stderr(path: str) -> None:
+    """Point this process's stderr (file descriptor 2, which TensorFlow's C++ logs use too)
+    at ``path``."""
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _reset_peak_memory() -> None:
+    """Reset VmHWM, so it is this trial's peak (Linux: ``clear_refs`` 5; elsewhere kept)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def _reporter(conn):

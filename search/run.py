@@ -77,6 +77,7 @@ def run_search(
     # Long: the public keyword API and the settings study.json records, one line each; the
     # work is in _ladder, _make_engine, _trial_runner and _finish.
     from search.engines import Budget, engine_class
+    from search.isolation import close_children
     from search.results import read_json
     from search.study import SearchError, Study
     from spaces import get_space
@@ -132,7 +133,10 @@ def run_search(
     runner = _trial_runner(space, data, the_study, settings, seed, verbose, callbacks)
     if ladder is not None:
         _decode_rung_sizes(data, ladder, max_image_size)
-    search_engine.run(runner, the_study, Budget(trials, epochs, max_time, progress))
+    try:
+        search_engine.run(runner, the_study, Budget(trials, epochs, max_time, progress))
+    finally:
+        close_children()  # the child that trained the last trial, with its memory
     return _finish(the_study, runner)
 
 

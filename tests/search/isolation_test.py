@@ -190,3 +190,41 @@ def test_an_isolated_runner_without_a_study_writes_nothing(tiny_data, tmp_path, 
     assert record.state == "COMPLETE", record.error
     assert record.engine == "baseline" and record.config == {"mode": "ok", "units": 8}
     assert list(tmp_path.iterdir()) == []  # not even the child's log
+
+
+def test_a_child_serves_trials_until_its_quota_and_a_changed_environment_needs_a_new_one(
+    tiny_data, tmp_path, monkeypatch
+):
+    from search import isolation
+    from search.hyperparameters import fixed_hyperparameters
+    from search.study import Study
+    from search.trial import TrialRequest, TrialRunner
+    from spaces import BuildContext
+
+    monkeypatch.setattr(isolation, "TRIALS_PER_CHILD", 2)
+    isolation.close_children()  # none left by another test
+    study = Study("reused", engine="optuna", algorithm="tpe", space="flaky", root=tmp_path)
+    runner = TrialRunner(
+        FlakySpace(), tiny_data, study, isolate=True, ctx=BuildContext(num_classes=5)
+    )
+
+    def trial(number: int, mode: str = "ok"):
+        record = runner.run(
+            fixed_hyperparameters({"mode": mode, "units": 8}),
+            TrialRequest(trial_id=str(number), number=number, epochs=1),
+        )
+        assert record.state == ("COMPLETE" if mode == "ok" else "FAIL"), record.error
+        return isolation._idle.process if isolation._idle else None
+
+    first = trial(0)
+    assert first is not None and trial(1) is None  # served its 2 trials: ended
+    assert first.wait(timeout=60) == 0  # asked to end, not killed
+    second = trial(2)
+    assert second is not None and second.pid != first.pid
+    # Each trial logs to its own file.
+    assert all((study.dir / "logs" / f"trial-{n}.log").exists() for n in range(3))
+    # The idle child does not serve a changed environment; a child whose trial failed ends.
+    monkeypatch.setenv("ART_TEST_VARIABLE", "changed")
+    assert trial(3, mode="nan") is None
+    assert second.wait(timeout=60) == 0
+    assert isolation._idle is None
