@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the package, not bench/search.py beside this file
 
 
-def run_side(args, quota: int, results: Path) -> dict:
-    """One search in a process of its own, its children serving ``quota`` trials each."""
+def run_side(args, quota: int, results: Path, study: str) -> dict:
+    """One search (``study`` in ``results``, whose split all runs share) in a process of its
+    own, its children serving ``quota`` trials each."""
     command = [
         "--space", args.space, "--engine", "optuna", "--algorithm", "random", "--pruner", "none",
         "--trials", str(args.trials), "--epochs", str(args.epochs),
         "--max-image-size", str(args.max_image_size), "--seed", str(args.seed),
-        "--no-latency", "--no-progress", "--study", "reuse", "--results", str(results),
+        "--no-latency", "--no-progress", "--study", study, "--results", str(results),
         *(["--data", args.data] if args.data else []),
         *(["--synthetic"] if args.synthetic else []),
     ]  # fmt: skip
@@ -49,7 +50,7 @@ def run_side(args, quota: int, results: Path) -> dict:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, *command], cwd=ROOT, check=True)
     wall = time.perf_counter() - started
-    rows = [json.loads(line) for line in open(results / "searches" / "reuse" / "trials.jsonl")]
+    rows = [json.loads(line) for line in open(results / "searches" / study / "trials.jsonl")]
     return {
         "trials_per_child": quota,
         "wall_s": round(wall, 1),
@@ -74,10 +75,10 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="child-reuse-") as tmp:
         print("warming the caches (untimed) ...", flush=True)
-        run_side(args, TRIALS_PER_CHILD, Path(tmp) / "warm")
+        run_side(args, TRIALS_PER_CHILD, Path(tmp), "warm")
         runs = []
         for k, quota in enumerate((1, TRIALS_PER_CHILD, TRIALS_PER_CHILD, 1)):
-            runs.append(run_side(args, quota, Path(tmp) / f"run-{k}"))
+            runs.append(run_side(args, quota, Path(tmp), f"run-{k}"))
             print(json.dumps({key: v for key, v in runs[-1].items() if key != "scores"}))
     fresh = [r for r in runs if r["trials_per_child"] == 1]
     reused = [r for r in runs if r["trials_per_child"] != 1]
