@@ -261,8 +261,10 @@ def carry_weights(source, target) -> bool:
     """Copy ``source``'s weights into ``target`` where every weight has the same shape (the
     same configuration built at another input size, with global pooling); False where they
     differ (a flattening head: its dense layer grows with the image), and nothing is copied."""
-    old, new = source.get_weights(), target.get_weights()
-    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new)):
+    from search.training import same_weight_shapes
+
+    old = source.get_weights()
+    if not same_weight_shapes(old, target.weights):
         return False
     target.set_weights(old)
     return True

@@ -11,15 +11,17 @@ the search goes on.
 The engine, its sampler and the results table stay in the parent. The parent lets the space
 declare the trial's hyperparameters (``TrialRunner.declare``), then the child rebuilds the
 same configuration from those values, trains it with ``TrialRunner.train`` (checkpointing it if
-it is the best so far) and sends the row back. The parent sends its ``sys.path``, then
-``(runner, config, request)``: the runner (same space, data and study, not isolated), the
-trial's values and its ``TrialRequest`` less what stays in the parent (the engine's callbacks:
-``TrialRequest.for_child``). Messages on the pipe, child to parent:
+it is the best so far) and sends the row back. The parent sends its ``sys.path`` once, then
+for each trial ``(log_path, runner, config, request)``: the file for the trial's stderr, the
+runner (same space, data and study, not isolated), the trial's values and its
+``TrialRequest`` less what stays in the parent (the engine's callbacks:
+``TrialRequest.for_child``); None ends the child. Messages on the pipe, child to parent:
 
 - ``("epoch", epoch, logs)`` after every epoch. The parent runs the engine's callbacks (Optuna's
   pruning callback) on those logs and answers ``("continue",)``, ``("prune", message)`` or,
   when a callback raised, ``("fail", message)``.
-- ``("done", record, peak_rss_mb)``: the trial's row and the child's peak memory.
+- ``("done", record, peak_rss_mb, rss_anon_mb)``: the trial's row, the child's peak memory in
+  the trial and its own memory after it (what decides whether it serves another).
 
 **A child serves several trials** (at most ``TRIALS_PER_CHILD``, and only while it has grown
 by less than ``CHILD_GROWTH_MB`` since its first trial; a child whose trial failed is not
@@ -104,18 +106,16 @@ def train_in_child(runner, hp: Any, request: TrialRequest) -> tuple[TrialRecord,
         if reply is None:  # died, KeyboardInterrupt or an error here: no child outlives it
             child.stop(wait=False)
     if reply is None:
-        record, peak_mb = (
-            _dead_child_record(
-                runner,
-                config,
-                request,
-                child.process.returncode,
-                seen,
-                time.perf_counter() - started,
-                started_at,
-                log_path,
-            ),
-            None,
+        peak_mb = None
+        record = _dead_child_record(
+            runner,
+            config,
+            request,
+            child.process.returncode,
+            seen,
+            time.perf_counter() - started,
+            started_at,
+            log_path,
         )
     else:
         record, peak_mb, now_mb = reply
@@ -153,9 +153,6 @@ class _Child:
 
     def stop(self, *, wait: bool = True) -> None:
         """End the child: asked to (``wait``: within a minute), else killed."""
-        global _idle
-        if _idle is self:
-            _idle = None
         if wait and self.process.poll() is None:
             try:
                 self.conn.send(None)
@@ -202,8 +199,10 @@ def _keep_or_stop(child: _Child, record: TrialRecord, now_mb: float | None) -> N
 def close_children() -> None:
     """End the idle child, if any (a search that ended calls it, so no trained-on child
     waits with its memory after the search; and this process, when it exits)."""
-    if _idle is not None:
-        _idle.stop()
+    global _idle
+    child, _idle = _idle, None
+    if child is not None:
+        child.stop()
 
 
 atexit.register(close_children)

@@ -154,8 +154,13 @@ def _same_model(carried: BestWeights, target) -> bool:
     shapes weight for weight."""
     if getattr(carried.target, "input_shape", None) != getattr(target, "input_shape", None):
         return False
-    shapes = [tuple(w.shape) for w in target.weights]
-    return shapes == [tuple(w.shape) for w in carried.weights]
+    return same_weight_shapes(carried.weights, target.weights)
+
+
+def same_weight_shapes(old, new) -> bool:
+    """Whether two models' weights (arrays or variables, in model order) match one for one
+    in shape, so the one's can be set on the other."""
+    return len(old) == len(new) and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(old, new))
 
 
 class StopAtTime(keras.callbacks.Callback):
