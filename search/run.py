@@ -424,8 +424,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         help="multi-fidelity: every trial climbs rungs of input size, training data and "
         "epochs, and only the best third at each rung goes on (optuna). 'auto': "
         "the space's ladder over --epochs (cnn: 64 px on 25%% of the training "
-        "images, 96 px on 50%%, full size on all; transfer spaces: 160, 224 px, full "
-        "size; a transfer trial's head, then its tuned top, go on from rung to rung); "
+        "images, 96 px on 50%%, full size on all; mobilenet: 160, 224 px, full size; "
+        "spaces on cached features: the trial's own size at every rung; a transfer "
+        "trial's head, then its tuned top, go on from rung to rung); "
         "or size:fraction:epoch,... "
         "e.g. 64:0.25:8,96:0.5:16,-:1:24 (size '-': uncapped; the last epoch is "
         "the trial's budget)",
@@ -560,8 +561,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _joined_rungs(argv: Sequence[str]) -> list[str]:
+    """``--rungs -:0.5:5,...`` as ``--rungs=-:0.5:5,...``: argparse takes a value that starts
+    with ``-`` for an option and refuses it, and a ladder whose rung 0 is uncapped does."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--rungs" and arg.startswith("-:"):
+            out[-1] = f"--rungs={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_joined_rungs(sys.argv[1:] if argv is None else argv))
     from search._files import NotWritableError, disk_full
     from search.data import DataNotFoundError, SplitError
     from spaces import get_space, list_spaces

@@ -56,6 +56,27 @@ def test_default_ladder_splits_the_epochs():
         default_ladder((64, 96, None), 2)
 
 
+def test_auto_rungs_resize_a_transfer_head_only_where_the_backbone_runs_every_epoch():
+    from spaces import get_space
+
+    # With augmentation each epoch runs the backbone (cost grows with the size); on cached
+    # features a head costs about the same at any size, so every rung is at the trial's own.
+    assert get_space("mobilenet").fidelity_sizes == (160, 224, None)
+    assert get_space("mobilenet-cached").fidelity_sizes == (None, None, None)
+    assert get_space("mobilenet-head").fidelity_sizes == (None, None, None)
+    assert get_space("cnn").fidelity_sizes == (64, 96, None)
+
+
+def test_a_ladder_whose_rung_0_is_uncapped_is_read_after_a_space():
+    from search.run import _joined_rungs, build_parser
+
+    argv = ["--space", "mobilenet-head", "--rungs", "-:0.5:5,-:1:10", "--epochs", "10"]
+    args = build_parser().parse_args(_joined_rungs(argv))
+    assert args.rungs == "-:0.5:5,-:1:10"
+    assert parse_ladder(args.rungs).rungs[0].image_size is None
+    assert args.epochs == 10
+
+
 def test_nested_fraction_is_stratified_and_nested():
     labels = np.repeat(np.arange(5), [100, 40, 10, 3, 1])
     small, large = nested_fraction(labels, 0.25, seed=1), nested_fraction(labels, 0.5, seed=1)
