@@ -15,7 +15,8 @@ For each space, back to back on this machine and with the same budget (no trial 
 - package: ``search.run_search``, by default with the keras-tuner engine and the same
   RandomSearch algorithm (``--package-search keras-tuner:random``: like for like), or the
   package's own search (``--package-search optuna:evolution --package-rungs auto``: rungs
-  where the space can climb them), on cold caches (a fresh results folder: decoding and feature caching are paid
+  where the space can climb them), from scratch (neither side starts from a published recipe
+  or a starting point), on cold caches (a fresh results folder: decoding and feature caching are paid
   inside its budget), one child process per trial as ``python -m search.run`` runs them.
 
 Each side runs in its own process, so its peak memory (the largest process's, VmHWM) is its own.
@@ -239,6 +240,9 @@ def run_package(
         max_image_size=max_image_size,
         progress=False,
         weights=pretrained_weights(get_space(space_name)),
+        # From nothing written in, as the plain side's random search starts.
+        references=False,
+        starting_points=False,
     )
     events = []
     for row in read_trials(out["study_dir"] / "trials.jsonl"):
@@ -457,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs_per_trial": args.epochs,
             "max_image_size": args.max_image_size,
             "seed": args.seed,
-            "algorithm": "plain: keras-tuner's RandomSearch; package: "
+            "algorithm": "plain: keras-tuner's RandomSearch; package (from scratch: no "
+            "published recipe or starting point): "
             + args.package_search
             + (f" with --rungs {args.package_rungs}" if args.package_rungs else ""),
             "command": "python -m bench.search " + " ".join(sys.argv[1:]),
@@ -465,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "spaces": {},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("ART_CACHE", None)  # a cache set for other work would not start cold
     for space in spaces:
         target, target_from = frozen_target(space)
         sides = {}
