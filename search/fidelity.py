@@ -330,8 +330,9 @@ def climb(
 
     Each rung builds the model at its size (``ctx`` capped), continues the previous rung's
     weights where they fit (else trains from scratch, from epoch 0), and trains on its
-    fraction of the training split up to its epoch. ``trial_callbacks(model)`` gives the
-    trial's own callbacks for a rung's model; ``engine_callbacks`` (the engine's, which may
+    fraction of the training split up to its epoch. ``trial_callbacks(model, kept)`` gives
+    the trial's own callbacks for a rung's model (``kept``: for a continued trial's first
+    rung, the ``BestWeights`` of what the stopped trial kept, else None); ``engine_callbacks`` (the engine's, which may
     stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
     accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k,
     first_epoch=e)``, when given, predicts a rung's seconds (``epochs`` from epoch ``e``)
@@ -349,12 +350,14 @@ def climb(
     starts at the next rung (a late promotion). ``keep_stopped(model, entry)``, when given,
     is called when the engine stops the trial right after a rung below the top (``entry``:
     that rung's record in ``rungs_log``), to keep its weights for such a promotion."""
-    from search.training import RungAllowance, RungEnd
+    from search.training import BestWeights, RungAllowance, RungEnd
 
-    model, start, first = None, 0, 0
+    model, start, first, kept = None, 0, 0, None
     if resume is not None:
         model, stopped_at = _resumed(space, hp, ctx, ladder, resume)
         first, start = stopped_at + 1, int(resume.initial_epoch)
+        if resume.score is not None:  # the stopped trial's best epoch, which it kept
+            kept = BestWeights.kept(model, resume.score)
     for k, rung in enumerate(ladder.rungs[first:], start=first):
         began = time.perf_counter()
         rung_ctx = dataclasses.replace(
@@ -385,7 +388,7 @@ def climb(
                 batch_size=batch_size,
                 verbose=verbose,
                 callbacks=[
-                    *trial_callbacks(model),
+                    *trial_callbacks(model, kept if k == first else None),
                     marker,
                     *([timer] if timer else []),
                     engine_callbacks,

@@ -30,11 +30,14 @@ from search.results import TrialRecord, TrialTable, UnreadableLine
 class WarmStart:
     """Continue trial ``from_trial`` of the same configuration: load its kept weights
     (``weights``, a ``.weights.h5`` file) and train epochs ``initial_epoch`` .. ``epochs - 1``
-    (``TrialRunner.run``; only for spaces whose ``warm_starts`` is True)."""
+    (``TrialRunner.run``; only for spaces whose ``warm_starts`` is True). ``score``: the kept
+    weights' validation accuracy where it was recorded (a trial stopped over rungs keeps its
+    best epoch), which the continuation must beat to replace them."""
 
     from_trial: str
     weights: str
     initial_epoch: int
+    score: float | None = None
 
 
 class SearchError(ValueError):
@@ -83,14 +86,26 @@ class Study:
         Hyperband's promotions; git-ignored with the rest of checkpoints/)."""
         return self.dir / "checkpoints" / "rungs" / f"trial-{trial_id}.weights.h5"
 
+    def rung_score_path(self, trial_id: str) -> Path:
+        """The validation accuracy of the weights a trial kept (beside them)."""
+        return self.dir / "checkpoints" / "rungs" / f"trial-{trial_id}.score.json"
+
     def warm_start(self, from_trial: str, initial_epoch: int) -> WarmStart | None:
         """Continue trial ``from_trial``'s kept weights from ``initial_epoch``; None when it
         kept none (it failed, or its file is gone): the trial then trains from scratch."""
         weights = self.rung_weights_path(str(from_trial))
         if not weights.exists():
             return None
+        scored = self.rung_score_path(str(from_trial))
+        try:
+            score = float(json.loads(scored.read_text())["val_accuracy"])
+        except (OSError, ValueError, KeyError, TypeError):
+            score = None  # kept by an older version, or unreadable: the next rung starts afresh
         return WarmStart(
-            from_trial=str(from_trial), weights=str(weights), initial_epoch=int(initial_epoch)
+            from_trial=str(from_trial),
+            weights=str(weights),
+            initial_epoch=int(initial_epoch),
+            score=score,
         )
 
     @classmethod

@@ -138,6 +138,14 @@ class BestWeights(keras.callbacks.Callback):
         if carried is not None and carried.weights is not None and _same_model(carried, target):
             self.best, self.weights = carried.best, carried.weights
 
+    @classmethod
+    def kept(cls, model, score: float) -> BestWeights:
+        """The weights ``model`` holds now, scored ``score``: what a stopped trial kept, which
+        its continuation's next rung must beat where its weights fit (a late promotion)."""
+        kept = cls(model)
+        kept.best, kept.weights = float(score), model.get_weights()
+        return kept
+
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_accuracy")
         if value is not None and float(value) > self.best:

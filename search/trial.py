@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import os
 import sys
 import time
@@ -383,9 +384,11 @@ class TrialRunner:
 
         from search.training import BestWeights, EngineCallbacks
 
-        def trial_callbacks(target) -> list:
+        def trial_callbacks(target, kept=None) -> list:
             nonlocal best
-            best = BestWeights(target, carried=best)  # the rung below's best, at one size
+            # The rung below's best at one size; a continued trial's first rung, what the
+            # stopped trial kept (search.fidelity.climb).
+            best = BestWeights(target, carried=kept or best)
             return [
                 keras.callbacks.TerminateOnNaN(),
                 recorder,
@@ -398,7 +401,7 @@ class TrialRunner:
         self._predicted_s = None
         price = functools.partial(self._price, hp=hp, history=recorder.history)
         if request.ladder is not None:
-            model = self._climb(hp, request, trial_callbacks, rungs, price)
+            model = self._climb(hp, request, trial_callbacks, rungs, price, lambda: best)
             return model, best  # ``best``: set by trial_callbacks for the last rung's model
         resume = {}
         warm_start = request.warm_start
@@ -423,9 +426,12 @@ class TrialRunner:
         )
         return model, best
 
-    def _climb(self, hp: Any, request: TrialRequest, trial_callbacks, rungs: list, price):
+    def _climb(
+        self, hp: Any, request: TrialRequest, trial_callbacks, rungs: list, price, current_best
+    ):
         """Climb ``request.ladder``'s rungs (``search.fidelity.climb``), each rung logged in
-        ``rungs``; returns the last rung's model."""
+        ``rungs``; returns the last rung's model. ``current_best()``: the trial's BestWeights
+        now (what a stopped trial keeps)."""
         from search.fidelity import climb
         from search.training import EngineCallbacks
 
@@ -453,19 +459,25 @@ class TrialRunner:
             ),
             allowance=lambda rung: self._allowance(rung, share=share(rung)),
             resume=request.warm_start,
-            keep_stopped=self._keeper(request) if request.keep_stopped else None,
+            keep_stopped=self._keeper(request, current_best) if request.keep_stopped else None,
             engine_callbacks=EngineCallbacks(request.callbacks),
             batch_size=self.batch_size,
             verbose=self.verbose,
             seed=self.seed,
         )
 
-    def _keeper(self, request: TrialRequest):
+    def _keeper(self, request: TrialRequest, current_best):
         """What keeps a stopped trial's rung weights (``search.fidelity.climb``'s
-        ``keep_stopped``): saved where ``Study.warm_start`` finds them, and marked as kept in
-        the rung's record, which the engine reads to offer the trial a late promotion."""
+        ``keep_stopped``): its best epoch so far (``current_best()``, the score its rung
+        reported, not the rung's last epoch), saved with that score where
+        ``Study.warm_start`` finds them, and marked as kept in the rung's record, which the
+        engine reads to offer the trial a late promotion. Without the score, run L's best
+        rung-1 head (94.6%) was continued and scored by its top rung alone (94.3%)."""
 
         def keep(model, entry: dict) -> None:
+            best = current_best()
+            if best is not None and best.weights is not None:
+                best.restore()
             path = self.study.rung_weights_path(request.trial_id)
             # Keras wants the name to end in .weights.h5, which replaced_atomically's does not.
             tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
@@ -473,6 +485,11 @@ class TrialRunner:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 model.save_weights(tmp)
                 os.replace(tmp, path)
+                scored = self.study.rung_score_path(request.trial_id)
+                if best is not None and best.weights is not None:
+                    scored.write_text(json.dumps({"val_accuracy": best.best}))
+                else:
+                    scored.unlink(missing_ok=True)
             except OSError as exc:  # the trial stays stopped; it just cannot be continued
                 print(
                     f"warning: trial {request.trial_id}'s rung weights could not be kept at "

@@ -194,7 +194,7 @@ def _climb(ladder, judge, allowance=None, **values):
         synthetic_data(),
         BuildContext(5, max_image_size=32),
         ladder,
-        trial_callbacks=lambda model: [recorder],
+        trial_callbacks=lambda model, kept: [recorder],
         rungs_log=log,
         engine_callbacks=EngineCallbacks([judge]),
         allowance=allowance,
@@ -204,6 +204,54 @@ def _climb(ladder, judge, allowance=None, **values):
 
 
 @pytest.mark.slow
+def test_a_continued_trial_keeps_what_it_kept_unless_its_next_rung_beats_it(tmp_path):
+    import keras
+
+    from search.data import synthetic_data
+    from search.fidelity import climb
+    from search.study import WarmStart
+    from search.training import BestWeights, EngineCallbacks
+    from spaces import BuildContext, get_space
+
+    space, hp, ctx = get_space("cnn"), _hp(), BuildContext(5, max_image_size=32)
+    ladder = parse_ladder("-:0.5:1,-:1:2")  # one size: the kept weights fit the top rung
+    keras.utils.set_random_seed(0)
+    stopped = space.build(hp, ctx)
+    stopped.save_weights(tmp_path / "kept.weights.h5")
+
+    def continued(score):
+        bests = []
+
+        def trial_callbacks(model, kept):
+            bests.append(BestWeights(model, carried=kept))
+            return [bests[-1]]
+
+        model = climb(
+            space,
+            hp,
+            synthetic_data(),
+            ctx,
+            ladder,
+            trial_callbacks=trial_callbacks,
+            rungs_log=[],
+            engine_callbacks=EngineCallbacks([]),
+            resume=WarmStart("0", str(tmp_path / "kept.weights.h5"), 1, score=score),
+            batch_size=8,
+        )
+        bests[-1].restore()
+        return [w.copy() for w in model.get_weights()], bests[-1].best
+
+    def same(weights):
+        return all(np.array_equal(a, b) for a, b in zip(weights, stopped.get_weights()))
+
+    # No epoch of the top rung beats a kept score of 1.0: the kept weights are the trial's.
+    weights, best = continued(1.0)
+    assert best == 1.0 and same(weights)
+    # Kept at 0.0, the top rung's own epoch wins.
+    weights, best = continued(0.0)
+    assert best > 0.0 and not same(weights)
+
+
 def test_a_trial_climbs_its_rungs_continuing_its_weights():
     ladder = parse_ladder("16:0.5:1,24:0.5:2,-:1:4")
     judge = _Judge()

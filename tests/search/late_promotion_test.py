@@ -190,6 +190,9 @@ def test_a_search_continues_a_stopped_trial_from_its_kept_weights(tiny_data, tmp
     rows = {r.number: r for r in read_trials(out["study_dir"] / "trials.jsonl")}
     assert [rows[n].state for n in range(3)] == ["PRUNED"] * 3
     assert all(rows[n].rungs[-1]["weights_kept"] for n in range(3))
+    # Kept with the score of the epoch they come from, which the continuation must beat.
+    scored = out["study_dir"] / "checkpoints" / "rungs" / "trial-0.score.json"
+    assert read_json(scored) == {"val_accuracy": 0.8}
     late = rows[3]
     assert late.state == "COMPLETE", late.error
     assert late.continued_from == "0" and late.config == rows[0].config

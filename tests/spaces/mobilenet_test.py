@@ -404,7 +404,7 @@ def test_a_transfer_trial_climbs_rungs_head_first_then_its_tuned_top():
         top = model.get_layer("backbone").get_layer("Conv_1").kernel.numpy().copy()
         return top, model.get_layer("head").layers[0].kernel.numpy().copy()
 
-    def trial_callbacks(model):
+    def trial_callbacks(model, kept):
         seen.append((model, *kernels(model)))
         return []
 
