@@ -243,7 +243,7 @@ def test_the_top_rung_may_take_all_the_time_left_the_others_a_third(tiny_data, m
     runner = TrialRunner(space, tiny_data, None, ctx=ctx, stop_at=time.time() + 300)
     request = TrialRequest(trial_id="0", number=0, epochs=3, ladder=parse_ladder(LADDER))
     priced = functools.partial(runner._price, history=history)
-    runner._climb(fixed_hyperparameters({}), request, None, [], priced)
+    runner._climb(fixed_hyperparameters({}), request, None, [], priced, lambda: None)
     assert seen["allowance"](0)[0] == pytest.approx(300 * RUNG_SHARE, rel=0.05)
     assert seen["allowance"](1)[0] == pytest.approx(300, rel=0.05)  # the top rung: all of it
     # 190 epochs cost about 190 s (1 s an epoch): over a third of 300 s, within all of it.
