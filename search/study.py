@@ -98,7 +98,7 @@ class Study:
             return None
         scored = self.rung_score_path(str(from_trial))
         try:
-            score = float(json.loads(scored.read_text())["val_accuracy"])
+            score = float(results_mod.read_json(scored)["val_accuracy"])
         except (OSError, ValueError, KeyError, TypeError):
             score = None  # kept by an older version, or unreadable: the next rung starts afresh
         return WarmStart(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from search._process import release_free_heap, rss_mb, utc_now
 from search._request import TrialRequest, trial_seed
 from search.fidelity import RungNotAfforded
 from search.hyperparameters import fixed_hyperparameters, hp_config
-from search.results import TrialRecord
+from search.results import TrialRecord, write_json
 from spaces.registry import BuildContext, Space
 
 # Complete trials whose models a study keeps (the best by validation), for ensembles.
@@ -476,7 +475,9 @@ class TrialRunner:
 
         def keep(model, entry: dict) -> None:
             best = current_best()
-            if best is not None and best.weights is not None:
+            if best is not None and best.weights is None:
+                best = None  # no epoch of this rung ended: its last weights are all there is
+            if best is not None:
                 best.restore()
             path = self.study.rung_weights_path(request.trial_id)
             # Keras wants the name to end in .weights.h5, which replaced_atomically's does not.
@@ -486,8 +487,8 @@ class TrialRunner:
                 model.save_weights(tmp)
                 os.replace(tmp, path)
                 scored = self.study.rung_score_path(request.trial_id)
-                if best is not None and best.weights is not None:
-                    scored.write_text(json.dumps({"val_accuracy": best.best}))
+                if best is not None:
+                    write_json(scored, {"val_accuracy": best.best})
                 else:
                     scored.unlink(missing_ok=True)
             except OSError as exc:  # the trial stays stopped; it just cannot be continued

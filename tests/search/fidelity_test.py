@@ -252,6 +252,7 @@ def test_a_continued_trial_keeps_what_it_kept_unless_its_next_rung_beats_it(tmp_
     assert best > 0.0 and not same(weights)
 
 
+@pytest.mark.slow
 def test_a_trial_climbs_its_rungs_continuing_its_weights():
     ladder = parse_ladder("16:0.5:1,24:0.5:2,-:1:4")
     judge = _Judge()
