@@ -162,16 +162,9 @@ def _declare(hp: Any, ctx: BuildContext) -> dict[str, Any]:
     """Declare the space's hyperparameters (augmentation apart), in the order every search so
     far sampled them (a sampler's draws follow the order), and return their values."""
     v: dict[str, Any] = {}
-    # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU. Up to
-    # --max-image-size: sizes above it would all train at it, the same configuration drawn
-    # under several names (a mutation of one would change nothing). At least two sizes: a
-    # single-valued Optuna distribution made the search process grow by megabytes a trial
-    # (tests/search/isolation_memory_test.py).
-    top = max(
-        MIN_IMAGE_SIZE + IMAGE_SIZE_STEP, min(MAX_IMAGE_SIZE, ctx.max_image_size or MAX_IMAGE_SIZE)
-    )
-    top -= (top - MIN_IMAGE_SIZE) % IMAGE_SIZE_STEP
-    v["image_size"] = hp.Int("image_size", MIN_IMAGE_SIZE, top, step=IMAGE_SIZE_STEP, default=top)
+    # From 96 px: a 96 px epoch costs about a seventh of a 256 px one on a CPU; up to the cap.
+    low, top = ctx.declared_sizes(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, IMAGE_SIZE_STEP)
+    v["image_size"] = hp.Int("image_size", low, top, step=IMAGE_SIZE_STEP, default=top)
     v["blocks"] = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=3)
     v["block_type"] = hp.Choice("block_type", list(BLOCK_TYPES), default="plain")
     v["stem"] = hp.Choice("stem", list(STEMS), default="none")

@@ -130,7 +130,11 @@ class MobileNetSpace(Space):
             backbone_name = self.backbones[0]
         spec = BACKBONES[backbone_name]
         # The ImageNet weights run at any size; finer detail helps tell drawings from engravings.
-        image_size = ctx.image_size(hp.Int("image_size", *self.image_sizes, step=32, default=224))
+        # The published 224 px is the default wherever the cap leaves it.
+        low, top = ctx.declared_sizes(*self.image_sizes, step=32)
+        image_size = ctx.image_size(
+            hp.Int("image_size", low, top, step=32, default=min(PUBLISHED_HEAD["image_size"], top))
+        )
         head_units = hp.Int("head_units", 64, 512, step=64, default=128)
         head_dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
         learning_rate = hp.Float("learning_rate", 1e-4, 3e-2, sampling="log", default=1e-2)

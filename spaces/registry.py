@@ -50,6 +50,15 @@ class BuildContext:
     # rung's, so that the pieces add up to the trial trained in one go.
     trial_epochs: int | None = None
 
+    def declared_sizes(self, low: int, high: int, step: int) -> tuple[int, int]:
+        """The input sizes a space declares, ``low`` to ``high`` by ``step``, cut at
+        ``max_image_size``: a size above the cap would train at the cap, one configuration
+        under several names (a mutation of one would change nothing). At least two sizes: a
+        single-valued Optuna distribution made the search process grow by megabytes a trial
+        (tests/search/isolation_memory_test.py). Rung caps do not narrow it."""
+        top = max(low + step, min(high, self.max_image_size or high))
+        return low, top - (top - low) % step
+
     def image_size(self, requested: int) -> int:
         caps = [c for c in (self.max_image_size, self.rung_image_size) if c is not None]
         return int(min([requested, *caps]))

@@ -4,11 +4,13 @@ trains the same model as fine-tuning through the image path."""
 from __future__ import annotations
 
 import keras
+import keras_tuner
 import numpy as np
+import optuna
 import pytest
 
 from search.data import synthetic_data
-from search.hyperparameters import fixed_hyperparameters
+from search.hyperparameters import DefineByRunHyperParameters, fixed_hyperparameters
 from spaces import BuildContext, get_space
 from spaces.mobilenet import MobileNetSpace, _crossing_tensors, phase_spans
 
@@ -178,6 +180,31 @@ def test_a_fine_tuning_trial_is_judged_on_its_fine_tuning_epochs_alone(cached_ru
     assert cached_run["judged"] == [4, 5]
     assert cached_run["seen"] == list(range(4))  # the trial's own callbacks see every epoch
     assert len(cached_run["history"]["val_accuracy"]) == 4  # no early stop
+
+
+@pytest.mark.parametrize(
+    "space_name, cap, declared",
+    [
+        ("mobilenet", None, (128, 320, 224)),
+        ("mobilenet", 288, (128, 288, 224)),  # 320 would train at 288: one config, two names
+        ("mobilenet", 200, (128, 192, 192)),  # the published 224 px is above the cap
+        ("mobilenet", 32, (128, 160, 160)),  # still two sizes to draw from
+        ("mobilenet-cached", 288, (160, 288, 224)),
+        ("mobilenet-head", 256, (128, 256, 224)),
+    ],
+)
+def test_sizes_are_declared_up_to_the_cap(space_name, cap, declared):
+    trial = optuna.create_study().ask()
+    get_space(space_name).declare(
+        DefineByRunHyperParameters(trial), BuildContext(5, max_image_size=cap)
+    )
+    size = trial.distributions["image_size"]
+    assert (size.low, size.high, size.step) == (*declared[:2], 32)
+    assert trial.params["image_size"] <= declared[1]
+    defaults = keras_tuner.HyperParameters()  # keras-tuner's first trial: the defaults
+    get_space(space_name).declare(defaults, BuildContext(5, max_image_size=cap))
+    assert defaults.values["image_size"] == declared[2]
+    keras.backend.clear_session()
 
 
 def test_fine_tune_depths_are_block_boundaries_and_the_published_cut():
