@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import signal
+import threading
 
 
 def utc_now() -> str:
@@ -53,3 +55,23 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within it, SIGTERM (``kill PID``, a job scheduler's or a container's stop) is Ctrl-C:
+    the search keeps its finished trials, marks the running one to be retried and says how
+    to resume, where Python's default would end it without a word. Main thread only
+    (Python's rule for signal handlers); elsewhere it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

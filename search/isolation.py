@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search._process import die_with_parent, rss_mb, utc_now
+from search._process import die_with_parent, rss_mb, sigterm_as_interrupt, utc_now
 from search._request import TrialRequest
 from search.hyperparameters import fixed_hyperparameters
 from search.results import TrialRecord
@@ -284,15 +284,16 @@ def _child_main(fd: int) -> int:
     die_with_parent()
     conn = Connection(fd)
     try:
-        sys.path[:] = conn.recv()
-        import keras  # noqa: F401 - TensorFlow's start-up, paid once per child
+        with sigterm_as_interrupt():
+            sys.path[:] = conn.recv()
+            import keras  # noqa: F401 - TensorFlow's start-up, paid once per child
 
-        while (trial := conn.recv()) is not None:
-            conn.send(_serve(conn, *trial))
+            while (trial := conn.recv()) is not None:
+                conn.send(_serve(conn, *trial))
     except EOFError:
         return 1  # the parent is gone
     except KeyboardInterrupt:
-        return 130  # Ctrl-C reaches the whole process group; the parent handles it
+        return 130  # Ctrl-C (or a SIGTERM) reaches the whole process group; the parent handles it
     finally:
         conn.close()
     return 0

@@ -591,10 +591,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from search._process import sigterm_as_interrupt
     from search.study import SearchError
 
     try:
-        outcome = _search_from_args(args)
+        with sigterm_as_interrupt():
+            outcome = _search_from_args(args)
     except (SearchError, DataNotFoundError, SplitError) as exc:  # SplitError includes LeakError
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -160,74 +160,98 @@ def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
     assert study.trials[1].state.name == "COMPLETE" and study.trials[1].value == 0.01
 
 
-@pytest.mark.slow
-def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
-    def command(epochs: int, trials: int = 2) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--space",
-            "cnn",
-            "--engine",
-            "optuna",
-            "--algorithm",
-            "random",
-            "--synthetic",
-            "--trials",
-            str(trials),
-            "--epochs",
-            str(epochs),
-            "--max-image-size",
-            "16",
-            "--results",
-            str(tmp_path),
-            "--no-progress",
-            "--no-latency",
-            "--seed",
-            "3",
-        ]
+def _search_command(results: Path, epochs: int, trials: int = 2) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        "cnn",
+        "--engine",
+        "optuna",
+        "--algorithm",
+        "random",
+        "--synthetic",
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--max-image-size",
+        "16",
+        "--results",
+        str(results),
+        "--no-progress",
+        "--no-latency",
+        "--seed",
+        "3",
+    ]
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _search_in_its_second_trial(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
+    """A search whose first trial has finished (a run of its own) and whose second, hundreds
+    of epochs from its end, trains in a child process: the process, its study folder and the
+    trial's processes."""
     first = subprocess.run(
-        command(1, trials=1), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        _search_command(tmp_path, 1, trials=1),
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert first.returncode == 0, first.stderr[-2000:]
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
     proc = subprocess.Popen(
-        command(500), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _search_command(tmp_path, 500),
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     seen: dict[int, float] = {}
+    # Once a trial after the first has run for a second and its process has started: it is
+    # training (a configuration that fails in build is over much sooner).
+    while time.monotonic() < deadline and proc.poll() is None:
+        trials = []
+        if (study_dir / "optuna.db").exists():
+            try:
+                trials = load(study_dir, "cnn-optuna-random").trials
+            except Exception:  # noqa: BLE001 - the database may be mid-creation
+                pass
+        running = [t.number for t in trials if t.state.name == "RUNNING" and t.number >= 1]
+        if (
+            running
+            and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0
+            and children_of(proc.pid)
+        ):
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        pytest.fail("the search ended before it could be stopped: " + proc.stderr.read()[-2000:])
+    trial_processes = children_of(proc.pid)  # the trial trains in a child process
+    assert trial_processes, "no trial process found"
+    return proc, study_dir, trial_processes
+
+
+def _all_gone(pids: list[int]) -> bool:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(map(is_running, pids)):
+        time.sleep(0.2)
+    return not any(map(is_running, pids))
+
+
+@pytest.mark.slow
+def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
+    proc, study_dir, trial_processes = _search_in_its_second_trial(tmp_path)
     try:
-        # Kill once a trial after the first has run for a second and its process has started:
-        # it is training, hundreds of epochs from the end (a configuration that fails in
-        # build is over much sooner).
-        while time.monotonic() < deadline and proc.poll() is None:
-            trials = []
-            if (study_dir / "optuna.db").exists():
-                try:
-                    trials = load(study_dir, "cnn-optuna-random").trials
-                except Exception:  # noqa: BLE001 - the database may be mid-creation
-                    pass
-            running = [t.number for t in trials if t.state.name == "RUNNING" and t.number >= 1]
-            if (
-                running
-                and time.monotonic() - seen.setdefault(running[0], time.monotonic()) > 1.0
-                and children_of(proc.pid)
-            ):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the search ended before it could be killed"
-        trial_processes = children_of(proc.pid)  # the trial trains in a child process
-        assert trial_processes, "no trial process found"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        # The trial's process dies with the search: no orphan keeps training.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(map(is_running, trial_processes)):
-            time.sleep(0.2)
-        assert not any(map(is_running, trial_processes))
+        assert _all_gone(trial_processes)  # no orphan keeps training
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -238,7 +262,12 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     assert [r.number for r in before] == list(range(killed))
 
     done = subprocess.run(
-        command(1), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        _search_command(tmp_path, 1),
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_trials(study_dir / "trials.jsonl")
@@ -251,6 +280,27 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     )
     assert [t.user_attrs.get("retry_of") for t in study.trials].count(killed) == 1
     assert (study_dir / "best.json").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_trial_stops_as_ctrl_c_does(tmp_path):
+    """``kill PID`` (a job scheduler's or a container's stop): the search says its finished
+    trials are kept, exits 130, leaves no trial process behind and marks the trial it stopped
+    to be retried, where Python's default ended it without a word."""
+    proc, study_dir, trial_processes = _search_in_its_second_trial(tmp_path)
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted: finished trials are kept" in stderr
+    assert "Traceback" not in stderr
+    assert _all_gone(trial_processes)
+    (stopped,) = [t for t in load(study_dir, "cnn-optuna-random").trials if t.number >= 1]
+    assert stopped.state.name == "FAIL" and stopped.user_attrs["interrupted"]
+    assert [r.number for r in read_trials(study_dir / "trials.jsonl")] == [0]
 
 
 def children_of(pid: int) -> list[int]:
