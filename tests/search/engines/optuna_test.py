@@ -204,14 +204,15 @@ def _search_in_its_second_trial(tmp_path: Path) -> tuple[subprocess.Popen, Path,
     )
     assert first.returncode == 0, first.stderr[-2000:]
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
-    proc = subprocess.Popen(
-        _search_command(tmp_path, 500),
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # stderr to a file: a pipe nobody reads while the search runs could fill and stall it.
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        proc = subprocess.Popen(
+            _search_command(tmp_path, 500),
+            cwd=REPO,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     deadline = time.monotonic() + 120
     seen: dict[int, float] = {}
     # Once a trial after the first has run for a second and its process has started: it is
@@ -232,7 +233,8 @@ def _search_in_its_second_trial(tmp_path: Path) -> tuple[subprocess.Popen, Path,
             break
         time.sleep(0.2)
     if proc.poll() is not None:
-        pytest.fail("the search ended before it could be stopped: " + proc.stderr.read()[-2000:])
+        stderr = (tmp_path / "stderr.txt").read_text()[-2000:]
+        pytest.fail("the search ended before it could be stopped: " + stderr)
     trial_processes = children_of(proc.pid)  # the trial trains in a child process
     assert trial_processes, "no trial process found"
     return proc, study_dir, trial_processes
@@ -290,10 +292,11 @@ def test_sigterm_during_a_trial_stops_as_ctrl_c_does(tmp_path):
     proc, study_dir, trial_processes = _search_in_its_second_trial(tmp_path)
     try:
         os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    stderr = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted: finished trials are kept" in stderr
     assert "Traceback" not in stderr
