@@ -10,13 +10,9 @@ random draws and a Gaussian process more on its model than on trials.
 - **Seeds:** the references and starting points a study queues first are trials like any
   other, so the first tournaments pick from them (``n_startup_trials`` random draws before
   any tournament fill the population when nothing was queued).
-- **Fitness under multi-fidelity:** a tournament's entrants are compared at the budget all of
-  them reached: each one's best score up to the last step (epoch) the least trained of them
-  reported (:func:`tournament_winner`). A configuration continued by a late promotion keeps
-  one score curve over its trials. Getting further does not make a trial fitter: at a rung,
-  the first arrival goes on by rule, not by merit, and when that counted, a small network
-  promoted early won every tournament it entered (README, run M). Where an entrant reported
-  no steps, entrants rank as :func:`fitness` says (complete first, then by the rung reached).
+- **Fitness under multi-fidelity:** a pruned trial stopped at a low rung; one that went on
+  beat its peers there. So trials are ranked by how far they got (complete above any pruned
+  one, then the last reported step), then by their score there: :func:`fitness`.
 - **Reproducible and worker-safe:** every random choice of trial N comes from
   ``trial_seed(seed, N)`` (trial numbers are handed out once by the storage), so one worker's search
   replays exactly and concurrent workers draw their own.
@@ -59,40 +55,6 @@ def fitness(trial: FrozenTrial) -> tuple[float, float] | None:
         value = float(trial.intermediate_values[step])
         return None if math.isnan(value) else (float(step), value)
     return None
-
-
-def score_curves(trials: Sequence[FrozenTrial]) -> dict[tuple, dict[int, float]]:
-    """Each configuration's validation score by step over all its trials (a late promotion
-    continues a configuration in a new trial, from the step its rung stopped at)."""
-    curves: dict[tuple, dict[int, float]] = {}
-    for trial in trials:
-        curve = curves.setdefault(_key(trial), {})
-        for step, value in trial.intermediate_values.items():
-            if not math.isnan(value):
-                curve[step] = max(value, curve.get(step, -math.inf))
-    return curves
-
-
-def tournament_winner(
-    entrants: Sequence[FrozenTrial], curves: dict[tuple, dict[int, float]]
-) -> FrozenTrial:
-    """The entrant with the best score up to the last step every entrant reached; ties go to
-    the one that got further, then to the older (see the module's docstring)."""
-    reached = [curves.get(_key(t)) for t in entrants]
-    if not all(reached):
-        return max(entrants, key=lambda t: (fitness(t), -t.number))
-    budget = min(max(curve) for curve in reached)
-
-    def rank(pair):
-        trial, curve = pair
-        score = max(value for step, value in curve.items() if step <= budget)
-        return (score, max(curve), -trial.number)
-
-    return max(zip(entrants, reached), key=rank)[0]
-
-
-def _key(trial: FrozenTrial) -> tuple:
-    return tuple(sorted(trial.params.items()))
 
 
 def draw(distribution: BaseDistribution, rng: np.random.RandomState) -> Any:
@@ -217,12 +179,11 @@ class RegularizedEvolutionSampler(BaseSampler):
         if len(population) < self.n_startup_trials:
             return None
         seen = [t.params for t in trials if t.number != number]
-        curves = score_curves([t for t in trials if t.number < number])
         for _ in range(_DUPLICATE_RETRIES):
             picks = self._rng.choice(
                 len(population), size=min(self.tournament_size, len(population)), replace=False
             )
-            parent = tournament_winner([population[i] for i in picks], curves)
+            parent = max((population[i] for i in picks), key=lambda t: (fitness(t), -t.number))
             name = sorted(parent.params)[self._rng.randint(len(parent.params))]
             params = dict(parent.params)
             params[name] = mutate(params[name], parent.distributions[name], self._rng)

@@ -16,8 +16,6 @@ from search.engines.optuna._evolution import (
     fitness,
     fits,
     mutate,
-    score_curves,
-    tournament_winner,
 )
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -59,42 +57,6 @@ def test_fitness_ranks_complete_then_by_rung_reached_then_score():
     failed = create_trial(params={}, distributions={}, state=TrialState.FAIL)
     assert fitness(failed) is None
     assert fitness(_pruned(4, {1: float("nan")})) is None
-
-
-def _curve(last: int, at_last: float, start: int = 0) -> dict[int, float]:
-    """Scores rising to ``at_last`` at step ``last``."""
-    return {step: at_last - 0.01 * (last - step) for step in range(start, last + 1)}
-
-
-def test_a_tournament_is_decided_at_the_budget_every_entrant_reached():
-    # The small network went on first (a rung's first arrival goes on by rule) and was then
-    # completed by a late promotion; the other stopped at rung 0 with the better score there.
-    promoted_early = _pruned(0, _curve(7, 0.60), width=16)
-    completed = _complete(2, 0.76, width=16)
-    completed.intermediate_values = _curve(39, 0.76, start=8)
-    better_at_rung_0 = _pruned(1, _curve(7, 0.70), width=64)
-    trials = [promoted_early, better_at_rung_0, completed]
-    curves = score_curves(trials)
-    assert curves[tuple(sorted(completed.params.items()))] == {
-        **_curve(7, 0.60),
-        **_curve(39, 0.76, start=8),
-    }
-    assert tournament_winner([completed, better_at_rung_0], curves) is better_at_rung_0
-    assert fitness(completed) > fitness(better_at_rung_0)  # what used to decide it
-    # Level at the common budget: the one that got further, then the older.
-    level = _pruned(3, _curve(7, 0.70), width=128)
-    assert tournament_winner([level, better_at_rung_0], curves | score_curves([level])) is (
-        better_at_rung_0
-    )
-    further = _pruned(4, _curve(15, 0.75), width=32)
-    further.intermediate_values[7] = 0.70
-    curves |= score_curves([further, level])
-    assert tournament_winner([level, further, better_at_rung_0], curves) is further
-    # The sampler's parent is that winner.
-    sampler = RegularizedEvolutionSampler(
-        population_size=3, tournament_size=3, n_startup_trials=1, seed=0
-    )
-    assert sampler.choose(trials, 3)["parent"] == 1
 
 
 def test_draws_and_mutations_stay_in_their_distributions():
