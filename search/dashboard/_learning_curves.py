@@ -60,7 +60,8 @@ def plot_learning_curves(curves: list[LearningCurve], colors: Colors):
         subplot_titles=[c.title for c in curves],
         shared_yaxes=True,
         horizontal_spacing=0.04,
-        vertical_spacing=0.16,
+        # plotly refuses a spacing over 1 / (rows - 1): many studies make many rows.
+        vertical_spacing=min(0.16, 0.6 / rows),
     )
     for i, c in enumerate(curves):
         row, col = i // cols + 1, i % cols + 1

@@ -309,6 +309,17 @@ def test_learning_curves_use_the_best_trial_and_mark_the_fine_tuning_phase():
     assert curves[0].phase_change_epoch is None and curves[1].phase_change_epoch == 3
 
 
+@pytest.mark.parametrize("count", [1, 4, 5, 24])
+def test_learning_curves_plot_any_number_of_studies(count):
+    # 22 committed studies (8 rows of 3) once made plotly refuse the figure's row spacing.
+    curves = [
+        _learning_curves.LearningCurve(f"s{i} trial 0", [0.5, 0.6], [0.4, 0.5], None)
+        for i in range(count)
+    ]
+    fig = _learning_curves.plot_learning_curves(curves, lambda name: "#123456")
+    assert len(fig.data) == 2 * count
+
+
 # ------------------------------------------------------------------------------ parameter figures
 
 
