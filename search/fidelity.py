@@ -332,8 +332,8 @@ def climb(
     weights where they fit (else trains from scratch, from epoch 0), and trains on its
     fraction of the training split up to its epoch. ``trial_callbacks(model, kept)`` gives
     the trial's own callbacks for a rung's model (``kept``: for a continued trial's first
-    rung, the ``BestWeights`` of what the stopped trial kept, else None); ``engine_callbacks`` (the engine's, which may
-    stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
+    rung, the ``BestWeights`` of what the stopped trial kept, else None);
+    ``engine_callbacks`` (the engine's, which may stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
     accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k,
     first_epoch=e)``, when given, predicts a rung's seconds (``epochs`` from epoch ``e``)
     before it starts and raises :class:`RungNotAfforded`

@@ -293,7 +293,7 @@ def _child_main(fd: int) -> int:
     except EOFError:
         return 1  # the parent is gone
     except KeyboardInterrupt:
-        return 130  # Ctrl-C (or a SIGTERM) reaches the whole process group; the parent handles it
+        return 130  # Ctrl-C, or a SIGTERM to the process group: the parent handles it
     finally:
         conn.close()
     return 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import keras
 import pytest
 
@@ -117,3 +121,21 @@ def check_best(study_dir, records):
     assert len(best["test"]["confusion_matrix"]) == 5
     assert (study_dir / "best_model.keras").exists()
     return best
+
+
+# A search process without TensorFlow's start-up lines.
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def synthetic_search_command(
+    results: Path, *, epochs: int, trials: int, seed: int, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """``python -m search.run``: a random search over ``cnn`` on the generated data at 16 px,
+    without latency measurement, its results in ``results``."""
+    return [
+        *(sys.executable, "-m", "search.run", "--space", "cnn"),
+        *("--engine", "optuna", "--algorithm", "random", "--synthetic"),
+        *("--trials", str(trials), "--epochs", str(epochs), "--max-image-size", "16"),
+        *("--results", str(results), "--no-progress", "--no-latency", "--seed", str(seed)),
+        *extra,
+    ]

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ from search.engines.optuna import (
 )
 from search.results import read_trials
 from search.study import SearchError, Study
+
+from .conftest import QUIET_ENV, synthetic_search_command
 
 REPO = Path(__file__).resolve().parents[3]
 DIST = optuna.distributions
@@ -245,40 +246,20 @@ def postgres_url():
 
 def _worker(results: Path, url: str, trials: int) -> subprocess.Popen:
     # Each worker has its own results folder: what N machines sharing one database look like.
-    command = [
-        sys.executable,
-        "-m",
-        "search.run",
-        "--space",
-        "cnn",
-        "--engine",
-        "optuna",
-        "--algorithm",
-        "random",
-        "--synthetic",
-        "--trials",
-        str(trials),
-        "--epochs",
-        "3",
-        "--max-image-size",
-        "16",
-        "--study",
-        "shared",
-        "--storage",
-        url,
-        "--heartbeat",
-        "2",
-        "--results",
-        str(results),
-        "--no-progress",
-        "--no-latency",
-        "--in-process",
-        "--seed",
-        "0",
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = synthetic_search_command(
+        results,
+        epochs=3,
+        trials=trials,
+        seed=0,
+        extra=("--study", "shared", "--storage", url, "--heartbeat", "2", "--in-process"),
+    )
     return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=REPO,
+        env=QUIET_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

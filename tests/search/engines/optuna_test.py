@@ -20,7 +20,14 @@ from search.run import run_search
 from search.study import SearchError
 from spaces import BuildContext, Space, get_space
 
-from .conftest import InterruptSecondTraining, PruneableSpace, check_best, check_table
+from .conftest import (
+    QUIET_ENV,
+    InterruptSecondTraining,
+    PruneableSpace,
+    check_best,
+    check_table,
+    synthetic_search_command,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -161,33 +168,19 @@ def test_row_written_but_tell_lost_is_completed_not_rerun(tiny_data, tmp_path):
 
 
 def _search_command(results: Path, epochs: int, trials: int = 2) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "search.run",
-        "--space",
-        "cnn",
-        "--engine",
-        "optuna",
-        "--algorithm",
-        "random",
-        "--synthetic",
-        "--trials",
-        str(trials),
-        "--epochs",
-        str(epochs),
-        "--max-image-size",
-        "16",
-        "--results",
-        str(results),
-        "--no-progress",
-        "--no-latency",
-        "--seed",
-        "3",
-    ]
+    return synthetic_search_command(results, epochs=epochs, trials=trials, seed=3)
 
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _search_to_its_end(results: Path, epochs: int, trials: int) -> None:
+    done = subprocess.run(
+        _search_command(results, epochs, trials),
+        cwd=REPO,
+        env=QUIET_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def _search_in_a_trial(
@@ -197,22 +190,14 @@ def _search_in_a_trial(
     ``after_one``, its second trial: the first finished in a run of its own): the process,
     its study folder and the trial's processes."""
     if after_one:
-        first = subprocess.run(
-            _search_command(tmp_path, 1, trials=1),
-            cwd=REPO,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert first.returncode == 0, first.stderr[-2000:]
+        _search_to_its_end(tmp_path, 1, trials=1)
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
     # stderr to a file: a pipe nobody reads while the search runs could fill and stall it.
     with open(tmp_path / "stderr.txt", "w") as stderr:
         proc = subprocess.Popen(
             _search_command(tmp_path, 500),
             cwd=REPO,
-            env=ENV,
+            env=QUIET_ENV,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -268,15 +253,7 @@ def test_kill_dash_9_during_a_trial_then_same_command_resumes(tmp_path):
     before = read_trials(study_dir / "trials.jsonl")
     assert [r.number for r in before] == list(range(killed))
 
-    done = subprocess.run(
-        _search_command(tmp_path, 1),
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _search_to_its_end(tmp_path, 1, trials=2)
     rows = read_trials(study_dir / "trials.jsonl")
     assert [r.to_dict() for r in rows[:killed]] == [r.to_dict() for r in before]
     # The study's 2 trials: the one finished before the kill, and the killed one's retry.
