@@ -4,7 +4,9 @@
         [--minutes-per-side 4] [--epochs 2] [--max-image-size 128] [--seed 0]
 
 For each space, back to back on this machine and with the same budget (no trial starts after
-``--minutes-per-side``; the one running then finishes, on both sides alike):
+``--minutes-per-side``, and the one running then stops, keeping its best epoch so far, on both
+sides alike: the package's ``--max-time``, and the same ``search.training.StopAtTime`` in the
+plain loop; before 2026-12-01 the plain loop's last trial ran to its end):
 
 - plain: ``keras_tuner.RandomSearch`` over the same space (its models are built by the same
   ``space.build``), written as the Keras Tuner and Keras transfer-learning guides teach:
@@ -48,6 +50,12 @@ REPO = Path(__file__).resolve().parents[1]
 SPACES = ("mobilenet-head", "mobilenet", "cnn")
 # Configurations evaluated per hour, package / plain (the goals).
 GOALS = {"mobilenet-head": 10.0, "mobilenet": 10.0, "cnn": 3.0}
+# What happens at the end of a side's budget, kept beside each space's result; a result
+# without it came from the code before 2026-12-01.
+AT_THE_BUDGET = "no trial starts; the running one stops, keeping its best epoch so far, both sides"
+AT_THE_BUDGET_BEFORE = (
+    "no trial starts; the running one stops on the package side, runs to its end on the plain side"
+)
 
 
 def peak_rss_mb() -> float:
@@ -98,6 +106,7 @@ def run_plain(
     import keras
     import keras_tuner as kt
 
+    from search.training import StopAtTime
     from spaces import BuildContext, get_space
     from spaces.mobilenet import BACKBONE_LAYER
 
@@ -128,15 +137,20 @@ def run_plain(
             if time.monotonic() - start > budget_s:
                 raise kt.errors.FatalError("budget spent")  # ends the search
             t0 = time.monotonic()
+            # The budget's end, as the package's --max-time stops its running trial: after the
+            # batch that passes it (Keras validates the partial epoch; the best epoch counts).
+            budget_end = StopAtTime(time.time() + budget_s - (t0 - start))
             size = int(model.input_shape[1])
             train, val = dataset("train", size), dataset("val", size)
             values = hp.values
             head_epochs, fine_epochs = epochs, 0
             if "fine_tune_layers" in values:
                 head_epochs, fine_epochs = space.phase_epochs(values, epochs)
-            history = model.fit(train, validation_data=val, epochs=head_epochs, verbose=0)
+            history = model.fit(
+                train, validation_data=val, epochs=head_epochs, verbose=0, callbacks=[budget_end]
+            )
             curve = list(history.history.get("val_accuracy", []))
-            if fine_epochs > 0:
+            if fine_epochs > 0 and budget_end.stopped_in_epoch is None:
                 # The transfer-learning guide's second phase: unfreeze the top, lower the rate.
                 base = model.get_layer(BACKBONE_LAYER)
                 base.trainable = True
@@ -155,6 +169,7 @@ def run_plain(
                     initial_epoch=head_epochs,
                     epochs=head_epochs + fine_epochs,
                     verbose=0,
+                    callbacks=[budget_end],
                 )
                 curve += list(more.history.get("val_accuracy", []))
             events.append(
@@ -165,6 +180,7 @@ def run_plain(
                     "state": "COMPLETE",
                     "config": json.dumps(dict(hp.values), sort_keys=True, default=str),
                     "val_accuracy": max(curve) if curve else None,
+                    "stopped_by_budget": budget_end.stopped_in_epoch is not None,
                 }
             )
             return {"val_accuracy": max(curve) if curve else 0.0}
@@ -547,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             "goal_trials_per_hour_ratio": GOALS[space],
             "goal_met": ratios["configurations_per_hour"] is not None
             and ratios["configurations_per_hour"] >= GOALS[space],
+            "at_the_budget": AT_THE_BUDGET,
         }
         print(
             f"{space}: configurations/hour {plain['configurations_per_hour']} plain, "
@@ -568,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["spaces"][name] = {
                     **entry,
                     "run": entry.get("run", earlier["settings"]["command"]),
+                    "at_the_budget": entry.get("at_the_budget", AT_THE_BUDGET_BEFORE),
                 }
         if "ignore_errors_losses" not in report and "ignore_errors_losses" in earlier:
             report["ignore_errors_losses"] = earlier["ignore_errors_losses"]
