@@ -333,17 +333,17 @@ def climb(
     fraction of the training split up to its epoch. ``trial_callbacks(model, kept)`` gives
     the trial's own callbacks for a rung's model (``kept``: for a continued trial's first
     rung, the ``BestWeights`` of what the stopped trial kept, else None);
-    ``engine_callbacks`` (the engine's, which may stop the trial) come last and see ``rung`` and ``rung_score`` (the rung's best validation
-    accuracy) in the logs of each rung's last epoch. ``price(model, epochs, fraction, rung=k,
-    first_epoch=e)``, when given, predicts a rung's seconds (``epochs`` from epoch ``e``)
-    before it starts and raises :class:`RungNotAfforded`
-    when the search cannot pay them. ``allowance(k)``, when given, is ``(seconds, reason)`` or
-    None: a rung that cannot finish within ``seconds`` and a quarter more is stopped (at an
-    epoch's end when its pace says so, else when the clock passes that; see
-    ``search.training.RungAllowance``), and the trial with it (:class:`RungNotAfforded`),
-    whatever was predicted. ``rungs_log`` receives one dict per rung climbed, also
-    when the engine stops the trial. A rung the search's clock stops (``stop_training``) is
-    the last one.
+    ``engine_callbacks`` (the engine's, which may stop the trial) come last and see ``rung``
+    and ``rung_score`` (the rung's best validation accuracy) in the logs of each rung's last
+    epoch. ``price(model, epochs, fraction, rung=k, first_epoch=e)``, when given, predicts a
+    rung's seconds (``epochs`` from epoch ``e``) before it starts and raises
+    :class:`RungNotAfforded` when the search cannot pay them. ``allowance(k)``, when given,
+    is ``(seconds, reason)`` or None: a rung that cannot finish within ``seconds`` and a
+    quarter more is stopped (at an epoch's end when its pace says so, else when the clock
+    passes that; see ``search.training.RungAllowance``), and the trial with it
+    (:class:`RungNotAfforded`), whatever was predicted. ``rungs_log`` receives one dict per
+    rung climbed, also when the engine stops the trial. A rung the search's clock stops
+    (``stop_training``) is the last one.
 
     ``resume`` (a ``search.study.WarmStart`` whose ``initial_epoch`` ends a rung) continues
     a trial the engine stopped after that rung, from the weights it kept there: the climb
