@@ -51,7 +51,7 @@ def test_a_bad_limit_is_one_error_line(option, value, message, capsys):
         (
             ["--algorithm", "cmaes", "--objective", "accuracy,size"],
             "--objective accuracy,size: --algorithm cmaes optimizes one objective; use nsga2, "
-            "tpe, random",
+            "tpe, tpe-multivariate, random",
         ),
         (
             ["--algorithm", "nsga2", "--objective", "accuracy,params", "--pruner", "median"],

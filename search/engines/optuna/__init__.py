@@ -1,5 +1,5 @@
-"""Optuna engine: a sampler (tpe, random, cmaes, evolution, nsga2) and a pruner decide; the
-TrialRunner trains.
+"""Optuna engine: a sampler (tpe, tpe-multivariate, random, cmaes, evolution, nsga2) and a
+pruner decide; the TrialRunner trains.
 
 Modules: ``_protocol`` (the marks workers leave on trials, and the slot, retry and counting
 rules over them), ``_storage`` (the URL, opening the study, the heartbeat, recovery),
@@ -45,7 +45,7 @@ from the storage) and ``_engine`` (``OptunaEngine``).
   which under ``--max-time`` also balances the rungs' time, and a trial it stopped is
   continued later from its kept weights when it comes to rank in its rung's best third.
 - Several objectives (``--objective accuracy,latency``): a study of directions (maximize,
-  minimize), sampled by nsga2, tpe or random, never pruned (Optuna prunes single-objective
+  minimize), sampled by nsga2, tpe (either) or random, never pruned (Optuna prunes single-objective
   studies only). Limits (``--max-latency-ms`` ...) are each trial's constraints
   (``Trial.set_constraint``; ``constraints_func`` is deprecated since Optuna 5.0), which TPE and
   NSGA-II learn from; a trial over one is refused untrained by the runner, a PRUNED trial.
