@@ -24,7 +24,8 @@ def test_list_spaces(capsys):
         ),
         (
             ["--space", "cnn", "--engine", "optuna", "--algorithm", "hyperband"],
-            "unknown algorithm 'hyperband' for engine 'optuna'; choices: tpe, random, cmaes",
+            "unknown algorithm 'hyperband' for engine 'optuna'; "
+            "choices: tpe, tpe-multivariate, random, cmaes",
         ),
         (
             ["--space", "cnn", "--engine", "keras-tuner", "--algorithm", "tpe"],

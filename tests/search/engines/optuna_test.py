@@ -365,7 +365,8 @@ def test_cmaes_runs_on_a_numeric_space_and_refuses_a_categorical_only_one(tiny_d
 def test_bad_engine_arguments_name_the_value_and_choices():
     with pytest.raises(
         SearchError,
-        match=r"unknown algorithm 'bayesian' for engine 'optuna'; choices: tpe, random, cmaes",
+        match=r"unknown algorithm 'bayesian' for engine 'optuna'; "
+        r"choices: tpe, tpe-multivariate, random, cmaes",
     ):
         get_engine("optuna", "bayesian")
     with pytest.raises(
