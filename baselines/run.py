@@ -48,6 +48,7 @@ def run_baseline(
     batch_size: int | None = None,
     weights: str | None = "imagenet",
     verbose: int | str = "auto",
+    measure_latency: bool = True,
 ) -> dict[str, Any]:
     """Train one published model (its space's reference configuration, published settings
     unless overridden) through the trial runner; score it once on val and test.
@@ -88,8 +89,12 @@ def run_baseline(
     out_dir = baseline_dir(results_root(results), name, recipe["changed"])
     metrics = _score_and_save(name, space, ctx, recipe, source, record, model, out_dir)
     metrics["seed"] = seed
-    # Where it ships (search.latency): latency_ms, size_mb and the measurement, for the fronts.
-    metrics.update(runner.measured(fixed_hyperparameters(recipe["config"]), model, strict=False))
+    # Where it ships (search.latency): latency_ms, size_mb and the measurement, for the fronts
+    # (``measure_latency`` False: later, with ``--measure``).
+    if measure_latency:
+        metrics.update(
+            runner.measured(fixed_hyperparameters(recipe["config"]), model, strict=False)
+        )
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -317,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     parser.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="train and score only; add the latency and size later with --measure",
+    )
+    parser.add_argument(
         "--measure",
         action="store_true",
         help="train nothing: add the reproduced baseline's latency and size where it ships "
@@ -362,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             args.batch_size,
             weights,
             verbose=0 if args.quiet else "auto",
+            measure_latency=not args.no_latency,
         )
     except (DataNotFoundError, SplitError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

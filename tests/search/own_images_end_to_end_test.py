@@ -37,6 +37,7 @@ def test_a_train_val_dataset_runs_end_to_end(tmp_path, capsys, monkeypatch):
         "--in-process",
         "--no-progress",
         "--skip-references",
+        "--no-latency",  # a TFLite conversion per search; tests/search/latency_test.py measures
     ]
 
     assert run_main(["--space", "mobilenet-cached", "--weights", "none", *tiny]) == 0
