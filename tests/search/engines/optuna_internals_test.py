@@ -86,3 +86,28 @@ def test_a_user_attr_is_set_on_a_trial_this_process_does_not_run():
     (frozen,) = study.get_trials(deepcopy=False)
     set_user_attr_of(study, frozen, "interrupted", True)
     assert study.get_trials(deepcopy=False)[0].user_attrs == {"interrupted": True}
+
+
+def test_multivariate_tpe_models_a_conditional_spaces_groups_jointly():
+    # cnn's filters_i exist only with more than i blocks: group=True splits the space into the
+    # parameters that co-occur, so the joint model covers the conditional widths too; plain
+    # TPE's relative space is at most what every trial has (the widths beyond the first are
+    # drawn alone).
+    def objective(trial):
+        blocks = trial.suggest_int("conv_blocks", 1, 3)
+        widths = [trial.suggest_int(f"filters_{i}", 16, 512, log=True) for i in range(blocks)]
+        return blocks * 0.1 + sum(widths) / 1e4
+
+    def relative_space(algorithm: str) -> set[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = make_sampler(algorithm, 0)
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            study.optimize(objective, n_trials=14)
+        trial = study.ask()
+        return set(sampler.infer_relative_search_space(study, trial))
+
+    assert "filters_1" not in relative_space("tpe")
+    assert {"conv_blocks", "filters_0", "filters_1", "filters_2"} <= relative_space(
+        "tpe-multivariate"
+    )
