@@ -171,9 +171,9 @@ def _search_command(results: Path, epochs: int, trials: int = 2) -> list[str]:
     return synthetic_search_command(results, epochs=epochs, trials=trials, seed=3)
 
 
-def _search_to_its_end(results: Path, epochs: int, trials: int) -> None:
+def _search_to_its_end(results: Path, epochs: int, trials: int, *extra: str) -> None:
     done = subprocess.run(
-        _search_command(results, epochs, trials),
+        [*_search_command(results, epochs, trials), *extra],
         cwd=REPO,
         env=QUIET_ENV,
         capture_output=True,
@@ -189,8 +189,8 @@ def _search_in_a_trial(
     """A search whose trial, hundreds of epochs from its end, trains in a child process (with
     ``after_one``, its second trial: the first finished in a run of its own): the process,
     its study folder and the trial's processes."""
-    if after_one:
-        _search_to_its_end(tmp_path, 1, trials=1)
+    if after_one:  # in the search process: a child's start-up is tested by the run below
+        _search_to_its_end(tmp_path, 1, 1, "--in-process")
     study_dir = tmp_path / "searches" / "cnn-optuna-random"
     # stderr to a file: a pipe nobody reads while the search runs could fill and stall it.
     with open(tmp_path / "stderr.txt", "w") as stderr:
