@@ -436,8 +436,8 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         metavar="accuracy[,latency|params|size]",
         help="accuracy (default: validation accuracy) or accuracy with a cost to minimize "
         "beside it: a multi-objective study (--engine optuna; --algorithm nsga2, tpe, "
-        "tpe-multivariate or random), its Pareto front in best.json and the dashboard; the best model is still "
-        "the most accurate on validation",
+        "tpe-multivariate or random), its Pareto front in best.json and the dashboard; the "
+        "best model is still the most accurate on validation",
     )
     add_limit_options(p)
     p.add_argument(

@@ -13,12 +13,12 @@ from search.engines.base import warn
 from search.study import SearchError
 
 
-def _tpe(seed: int):
+def _tpe(seed: int, **model):
     import optuna
 
     # constant_liar: a running trial (another worker's) counts as a bad result while TPE
     # models the history, so concurrent workers do not all sample the same promising spot.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, **model)
 
 
 def _tpe_multivariate(seed: int):
@@ -34,9 +34,7 @@ def _tpe_multivariate(seed: int):
     # experimental.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, constant_liar=True, multivariate=True, group=True
-        )
+        return _tpe(seed, multivariate=True, group=True)
 
 
 def _random(seed: int):
