@@ -324,7 +324,7 @@ def test_rung_pruning_is_successive_halving_per_rung():
     assert all(list(t.intermediate_values) == [1] for t in study.trials)
 
 
-def test_above_rung_0_the_first_arrivals_go_on_when_best_so_far():
+def test_above_rung_0_too_the_first_two_arrivals_stop_whatever_they_scored():
     from search.engines.optuna._rungs import RungPruning
     from search.engines.optuna._samplers import make_pruner
 
@@ -332,9 +332,9 @@ def test_above_rung_0_the_first_arrivals_go_on_when_best_so_far():
     study = optuna.create_study(direction="maximize", pruner=make_pruner(None, 3, rungs=True))
     outcomes = []
     # (rung 0, rung 1) scores: the first two stop at rung 0; the others pass it (each the best
-    # third there) and meet at rung 1 with no bootstrap: one of the first two to arrive goes
-    # on when it is the best so far there and above every rung-0 score, and from the third
-    # on the best third goes on.
+    # third there) and meet at rung 1, where again the first two stop, even the second, the
+    # best so far there and above every rung-0 score (a higher rung scores higher anyway):
+    # late promotion continues them once they rank. From the third on the best third goes on.
     for first, second in ((0.1, 0), (0.2, 0), (0.5, 0.45), (0.6, 0.65), (0.7, 0.7), (0.8, 0.55)):
         trial = study.ask()
         callback = RungPruning(trial, ladder)
@@ -349,8 +349,8 @@ def test_above_rung_0_the_first_arrivals_go_on_when_best_so_far():
     assert outcomes == [
         "stopped at rung 0",
         "stopped at rung 0",
-        "stopped at rung 1",  # the first at rung 1, but 0.45 is below rung 0's 0.5
-        "top",  # 0.65: the best so far at rung 1, above all of rung 0 (0.6 at most)
+        "stopped at rung 1",  # the first at rung 1
+        "stopped at rung 1",  # 0.65: the best so far at rung 1, but only the second there
         "top",  # 0.7: the best third of three
         "stopped at rung 1",  # 0.55: not in the best of four
     ]

@@ -58,14 +58,12 @@ def test_the_halving_rules_over_a_rungs_scores():
     assert in_best_share(0.8, [0.8, 0.2, 0.3], 3)
     assert not in_best_share(0.3, [0.8, 0.2, 0.3], 3)
     assert in_best_share(0.5, [0.9, 0.5, 0.1, 0.2, 0.3, 0.4], 3)  # the best two of six
-    # Rung 0: the first two arrivals stop whatever they scored; then the best third goes on.
-    assert halving_stops(0.9, [0.9], None, 3) and halving_stops(0.9, [0.1, 0.9], None, 3)
-    assert not halving_stops(0.9, [0.1, 0.2, 0.9], None, 3)
-    assert halving_stops(float("nan"), [0.1, 0.2, 0.9], None, 3)
-    # Above it, an early arrival goes on when it is the best so far and above the rung below.
-    assert not halving_stops(0.7, [0.7], [0.5, 0.6], 3)
-    assert halving_stops(0.55, [0.55], [0.5, 0.6], 3)
-    assert not halving_stops(0.55, [0.55, 0.4, 0.3], [0.5, 0.6], 3)  # three arrived: ranks only
+    # At every rung the first two arrivals stop whatever they scored; then the best third
+    # goes on.
+    assert halving_stops(0.9, [0.9], 3) and halving_stops(0.9, [0.1, 0.9], 3)
+    assert not halving_stops(0.9, [0.1, 0.2, 0.9], 3)
+    assert halving_stops(0.2, [0.1, 0.2, 0.9], 3)
+    assert halving_stops(float("nan"), [0.1, 0.2, 0.9], 3)
 
 
 def test_a_stopped_trial_is_continued_once_it_ranks_in_the_best_third_of_its_rung():

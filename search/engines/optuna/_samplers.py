@@ -218,9 +218,8 @@ def _halving(epochs: int, *, rungs: int | None = None):
             def reported(at: int) -> list[float]:
                 return scores_at([*others, trial], at)
 
-            below = reported(REDUCTION_FACTOR ** (rung - 1)) if rung > 0 else None
             score = float(trial.intermediate_values[step])
-            if halving_stops(score, reported(step), below, REDUCTION_FACTOR):
+            if halving_stops(score, reported(step), REDUCTION_FACTOR):
                 return True
             if rungs is None or rung + 1 >= rungs:
                 return False
