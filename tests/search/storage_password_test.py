@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import pytest
 from search.study import Study
 from tests.search.engines.distributed_test import _free_port, _postgres_bin
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Pw-n0t-on-disk-7361"
 
 
@@ -27,21 +25,24 @@ def files_holding(root: Path, text: str) -> list[Path]:
     ]
 
 
-def search(results: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "search.run", "--space", "cnn", "--algorithm", "random",
-        "--synthetic", "--epochs", "1", "--max-image-size", "16", "--study", "pw",
-        "--results", str(results), "--no-progress", "--in-process", "--no-latency",
-        *args,
-    ]  # fmt: skip
-    return subprocess.run(
-        command,
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
+def search(results: Path, *args: str, env: dict, monkeypatch, capfd) -> tuple[int, str, str]:
+    """``python -m search.run`` in this process (its imports are paid once per worker), with
+    ``env`` set: (exit status, stdout, stderr), the file descriptors' whole output, so what a
+    library writes past ``sys.stderr`` is read too."""
+    from search.run import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capfd.readouterr()
+    code = main(
+        [
+            *("--space", "cnn", "--algorithm", "random", "--synthetic", "--epochs", "1"),
+            *("--max-image-size", "16", "--study", "pw", "--results", str(results)),
+            *("--no-progress", "--in-process", "--no-latency", *args),
+        ]
     )
+    out, err = capfd.readouterr()
+    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -96,62 +97,63 @@ def password_server():
 
 
 @pytest.mark.slow
-def test_a_run_and_its_resumes_on_postgresql_write_no_password(password_server, tmp_path):
+def test_a_run_and_its_resumes_on_postgresql_write_no_password(
+    password_server, tmp_path, monkeypatch, capfd
+):
     host, port = password_server
     url = f"postgresql://search:{PASSWORD}@{host}:{port}/art"
     results = tmp_path / "results"
     home = tmp_path / "home"  # no ~/.pgpass of the machine's user
     home.mkdir()
     clean = {"HOME": str(home), "PGPASSWORD": ""}
-    first = search(results, "--trials", "1", "--storage", url, env=clean)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert PASSWORD not in first.stdout + first.stderr
+    with_password = {"HOME": str(home), "PGPASSWORD": PASSWORD}
+
+    def run(*args: str, env: dict) -> tuple[int, str, str]:
+        return search(results, *args, env=env, monkeypatch=monkeypatch, capfd=capfd)
+
+    code, out, err = run("--trials", "1", "--storage", url, env=clean)
+    assert code == 0, err[-2000:]
+    assert PASSWORD not in out + err
     assert files_holding(results, PASSWORD) == []
     study = Study.existing("pw", root=results)
     assert study.recorded_storage() == f"postgresql://search@{host}:{port}/art"
 
     # A resume without --storage has no password: it says where to put it, in one line.
-    refused = search(results, "--trials", "2", env=clean)
-    assert refused.returncode == 2
-    error = refused.stderr.strip().splitlines()[-1]
+    code, _, err = run("--trials", "2", env=clean)
+    assert code == 2
+    error = err.strip().splitlines()[-1]
     assert error.startswith("error:") and "PGPASSWORD" in error and "~/.pgpass" in error
 
     # With PGPASSWORD, then ~/.pgpass, it resumes; still nothing on disk.
-    resumed = search(results, "--trials", "2", env={"HOME": str(home), "PGPASSWORD": PASSWORD})
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    code, _, err = run("--trials", "2", env=with_password)
+    assert code == 0, err[-2000:]
     pgpass = home / ".pgpass"
     pgpass.write_text(f"{host}:{port}:art:search:{PASSWORD}\n")
     pgpass.chmod(0o600)
-    again = search(results, "--trials", "3", env=clean)
-    assert again.returncode == 0, again.stderr[-2000:]
+    code, _, err = run("--trials", "3", env=clean)
+    assert code == 0, err[-2000:]
     assert len(study.records()) == 3
     assert files_holding(results, PASSWORD) == []
 
     # The study.json kept in the storage (another machine's sync) has no password either.
     from search.engines.optuna import sync_from_storage
 
-    os.environ["PGPASSWORD"] = PASSWORD
-    try:
-        sync_from_storage(f"postgresql://search@{host}:{port}/art", "pw", tmp_path / "elsewhere")
-    finally:
-        del os.environ["PGPASSWORD"]
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    sync_from_storage(f"postgresql://search@{host}:{port}/art", "pw", tmp_path / "elsewhere")
     assert files_holding(tmp_path / "elsewhere", PASSWORD) == []
     assert (tmp_path / "elsewhere" / "searches" / "pw" / "study.json").exists()
 
 
-def test_a_failed_connection_writes_no_password(tmp_path):
+def test_a_failed_connection_writes_no_password(tmp_path, monkeypatch, capfd):
     pytest.importorskip("psycopg2")
     port = _free_port()  # nothing listens there
     results = tmp_path / "results"
-    failed = search(
-        results,
-        "--trials",
-        "1",
-        "--storage",
-        f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/art",
+    url = f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/art"
+    code, out, err = search(
+        results, "--trials", "1", "--storage", url, env={}, monkeypatch=monkeypatch, capfd=capfd
     )
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1].startswith("error: could not open")
-    assert PASSWORD not in failed.stdout + failed.stderr
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: could not open")
+    assert PASSWORD not in out + err
     assert (results / "searches" / "pw" / "study.json").exists()  # written before connecting
     assert files_holding(results, PASSWORD) == []

@@ -172,15 +172,13 @@ def _search_command(results: Path, epochs: int, trials: int = 2) -> list[str]:
 
 
 def _search_to_its_end(results: Path, epochs: int, trials: int, *extra: str) -> None:
-    done = subprocess.run(
-        [*_search_command(results, epochs, trials), *extra],
-        cwd=REPO,
-        env=QUIET_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    """The search command, run to its end in this process (the command line's own entry
+    point; its imports are paid once per test worker, not once per run)."""
+    from search.run import main
+
+    python, dash_m, module, *args = _search_command(results, epochs, trials)
+    assert (dash_m, module) == ("-m", "search.run")
+    assert main([*args, *extra]) == 0
 
 
 def _search_in_a_trial(
