@@ -267,7 +267,7 @@ def _worker(results: Path, url: str, trials: int) -> subprocess.Popen:
 def test_two_workers_share_one_postgres_study_and_a_killed_workers_trial_is_retried(
     postgres_url, tmp_path
 ):
-    trials = 4  # a's finished one and its killed one, b's, and the retry
+    trials = 6  # at 4, worker b once ran three trials while a was in its first: no kill
     a, b = (
         _worker(tmp_path / "a", postgres_url, trials),
         _worker(tmp_path / "b", postgres_url, trials),
