@@ -27,6 +27,7 @@ from search.engines.optuna._rungs import (
     halving_stops,
     has_time_share,
     in_best_share,
+    is_last_call,
     late_promotion,
     rung_seconds,
 )
@@ -227,6 +228,26 @@ def test_under_a_time_limit_a_rung_that_had_more_time_than_the_one_below_waits()
     assert late_promotion(trials, LADDER, ME, balanced=True) is None
     trials += [_timed(n, [0.05], [20]) for n in range(6, 11)]  # rung 0 catches up: 220 s
     assert late_promotion(trials, LADDER, ME, balanced=True)[0].number == 0
+
+
+def test_at_the_last_call_the_top_rung_takes_a_held_trial_whatever_time_it_had():
+    # Rung 0: 6 x 20 s; rung 1: trials 1-3, 30 s each; the top: trial 1, 300 s. Trial 2 ranks
+    # in rung 1's best third but the top has had more time (300 s) than rung 1 (90 s).
+    trials = [_timed(0, [0.5], [20]), _timed(1, [0.9, 0.6, 0.7], [20, 30, 300], kept=False)]
+    trials += [_timed(2, [0.8, 0.65], [20, 30]), _timed(3, [0.7, 0.5], [20, 30])]
+    trials += [_timed(n, [0.1 * n], [20]) for n in range(4, 6)]
+    assert rung_seconds(trials, 3) == [120.0, 90.0, 300.0]
+    assert late_promotion(trials, LADDER, ME, balanced=True) is None
+    # Twice the dearest top rung (600 s) or more left: still held; under it, the last call.
+    assert not is_last_call(trials, LADDER, 600.0) and not is_last_call(trials, LADDER, None)
+    assert is_last_call(trials, LADDER, 599.0)
+    pick, rung = late_promotion(trials, LADDER, ME, balanced=True, last_call=True)
+    assert (pick.number, rung) == (2, 1)
+    # Only the top rung is let through: into rung 1 (more time than rung 0) nothing goes.
+    below = [_timed(0, [0.8], [20]), _timed(1, [0.9, 0.6], [20, 200])]
+    below += [_timed(n, [0.1 * n], [20]) for n in range(2, 6)]
+    assert is_last_call(below, LADDER, 10.0) is False  # no top rung run yet: no price known
+    assert late_promotion(below, LADDER, ME, balanced=True, last_call=True) is None
 
 
 YARDSTICK = {"kept": False, REFERENCE: True}  # a published recipe, here stopped by the clock

@@ -33,7 +33,7 @@ from search.engines.optuna._protocol import (
     count_finished,
     surplus_reason,
 )
-from search.engines.optuna._rungs import RungPruning, late_promotion
+from search.engines.optuna._rungs import RungPruning, is_last_call, late_promotion
 from search.engines.optuna._samplers import (
     ALGORITHMS,
     MULTI_OBJECTIVE_ALGORITHMS,
@@ -198,17 +198,22 @@ class OptunaEngine(Engine):
                 time.sleep(pause)
                 continue
             if objective.late_promotion:
-                self._promote_late(ostudy, current, objective.worker)
+                left = None if deadline is None else deadline - time.monotonic()
+                self._promote_late(ostudy, current, objective.worker, left)
             self._run_one(ostudy, objective)
 
-    def _promote_late(self, ostudy, trials, worker: str) -> None:
+    def _promote_late(self, ostudy, trials, worker: str, seconds_left: float | None) -> None:
         """Queue the continuation of a stopped trial that now ranks in the best third of
-        its rung (``late_promotion``), before any new configuration is drawn."""
+        its rung (``late_promotion``; at the last call for the top rung, ``is_last_call``,
+        whatever time the rungs have had), before any new configuration is drawn."""
         from optuna.trial import TrialState
 
         if any(t.state == TrialState.WAITING for t in trials):
             return  # a queued trial (a promotion, a retry, a first configuration) goes first
-        pick = late_promotion(trials, self.ladder, worker, balanced=self.balanced)
+        last_call = self.balanced and is_last_call(trials, self.ladder, seconds_left)
+        pick = late_promotion(
+            trials, self.ladder, worker, balanced=self.balanced, last_call=last_call
+        )
         if pick is not None:
             stopped, rung = pick
             ostudy.enqueue_trial(

@@ -66,6 +66,17 @@ def halving_stops(score: float, here: Sequence[float], reduction_factor: int) ->
     return len(here) < reduction_factor
 
 
+def _own_rung_seconds(trials: Iterable[FrozenTrial]) -> Iterable[tuple[int, float]]:
+    """``(rung, seconds)`` for each rung the search's own trials ran (yardsticks left out):
+    each rung record's ``wall_seconds``, else its ``seconds`` (rows written before)."""
+    for trial in trials:
+        if any(trial.user_attrs.get(mark) for mark in MARKS):
+            continue
+        for entry in (trial.user_attrs.get(ROW) or {}).get("rungs") or []:
+            seconds = entry.get("wall_seconds", entry.get("seconds"))
+            yield int(entry.get("rung", -1)), float(seconds or 0.0)
+
+
 def rung_seconds(trials: Iterable[FrozenTrial], rungs: int) -> list[float]:
     """Seconds the search's own finished trials spent in each of ``rungs`` rungs: each rung
     record's ``wall_seconds`` (building the rung's model, reading or caching its inputs, and
@@ -78,14 +89,29 @@ def rung_seconds(trials: Iterable[FrozenTrial], rungs: int) -> list[float]:
     first looks and 44 second looks (416 s together), and held every trial of the search
     itself below the top rung for the rest of a 50-minute run."""
     spent = [0.0] * rungs
-    for trial in trials:
-        if any(trial.user_attrs.get(mark) for mark in MARKS):
-            continue
-        for entry in (trial.user_attrs.get(ROW) or {}).get("rungs") or []:
-            if 0 <= int(entry.get("rung", -1)) < rungs:
-                seconds = entry.get("wall_seconds", entry.get("seconds"))
-                spent[int(entry["rung"])] += float(seconds or 0.0)
+    for rung, seconds in _own_rung_seconds(trials):
+        if 0 <= rung < rungs:
+            spent[rung] += seconds
     return spent
+
+
+# Under this many times the dearest top rung left on the clock, the top rung's equal-time
+# share no longer holds a trial back (:func:`is_last_call`).
+LAST_CALL = 2.0
+
+
+def is_last_call(trials: Iterable[FrozenTrial], ladder: Ladder, seconds_left: float | None) -> bool:
+    """Whether the time left (``seconds_left``; None: no time limit) is under ``LAST_CALL``
+    times the dearest top rung the search's own trials have run: the last chance to start
+    another one. Equal time per rung exists so that the top rung does not eat the run early;
+    at its end, time the top cannot use is lost. Run Q held its four best rung-1 networks
+    back until rung 1 had caught up with the top's 1,147 s, 3,655 s into 5,000, when a top
+    rung priced at 1,394-1,538 s no longer fit: one network reached the top in 84 minutes."""
+    if seconds_left is None:
+        return False
+    top = len(ladder.rungs) - 1
+    paid = [seconds for rung, seconds in _own_rung_seconds(trials) if rung == top]
+    return bool(paid) and seconds_left < LAST_CALL * max(paid)
 
 
 def has_time_share(spent: Sequence[float], rung: int) -> bool:
@@ -99,7 +125,12 @@ def has_time_share(spent: Sequence[float], rung: int) -> bool:
 
 
 def late_promotion(
-    trials: Sequence[FrozenTrial], ladder: Ladder, worker: str, *, balanced: bool = False
+    trials: Sequence[FrozenTrial],
+    ladder: Ladder,
+    worker: str,
+    *,
+    balanced: bool = False,
+    last_call: bool = False,
 ) -> tuple[FrozenTrial, int] | None:
     """``(trial, rung)``: the stopped trial of ``worker`` (who holds its kept weights) to
     continue from the rung after ``rung``, or None. Of the trials stopped after a rung below
@@ -107,14 +138,17 @@ def late_promotion(
     is now in the best ``1 / reduction_factor`` of that rung (which holds at least
     ``reduction_factor`` scores): the best, at the highest rung first. ``balanced`` (under a
     time limit): only into a rung that has not had more than its share of the time
-    (:func:`has_time_share`)."""
+    (:func:`has_time_share`), except into the top rung at the ``last_call``
+    (:func:`is_last_call`)."""
     from optuna.trial import TrialState
 
     factor = ladder.reduction_factor
     taken = {t.user_attrs.get(CONTINUES) for t in trials}
     spent = rung_seconds(trials, len(ladder.rungs)) if balanced else None
-    for rung in reversed(range(len(ladder.rungs) - 1)):
-        if spent is not None and not has_time_share(spent, rung + 1):
+    top = len(ladder.rungs) - 1
+    for rung in reversed(range(top)):
+        held = spent is not None and not has_time_share(spent, rung + 1)
+        if held and not (last_call and rung + 1 == top):
             continue
         step = ladder.step(rung)
         here = scores_at(trials, step)
