@@ -230,12 +230,16 @@ def test_under_a_time_limit_a_rung_that_had_more_time_than_the_one_below_waits()
     assert late_promotion(trials, LADDER, ME, balanced=True)[0].number == 0
 
 
-def test_at_the_last_call_the_top_rung_takes_a_held_trial_whatever_time_it_had():
-    # Rung 0: 6 x 20 s; rung 1: trials 1-3, 30 s each; the top: trial 1, 300 s. Trial 2 ranks
-    # in rung 1's best third but the top has had more time (300 s) than rung 1 (90 s).
+def _top_rung_had_more_time():
+    """Rung 0: 6 x 20 s; rung 1: trials 1-3, 30 s each; the top: trial 1, 300 s. Trial 2
+    ranks in rung 1's best third but the top has had more time (300 s) than rung 1 (90 s)."""
     trials = [_timed(0, [0.5], [20]), _timed(1, [0.9, 0.6, 0.7], [20, 30, 300], kept=False)]
     trials += [_timed(2, [0.8, 0.65], [20, 30]), _timed(3, [0.7, 0.5], [20, 30])]
-    trials += [_timed(n, [0.1 * n], [20]) for n in range(4, 6)]
+    return trials + [_timed(n, [0.1 * n], [20]) for n in range(4, 6)]
+
+
+def test_at_the_last_call_the_top_rung_takes_a_held_trial_whatever_time_it_had():
+    trials = _top_rung_had_more_time()
     assert rung_seconds(trials, 3) == [120.0, 90.0, 300.0]
     assert late_promotion(trials, LADDER, ME, balanced=True) is None
     # Twice the dearest top rung (600 s) or more left: still held; under it, the last call.
@@ -248,6 +252,20 @@ def test_at_the_last_call_the_top_rung_takes_a_held_trial_whatever_time_it_had()
     below += [_timed(n, [0.1 * n], [20]) for n in range(2, 6)]
     assert is_last_call(below, LADDER, 10.0) is False  # no top rung run yet: no price known
     assert late_promotion(below, LADDER, ME, balanced=True, last_call=True) is None
+
+
+def test_the_engine_queues_the_last_call_continuation_when_the_clock_says_so():
+    from search.engines.optuna._engine import OptunaEngine
+
+    engine = OptunaEngine("random", ladder=LADDER)
+    engine.balanced = True  # as under --max-time
+    ostudy = optuna.create_study(direction="maximize")
+    engine._promote_late(ostudy, _top_rung_had_more_time(), ME, 600.0)
+    assert ostudy.get_trials() == []  # twice the top rung's 300 s left: the balance holds
+    engine._promote_late(ostudy, _top_rung_had_more_time(), ME, 599.0)
+    (queued,) = ostudy.get_trials()
+    assert queued.state == TrialState.WAITING
+    assert (queued.user_attrs[CONTINUES], queued.user_attrs[FROM_RUNG]) == (2, 1)
 
 
 YARDSTICK = {"kept": False, REFERENCE: True}  # a published recipe, here stopped by the clock
