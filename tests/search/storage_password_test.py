@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from search.study import Study
+from tests.search.engines.conftest import synthetic_search_args
 from tests.search.engines.distributed_test import _free_port, _postgres_bin
 
 PASSWORD = "Pw-n0t-on-disk-7361"
@@ -25,22 +26,20 @@ def files_holding(root: Path, text: str) -> list[Path]:
     ]
 
 
-def search(results: Path, *args: str, env: dict, monkeypatch, capfd) -> tuple[int, str, str]:
-    """``python -m search.run`` in this process (its imports are paid once per worker), with
-    ``env`` set: (exit status, stdout, stderr), the file descriptors' whole output, so what a
-    library writes past ``sys.stderr`` is read too."""
+def search(
+    results: Path, trials: int, *args: str, env: dict, monkeypatch, capfd
+) -> tuple[int, str, str]:
+    """``python -m search.run`` (``trials`` trials of study ``pw``) in this process (its
+    imports are paid once per worker), with ``env`` set: (exit status, stdout, stderr), the
+    file descriptors' whole output, so what a library writes past ``sys.stderr`` is read
+    too."""
     from search.run import main
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capfd.readouterr()
-    code = main(
-        [
-            *("--space", "cnn", "--algorithm", "random", "--synthetic", "--epochs", "1"),
-            *("--max-image-size", "16", "--study", "pw", "--results", str(results)),
-            *("--no-progress", "--in-process", "--no-latency", *args),
-        ]
-    )
+    extra = ("--study", "pw", "--in-process", *args)
+    code = main(synthetic_search_args(results, epochs=1, trials=trials, seed=0, extra=extra))
     out, err = capfd.readouterr()
     return code, out, err
 
@@ -108,10 +107,10 @@ def test_a_run_and_its_resumes_on_postgresql_write_no_password(
     clean = {"HOME": str(home), "PGPASSWORD": ""}
     with_password = {"HOME": str(home), "PGPASSWORD": PASSWORD}
 
-    def run(*args: str, env: dict) -> tuple[int, str, str]:
-        return search(results, *args, env=env, monkeypatch=monkeypatch, capfd=capfd)
+    def run(trials: int, *args: str, env: dict) -> tuple[int, str, str]:
+        return search(results, trials, *args, env=env, monkeypatch=monkeypatch, capfd=capfd)
 
-    code, out, err = run("--trials", "1", "--storage", url, env=clean)
+    code, out, err = run(1, "--storage", url, env=clean)
     assert code == 0, err[-2000:]
     assert PASSWORD not in out + err
     assert files_holding(results, PASSWORD) == []
@@ -119,18 +118,18 @@ def test_a_run_and_its_resumes_on_postgresql_write_no_password(
     assert study.recorded_storage() == f"postgresql://search@{host}:{port}/art"
 
     # A resume without --storage has no password: it says where to put it, in one line.
-    code, _, err = run("--trials", "2", env=clean)
+    code, _, err = run(2, env=clean)
     assert code == 2
     error = err.strip().splitlines()[-1]
     assert error.startswith("error:") and "PGPASSWORD" in error and "~/.pgpass" in error
 
     # With PGPASSWORD, then ~/.pgpass, it resumes; still nothing on disk.
-    code, _, err = run("--trials", "2", env=with_password)
+    code, _, err = run(2, env=with_password)
     assert code == 0, err[-2000:]
     pgpass = home / ".pgpass"
     pgpass.write_text(f"{host}:{port}:art:search:{PASSWORD}\n")
     pgpass.chmod(0o600)
-    code, _, err = run("--trials", "3", env=clean)
+    code, _, err = run(3, env=clean)
     assert code == 0, err[-2000:]
     assert len(study.records()) == 3
     assert files_holding(results, PASSWORD) == []
@@ -150,7 +149,7 @@ def test_a_failed_connection_writes_no_password(tmp_path, monkeypatch, capfd):
     results = tmp_path / "results"
     url = f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/art"
     code, out, err = search(
-        results, "--trials", "1", "--storage", url, env={}, monkeypatch=monkeypatch, capfd=capfd
+        results, 1, "--storage", url, env={}, monkeypatch=monkeypatch, capfd=capfd
     )
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("error: could not open")

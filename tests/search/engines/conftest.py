@@ -127,15 +127,24 @@ def check_best(study_dir, records):
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def synthetic_search_command(
+def synthetic_search_args(
     results: Path, *, epochs: int, trials: int, seed: int, extra: tuple[str, ...] = ()
 ) -> list[str]:
-    """``python -m search.run``: a random search over ``cnn`` on the generated data at 16 px,
-    without latency measurement, its results in ``results``."""
+    """``search.run``'s arguments for a random search over ``cnn`` on the generated data at
+    16 px, without latency measurement, its results in ``results`` (``search.run.main``
+    takes them in a test's own process)."""
     return [
-        *(sys.executable, "-m", "search.run", "--space", "cnn"),
-        *("--engine", "optuna", "--algorithm", "random", "--synthetic"),
+        *("--space", "cnn", "--engine", "optuna", "--algorithm", "random", "--synthetic"),
         *("--trials", str(trials), "--epochs", str(epochs), "--max-image-size", "16"),
         *("--results", str(results), "--no-progress", "--no-latency", "--seed", str(seed)),
         *extra,
     ]
+
+
+def synthetic_search_command(
+    results: Path, *, epochs: int, trials: int, seed: int, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """``python -m search.run`` with :func:`synthetic_search_args`: the same search in a
+    process of its own."""
+    args = synthetic_search_args(results, epochs=epochs, trials=trials, seed=seed, extra=extra)
+    return [sys.executable, "-m", "search.run", *args]

@@ -26,6 +26,7 @@ from .conftest import (
     PruneableSpace,
     check_best,
     check_table,
+    synthetic_search_args,
     synthetic_search_command,
 )
 
@@ -172,13 +173,12 @@ def _search_command(results: Path, epochs: int, trials: int = 2) -> list[str]:
 
 
 def _search_to_its_end(results: Path, epochs: int, trials: int, *extra: str) -> None:
-    """The search command, run to its end in this process (the command line's own entry
-    point; its imports are paid once per test worker, not once per run)."""
+    """:func:`_search_command`'s search, run to its end in this process (the command line's
+    own entry point; its imports are paid once per test worker, not once per run)."""
     from search.run import main
 
-    python, dash_m, module, *args = _search_command(results, epochs, trials)
-    assert (dash_m, module) == ("-m", "search.run")
-    assert main([*args, *extra]) == 0
+    args = synthetic_search_args(results, epochs=epochs, trials=trials, seed=3, extra=extra)
+    assert main(args) == 0
 
 
 def _search_in_a_trial(
